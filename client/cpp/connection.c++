@@ -1,0 +1,171 @@
+#include "client/cpp/connection.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <kj/debug.h>
+#include <kj/io.h>
+
+#include "schema/socket_path.h"
+
+namespace refstore::detail {
+namespace {
+
+struct CodeWord {
+  const char* word;
+  ErrorCode code;
+};
+const CodeWord CODE_WORDS[] = {
+    {"INVALID_ARGUMENT", ErrorCode::INVALID_ARGUMENT},
+    {"TOO_LARGE", ErrorCode::TOO_LARGE},
+    {"OUT_OF_MEMORY", ErrorCode::OUT_OF_MEMORY},
+    {"NOT_FOUND", ErrorCode::NOT_FOUND},
+    {"EXPIRED", ErrorCode::EXPIRED},
+    {"MALFORMED", ErrorCode::MALFORMED},
+    {"WRONG_STORE", ErrorCode::WRONG_STORE},
+    {"OUT_OF_RANGE", ErrorCode::OUT_OF_RANGE},
+    {"FAILED_PRECONDITION", ErrorCode::FAILED_PRECONDITION},
+    {"UNAUTHENTICATED", ErrorCode::UNAUTHENTICATED},
+    {"INTERNAL", ErrorCode::INTERNAL},
+};
+
+std::string programName() {
+  char name[64] = {0};
+  FILE* comm = fopen("/proc/self/comm", "r");
+  if (comm == nullptr) return "";
+  if (fgets(name, sizeof(name), comm) == nullptr) name[0] = 0;
+  fclose(comm);
+  std::string result(name);
+  if (!result.empty() && result.back() == '\n') result.pop_back();
+  return result;
+}
+
+kj::Own<kj::AsyncCapabilityStream> connectUnix(kj::AsyncIoContext& io, const std::string& path) {
+  struct sockaddr_un address;
+  memset(&address, 0, sizeof(address));
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) {
+    throw Error(ErrorCode::INVALID_ARGUMENT, "socket path too long (limit 107 bytes): " + path);
+  }
+  memcpy(address.sun_path, path.data(), path.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw Error(ErrorCode::IO, std::string("socket: ") + strerror(errno));
+  kj::AutoCloseFd owned(fd);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0) {
+    throw Error(ErrorCode::DISCONNECTED,
+                "cannot connect to refstored at " + path + ": " + strerror(errno) +
+                    " (is refstored running? see README)");
+  }
+  return io.lowLevelProvider->wrapUnixSocketFd(kj::mv(owned));
+}
+
+}  // namespace
+
+Mapping::~Mapping() {
+  if (base != nullptr) munmap(base, size);
+}
+
+void Connection::throwError(const kj::Exception& e) {
+  kj::StringPtr description = e.getDescription();
+  // Remote exceptions arrive as "remote exception: refstore.CODE: message".
+  const char* found = strstr(description.cStr(), "refstore.");
+  if (found != nullptr) {
+    const char* word = found + strlen("refstore.");
+    for (auto& entry: CODE_WORDS) {
+      size_t length = strlen(entry.word);
+      if (strncmp(word, entry.word, length) == 0 && word[length] == ':') {
+        throw Error(entry.code, found);
+      }
+    }
+  }
+  if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+    throw Error(ErrorCode::DISCONNECTED, std::string("refstored disconnected: ") + description.cStr());
+  }
+  throw Error(ErrorCode::INTERNAL, description.cStr());
+}
+
+Connection::Connection(const ConnectOptions& options): io(kj::setupAsyncIo()) {
+  std::string address = options.address.empty() ? defaultSocketPath() : options.address;
+  bool isTcp = address.rfind("tcp:", 0) == 0;
+  if (isTcp) {
+    try {
+      auto target = io.provider->getNetwork().parseAddress(address.substr(4)).wait(io.waitScope);
+      stream = target->connect().wait(io.waitScope);
+    } catch (kj::Exception& e) {
+      throw Error(ErrorCode::DISCONNECTED,
+                  "cannot connect to refstored at " + address + ": " + e.getDescription().cStr());
+    }
+    rpc = kj::heap<capnp::TwoPartyClient>(*stream);
+  } else {
+    if (address.rfind("unix:", 0) == 0) address = address.substr(5);
+    auto unixStream = connectUnix(io, address);
+    // Up to 2 fds per message: a result carries at most one or two Segment capabilities.
+    rpc = kj::heap<capnp::TwoPartyClient>(*unixStream, /*maxFdsPerMessage=*/2);
+    stream = kj::mv(unixStream);
+  }
+  store = rpc->bootstrap().castAs<proto::Store>();
+  auto hello = store.helloRequest();
+  std::string name = options.clientName.empty() ? programName() : options.clientName;
+  hello.setClientName(name);
+  hello.setSecret(kj::arrayPtr(reinterpret_cast<const kj::byte*>(options.secret.data()),
+                               options.secret.size()));
+  auto reply = wait(hello.send());
+  sharedMemory = reply.getSharedMemory();
+  writableSharedMemory = reply.getWritableSharedMemory();
+}
+
+Connection::~Connection() {
+  mappings.clear();
+}
+
+void Connection::flush() { io.waitScope.poll(); }
+
+uint8_t* Connection::resolve(proto::Placement::Reader placement, bool writable) {
+  if (placement.getSegmentId() == 0) return nullptr;
+  auto key = std::make_tuple(placement.getOrigin(), placement.getSegmentId(), writable);
+  auto found = mappings.find(key);
+  if (found == mappings.end()) {
+    // The fd arrived attached to this message; it belongs to the Segment capability, so map it
+    // now and let the capability (and fd) go. The mapping stays valid after close.
+    kj::Maybe<int> fd = wait(placement.getSegment().getFd());
+    int raw = -1;
+    KJ_IF_MAYBE(f, fd) { raw = *f; }
+    if (raw < 0) {
+      throw Error(ErrorCode::IO, "refstored sent a placement without a segment descriptor");
+    }
+    size_t size = placement.getSegmentSize();
+    void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
+                      raw, 0);
+    if (base == MAP_FAILED) {
+      throw Error(ErrorCode::IO, std::string("mmap of shared segment failed: ") + strerror(errno));
+    }
+    auto mapping = std::make_unique<Mapping>();
+    mapping->base = static_cast<uint8_t*>(base);
+    mapping->size = size;
+    found = mappings.emplace(key, std::move(mapping)).first;
+  }
+  Mapping& mapping = *found->second;
+  if (placement.getOffset() + placement.getLength() > mapping.size) {
+    throw Error(ErrorCode::INTERNAL, "placement lies outside its segment");
+  }
+  return mapping.base + placement.getOffset();
+}
+
+RefState::~RefState() {
+  ref = nullptr;
+  connection->flush();  // push the Release out now, not at the next call
+}
+
+ViewState::~ViewState() {
+  view = nullptr;
+  connection->flush();
+}
+
+BufferState::~BufferState() {
+  buffer = nullptr;
+  connection->flush();
+}
+
+}  // namespace refstore::detail

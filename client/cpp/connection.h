@@ -1,0 +1,83 @@
+// Internals of the C++ client: one Cap'n Proto connection to refstored, its event loop, and
+// the cache of mapped shared-memory segments. Not part of the public API.
+#pragma once
+
+#include <map>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include "client/cpp/refstore_client.h"
+#include "schema/refstore.capnp.h"
+
+namespace refstore::detail {
+
+// One mmap of a segment, kept for the life of the connection (map once, read many).
+struct Mapping {
+  uint8_t* base = nullptr;
+  size_t size = 0;
+  ~Mapping();
+};
+
+struct Connection {
+  Connection(const ConnectOptions& options);
+  ~Connection();
+
+  // Runs `promise` to completion on this thread's event loop, translating failures to Error.
+  template <typename T>
+  T wait(kj::Promise<T>&& promise) {
+    try {
+      return promise.wait(io.waitScope);
+    } catch (kj::Exception& e) {
+      throwError(e);
+    }
+  }
+  [[noreturn]] static void throwError(const kj::Exception& e);
+
+  // Sends queued messages (e.g. capability releases) without blocking.
+  void flush();
+
+  // Maps (once) the segment named by `placement` and returns a pointer to its bytes.
+  uint8_t* resolve(proto::Placement::Reader placement, bool writable);
+
+  kj::AsyncIoContext io;
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyClient> rpc;
+  proto::Store::Client store = nullptr;
+  bool sharedMemory = false;
+  bool writableSharedMemory = false;
+  std::map<std::tuple<uint64_t, uint32_t, bool>, std::unique_ptr<Mapping>> mappings;
+};
+
+struct RefState {
+  std::shared_ptr<Connection> connection;
+  proto::Ref::Client ref = nullptr;
+  ~RefState();
+};
+
+struct ViewState {
+  std::shared_ptr<Connection> connection;
+  proto::View::Client view = nullptr;
+  const uint8_t* data;
+  size_t size;
+  ~ViewState();
+};
+
+struct BufferState {
+  std::shared_ptr<Connection> connection;
+  proto::WriteBuffer::Client buffer = nullptr;
+  uint8_t* data;  // null without writable shared memory
+  uint64_t size;
+  ~BufferState();
+};
+
+// Builds the public handle types from their states (their constructors are private).
+struct Factory {
+  static Ref ref(std::shared_ptr<Connection> connection, proto::Ref::Client ref);
+  static View view(std::unique_ptr<ViewState> state) { return View(std::move(state)); }
+  static WriteBuffer buffer(std::unique_ptr<BufferState> state) {
+    return WriteBuffer(std::move(state));
+  }
+};
+
+}  // namespace refstore::detail

@@ -1,0 +1,202 @@
+// refstore C++ client: put values into refstored, get references back, read them zero-copy.
+//
+//   refstore::Client client = refstore::Client::connect();       // default socket
+//   refstore::Ref ref = client.put("hello", 5);                  // copy path, small values
+//   refstore::WriteBuffer buffer = client.create(1 << 20);       // large values: write in place
+//   memset(buffer.data(), 7, buffer.size());
+//   refstore::Ref big = buffer.seal();
+//   refstore::View view = big.view();                            // zero-copy, pins the bytes
+//   use(view.data(), view.size());
+//   std::string token = big.share(60);                           // hand it to anyone
+//
+// Memory is managed by references: a Ref keeps its value alive and releases it when destroyed
+// (or when the process dies); a View pins the bytes it points at until destroyed. Nothing is
+// ever freed by hand.
+//
+// Threading: a Client, and every Ref/View/WriteBuffer made from it, belongs to the thread that
+// created the Client (Cap'n Proto's event loop is per thread). Use one Client per thread.
+// Errors: every failure throws refstore::Error, whose code() names the problem.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace refstore {
+
+// Stable error codes; the daemon's `refstore.<NAME>` code words map one to one.
+enum class ErrorCode {
+  INVALID_ARGUMENT = 1,
+  TOO_LARGE,
+  OUT_OF_MEMORY,
+  NOT_FOUND,
+  EXPIRED,
+  MALFORMED,
+  WRONG_STORE,
+  OUT_OF_RANGE,
+  FAILED_PRECONDITION,
+  UNAUTHENTICATED,
+  INTERNAL,
+  DISCONNECTED,  // the daemon went away (or could not be reached)
+  IO,            // a local system call failed (mmap, connect, ...)
+};
+
+// "NOT_FOUND" etc.
+const char* errorCodeName(ErrorCode code);
+
+class Error: public std::runtime_error {
+ public:
+  Error(ErrorCode code, const std::string& message)
+      : std::runtime_error(message), errorCode(code) {}
+  ErrorCode code() const { return errorCode; }
+
+ private:
+  ErrorCode errorCode;
+};
+
+// 128-bit object id (display only: there is no get-by-id).
+struct ObjectId {
+  uint64_t origin = 0, serial = 0;
+  std::string hex() const;  // 32 lowercase hex digits
+};
+
+struct ObjectInfo {
+  ObjectId id;
+  uint64_t size = 0;
+  uint64_t hashHigh = 0, hashLow = 0;  // XXH3-128, set at seal
+  std::string state;                    // "creating", "sealed", ...
+};
+
+struct Stats {
+  uint64_t objects = 0, bytesUsed = 0, capacity = 0;
+  uint32_t clients = 0, segments = 0;
+  uint64_t segmentBytes = 0, holders = 0, tokens = 0, pinnedDead = 0;
+  uint64_t creating = 0, sealed = 0, uptimeMs = 0, putsTotal = 0, reclaimedTotal = 0;
+};
+
+struct HolderInfo {
+  uint64_t clientId = 0;
+  std::string label;
+  int pid = 0;
+};
+
+struct ObjectListing {
+  ObjectInfo info;
+  std::vector<HolderInfo> holders;
+  uint32_t tokens = 0, pins = 0;
+  uint64_t ageMs = 0;
+  bool dead = false;
+};
+
+namespace detail {
+struct Connection;
+struct RefState;
+struct ViewState;
+struct BufferState;
+struct Factory;
+}  // namespace detail
+
+// A zero-copy, read-only window on a sealed value. Valid until destroyed or moved from.
+class View {
+ public:
+  View(View&&) noexcept;
+  View& operator=(View&&) noexcept;
+  ~View();
+
+  const uint8_t* data() const;
+  size_t size() const;
+
+ private:
+  friend struct detail::Factory;
+  explicit View(std::unique_ptr<detail::ViewState> state);
+  std::unique_ptr<detail::ViewState> state;
+};
+
+// A reference to an immutable value held in refstored.
+class Ref {
+ public:
+  Ref(Ref&&) noexcept;
+  Ref& operator=(Ref&&) noexcept;
+  ~Ref();  // releases this reference
+
+  ObjectInfo info() const;
+  size_t size() const;
+  // Copy path: up to `length` bytes from `offset` (any length; chunked under the hood).
+  std::vector<uint8_t> read(uint64_t offset, uint64_t length) const;
+  // The whole value, copied (zero-copy view + one memcpy when shared memory is available).
+  std::vector<uint8_t> readAll() const;
+  // Zero-copy view (Unix socket connections only).
+  View view() const;
+  // A printable token that Client::restore turns back into a Ref, valid for `ttlSeconds` and
+  // `uses` restores (0 = unlimited). The token keeps the value alive until then.
+  std::string share(uint32_t ttlSeconds, uint32_t uses = 0) const;
+
+ private:
+  friend struct detail::Factory;
+  explicit Ref(std::unique_ptr<detail::RefState> state);
+  std::unique_ptr<detail::RefState> state;
+};
+
+// A reserved value being written. Write it (in place via data(), or with write()), then seal().
+// Destroying it unsealed aborts the value and frees the space.
+class WriteBuffer {
+ public:
+  WriteBuffer(WriteBuffer&&) noexcept;
+  WriteBuffer& operator=(WriteBuffer&&) noexcept;
+  ~WriteBuffer();
+
+  // Writable shared memory of size() bytes, or nullptr when this connection has none (TCP):
+  // then use write().
+  uint8_t* data();
+  size_t size() const;
+  // Copies bytes into the buffer at `offset` (works with or without shared memory).
+  void write(uint64_t offset, const void* bytes, size_t length);
+  // Makes the value immutable and returns its first Ref. The buffer is empty afterwards.
+  Ref seal();
+
+ private:
+  friend struct detail::Factory;
+  explicit WriteBuffer(std::unique_ptr<detail::BufferState> state);
+  std::unique_ptr<detail::BufferState> state;
+};
+
+struct ConnectOptions {
+  // "" = the default socket (see README); "/path" or "unix:/path"; "tcp:host:port".
+  std::string address;
+  // Label shown in `refctl ls`; "" = this program's name.
+  std::string clientName;
+  // Cluster secret for TCP listeners that require one.
+  std::string secret;
+};
+
+class Client {
+ public:
+  static Client connect(const ConnectOptions& options = {});
+  static Client connect(const std::string& address);
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();
+
+  // Stores a copy of `size` bytes (at most 16 MiB; use create() for larger values).
+  Ref put(const void* data, size_t size);
+  // Reserves `size` bytes for a new value.
+  WriteBuffer create(uint64_t size);
+  // Stores `size` bytes of any size: create + write + seal.
+  Ref putLarge(const void* data, uint64_t size);
+  // Turns a share token into a new Ref.
+  Ref restore(const std::string& token);
+  Stats stats();
+  std::vector<ObjectListing> list();
+
+  // Whether this connection reads (and writes) through shared memory.
+  bool sharedMemory() const;
+  bool writableSharedMemory() const;
+
+ private:
+  explicit Client(std::shared_ptr<detail::Connection> connection);
+  std::shared_ptr<detail::Connection> connection;
+};
+
+}  // namespace refstore

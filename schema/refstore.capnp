@@ -1,0 +1,257 @@
+# refstore wire protocol.
+#
+# refstored is a per-host object store for immutable values. A client `put`s (or `create`s
+# and `seal`s) a value and receives a `Ref` capability. References ARE capabilities:
+#
+#   * Holding a Ref keeps the value alive. Each put/create/restore gives the caller its own
+#     Ref; releasing it (dropping the capability, or closing/killing the connection) removes
+#     that holder. When an object has no holder and no live share token, its memory is freed
+#     in the same event-loop turn. Nobody frees anything by hand.
+#   * Possession of a capability is the only authority. There is no get-by-id: object ids in
+#     this schema are for display and diagnostics, never for access.
+#   * A Ref can be passed to any other party that speaks Cap'n Proto (put `Ref` in your own
+#     schema with `import "refstore.capnp"`), or turned into a printable share token with
+#     `Ref.share` and back into a Ref with `Store.restore`, over any channel at all.
+#
+# Data paths. Clients connected over the daemon's Unix socket read and write values in shared
+# memory: the bytes live in a few large memfd segments whose file descriptors travel as
+# Cap'n Proto attached fds (`Segment` capabilities). A client maps each segment once and then
+# reads a value as offset+length inside a mapping it already has; no payload crosses the
+# socket. Clients without fd passing (TCP, or languages whose Cap'n Proto lacks it) use the
+# copy path: `Store.put` / `WriteBuffer.write` / `Ref.read` in bounded chunks, same semantics.
+#
+# Errors. Every failure is a Cap'n Proto exception whose description starts with a stable
+# code word followed by ": " and a human explanation, e.g.
+#     refstore.NOT_FOUND: token unknown or expired
+# The code words are the `err*` constants at the end of this file. Bad input gets an error and
+# changes nothing.
+
+@0x94354fc2987ef65e;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("refstore::proto");
+
+# ---------------------------------------------------------------------------------------------
+# Plain data
+
+struct ObjectId {
+  # 128-bit object identity, never reused. Carries its origin so that ids from different
+  # daemons (hosts) never collide.
+  origin @0 :UInt64;   # random epoch chosen by the daemon that created the object, at its start
+  serial @1 :UInt64;   # counter within that epoch, starting at 1
+}
+
+struct Hash128 {
+  # XXH3-128 of the object's bytes, computed by the daemon when the object is sealed.
+  high @0 :UInt64;
+  low @1 :UInt64;
+}
+
+enum ObjectState {
+  creating @0;   # reserved by `create`, being written; not readable yet
+  sealed @1;     # immutable and readable
+  promised @2;   # a future whose value does not exist yet (reserved for futures)
+  failed @3;     # a future that was rejected or broken (reserved for futures)
+  spilled @4;    # sealed, bytes currently on disk (reserved for spilling)
+  remote @5;     # sealed, bytes owned by another host's daemon (reserved for multi-host)
+}
+
+struct ObjectInfo {
+  id @0 :ObjectId;
+  size @1 :UInt64;        # length of the value in bytes
+  hash @2 :Hash128;       # zero until sealed
+  state @3 :ObjectState;
+}
+
+struct Placement {
+  # Where a value's bytes live in shared memory: `length` bytes at `offset` inside segment
+  # `segmentId` of the daemon whose epoch is `origin`. `segment` carries the segment's file
+  # descriptor (Cap'n Proto fd passing); a client keeps one mapping per (origin, segmentId)
+  # and reuses it, closing fds it already has a mapping for. A placement with segmentId 0 means
+  # "no shared memory for this connection": use the copy path instead.
+  origin @0 :UInt64;
+  segmentId @1 :UInt32;
+  offset @2 :UInt64;
+  length @3 :UInt64;
+  segmentSize @4 :UInt64;  # size of the whole segment (what to mmap)
+  segment @5 :Segment;
+}
+
+struct Stats {
+  # A snapshot of the daemon, for monitoring (`refctl stats --json`).
+  objects @0 :UInt64;        # objects that exist (any state, including dead-but-pinned)
+  bytesUsed @1 :UInt64;      # shared memory allocated to objects (allocator usable sizes)
+  capacity @2 :UInt64;       # the --memory limit
+  clients @3 :UInt32;        # open connections
+  segments @4 :UInt32;       # shared-memory segments mapped
+  segmentBytes @5 :UInt64;   # shared memory reserved in segments (>= bytesUsed)
+  holders @6 :UInt64;        # live Ref capabilities (holders) across all objects
+  tokens @7 :UInt64;         # live share tokens (leases)
+  pinnedDead @8 :UInt64;     # objects with no references left, kept only by a View pin
+  creating @9 :UInt64;       # objects by state ...
+  sealed @10 :UInt64;
+  uptimeMs @11 :UInt64;
+  putsTotal @12 :UInt64;     # counters since start
+  reclaimedTotal @13 :UInt64;
+}
+
+struct HolderInfo {
+  clientId @0 :UInt64;   # the daemon's id for the holding connection
+  label @1 :Text;        # what the client called itself in `Store.hello`, or ""
+  pid @2 :Int32;         # peer pid from SO_PEERCRED (Unix socket), or 0
+}
+
+struct ObjectListing {
+  # One row of `Store.list` (`refctl ls`): diagnostics only, grants no access.
+  info @0 :ObjectInfo;
+  holders @1 :List(HolderInfo);
+  tokens @2 :UInt32;     # live share tokens
+  pins @3 :UInt32;       # live Views
+  ageMs @4 :UInt64;      # time since creation
+  dead @5 :Bool;         # unreferenced, kept only until the last View is dropped
+}
+
+# ---------------------------------------------------------------------------------------------
+# Capabilities
+
+interface Store {
+  # The bootstrap capability of every connection to refstored.
+
+  hello @0 (clientName :Text, secret :Data) -> (version :Text, origin :UInt64, sharedMemory :Bool, writableSharedMemory :Bool);
+  # Optional introduction. `clientName` labels this connection in listings (`refctl ls`).
+  # `secret` authenticates a TCP connection to a daemon started with a cluster secret; until a
+  # correct secret is presented every other method fails with `refstore.UNAUTHENTICATED`.
+  # Unix-socket connections need no secret. Returns the daemon version, its origin epoch, and
+  # whether this connection receives shared-memory placements for reading (`sharedMemory`:
+  # Unix socket) and for writing (`writableSharedMemory`: additionally the same uid as the
+  # daemon, because a writable segment is never shared across uids).
+
+  put @1 (data :Data) -> (ref :Ref);
+  # Store `data` as a new sealed object and return its Ref (copy path; for small values or
+  # clients without shared memory). Errors: INVALID_ARGUMENT (empty), TOO_LARGE (bigger than
+  # `maxInlineBytes`: use `create`), OUT_OF_MEMORY (does not fit in the capacity now).
+
+  create @2 (size :UInt64) -> (buffer :WriteBuffer, placement :Placement);
+  # Reserve `size` bytes for a new object. On a connection with writable shared memory the
+  # placement names a writable segment: write the bytes in place, then `buffer.seal()`. On other
+  # connections the placement has segmentId 0; send the bytes with `buffer.write` instead.
+  # Dropping the buffer before `seal` aborts the object and frees the space.
+  # Errors: INVALID_ARGUMENT (size 0), TOO_LARGE (bigger than the whole capacity),
+  # OUT_OF_MEMORY (does not fit now).
+
+  restore @3 (token :Text) -> (ref :Ref);
+  # Turn a share token (from `Ref.share`) into a new Ref held by the caller.
+  # Errors: MALFORMED (not a refstore token), EXPIRED (its time-to-live has passed),
+  # NOT_FOUND (unknown, forged, used up, or its object is gone), WRONG_STORE (minted by another
+  # daemon).
+
+  stats @4 () -> (stats :Stats);
+  # Counters describing the daemon right now.
+
+  list @5 () -> (objects :List(ObjectListing));
+  # Every object with its holders, for diagnostics (`refctl ls`). Grants no access.
+}
+
+interface WriteBuffer {
+  # A reserved, not yet sealed object. Dropping it before `seal` aborts the object.
+
+  write @0 (offset :UInt64, data :Data) -> stream;
+  # Copy path: write `data` at `offset` of the reservation (at most `maxChunkBytes` per call).
+  # Errors: OUT_OF_RANGE (beyond the reserved size), TOO_LARGE (chunk too big),
+  # FAILED_PRECONDITION (already sealed).
+
+  seal @1 () -> (ref :Ref);
+  # Make the object immutable, compute its XXH3-128 hash and return a Ref to it. The buffer's
+  # hold on the object passes to the returned Ref. Errors: FAILED_PRECONDITION (already sealed).
+}
+
+interface Ref {
+  # A reference to one immutable object. Holding it keeps the object alive.
+
+  info @0 () -> (info :ObjectInfo);
+  # Id, size, hash and state.
+
+  read @1 (offset :UInt64, length :UInt64) -> (data :Data);
+  # Copy path: up to `length` bytes (at most `maxChunkBytes`) starting at `offset`. Reading at
+  # exactly the end returns empty data. Errors: OUT_OF_RANGE (offset beyond the end),
+  # TOO_LARGE (length over the chunk limit), FAILED_PRECONDITION (not sealed).
+
+  view @2 () -> (view :View, placement :Placement);
+  # Zero-copy read: pins the object's memory for as long as `view` is held and says where the
+  # bytes are (read-only segment). Dropping the View unpins. A View pins memory independently
+  # of Refs: the value stays mapped even if every Ref is dropped meanwhile.
+  # Errors: FAILED_PRECONDITION (not sealed, or this connection has no shared memory).
+
+  share @3 (ttlSeconds :UInt32, uses :UInt32) -> (token :Text);
+  # Mint a printable token that any party can pass over any channel and `Store.restore`.
+  # The token keeps the object alive until it expires (`ttlSeconds`, 1 .. maxTokenTtlSeconds)
+  # or has been restored `uses` times (0 = unlimited within the ttl). Tokens carry a 128-bit
+  # random secret and are unguessable. Errors: INVALID_ARGUMENT (ttl 0 or too long).
+}
+
+interface View {
+  # A pin on an object's memory for zero-copy reading; see `Ref.view`. No methods are needed:
+  # holding it is the pin, dropping it unpins.
+
+  placement @0 () -> (placement :Placement);
+  # Where the pinned bytes are (the same as returned by `Ref.view`).
+}
+
+interface Segment {
+  # A shared-memory segment. The capability carries the segment's memfd as an attached file
+  # descriptor (Cap'n Proto `getFd()`); map it MAP_SHARED with the size from `info`. Readers
+  # receive a read-only descriptor (PROT_WRITE mappings fail), so a sealed value cannot be
+  # changed through a reader's mapping.
+
+  info @0 () -> (id :UInt32, size :UInt64, writable :Bool);
+}
+
+# ---------------------------------------------------------------------------------------------
+# Limits
+
+const maxInlineBytes :UInt64 = 16777216;
+# Largest value `Store.put` accepts inline (16 MiB). Larger values use `create` (shared memory
+# or chunked `write`), which keeps every message far below Cap'n Proto's 64 MiB traversal limit.
+
+const maxChunkBytes :UInt64 = 16777216;
+# Largest `WriteBuffer.write` chunk and `Ref.read` length (16 MiB).
+
+const maxTokenTtlSeconds :UInt32 = 2592000;
+# Longest token time-to-live (30 days).
+
+# ---------------------------------------------------------------------------------------------
+# Error codes: the first word of every exception description.
+
+const errInvalidArgument :Text = "refstore.INVALID_ARGUMENT";
+# A parameter is out of its documented domain (zero size, bad ttl, ...).
+
+const errTooLarge :Text = "refstore.TOO_LARGE";
+# A size exceeds a hard limit (the whole capacity, an inline or chunk limit). Retrying the same
+# request can never succeed.
+
+const errOutOfMemory :Text = "refstore.OUT_OF_MEMORY";
+# The request fits the capacity in principle but not in the memory free right now.
+
+const errNotFound :Text = "refstore.NOT_FOUND";
+# A token is unknown, forged, used up, or its object no longer exists.
+
+const errExpired :Text = "refstore.EXPIRED";
+# A token's time-to-live has passed.
+
+const errMalformed :Text = "refstore.MALFORMED";
+# A token is not syntactically a refstore token.
+
+const errWrongStore :Text = "refstore.WRONG_STORE";
+# A token was minted by a different daemon (another origin epoch).
+
+const errOutOfRange :Text = "refstore.OUT_OF_RANGE";
+# An offset/length lies outside the object.
+
+const errFailedPrecondition :Text = "refstore.FAILED_PRECONDITION";
+# The object is not in a state that allows the call (e.g. reading before seal, sealing twice).
+
+const errUnauthenticated :Text = "refstore.UNAUTHENTICATED";
+# A TCP connection to a daemon with a cluster secret has not presented it (`Store.hello`).
+
+const errInternal :Text = "refstore.INTERNAL";
+# A bug or an operating-system failure inside the daemon; the description says which.

@@ -1,0 +1,126 @@
+#include "server/listener.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <capnp/rpc-twoparty.h>
+
+#include "server/log.h"
+#include "server/store_server.h"
+
+namespace refstore::server {
+
+kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
+  struct sockaddr_un address;
+  memset(&address, 0, sizeof(address));
+  address.sun_family = AF_UNIX;
+  KJ_REQUIRE(path.size() < sizeof(address.sun_path), "socket path too long (limit 107 bytes)",
+             path);
+  memcpy(address.sun_path, path.begin(), path.size());
+
+  int raw;
+  KJ_SYSCALL(raw = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  kj::AutoCloseFd fd(raw);
+
+  struct stat existing;
+  if (lstat(path.cStr(), &existing) == 0) {
+    KJ_REQUIRE(S_ISSOCK(existing.st_mode), "socket path exists and is not a socket", path);
+    // Someone accepting there? Then refuse rather than steal the path.
+    int probe;
+    KJ_SYSCALL(probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    kj::AutoCloseFd probeFd(probe);
+    bool live = connect(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+    KJ_REQUIRE(!live, "another refstored is already listening on this socket", path);
+    KJ_SYSCALL(unlink(path.cStr()));
+    logInfo("removed stale socket ", path);
+  }
+
+  // Owner-only from the first instant: no window where another user could connect.
+  mode_t previous = umask(0177);
+  int bound = bind(raw, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  int bindErrno = errno;
+  umask(previous);
+  if (bound < 0) KJ_FAIL_SYSCALL("bind", bindErrno, path);
+  KJ_SYSCALL(listen(raw, SOMAXCONN));
+  return fd;
+}
+
+// One client connection: stream, Cap'n Proto network and RPC system. Member order matters:
+// the RPC system is destroyed first (releasing the client's capabilities), then the network,
+// then the stream, and finally the client's registry entry.
+struct Listener::Connection {
+  Connection(ObjectStore& store, kj::Own<kj::AsyncIoStream> streamParam, ClientInfo info,
+             kj::Maybe<kj::StringPtr> secret)
+      : store(store), client(store.addClient(kj::mv(info))), stream(kj::mv(streamParam)) {
+    if (store.client(client).sharedMemory) {
+      // We send segment fds; clients never need to send us any, but capnp 0.9.2 only
+      // attaches outgoing fds on a network created with maxFdsPerMessage > 0.
+      network = kj::heap<capnp::TwoPartyVatNetwork>(
+          kj::downcast<kj::AsyncCapabilityStream>(*stream), /*maxFdsPerMessage=*/1,
+          capnp::rpc::twoparty::Side::SERVER);
+    } else {
+      network = kj::heap<capnp::TwoPartyVatNetwork>(*stream, capnp::rpc::twoparty::Side::SERVER);
+    }
+    rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcServer(
+        *network, capnp::Capability::Client(kj::heap<StoreServer>(store, client, secret))));
+  }
+  ~Connection() noexcept(false) {
+    rpc = nullptr;
+    network = nullptr;
+    stream = nullptr;
+    store.removeClient(client);
+  }
+
+  ObjectStore& store;
+  gc::ClientId client;
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+};
+
+Listener::Listener(ObjectStore& store): store(store), connections(kj::heap<kj::TaskSet>(*this)) {}
+
+void Listener::taskFailed(kj::Exception&& exception) {
+  logWarning("connection ended with error: ", exception.getDescription());
+}
+
+void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
+                               kj::Maybe<kj::StringPtr> secret) {
+  ClientInfo info;
+  if (isUnix) {
+    auto& identity = kj::downcast<kj::LocalPeerIdentity>(*accepted.peerIdentity);
+    auto creds = identity.getCredentials();
+    KJ_IF_MAYBE(pid, creds.pid) { info.pid = *pid; }
+    KJ_IF_MAYBE(uid, creds.uid) { info.uid = *uid; }
+    info.sharedMemory = true;
+    // Writable segments are never shared across uids (DESIGN.md "Data paths").
+    info.writableSharedMemory = creds.uid != nullptr && (info.uid == getuid() || info.uid == 0);
+  }
+  auto connection = kj::heap<Connection>(store, kj::mv(accepted.stream), kj::mv(info), secret);
+  logDebug("client ", connection->client, " connected (pid ", store.client(connection->client).pid,
+           ")");
+  auto done = connection->network->onDisconnect();
+  connections->add(done.attach(kj::mv(connection)));
+}
+
+kj::Promise<void> Listener::serveUnix(kj::ConnectionReceiver& receiver) {
+  return receiver.acceptAuthenticated().then([this, &receiver](kj::AuthenticatedStream accepted) {
+    startConnection(kj::mv(accepted), /*isUnix=*/true, nullptr);
+    return serveUnix(receiver);
+  });
+}
+
+kj::Promise<void> Listener::serveTcp(kj::ConnectionReceiver& receiver,
+                                     kj::Maybe<kj::StringPtr> secret) {
+  return receiver.acceptAuthenticated().then(
+      [this, &receiver, secret](kj::AuthenticatedStream accepted) {
+        startConnection(kj::mv(accepted), /*isUnix=*/false, secret);
+        return serveTcp(receiver, secret);
+      });
+}
+
+void Listener::closeAll() { connections = kj::heap<kj::TaskSet>(*this); }
+
+}  // namespace refstore::server

@@ -1,0 +1,40 @@
+// Accepting connections: the Unix socket (shared memory + fd passing) and the optional TCP
+// listener (copy path). Each accepted connection gets its own RPC system whose bootstrap is a
+// StoreServer bound to that connection's ClientId; when the connection ends (closed, or the
+// peer killed) Cap'n Proto releases every capability it held, which releases its references.
+#pragma once
+
+#include <kj/async-io.h>
+
+#include "server/object_store.h"
+
+namespace refstore::server {
+
+// Creates, binds and listens on a Unix socket at `path` with mode 0600. A stale socket file (no
+// one accepting) is replaced; a live one is an error, so two daemons never share a path.
+kj::AutoCloseFd listenUnixSocket(kj::StringPtr path);
+
+class Listener final: public kj::TaskSet::ErrorHandler {
+ public:
+  explicit Listener(ObjectStore& store);
+  KJ_DISALLOW_COPY(Listener);
+
+  // Serve until the returned promise is dropped.
+  kj::Promise<void> serveUnix(kj::ConnectionReceiver& receiver);
+  // `secret`: the cluster secret required on this listener (null: loopback-only, none needed).
+  kj::Promise<void> serveTcp(kj::ConnectionReceiver& receiver, kj::Maybe<kj::StringPtr> secret);
+
+  // Disconnects every client (graceful shutdown).
+  void closeAll();
+
+ private:
+  struct Connection;
+  void taskFailed(kj::Exception&& exception) override;
+  void startConnection(kj::AuthenticatedStream accepted, bool isUnix,
+                       kj::Maybe<kj::StringPtr> secret);
+
+  ObjectStore& store;
+  kj::Own<kj::TaskSet> connections;
+};
+
+}  // namespace refstore::server

@@ -1,0 +1,174 @@
+// refstored: the per-host object-store daemon. Runs in the foreground; see README.md.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/filesystem.h>
+#include <kj/main.h>
+
+#include "schema/socket_path.h"
+#include "server/listener.h"
+#include "server/log.h"
+#include "server/object_store.h"
+#include "server/prefaulter.h"
+#include "server/shm/jemalloc_arena.h"
+#include "server/size_parse.h"
+#include "server/token.h"
+#include "server/uv_loop.h"
+
+namespace refstore::server {
+namespace {
+
+uint64_t physicalMemory() { return uint64_t(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE); }
+
+bool isLoopbackHost(kj::StringPtr hostPort) {
+  return hostPort.startsWith("127.") || hostPort.startsWith("localhost:") ||
+         hostPort.startsWith("[::1]:");
+}
+
+class RefstoredMain {
+ public:
+  explicit RefstoredMain(kj::ProcessContext& context)
+      : context(context), socketPath(kj::str(defaultSocketPath().c_str())),
+        capacity(physicalMemory() / 4) {}
+
+  kj::MainFunc getMain() {
+    return kj::MainBuilder(context, "refstored 0.1",
+                           "Per-host object store for immutable values, whose references are "
+                           "Cap'n Proto capabilities. Runs in the foreground until SIGTERM/SIGINT.")
+        .addOptionWithArg({'s', "socket"}, KJ_BIND_METHOD(*this, setSocket), "<path>",
+                          "Unix socket to listen on (default: $REFSTORE_SOCKET, else "
+                          "$XDG_RUNTIME_DIR/refstored.sock, else /tmp/refstore-<uid>/refstored.sock).")
+        .addOptionWithArg({'m', "memory"}, KJ_BIND_METHOD(*this, setMemory), "<size>",
+                          "Shared-memory capacity, e.g. 512M or 8G (default: a quarter of RAM).")
+        .addOptionWithArg({"segment-size"}, KJ_BIND_METHOD(*this, setSegmentSize), "<size>",
+                          "Size of each shared-memory segment (default 64M).")
+        .addOptionWithArg({"tcp"}, KJ_BIND_METHOD(*this, setTcp), "<host:port>",
+                          "Also listen on TCP (copy path, no shared memory). Non-loopback "
+                          "addresses require --secret-file.")
+        .addOptionWithArg({"secret-file"}, KJ_BIND_METHOD(*this, setSecretFile), "<file>",
+                          "Cluster secret TCP clients must present in Store.hello.")
+        .addOption({"debug"}, KJ_BIND_METHOD(*this, setDebug), "Log every connection and token expiry.")
+        .callAfterParsing(KJ_BIND_METHOD(*this, run))
+        .build();
+  }
+
+ private:
+  kj::MainBuilder::Validity setSocket(kj::StringPtr path) {
+    if (path.size() >= 108) return "socket path must be shorter than 108 bytes";
+    socketPath = kj::str(path);
+    return true;
+  }
+  kj::MainBuilder::Validity setMemory(kj::StringPtr text) {
+    KJ_IF_MAYBE(size, parseSize(text)) {
+      if (*size < (1 << 20)) return "memory must be at least 1M";
+      capacity = *size;
+      return true;
+    }
+    return "expected a size such as 512M or 8G";
+  }
+  kj::MainBuilder::Validity setSegmentSize(kj::StringPtr text) {
+    KJ_IF_MAYBE(size, parseSize(text)) {
+      if (*size < (4 << 20)) return "segment size must be at least 4M";
+      segmentSize = *size;
+      return true;
+    }
+    return "expected a size such as 64M";
+  }
+  kj::MainBuilder::Validity setTcp(kj::StringPtr address) {
+    tcpAddress = kj::str(address);
+    return true;
+  }
+  kj::MainBuilder::Validity setSecretFile(kj::StringPtr path) {
+    auto fs = kj::newDiskFilesystem();
+    auto file = fs->getCurrent().tryOpenFile(fs->getCurrentPath().eval(path));
+    KJ_IF_MAYBE(f, file) {
+      auto text = (*f)->readAllText();
+      while (text.size() > 0 && (text.endsWith("\n") || text.endsWith("\r"))) {
+        text = kj::str(text.slice(0, text.size() - 1));
+      }
+      if (text.size() < 16) return "the secret must be at least 16 characters";
+      secret = kj::mv(text);
+      return true;
+    }
+    return "cannot read the secret file";
+  }
+  kj::MainBuilder::Validity setDebug() {
+    setLogLevel(LogLevel::DEBUG);
+    return true;
+  }
+
+  void ensureSocketDirectory() {
+    // Only the default /tmp/refstore-<uid> directory is ours to create (and must be private).
+    auto slash = socketPath.findLast('/');
+    KJ_IF_MAYBE(at, slash) {
+      if (*at == 0) return;
+      auto dir = kj::str(socketPath.slice(0, *at));
+      if (mkdir(dir.cStr(), 0700) == 0) logInfo("created socket directory ", dir);
+    }
+  }
+
+  kj::MainBuilder::Validity run() {
+    signal(SIGPIPE, SIG_IGN);
+    KJ_IF_MAYBE(address, tcpAddress) {
+      if (!isLoopbackHost(*address) && secret == nullptr) {
+        return "--tcp on a non-loopback address requires --secret-file";
+      }
+    }
+    auto io = kj::setupAsyncIo();
+    UvLoop uv(io.unixEventPort);
+    shm::JemallocArena arena(shm::JemallocArena::Options{capacity, segmentSize});
+    uint64_t origin = randomSecret().hi;
+    ObjectStore store(arena, io.provider->getTimer(), origin);
+    SegmentPrefaulter prefaulter(uv, arena);
+    store.setAllocationListener([&prefaulter]() { prefaulter.refill(); });
+    prefaulter.refill();
+    Listener listener(store);
+
+    ensureSocketDirectory();
+    auto unixReceiver = io.lowLevelProvider->wrapListenSocketFd(listenUnixSocket(socketPath));
+    auto serving = listener.serveUnix(*unixReceiver).eagerlyEvaluate([](kj::Exception&& e) {
+      logError("unix listener failed: ", e.getDescription());
+    });
+    logInfo("listening on unix:", socketPath, " (capacity ", formatSize(capacity),
+            ", segments of ", formatSize(segmentSize), ", origin ", kj::hex(origin), ")");
+
+    kj::Maybe<kj::Own<kj::ConnectionReceiver>> tcpReceiver;
+    kj::Promise<void> tcpServing = nullptr;
+    KJ_IF_MAYBE(address, tcpAddress) {
+      auto receiver = io.provider->getNetwork().parseAddress(*address).wait(io.waitScope)->listen();
+      logInfo("listening on tcp:", *address, " port ", receiver->getPort(),
+              secret == nullptr ? " (loopback, no secret)" : " (cluster secret required)");
+      kj::Maybe<kj::StringPtr> required;
+      KJ_IF_MAYBE(s, secret) { required = s->asPtr(); }
+      tcpServing = listener.serveTcp(*receiver, required).eagerlyEvaluate([](kj::Exception&& e) {
+        logError("tcp listener failed: ", e.getDescription());
+      });
+      tcpReceiver = kj::mv(receiver);
+    }
+
+    int signum = uv.onSignal({SIGTERM, SIGINT}).wait(io.waitScope);
+    logInfo("received ", strsignal(signum), ": shutting down (", store.clientCount(),
+            " clients, ", store.table().size(), " objects)");
+    serving = nullptr;
+    tcpServing = nullptr;
+    unlink(socketPath.cStr());
+    listener.closeAll();
+    logInfo("stopped");
+    return true;
+  }
+
+  kj::ProcessContext& context;
+  kj::String socketPath;
+  uint64_t capacity;
+  uint64_t segmentSize = 64 << 20;
+  kj::Maybe<kj::String> tcpAddress;
+  kj::Maybe<kj::String> secret;
+};
+
+}  // namespace
+}  // namespace refstore::server
+
+KJ_MAIN(refstore::server::RefstoredMain)

@@ -1,0 +1,94 @@
+#include "server/store_server.h"
+
+#include "server/errors.h"
+#include "server/ref_server.h"
+#include "server/write_buffer_server.h"
+
+namespace refstore::server {
+namespace {
+
+// Compares without an early exit, so response time does not reveal how much of a guessed
+// secret was right.
+bool constantTimeEquals(kj::ArrayPtr<const kj::byte> a, kj::ArrayPtr<const kj::byte> b) {
+  if (a.size() != b.size()) return false;
+  kj::byte diff = 0;
+  for (size_t i = 0; i < a.size(); i++) diff |= a[i] ^ b[i];
+  return diff == 0;
+}
+
+}  // namespace
+
+StoreServer::StoreServer(ObjectStore& store, gc::ClientId client,
+                         kj::Maybe<kj::StringPtr> requiredSecret)
+    : store(store),
+      client(client),
+      requiredSecret(requiredSecret),
+      authenticated(requiredSecret == nullptr) {}
+
+void StoreServer::requireAuthenticated() {
+  RS_REQUIRE(authenticated, UNAUTHENTICATED,
+             "this listener requires the cluster secret: call Store.hello with it first");
+}
+
+kj::Promise<void> StoreServer::hello(HelloContext context) {
+  auto params = context.getParams();
+  KJ_IF_MAYBE(secret, requiredSecret) {
+    RS_REQUIRE(constantTimeEquals(params.getSecret(), secret->asBytes()), UNAUTHENTICATED,
+               "wrong cluster secret");
+    authenticated = true;
+  }
+  info().label = kj::str(params.getClientName());
+  auto results = context.getResults();
+  results.setVersion("refstored 0.1");
+  results.setOrigin(store.origin());
+  results.setSharedMemory(info().sharedMemory);
+  results.setWritableSharedMemory(info().writableSharedMemory);
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::put(PutContext context) {
+  requireAuthenticated();
+  auto data = context.getParams().getData();
+  RS_REQUIRE(data.size() > 0, INVALID_ARGUMENT, "cannot put an empty value");
+  RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline put of ", data.size(),
+             " bytes exceeds ", proto::MAX_INLINE_BYTES, " bytes: use create() instead");
+  auto created = store.put(data, client);
+  context.getResults().setRef(newRef(store, created.id, created.writer, info().sharedMemory));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::create(CreateContext context) {
+  requireAuthenticated();
+  auto created = store.create(context.getParams().getSize(), client);
+  bool writable = info().writableSharedMemory;
+  auto results = context.getResults();
+  // From here on the buffer owns the writer holder: if anything below throws, destroying the
+  // buffer aborts the reservation.
+  auto buffer = kj::heap<WriteBufferServer>(store, created, info().sharedMemory);
+  if (writable) fillPlacement(results.initPlacement(), store, created.id, /*writable=*/true);
+  results.setBuffer(kj::mv(buffer));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::restore(RestoreContext context) {
+  requireAuthenticated();
+  auto restored = store.restore(context.getParams().getToken(), client);
+  context.getResults().setRef(
+      newRef(store, restored.first, restored.second, info().sharedMemory));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::stats(StatsContext context) {
+  requireAuthenticated();
+  store.fillStats(context.getResults().initStats());
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::list(ListContext context) {
+  requireAuthenticated();
+  auto records = store.allRecords();
+  store.fillListing(context.getResults().initObjects(records.size()), records);
+  return kj::READY_NOW;
+}
+
+}  // namespace refstore::server

@@ -1,0 +1,32 @@
+// The `Store` capability: the bootstrap of every connection. One instance per connection, so
+// it knows who is calling (ClientId, uid, transport) and what that connection may receive.
+#pragma once
+
+#include "server/object_store.h"
+
+namespace refstore::server {
+
+class StoreServer final: public proto::Store::Server {
+ public:
+  // `requiredSecret`: if non-null, every method but hello fails with UNAUTHENTICATED until
+  // hello presents this secret (TCP listeners with a cluster secret).
+  StoreServer(ObjectStore& store, gc::ClientId client, kj::Maybe<kj::StringPtr> requiredSecret);
+
+  kj::Promise<void> hello(HelloContext context) override;
+  kj::Promise<void> put(PutContext context) override;
+  kj::Promise<void> create(CreateContext context) override;
+  kj::Promise<void> restore(RestoreContext context) override;
+  kj::Promise<void> stats(StatsContext context) override;
+  kj::Promise<void> list(ListContext context) override;
+
+ private:
+  void requireAuthenticated();
+  ClientInfo& info() { return store.client(client); }
+
+  ObjectStore& store;
+  gc::ClientId client;
+  kj::Maybe<kj::StringPtr> requiredSecret;
+  bool authenticated;
+};
+
+}  // namespace refstore::server

@@ -1,0 +1,41 @@
+#include "server/write_buffer_server.h"
+
+#include "server/errors.h"
+#include "server/ref_server.h"
+
+namespace refstore::server {
+
+WriteBufferServer::WriteBufferServer(ObjectStore& store, gc::ObjectTable::Created created,
+                                     bool sharedMemory)
+    : store(store), id(created.id), writer(created.writer), sharedMemory(sharedMemory) {}
+
+WriteBufferServer::~WriteBufferServer() noexcept(false) {
+  KJ_IF_MAYBE(holder, writer) { store.removeHolder(*holder); }
+}
+
+kj::Promise<void> WriteBufferServer::write(WriteContext context) {
+  RS_REQUIRE(writer != nullptr, FAILED_PRECONDITION, "buffer is already sealed");
+  auto params = context.getParams();
+  auto data = params.getData();
+  uint64_t offset = params.getOffset();
+  auto target = store.bytes(id);
+  RS_REQUIRE(data.size() <= proto::MAX_CHUNK_BYTES, TOO_LARGE, "chunk of ", data.size(),
+             " bytes exceeds the limit of ", proto::MAX_CHUNK_BYTES);
+  RS_REQUIRE(offset <= target.size() && data.size() <= target.size() - offset, OUT_OF_RANGE,
+             "write of ", data.size(), " bytes at offset ", offset, " overruns the ",
+             target.size(), "-byte buffer");
+  memcpy(target.begin() + offset, data.begin(), data.size());
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> WriteBufferServer::seal(SealContext context) {
+  KJ_IF_MAYBE(holder, writer) {
+    store.seal(id);
+    context.getResults().setRef(newRef(store, id, *holder, sharedMemory));
+    writer = nullptr;
+    return kj::READY_NOW;
+  }
+  RS_FAIL(FAILED_PRECONDITION, "buffer is already sealed");
+}
+
+}  // namespace refstore::server

@@ -1,0 +1,25 @@
+// The `WriteBuffer` capability: a reserved object being written. It owns the object's writer
+// holder until `seal` hands it to the new Ref; destroyed unsealed, it releases the holder and
+// the reservation is freed (an aborted write loses nothing else).
+#pragma once
+
+#include "server/object_store.h"
+
+namespace refstore::server {
+
+class WriteBufferServer final: public proto::WriteBuffer::Server {
+ public:
+  WriteBufferServer(ObjectStore& store, gc::ObjectTable::Created created, bool sharedMemory);
+  ~WriteBufferServer() noexcept(false);
+
+  kj::Promise<void> write(WriteContext context) override;
+  kj::Promise<void> seal(SealContext context) override;
+
+ private:
+  ObjectStore& store;
+  gc::ObjectId id;
+  kj::Maybe<gc::HolderId> writer;  // null once sealed (the Ref owns it then)
+  bool sharedMemory;
+};
+
+}  // namespace refstore::server

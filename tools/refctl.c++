@@ -1,0 +1,256 @@
+// refctl: command-line access to refstored (put a file, get a value, stats, list objects).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include <kj/main.h>
+
+#include "client/cpp/refstore_client.h"
+
+namespace refstore::tools {
+namespace {
+
+// JSON string escaping for labels (the only free text we print).
+std::string jsonString(const std::string& text) {
+  std::string out = "\"";
+  for (unsigned char c: text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c < 0x20) {
+      char escaped[8];
+      snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+void writeAll(int fd, const uint8_t* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(ErrorCode::IO, std::string("write failed: ") + strerror(errno));
+    }
+    data += n;
+    size -= n;
+  }
+}
+
+class RefctlMain {
+ public:
+  explicit RefctlMain(kj::ProcessContext& context): context(context) {}
+
+  kj::MainFunc getMain() {
+    return kj::MainBuilder(context, "refctl 0.1",
+                           "Command-line client for refstored. The socket defaults to "
+                           "$REFSTORE_SOCKET or refstored's default.")
+        .addOptionWithArg({'s', "socket"}, KJ_BIND_METHOD(*this, setSocket), "<address>",
+                          "refstored address: a socket path, unix:<path> or tcp:<host:port>.")
+        .addSubCommand("put", KJ_BIND_METHOD(*this, putCommand), "store a file, print a token")
+        .addSubCommand("get", KJ_BIND_METHOD(*this, getCommand), "write the value of a token")
+        .addSubCommand("stats", KJ_BIND_METHOD(*this, statsCommand), "daemon counters")
+        .addSubCommand("ls", KJ_BIND_METHOD(*this, lsCommand), "list live objects")
+        .build();
+  }
+
+ private:
+  kj::MainBuilder::Validity setSocket(kj::StringPtr address) {
+    socket = address.cStr();
+    return true;
+  }
+
+  Client connect() {
+    ConnectOptions options;
+    options.address = socket;
+    options.clientName = "refctl";
+    return Client::connect(options);
+  }
+
+  // Runs a command body, turning client errors into a clean message and exit status 1.
+  template <typename Body>
+  kj::MainBuilder::Validity guarded(Body&& body) {
+    try {
+      body();
+      // KJ_MAIN exits with _exit(), which does not flush stdio.
+      fflush(stdout);
+      return true;
+    } catch (const Error& e) {
+      context.exitError(kj::str("refctl: ", e.what()));
+    }
+  }
+
+  // --- put ---------------------------------------------------------------------------------
+  kj::MainFunc putCommand() {
+    return kj::MainBuilder(context, "refctl put", "Store FILE; print a share token for it.")
+        .addOptionWithArg({"ttl"}, KJ_BIND_METHOD(*this, setTtl), "<seconds>",
+                          "How long the token (and so the value) lives (default 3600).")
+        .expectArg("FILE", KJ_BIND_METHOD(*this, put))
+        .build();
+  }
+  kj::MainBuilder::Validity setTtl(kj::StringPtr text) {
+    char* end;
+    unsigned long value = strtoul(text.cStr(), &end, 10);
+    if (*end != '\0' || value == 0 || value > 0xffffffffUL) return "ttl must be a positive integer";
+    ttlSeconds = value;
+    return true;
+  }
+  kj::MainBuilder::Validity put(kj::StringPtr path) {
+    int fd = open(path.cStr(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kj::str("cannot open ", path, ": ", strerror(errno));
+    KJ_DEFER(close(fd));
+    struct stat info;
+    if (fstat(fd, &info) < 0) return kj::str("cannot stat ", path, ": ", strerror(errno));
+    if (info.st_size == 0) return kj::str(path, " is empty: refstore values are at least 1 byte");
+    return guarded([&]() {
+      Client client = connect();
+      WriteBuffer buffer = client.create(info.st_size);
+      std::vector<uint8_t> staging;
+      uint8_t* target = buffer.data();
+      if (target == nullptr) {
+        staging.resize(info.st_size);
+        target = staging.data();
+      }
+      for (uint64_t done = 0; done < uint64_t(info.st_size);) {
+        ssize_t n = ::pread(fd, target + done, info.st_size - done, done);
+        if (n <= 0) throw Error(ErrorCode::IO, std::string("read failed: ") + strerror(errno));
+        done += n;
+      }
+      if (!staging.empty()) buffer.write(0, staging.data(), staging.size());
+      Ref ref = buffer.seal();
+      std::string token = ref.share(ttlSeconds);
+      printf("%s\n", token.c_str());
+    });
+  }
+
+  // --- get ---------------------------------------------------------------------------------
+  kj::MainFunc getCommand() {
+    return kj::MainBuilder(context, "refctl get", "Write the value of TOKEN to stdout or a file.")
+        .addOptionWithArg({'o', "output"}, KJ_BIND_METHOD(*this, setOutput), "<file>",
+                          "Write to this file instead of stdout.")
+        .expectArg("TOKEN", KJ_BIND_METHOD(*this, get))
+        .build();
+  }
+  kj::MainBuilder::Validity setOutput(kj::StringPtr path) {
+    output = path.cStr();
+    return true;
+  }
+  kj::MainBuilder::Validity get(kj::StringPtr token) {
+    return guarded([&]() {
+      Client client = connect();
+      Ref ref = client.restore(token.cStr());
+      int fd = STDOUT_FILENO;
+      if (!output.empty()) {
+        fd = open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) throw Error(ErrorCode::IO, "cannot create " + output + ": " + strerror(errno));
+      }
+      KJ_DEFER(if (fd != STDOUT_FILENO) close(fd));
+      if (client.sharedMemory()) {
+        View view = ref.view();
+        writeAll(fd, view.data(), view.size());
+      } else {
+        std::vector<uint8_t> bytes = ref.readAll();
+        writeAll(fd, bytes.data(), bytes.size());
+      }
+    });
+  }
+
+  // --- stats -------------------------------------------------------------------------------
+  kj::MainFunc statsCommand() {
+    return kj::MainBuilder(context, "refctl stats", "Print the daemon's counters.")
+        .addOption({"json"}, KJ_BIND_METHOD(*this, setJson), "One JSON object.")
+        .callAfterParsing(KJ_BIND_METHOD(*this, stats))
+        .build();
+  }
+  kj::MainBuilder::Validity setJson() {
+    json = true;
+    return true;
+  }
+  kj::MainBuilder::Validity stats() {
+    return guarded([&]() {
+      Client client = connect();
+      Stats s = client.stats();
+      // `clients` includes this refctl connection.
+      const std::pair<const char*, uint64_t> fields[] = {
+          {"objects", s.objects},         {"bytes_used", s.bytesUsed},
+          {"capacity", s.capacity},       {"clients", s.clients},
+          {"segments", s.segments},       {"segment_bytes", s.segmentBytes},
+          {"holders", s.holders},         {"tokens", s.tokens},
+          {"pinned_dead", s.pinnedDead},  {"creating", s.creating},
+          {"sealed", s.sealed},           {"uptime_ms", s.uptimeMs},
+          {"puts_total", s.putsTotal},    {"reclaimed_total", s.reclaimedTotal},
+      };
+      if (json) {
+        printf("{");
+        bool first = true;
+        for (auto& field: fields) {
+          printf("%s\"%s\": %llu", first ? "" : ", ", field.first,
+                 (unsigned long long)field.second);
+          first = false;
+        }
+        printf("}\n");
+      } else {
+        for (auto& field: fields) printf("%-16s %llu\n", field.first, (unsigned long long)field.second);
+      }
+    });
+  }
+
+  // --- ls ----------------------------------------------------------------------------------
+  kj::MainFunc lsCommand() {
+    return kj::MainBuilder(context, "refctl ls", "List live objects and who holds them.")
+        .addOption({"json"}, KJ_BIND_METHOD(*this, setJson), "A JSON array, one entry per object.")
+        .callAfterParsing(KJ_BIND_METHOD(*this, ls))
+        .build();
+  }
+  kj::MainBuilder::Validity ls() {
+    return guarded([&]() {
+      Client client = connect();
+      std::vector<ObjectListing> objects = client.list();
+      if (json) {
+        printf("[");
+        for (size_t i = 0; i < objects.size(); i++) {
+          auto& o = objects[i];
+          printf("%s{\"id\": \"%s\", \"size\": %llu, \"state\": \"%s\", \"holders\": [", i ? ", " : "",
+                 o.info.id.hex().c_str(), (unsigned long long)o.info.size, o.info.state.c_str());
+          for (size_t h = 0; h < o.holders.size(); h++) {
+            printf("%s{\"client\": %llu, \"label\": %s, \"pid\": %d}", h ? ", " : "",
+                   (unsigned long long)o.holders[h].clientId,
+                   jsonString(o.holders[h].label).c_str(), o.holders[h].pid);
+          }
+          printf("], \"tokens\": %u, \"pins\": %u, \"age_ms\": %llu, \"dead\": %s}", o.tokens,
+                 o.pins, (unsigned long long)o.ageMs, o.dead ? "true" : "false");
+        }
+        printf("]\n");
+        return;
+      }
+      printf("%-32s %12s %-9s %7s %6s %4s  %s\n", "ID", "SIZE", "STATE", "HOLDERS", "TOKENS",
+             "PINS", "HELD BY");
+      for (auto& o: objects) {
+        std::string heldBy;
+        for (auto& h: o.holders) {
+          if (!heldBy.empty()) heldBy += ", ";
+          heldBy += (h.label.empty() ? "?" : h.label) + "[" + std::to_string(h.pid) + "]";
+        }
+        printf("%-32s %12llu %-9s %7zu %6u %4u  %s\n", o.info.id.hex().c_str(),
+               (unsigned long long)o.info.size, o.dead ? "dead" : o.info.state.c_str(),
+               o.holders.size(), o.tokens, o.pins, heldBy.c_str());
+      }
+    });
+  }
+
+  kj::ProcessContext& context;
+  std::string socket;
+  std::string output;
+  uint32_t ttlSeconds = 3600;
+  bool json = false;
+};
+
+}  // namespace
+}  // namespace refstore::tools
+
+KJ_MAIN(refstore::tools::RefctlMain)
