@@ -174,31 +174,35 @@ std::pair<gc::ObjectId, gc::HolderId> ObjectStore::restore(kj::StringPtr text,
 
 void ObjectStore::armLeaseTimer() {
   auto next = objects.nextLeaseExpiry();
+  KJ_IF_MAYBE(armed, leaseTimerAt) {
+    if (next && *armed == *next) return;  // already waiting for exactly that moment
+  }
+  if (!next && leaseTimerAt == nullptr) return;
+  leaseTimerTask = leaseTimerLoop().eagerlyEvaluate(
+      [](kj::Exception&& e) { logError("lease timer failed: ", e.getDescription()); });
+}
+
+kj::Promise<void> ObjectStore::leaseTimerLoop() {
+  // A chain rather than re-arming from inside the callback: replacing leaseTimerTask from its
+  // own continuation would destroy the running promise.
+  auto next = objects.nextLeaseExpiry();
   if (!next) {
     leaseTimerAt = nullptr;
-    leaseTimerTask = nullptr;
-    return;
-  }
-  KJ_IF_MAYBE(armed, leaseTimerAt) {
-    if (*armed == *next) return;
+    return kj::NEVER_DONE;
   }
   leaseTimerAt = *next;
-  auto when = kj::origin<kj::TimePoint>() + *next * kj::MILLISECONDS;
-  leaseTimerTask = timer.atTime(when).then([this]() {
+  return timer.atTime(kj::origin<kj::TimePoint>() + *next * kj::MILLISECONDS).then([this]() {
     size_t expired = objects.expireLeases(nowMillis());
     if (expired > 0) logDebug("expired ", expired, " share token(s)");
-    leaseTimerAt = nullptr;
-    armLeaseTimer();
-  }).eagerlyEvaluate([](kj::Exception&& e) { logError("lease timer failed: ", e); });
+    return leaseTimerLoop();
+  });
 }
 
 // --- segments --------------------------------------------------------------------------
 
 proto::Segment::Client ObjectStore::segmentCap(uint32_t segmentId, bool writable) {
-  uint64_t key = uint64_t(segmentId) << 1 | writable;
-  return segmentCaps.findOrCreate(key, [&]() -> kj::HashMap<uint64_t, proto::Segment::Client>::Entry {
-    return {key, kj::heap<SegmentServer>(allocator.segment(segmentId), writable)};
-  });
+  // A fresh server per placement (one fcntl): nothing cached can outlive a released segment.
+  return kj::heap<SegmentServer>(allocator.segment(segmentId), writable);
 }
 
 // --- introspection ---------------------------------------------------------------------

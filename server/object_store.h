@@ -79,8 +79,7 @@ class ObjectStore {
   std::pair<gc::ObjectId, gc::HolderId> restore(kj::StringPtr token, gc::ClientId client);
 
   // --- segments ------------------------------------------------------------------------
-  // The capability that carries a segment's fd (read-only or read-write). One server object per
-  // (segment, mode) so repeated sends reuse Cap'n Proto's export entry.
+  // A capability carrying a segment's fd (read-only or read-write).
   proto::Segment::Client segmentCap(uint32_t segmentId, bool writable);
 
   // --- introspection -------------------------------------------------------------------
@@ -94,6 +93,7 @@ class ObjectStore {
   gc::MonoMillis nowMillis() const;
   void reclaim(const gc::ObjectRecord& record);  // gc callback: give the memory back
   void armLeaseTimer();                            // one timer at the earliest token expiry
+  kj::Promise<void> leaseTimerLoop();
 
   shm::Allocator& allocator;
   kj::Timer& timer;
@@ -102,7 +102,6 @@ class ObjectStore {
   gc::ObjectTable objects;
   kj::HashMap<gc::ClientId, ClientInfo> clients;
   gc::ClientId nextClientId = 1;
-  kj::HashMap<uint64_t, proto::Segment::Client> segmentCaps;  // key: id << 1 | writable
 
   kj::Maybe<gc::MonoMillis> leaseTimerAt;
   kj::Promise<void> leaseTimerTask = nullptr;

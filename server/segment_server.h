@@ -2,6 +2,8 @@
 // through Cap'n Proto fd passing (Capability::Server::getFd).
 #pragma once
 
+#include <kj/io.h>
+
 #include "schema/refstore.capnp.h"
 #include "server/shm/segment.h"
 
@@ -9,22 +11,18 @@ namespace refstore::server {
 
 class SegmentServer final: public proto::Segment::Server {
  public:
-  // `segment` must outlive this server (segments live as long as the allocator).
-  SegmentServer(const shm::Segment& segment, bool writable): segment(segment), writable(writable) {}
-
+  // Keeps its own duplicate of the descriptor: the allocator may release a dedicated segment
+  // while a client still holds this capability, and the client must still be able to map it.
   // Readers get the O_RDONLY descriptor, so their mappings can never be made writable.
-  kj::Maybe<int> getFd() override { return writable ? segment.fd() : segment.readOnlyFd(); }
+  SegmentServer(const shm::Segment& segment, bool writable);
 
-  kj::Promise<void> info(InfoContext context) override {
-    auto results = context.getResults();
-    results.setId(segment.id());
-    results.setSize(segment.size());
-    results.setWritable(writable);
-    return kj::READY_NOW;
-  }
+  kj::Maybe<int> getFd() override { return fd.get(); }
+  kj::Promise<void> info(InfoContext context) override;
 
  private:
-  const shm::Segment& segment;
+  kj::AutoCloseFd fd;
+  uint32_t id;
+  uint64_t size;
   bool writable;
 };
 

@@ -22,7 +22,9 @@ UvLoop::UvLoop(kj::UnixEventPort& eventPort) {
 }
 
 UvLoop::~UvLoop() noexcept(false) {
+  // Stop watching the backend fd before libuv closes it.
   pumping = nullptr;
+  observer = nullptr;
   for (auto handle: signalHandles) {
     uv_close(reinterpret_cast<uv_handle_t*>(handle),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_signal_t*>(h); });

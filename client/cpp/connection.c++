@@ -86,7 +86,18 @@ void Connection::throwError(const kj::Exception& e) {
   throw Error(ErrorCode::INTERNAL, description.cStr());
 }
 
-Connection::Connection(const ConnectOptions& options): io(kj::setupAsyncIo()) {
+std::shared_ptr<ThreadLoop> ThreadLoop::forThisThread() {
+  thread_local std::weak_ptr<ThreadLoop> current;
+  std::shared_ptr<ThreadLoop> loop = current.lock();
+  if (!loop) {
+    loop = std::make_shared<ThreadLoop>();
+    current = loop;
+  }
+  return loop;
+}
+
+Connection::Connection(const ConnectOptions& options)
+    : loop(ThreadLoop::forThisThread()), io(loop->io) {
   std::string address = options.address.empty() ? defaultSocketPath() : options.address;
   bool isTcp = address.rfind("tcp:", 0) == 0;
   if (isTcp) {

@@ -19,6 +19,13 @@ struct Mapping {
   ~Mapping();
 };
 
+// KJ allows one event loop per thread, so every Connection made on a thread shares that
+// thread's loop; it lives while any of them does.
+struct ThreadLoop {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  static std::shared_ptr<ThreadLoop> forThisThread();
+};
+
 struct Connection {
   Connection(const ConnectOptions& options);
   ~Connection();
@@ -40,7 +47,8 @@ struct Connection {
   // Maps (once) the segment named by `placement` and returns a pointer to its bytes.
   uint8_t* resolve(proto::Placement::Reader placement, bool writable);
 
-  kj::AsyncIoContext io;
+  std::shared_ptr<ThreadLoop> loop;  // first member: destroyed last
+  kj::AsyncIoContext& io;
   kj::Own<kj::AsyncIoStream> stream;
   kj::Own<capnp::TwoPartyClient> rpc;
   proto::Store::Client store = nullptr;

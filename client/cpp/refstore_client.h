@@ -14,7 +14,7 @@
 // ever freed by hand.
 //
 // Threading: a Client, and every Ref/View/WriteBuffer made from it, belongs to the thread that
-// created the Client (Cap'n Proto's event loop is per thread). Use one Client per thread.
+// created the Client (Cap'n Proto's event loop is per thread; Clients on one thread share it).
 // Errors: every failure throws refstore::Error, whose code() names the problem.
 #pragma once
 

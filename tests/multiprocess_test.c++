@@ -1,0 +1,133 @@
+// Multi-process integration tests: real refstored, real separate client processes
+// (tests/rs_helper), including clients killed with SIGKILL mid-use.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "client/cpp/refstore_client.h"
+#include "tests/daemon.h"
+
+using namespace refstore;
+using refstore::testing::Daemon;
+using refstore::testing::eventually;
+using refstore::testing::spawn;
+
+namespace {
+const char* HELPER = "tests/rs_helper";
+}
+
+TEST_CASE("put in one process, share, restore and zero-copy view in another: bytes identical") {
+  Daemon daemon("256M");
+  for (uint64_t size: {uint64_t(1), uint64_t(4096), uint64_t(1 << 20), uint64_t(40 << 20)}) {
+    auto producer = spawn(HELPER, {"put", daemon.socket(), std::to_string(size), "77", "60"});
+    std::string token = producer.readLine();
+    REQUIRE(WEXITSTATUS(producer.wait()) == 0);
+    REQUIRE(token.rfind("rs1.", 0) == 0);
+    // The producer has exited: its token alone keeps the value alive.
+    auto consumer = spawn(HELPER, {"verify", daemon.socket(), token, std::to_string(size), "77"});
+    CHECK(consumer.readLine() == "ok");
+    int status = consumer.wait();
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    // A different seed must not verify: the check is real.
+    auto wrong = spawn(HELPER, {"verify", daemon.socket(), token, std::to_string(size), "78"});
+    if (size > 1) CHECK(WEXITSTATUS(wrong.wait()) == 1);
+  }
+}
+
+TEST_CASE("a client SIGKILLed while holding refs: all its memory is reclaimed") {
+  Daemon daemon("128M");
+  Client observer = Client::connect(daemon.socket());
+  uint64_t baseline = observer.stats().bytesUsed;
+  auto holder = spawn(HELPER, {"hold-refs", daemon.socket(), "50", "100000"});
+  REQUIRE(holder.readLine() == "ready");
+  Stats held = observer.stats();
+  CHECK(held.objects == 50);
+  CHECK(held.bytesUsed >= baseline + 50 * 100000);
+  holder.kill(SIGKILL);
+  holder.wait();
+  REQUIRE(eventually([&]() { return observer.stats().objects == 0; }));
+  CHECK(observer.stats().bytesUsed == baseline);
+  CHECK(observer.stats().holders == 0);
+}
+
+TEST_CASE("a client SIGKILLed while holding a View: the pin goes with it") {
+  Daemon daemon("64M");
+  Client observer = Client::connect(daemon.socket());
+  uint64_t baseline = observer.stats().bytesUsed;
+  std::string token;
+  {
+    auto buffer = observer.create(2 << 20);
+    memset(buffer.data(), 5, buffer.size());
+    token = buffer.seal().share(60, 1);  // one use: the viewer's restore consumes the lease
+  }
+  auto viewer = spawn(HELPER, {"hold-view", daemon.socket(), token});
+  REQUIRE(viewer.readLine() == "ready");
+  // No Ref and no token remain: only the View's pin keeps the memory. (The viewer's release of
+  // its Ref travels on its own connection, so wait for it rather than assume ordering.)
+  REQUIRE(eventually([&]() { return observer.stats().holders == 0; }));
+  Stats pinned = observer.stats();
+  CHECK(pinned.tokens == 0);
+  CHECK(pinned.pinnedDead == 1);
+  CHECK(pinned.bytesUsed >= baseline + (2 << 20));
+  viewer.kill(SIGKILL);
+  viewer.wait();
+  REQUIRE(eventually([&]() { return observer.stats().objects == 0; }));
+  CHECK(observer.stats().bytesUsed == baseline);
+}
+
+TEST_CASE("a client SIGKILLed while writing an unsealed buffer: the reservation is freed") {
+  Daemon daemon("64M");
+  Client observer = Client::connect(daemon.socket());
+  uint64_t baseline = observer.stats().bytesUsed;
+  auto writer = spawn(HELPER, {"hold-unsealed", daemon.socket(), std::to_string(8 << 20)});
+  REQUIRE(writer.readLine() == "ready");
+  CHECK(observer.stats().creating == 1);
+  CHECK(observer.stats().bytesUsed >= baseline + (8 << 20));
+  writer.kill(SIGKILL);
+  writer.wait();
+  REQUIRE(eventually([&]() { return observer.stats().objects == 0; }));
+  CHECK(observer.stats().bytesUsed == baseline);
+  CHECK(observer.stats().creating == 0);
+}
+
+TEST_CASE("a reader cannot write through its mapping") {
+  Daemon daemon("64M");
+  Client owner = Client::connect(daemon.socket());
+  Ref ref = owner.put("immutable!", 10);
+  std::string token = ref.share(60);
+  auto attacker = spawn(HELPER, {"write-view", daemon.socket(), token});
+  std::string mprotectResult = attacker.readLine();
+  CHECK(mprotectResult == "mprotect Permission denied");
+  int status = attacker.wait();
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGSEGV);
+  // The value is unchanged for everyone.
+  auto bytes = ref.readAll();
+  CHECK(std::string(bytes.begin(), bytes.end()) == "immutable!");
+  CHECK(daemon.alive());
+}
+
+TEST_CASE("many processes share one value without copies; the daemon survives their deaths") {
+  Daemon daemon("128M");
+  Client owner = Client::connect(daemon.socket());
+  auto buffer = owner.create(16 << 20);
+  refstore::testing::fillPattern(buffer.data(), buffer.size(), 3);
+  Ref ref = buffer.seal();
+  std::string token = ref.share(60);
+  uint64_t used = owner.stats().bytesUsed;
+  std::vector<refstore::testing::Process> viewers;
+  for (int i = 0; i < 6; i++) {
+    viewers.push_back(spawn(HELPER, {"hold-view", daemon.socket(), token}));
+  }
+  for (auto& viewer: viewers) REQUIRE(viewer.readLine() == "ready");
+  // Six readers, one copy of the bytes.
+  CHECK(owner.stats().bytesUsed == used);
+  CHECK(owner.list().at(0).pins == 6);
+  for (auto& viewer: viewers) viewer.kill(SIGKILL);
+  REQUIRE(eventually([&]() { return owner.list().at(0).pins == 0; }));
+  auto consumer = spawn(HELPER, {"verify", daemon.socket(), token, std::to_string(16 << 20), "3"});
+  CHECK(consumer.readLine() == "ok");
+}

@@ -1,0 +1,286 @@
+// Integration tests: one client process against a real refstored over its real Unix socket
+// (and TCP). Every expectation is about behaviour a user can observe: values, errors, stats.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+
+#include "client/cpp/refstore_client.h"
+#include "tests/daemon.h"
+
+using namespace refstore;
+using refstore::testing::Daemon;
+using refstore::testing::eventually;
+
+namespace {
+
+ErrorCode codeOf(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  FAIL("expected an Error");
+  return ErrorCode::INTERNAL;
+}
+
+std::string text(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+
+}  // namespace
+
+TEST_CASE("put, read back, info and hash") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  CHECK(client.sharedMemory());
+  CHECK(client.writableSharedMemory());
+  Ref ref = client.put("hello, refstore", 15);
+  ObjectInfo info = ref.info();
+  CHECK(info.size == 15);
+  CHECK(info.state == "sealed");
+  CHECK((info.hashHigh | info.hashLow) != 0);
+  CHECK(text(ref.readAll()) == "hello, refstore");
+  CHECK(text(ref.read(7, 100)) == "refstore");
+  // Same bytes, same content hash; different bytes, different hash.
+  Ref same = client.put("hello, refstore", 15);
+  Ref other = client.put("hello, refstorf", 15);
+  CHECK(same.info().hashLow == info.hashLow);
+  CHECK(other.info().hashLow != info.hashLow);
+  CHECK(same.info().id.serial != info.id.serial);
+}
+
+TEST_CASE("create, write in place, seal, zero-copy view") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  const size_t size = 3 << 20;
+  WriteBuffer buffer = client.create(size);
+  REQUIRE(buffer.data() != nullptr);
+  refstore::testing::fillPattern(buffer.data(), size, 42);
+  CHECK(client.stats().creating == 1);
+  Ref ref = buffer.seal();
+  CHECK(client.stats().creating == 0);
+  View view = ref.view();
+  CHECK(view.size() == size);
+  CHECK(refstore::testing::checkPattern(view.data(), size, 42));
+  // A sealed buffer cannot be sealed or written again.
+  CHECK(codeOf([&]() { buffer.seal(); }) == ErrorCode::FAILED_PRECONDITION);
+}
+
+TEST_CASE("dropping refs frees memory at once; a View pins memory after the last Ref") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  uint64_t baseline = client.stats().bytesUsed;
+  {
+    Ref ref = client.putLarge(std::vector<uint8_t>(1 << 20, 7).data(), 1 << 20);
+    CHECK(client.stats().bytesUsed >= baseline + (1 << 20));
+    View view = ref.view();
+    { Ref gone = std::move(ref); }  // last Ref dropped while the View lives
+    Stats pinned = client.stats();
+    CHECK(pinned.pinnedDead == 1);
+    CHECK(pinned.bytesUsed >= baseline + (1 << 20));
+    CHECK(view.data()[12345] == 7);  // still readable
+  }
+  Stats after = client.stats();
+  CHECK(after.objects == 0);
+  CHECK(after.bytesUsed == baseline);
+}
+
+TEST_CASE("1,000 objects put and dropped: objects back to 0, bytes_used back to start") {
+  Daemon daemon("128M");
+  Client client = Client::connect(daemon.socket());
+  uint64_t baseline = client.stats().bytesUsed;
+  {
+    std::vector<Ref> refs;
+    for (int i = 0; i < 1000; i++) {
+      std::vector<uint8_t> value(64 + (i * 977) % 20000, uint8_t(i));
+      if (i % 3 == 0) {
+        refs.push_back(client.put(value.data(), value.size()));
+      } else {
+        refs.push_back(client.putLarge(value.data(), value.size()));
+      }
+    }
+    Stats full = client.stats();
+    CHECK(full.objects == 1000);
+    CHECK(full.holders == 1000);
+    CHECK(full.bytesUsed > baseline);
+    CHECK(refs[500].readAll() == std::vector<uint8_t>(64 + (500 * 977) % 20000, uint8_t(500)));
+  }
+  Stats after = client.stats();
+  CHECK(after.objects == 0);
+  CHECK(after.holders == 0);
+  CHECK(after.bytesUsed == baseline);
+  CHECK(after.reclaimedTotal == 1000);
+}
+
+TEST_CASE("share and restore within one process; uses are counted") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  std::string token;
+  {
+    Ref ref = client.put("token-value", 11);
+    token = ref.share(60, 2);
+  }
+  // The token alone keeps the value alive.
+  CHECK(client.stats().objects == 1);
+  CHECK(client.stats().tokens == 1);
+  CHECK(text(client.restore(token).readAll()) == "token-value");
+  CHECK(text(client.restore(token).readAll()) == "token-value");
+  // Used up: the lease is gone and so is the object.
+  CHECK(codeOf([&]() { client.restore(token); }) == ErrorCode::NOT_FOUND);
+  CHECK(client.stats().objects == 0);
+}
+
+TEST_CASE("token expiry frees memory; expired tokens get EXPIRED") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  uint64_t baseline = client.stats().bytesUsed;
+  std::string token;
+  {
+    Ref ref = client.putLarge(std::vector<uint8_t>(256 << 10, 1).data(), 256 << 10);
+    token = ref.share(1);
+  }
+  CHECK(client.stats().objects == 1);
+  // The daemon's own timer must free it, with no client call in between.
+  REQUIRE(eventually([&]() { return client.stats().objects == 0; }, 10));
+  CHECK(client.stats().bytesUsed == baseline);
+  CHECK(client.stats().tokens == 0);
+  CHECK(codeOf([&]() { client.restore(token); }) == ErrorCode::EXPIRED);
+}
+
+TEST_CASE("forged and malformed tokens get clear errors and change nothing") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  Ref ref = client.put("secret-value", 12);
+  std::string token = ref.share(60);
+  Stats before = client.stats();
+
+  std::string forged = token;
+  forged.back() = forged.back() == '0' ? '1' : '0';  // wrong secret
+  CHECK(codeOf([&]() { client.restore(forged); }) == ErrorCode::NOT_FOUND);
+  std::string otherObject = token;
+  otherObject[4 + 31] = otherObject[4 + 31] == '9' ? '8' : '9';  // another serial
+  CHECK(codeOf([&]() { client.restore(otherObject); }) == ErrorCode::NOT_FOUND);
+  std::string otherStore = token;
+  otherStore[4] = otherStore[4] == 'a' ? 'b' : 'a';  // another origin
+  CHECK(codeOf([&]() { client.restore(otherStore); }) == ErrorCode::WRONG_STORE);
+  for (std::string junk: {std::string(""), std::string("rs1."), std::string("hello"),
+                          token.substr(0, token.size() - 1), token + "0",
+                          "RS1" + token.substr(3), token.substr(0, 10) + "zz" + token.substr(12)}) {
+    CHECK_MESSAGE(codeOf([&]() { client.restore(junk); }) == ErrorCode::MALFORMED, junk);
+  }
+  // Nothing changed, and the real token still works.
+  Stats after = client.stats();
+  CHECK(after.objects == before.objects);
+  CHECK(after.tokens == before.tokens);
+  CHECK(after.holders == before.holders);
+  CHECK(text(client.restore(token).readAll()) == "secret-value");
+  CHECK(daemon.alive());
+}
+
+TEST_CASE("bad sizes, ranges and ttl get clear errors; the daemon is unaffected") {
+  Daemon daemon("32M");
+  Client client = Client::connect(daemon.socket());
+  uint64_t baseline = client.stats().bytesUsed;
+  CHECK(codeOf([&]() { client.create(0); }) == ErrorCode::INVALID_ARGUMENT);
+  CHECK(codeOf([&]() { client.put("", 0); }) == ErrorCode::INVALID_ARGUMENT);
+  CHECK(codeOf([&]() { client.create(uint64_t(1) << 40); }) == ErrorCode::TOO_LARGE);
+  CHECK(codeOf([&]() { client.create(~uint64_t(0)); }) == ErrorCode::TOO_LARGE);
+  {
+    // Fits the capacity in principle but not next to what is already held.
+    WriteBuffer big = client.create(20 << 20);
+    CHECK(codeOf([&]() { client.create(20 << 20); }) == ErrorCode::OUT_OF_MEMORY);
+  }
+  WriteBuffer again = client.create(20 << 20);  // freed by the abort above, so it fits again
+
+  Ref ref = client.put("0123456789", 10);
+  CHECK(codeOf([&]() { ref.read(11, 1); }) == ErrorCode::OUT_OF_RANGE);
+  CHECK(ref.read(10, 5).empty());
+  CHECK(text(ref.read(8, 1000)) == "89");
+  CHECK(codeOf([&]() { ref.share(0); }) == ErrorCode::INVALID_ARGUMENT);
+  CHECK(codeOf([&]() { ref.share(100000000); }) == ErrorCode::INVALID_ARGUMENT);
+  CHECK(codeOf([&]() { again.write(20 << 20, "x", 1); }) == ErrorCode::OUT_OF_RANGE);
+
+  Stats stats = client.stats();
+  CHECK(stats.objects == 2);
+  CHECK(stats.tokens == 0);
+  CHECK(daemon.alive());
+  CHECK(stats.bytesUsed > baseline);
+}
+
+TEST_CASE("copy path over loopback TCP: same semantics, no shared memory") {
+  int port = refstore::testing::freeTcpPort();
+  Daemon daemon("64M", {"--tcp", "127.0.0.1:" + std::to_string(port)});
+  Client local = Client::connect(daemon.socket());
+  Client remote = Client::connect("tcp:127.0.0.1:" + std::to_string(port));
+  CHECK_FALSE(remote.sharedMemory());
+
+  const size_t size = 9 << 20;  // spans several copy-path chunks
+  std::vector<uint8_t> value(size);
+  refstore::testing::fillPattern(value.data(), size, 9);
+  Ref written = remote.putLarge(value.data(), size);
+  std::string token = written.share(60);
+  CHECK(remote.restore(token).readAll() == value);
+  // The local client sees the same object zero-copy.
+  View view = local.restore(token).view();
+  CHECK(refstore::testing::checkPattern(view.data(), size, 9));
+  CHECK(codeOf([&]() { written.view(); }) == ErrorCode::FAILED_PRECONDITION);
+}
+
+TEST_CASE("TCP with a cluster secret: refused until hello presents it") {
+  int port = refstore::testing::freeTcpPort();
+  std::string secretFile = std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") +
+                           "/secret-" + std::to_string(getpid());
+  FILE* f = fopen(secretFile.c_str(), "w");
+  fputs("correct-horse-battery-staple\n", f);
+  fclose(f);
+  Daemon daemon("64M", {"--tcp", "127.0.0.1:" + std::to_string(port), "--secret-file", secretFile});
+  ConnectOptions wrong;
+  wrong.address = "tcp:127.0.0.1:" + std::to_string(port);
+  wrong.secret = "not-the-secret";
+  CHECK(codeOf([&]() { Client::connect(wrong); }) == ErrorCode::UNAUTHENTICATED);
+  ConnectOptions right = wrong;
+  right.secret = "correct-horse-battery-staple";
+  Client client = Client::connect(right);
+  CHECK(text(client.put("ok", 2).readAll()) == "ok");
+}
+
+TEST_CASE("refusing a non-loopback TCP listener without a secret") {
+  // The daemon must refuse to start; run it directly and check the exit status.
+  auto process = refstore::testing::spawn(
+      "server/refstored", {"--socket", "/tmp/rst-refuse.sock", "--tcp", "0.0.0.0:0"});
+  int status = process.wait();
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) != 0);
+}
+
+TEST_CASE("listings show holders with label and pid") {
+  Daemon daemon;
+  ConnectOptions options;
+  options.address = daemon.socket();
+  options.clientName = "lister";
+  Client client = Client::connect(options);
+  Ref a = client.put("a", 1);
+  Ref b = client.restore(a.share(60));
+  auto objects = client.list();
+  REQUIRE(objects.size() == 1);
+  CHECK(objects[0].holders.size() == 2);
+  CHECK(objects[0].holders[0].label == "lister");
+  CHECK(objects[0].holders[0].pid == getpid());
+  CHECK(objects[0].tokens == 1);
+}
+
+TEST_CASE("a second daemon on a live socket is refused; SIGTERM shuts down cleanly") {
+  Daemon daemon;
+  auto second = refstore::testing::spawn("server/refstored", {"--socket", daemon.socket()});
+  int status = second.wait();
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) != 0);
+  CHECK(daemon.alive());
+  int exit = daemon.stop();
+  CHECK(WIFEXITED(exit));
+  CHECK(WEXITSTATUS(exit) == 0);
+  CHECK(daemon.log().find("shutting down") != std::string::npos);
+  CHECK(access(daemon.socket().c_str(), F_OK) != 0);  // socket file removed
+}
