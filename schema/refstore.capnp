@@ -75,6 +75,10 @@ struct Placement {
   length @3 :UInt64;
   segmentSize @4 :UInt64;  # size of the whole segment (what to mmap)
   segment @5 :Segment;
+  dedicated @6 :Bool;
+  # The segment holds only this object (large values get a segment of their own). Do not cache
+  # its mapping: unmap it when the View or WriteBuffer it was mapped for is dropped, or the
+  # client's mapping would keep the memory alive after the daemon frees it.
 }
 
 struct Stats {

@@ -83,7 +83,7 @@ class RefstoredMain {
   }
   kj::MainBuilder::Validity setSecretFile(kj::StringPtr path) {
     auto fs = kj::newDiskFilesystem();
-    auto file = fs->getCurrent().tryOpenFile(fs->getCurrentPath().eval(path));
+    auto file = fs->getRoot().tryOpenFile(fs->getCurrentPath().eval(path));
     KJ_IF_MAYBE(f, file) {
       auto text = (*f)->readAllText();
       while (text.size() > 0 && (text.endsWith("\n") || text.endsWith("\r"))) {

@@ -104,7 +104,7 @@ Location ObjectStore::location(gc::ObjectId id) const {
   auto& object = record(id);
   uint32_t segmentId = segmentOf(object.userData);
   return Location{segmentId, offsetOf(object.userData), object.size,
-                  allocator.segment(segmentId).size()};
+                  allocator.segment(segmentId).size(), allocator.isDedicated(segmentId)};
 }
 
 gc::HolderId ObjectStore::addHolder(gc::ObjectId id, gc::ClientId client) {
@@ -274,6 +274,7 @@ void fillPlacement(proto::Placement::Builder placement, ObjectStore& store, gc::
   placement.setLength(where.length);
   placement.setSegmentSize(where.segmentSize);
   placement.setSegment(store.segmentCap(where.segmentId, writable));
+  placement.setDedicated(where.dedicated);
 }
 
 }  // namespace refstore::server

@@ -35,6 +35,7 @@ struct Location {
   uint64_t offset;
   uint64_t length;
   uint64_t segmentSize;
+  bool dedicated;  // the segment holds only this object (see Placement.dedicated)
 };
 
 class ObjectStore {

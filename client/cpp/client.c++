@@ -125,7 +125,9 @@ View Ref::view() const {
   auto viewState = std::make_unique<detail::ViewState>();
   viewState->connection = state->connection;
   viewState->view = reply.getView();
-  viewState->data = state->connection->resolve(reply.getPlacement(), /*writable=*/false);
+  auto resolved = state->connection->resolve(reply.getPlacement(), /*writable=*/false);
+  viewState->mapping = std::move(resolved.mapping);
+  viewState->data = resolved.data;
   viewState->size = reply.getPlacement().getLength();
   return detail::Factory::view(std::move(viewState));
 }
@@ -217,9 +219,12 @@ WriteBuffer Client::create(uint64_t size) {
   state->connection = connection;
   state->buffer = reply.getBuffer();
   state->size = size;
-  state->data = reply.hasPlacement()
-                    ? connection->resolve(reply.getPlacement(), /*writable=*/true)
-                    : nullptr;
+  state->data = nullptr;
+  if (reply.hasPlacement()) {
+    auto resolved = connection->resolve(reply.getPlacement(), /*writable=*/true);
+    state->mapping = std::move(resolved.mapping);
+    state->data = resolved.data;
+  }
   return detail::Factory::buffer(std::move(state));
 }
 

@@ -133,13 +133,16 @@ Connection::~Connection() {
 
 void Connection::flush() { io.waitScope.poll(); }
 
-uint8_t* Connection::resolve(proto::Placement::Reader placement, bool writable) {
-  if (placement.getSegmentId() == 0) return nullptr;
+Connection::Resolved Connection::resolve(proto::Placement::Reader placement, bool writable) {
+  if (placement.getSegmentId() == 0) return Resolved{nullptr, nullptr};
   auto key = std::make_tuple(placement.getOrigin(), placement.getSegmentId(), writable);
+  std::shared_ptr<Mapping> mapping;
   auto found = mappings.find(key);
-  if (found == mappings.end()) {
-    // The fd arrived attached to this message; it belongs to the Segment capability, so map it
-    // now and let the capability (and fd) go. The mapping stays valid after close.
+  if (found != mappings.end()) {
+    mapping = found->second;
+  } else {
+    // The fd arrived attached to this message and belongs to the Segment capability: map it
+    // now; the mapping stays valid after the capability (and fd) are released.
     kj::Maybe<int> fd = wait(placement.getSegment().getFd());
     int raw = -1;
     KJ_IF_MAYBE(f, fd) { raw = *f; }
@@ -152,16 +155,15 @@ uint8_t* Connection::resolve(proto::Placement::Reader placement, bool writable) 
     if (base == MAP_FAILED) {
       throw Error(ErrorCode::IO, std::string("mmap of shared segment failed: ") + strerror(errno));
     }
-    auto mapping = std::make_unique<Mapping>();
+    mapping = std::make_shared<Mapping>();
     mapping->base = static_cast<uint8_t*>(base);
     mapping->size = size;
-    found = mappings.emplace(key, std::move(mapping)).first;
+    if (!placement.getDedicated()) mappings.emplace(key, mapping);
   }
-  Mapping& mapping = *found->second;
-  if (placement.getOffset() + placement.getLength() > mapping.size) {
+  if (placement.getOffset() + placement.getLength() > mapping->size) {
     throw Error(ErrorCode::INTERNAL, "placement lies outside its segment");
   }
-  return mapping.base + placement.getOffset();
+  return Resolved{mapping, mapping->base + placement.getOffset()};
 }
 
 RefState::~RefState() {

@@ -44,8 +44,13 @@ struct Connection {
   // Sends queued messages (e.g. capability releases) without blocking.
   void flush();
 
-  // Maps (once) the segment named by `placement` and returns a pointer to its bytes.
-  uint8_t* resolve(proto::Placement::Reader placement, bool writable);
+  // Maps the segment named by `placement` (once per shared segment; per use for a dedicated
+  // one) and returns the mapping and a pointer to the placement's bytes inside it.
+  struct Resolved {
+    std::shared_ptr<Mapping> mapping;
+    uint8_t* data;
+  };
+  Resolved resolve(proto::Placement::Reader placement, bool writable);
 
   std::shared_ptr<ThreadLoop> loop;  // first member: destroyed last
   kj::AsyncIoContext& io;
@@ -54,7 +59,8 @@ struct Connection {
   proto::Store::Client store = nullptr;
   bool sharedMemory = false;
   bool writableSharedMemory = false;
-  std::map<std::tuple<uint64_t, uint32_t, bool>, std::unique_ptr<Mapping>> mappings;
+  // Shared segments, mapped once and kept for the connection's life.
+  std::map<std::tuple<uint64_t, uint32_t, bool>, std::shared_ptr<Mapping>> mappings;
 };
 
 struct RefState {
@@ -66,6 +72,7 @@ struct RefState {
 struct ViewState {
   std::shared_ptr<Connection> connection;
   proto::View::Client view = nullptr;
+  std::shared_ptr<Mapping> mapping;
   const uint8_t* data;
   size_t size;
   ~ViewState();
@@ -74,6 +81,7 @@ struct ViewState {
 struct BufferState {
   std::shared_ptr<Connection> connection;
   proto::WriteBuffer::Client buffer = nullptr;
+  std::shared_ptr<Mapping> mapping;
   uint8_t* data;  // null without writable shared memory
   uint64_t size;
   ~BufferState();
