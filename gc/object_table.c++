@@ -1,13 +1,16 @@
 #include "gc/object_table.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
 
 namespace refstore::gc {
 
-// One record per object at up to millions of objects: keep it from growing by accident.
-static_assert(sizeof(ObjectRecord) <= 72, "ObjectRecord grew; check field order and padding");
+// One record per object at up to millions of objects: keep it from growing by accident. The
+// record plus the holder-chain head fill a 96-byte set node (8-byte next pointer + 88); one
+// byte more and every object costs a 112-byte node instead.
+static_assert(sizeof(ObjectRecord) <= 80, "ObjectRecord grew; check field order and padding");
 static_assert(static_cast<size_t>(ObjectState::REMOTE) + 1 == kNumObjectStates,
               "kNumObjectStates must match ObjectState");
 
@@ -55,20 +58,27 @@ void ObjectTable::checkNotBusy() const {
   }
 }
 
-ObjectTable::SlotMap::iterator ObjectTable::lookup(ObjectId id) {
-  if (id.hi != epoch_) return objects_.end();
-  return objects_.find(id.lo);
+ObjectTable::SlotIter ObjectTable::findLo(uint64_t lo) const {
+  // Sets are searched with a whole element; only the hashed/compared part matters.
+  Slot probe;
+  probe.rec.id.lo = lo;
+  return objects_.find(probe);
 }
 
-ObjectTable::SlotMap::const_iterator ObjectTable::lookup(ObjectId id) const {
+ObjectTable::SlotIter ObjectTable::lookup(ObjectId id) const {
   if (id.hi != epoch_) return objects_.end();
-  return objects_.find(id.lo);
+  return findLo(id.lo);
+}
+
+ObjectTable::SlotIter ObjectTable::lookupLive(ObjectId id) const {
+  auto it = lookup(id);
+  return it == objects_.end() || it->rec.dead ? objects_.end() : it;
 }
 
 ObjectTable::Created ObjectTable::insert(ObjectRecord rec, ClientId creator) {
   rec.id = ObjectId{epoch_, nextObjectLo_};
   // Insert first: if allocation throws, no counter has moved and the id is simply not used.
-  auto it = objects_.emplace(rec.id.lo, Slot{rec, 0}).first;
+  auto it = objects_.insert(Slot{rec, 0}).first;
   ++nextObjectLo_;
   HolderId writer;
   try {
@@ -95,8 +105,11 @@ ObjectTable::Created ObjectTable::create(uint64_t size, uint64_t userData, Clien
 
 ObjectTable::Created ObjectTable::createSealed(uint64_t size, uint64_t hashHi, uint64_t hashLo,
                                                uint64_t userData, ClientId creator,
-                                               MonoMillis now) {
+                                               MonoMillis now,
+                                               const std::vector<ObjectId>& children) {
   checkNotBusy();
+  std::vector<uint64_t> kids;
+  if (!liveChildren(children, &kids)) return Created{ObjectId{}, 0};
   ObjectRecord rec;
   rec.size = size;
   rec.hashHi = hashHi;
@@ -104,15 +117,92 @@ ObjectTable::Created ObjectTable::createSealed(uint64_t size, uint64_t hashHi, u
   rec.userData = userData;
   rec.createdAt = now;
   rec.state = ObjectState::SEALED;
+  // The children entry goes in under the id insert() is about to assign, before the object:
+  // either step may throw, and undoing a map entry is simpler than undoing an insert.
+  const uint64_t lo = nextObjectLo_;
+  if (!kids.empty()) children_.emplace(lo, std::move(kids));
+  Created created;
+  try {
+    created = insert(rec, creator);
+  } catch (...) {
+    children_.erase(lo);
+    throw;
+  }
+  assert(created.id.lo == lo);
+  // Counting cannot throw; only now does any child's count move.
+  auto c = children_.find(lo);
+  if (c != children_.end()) {
+    for (uint64_t kid : c->second) {
+      ++findLo(kid)->rec.parents;
+      ++parentRefs_;
+    }
+  }
+  return created;
+}
+
+ObjectTable::Created ObjectTable::createPromise(ClientId creator, MonoMillis now) {
+  checkNotBusy();
+  ObjectRecord rec;
+  rec.createdAt = now;
+  rec.state = ObjectState::PROMISED;
   return insert(rec, creator);
 }
 
-bool ObjectTable::seal(ObjectId id, uint64_t hashHi, uint64_t hashLo) {
+bool ObjectTable::liveChildren(const std::vector<ObjectId>& children,
+                               std::vector<uint64_t>* out) const {
+  out->reserve(children.size());
+  for (ObjectId child : children) {
+    if (lookupLive(child) == objects_.end()) return false;
+    out->push_back(child.lo);
+  }
+  return true;
+}
+
+bool ObjectTable::wouldContainItself(uint64_t self, const std::vector<uint64_t>& from) const {
+  // Every link into `self` counts in its `parents`; with none, only self-listing can cycle.
+  // This keeps the common case (nothing contains the object being settled yet) O(children).
+  if (findLo(self)->rec.parents == 0) {
+    return std::find(from.begin(), from.end(), self) != from.end();
+  }
+  // Iterative: containment chains may be far deeper than the stack. `seen` keeps shared
+  // sub-graphs (a DAG, since cycles are never admitted) from being walked more than once.
+  std::vector<uint64_t> stack(from.begin(), from.end());
+  std::unordered_set<uint64_t> seen;
+  while (!stack.empty()) {
+    uint64_t lo = stack.back();
+    stack.pop_back();
+    if (lo == self) return true;
+    if (!seen.insert(lo).second) continue;
+    auto c = children_.find(lo);
+    if (c != children_.end()) stack.insert(stack.end(), c->second.begin(), c->second.end());
+    auto a = aliases_.find(lo);
+    if (a != aliases_.end()) stack.push_back(a->second);
+  }
+  return false;
+}
+
+void ObjectTable::linkChildren(uint64_t parentLo, std::vector<uint64_t> kids) {
+  if (kids.empty()) return;
+  // The only allocation comes first, so a throw leaves no count changed.
+  auto c = children_.emplace(parentLo, std::move(kids)).first;
+  for (uint64_t kid : c->second) {
+    ++findLo(kid)->rec.parents;
+    ++parentRefs_;
+  }
+}
+
+bool ObjectTable::seal(ObjectId id, uint64_t hashHi, uint64_t hashLo,
+                       const std::vector<ObjectId>& children) {
   checkNotBusy();
-  auto it = lookup(id);
-  if (it == objects_.end()) return false;
-  ObjectRecord& r = it->second.rec;
-  if (r.dead || r.state != ObjectState::CREATING) return false;
+  auto it = lookupLive(id);
+  if (it == objects_.end() || it->rec.state != ObjectState::CREATING) return false;
+  std::vector<uint64_t> kids;
+  if (!liveChildren(children, &kids)) return false;
+  // A CREATING object has no Ref but its writer's, yet it can still be listed as a child (or
+  // list itself), so the check is not only for promises. It is free when nothing contains it.
+  if (wouldContainItself(id.lo, kids)) return false;
+  linkChildren(id.lo, std::move(kids));
+  ObjectRecord& r = it->rec;
   --perState_[stateIndex(r.state)];
   r.state = ObjectState::SEALED;
   ++perState_[stateIndex(r.state)];
@@ -121,11 +211,61 @@ bool ObjectTable::seal(ObjectId id, uint64_t hashHi, uint64_t hashLo) {
   return true;
 }
 
-HolderId ObjectTable::linkHolder(SlotMap::iterator it, ClientId client) {
-  Slot& slot = it->second;
+bool ObjectTable::fulfill(ObjectId promise, uint64_t size, uint64_t userData, uint64_t hashHi,
+                          uint64_t hashLo, const std::vector<ObjectId>& children) {
+  checkNotBusy();
+  auto it = lookupLive(promise);
+  if (it == objects_.end() || it->rec.state != ObjectState::PROMISED) return false;
+  std::vector<uint64_t> kids;
+  if (!liveChildren(children, &kids)) return false;
+  if (wouldContainItself(promise.lo, kids)) return false;
+  linkChildren(promise.lo, std::move(kids));
+  ObjectRecord& r = it->rec;
+  --perState_[stateIndex(r.state)];
+  r.state = ObjectState::SEALED;
+  ++perState_[stateIndex(r.state)];
+  r.size = size;
+  r.userData = userData;
+  r.hashHi = hashHi;
+  r.hashLo = hashLo;
+  liveBytes_ += size;
+  return true;
+}
+
+bool ObjectTable::fulfillWith(ObjectId promise, ObjectId target) {
+  checkNotBusy();
+  auto it = lookupLive(promise);
+  if (it == objects_.end() || it->rec.state != ObjectState::PROMISED) return false;
+  auto t = lookupLive(target);
+  if (t == objects_.end()) return false;
+  if (wouldContainItself(promise.lo, {target.lo})) return false;
+  aliases_.emplace(promise.lo, target.lo);  // may throw: nothing changed yet
+  ++t->rec.parents;
+  ++parentRefs_;
+  ObjectRecord& r = it->rec;
+  --perState_[stateIndex(r.state)];
+  r.state = ObjectState::SEALED;
+  ++perState_[stateIndex(r.state)];
+  r.alias = true;
+  return true;
+}
+
+bool ObjectTable::reject(ObjectId promise) {
+  checkNotBusy();
+  auto it = lookupLive(promise);
+  if (it == objects_.end() || it->rec.state != ObjectState::PROMISED) return false;
+  ObjectRecord& r = it->rec;
+  --perState_[stateIndex(r.state)];
+  r.state = ObjectState::FAILED;
+  ++perState_[stateIndex(r.state)];
+  return true;
+}
+
+HolderId ObjectTable::linkHolder(SlotIter it, ClientId client) {
+  const Slot& slot = *it;
   HolderId id = nextHolder_;
   // New holders go to the front of the object's chain.
-  holders_.emplace(id, Holder{it->first, client, 0, slot.firstHolder});
+  holders_.emplace(id, Holder{slot.rec.id.lo, client, 0, slot.firstHolder});
   ++nextHolder_;
   if (slot.firstHolder != 0) holders_.find(slot.firstHolder)->second.prev = id;
   slot.firstHolder = id;
@@ -135,8 +275,8 @@ HolderId ObjectTable::linkHolder(SlotMap::iterator it, ClientId client) {
 
 HolderId ObjectTable::addHolder(ObjectId id, ClientId client) {
   checkNotBusy();
-  auto it = lookup(id);
-  if (it == objects_.end() || it->second.rec.dead) return 0;
+  auto it = lookupLive(id);
+  if (it == objects_.end()) return 0;
   return linkHolder(it, client);
 }
 
@@ -146,23 +286,23 @@ bool ObjectTable::removeHolder(HolderId holder) {
   if (h == holders_.end()) return false;
   Holder entry = h->second;
   holders_.erase(h);
-  auto it = objects_.find(entry.objectLo);
+  auto it = findLo(entry.objectLo);
   assert(it != objects_.end() && "holder of an object not in the table");
   if (entry.prev != 0) {
     holders_.find(entry.prev)->second.next = entry.next;
   } else {
-    it->second.firstHolder = entry.next;
+    it->firstHolder = entry.next;
   }
   if (entry.next != 0) holders_.find(entry.next)->second.prev = entry.prev;
-  --it->second.rec.holders;
+  --it->rec.holders;
   onRefDropped(it);
   return true;
 }
 
 bool ObjectTable::addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses) {
   checkNotBusy();
-  auto it = lookup(id);
-  if (it == objects_.end() || it->second.rec.dead) return false;
+  auto it = lookupLive(id);
+  if (it == objects_.end()) return false;
   auto lease = leasesByExpiry_.emplace(expiresAt, Lease{id.lo, secret, uses});
   try {
     leasesByObject_.emplace(id.lo, lease);
@@ -170,8 +310,17 @@ bool ObjectTable::addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uin
     leasesByExpiry_.erase(lease);
     throw;
   }
-  ++it->second.rec.leases;
+  ++it->rec.leases;
   return true;
+}
+
+std::vector<MonoMillis> ObjectTable::leaseExpiriesOf(ObjectId id) const {
+  std::vector<MonoMillis> out;
+  if (id.hi != epoch_) return out;
+  auto range = leasesByObject_.equal_range(id.lo);
+  for (auto i = range.first; i != range.second; ++i) out.push_back(i->second->first);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 void ObjectTable::removeLease(LeaseMap::iterator lease) {
@@ -184,9 +333,9 @@ void ObjectTable::removeLease(LeaseMap::iterator lease) {
     }
   }
   leasesByExpiry_.erase(lease);
-  auto it = objects_.find(lo);
+  auto it = findLo(lo);
   assert(it != objects_.end() && "lease on an object not in the table");
-  --it->second.rec.leases;
+  --it->rec.leases;
   onRefDropped(it);
 }
 
@@ -195,8 +344,8 @@ RedeemResult ObjectTable::redeemLease(ObjectId id, Secret secret, MonoMillis now
   checkNotBusy();
   assert(holderOut != nullptr);
   *holderOut = 0;
-  auto it = lookup(id);
-  if (it == objects_.end() || it->second.rec.dead) return RedeemResult::NOT_FOUND;
+  auto it = lookupLive(id);
+  if (it == objects_.end()) return RedeemResult::NOT_FOUND;
   // Compare against every lease of the object without stopping early, so timing depends only on
   // how many leases the object has, never on the secret.
   std::optional<LeaseMap::iterator> match;
@@ -235,65 +384,211 @@ std::optional<MonoMillis> ObjectTable::nextLeaseExpiry() const {
 
 bool ObjectTable::pin(ObjectId id) {
   checkNotBusy();
-  auto it = lookup(id);
-  if (it == objects_.end() || it->second.rec.dead) return false;
-  ++it->second.rec.pins;
+  auto it = lookupLive(id);
+  if (it == objects_.end()) return false;
+  ++it->rec.pins;
   return true;
 }
 
 bool ObjectTable::unpin(ObjectId id) {
   checkNotBusy();
   auto it = lookup(id);
-  if (it == objects_.end() || it->second.rec.pins == 0) return false;
-  ObjectRecord& r = it->second.rec;
+  if (it == objects_.end() || it->rec.pins == 0) return false;
+  ObjectRecord& r = it->rec;
   --r.pins;
   if (r.dead && r.pins == 0) {
     --deadPinned_;
-    reclaim(it);
+    std::exception_ptr error;
+    reclaim(it, &error);
+    if (error) std::rethrow_exception(error);
   }
   return true;
 }
 
-void ObjectTable::onRefDropped(SlotMap::iterator it) {
-  ObjectRecord& r = it->second.rec;
-  if (refCount(r) != 0) return;
+// ---- names ----
+
+NameResult ObjectTable::addName(ObjectId id, std::string name) {
+  checkNotBusy();
+  auto it = lookupLive(id);
+  if (it == objects_.end()) return NameResult::NOT_FOUND;
+  if (!names_.emplace(std::move(name), id.lo).second) return NameResult::DUPLICATE;
+  ++it->rec.names;
+  return NameResult::OK;
+}
+
+NameResult ObjectTable::removeName(const std::string& name) {
+  checkNotBusy();
+  auto n = names_.find(name);
+  if (n == names_.end()) return NameResult::NOT_FOUND;
+  auto it = findLo(n->second);
+  assert(it != objects_.end() && "name of an object not in the table");
+  names_.erase(n);
+  --it->rec.names;
+  onRefDropped(it);
+  return NameResult::OK;
+}
+
+std::optional<ObjectId> ObjectTable::lookupName(const std::string& name) const {
+  auto n = names_.find(name);
+  if (n == names_.end()) return std::nullopt;
+  return ObjectId{epoch_, n->second};
+}
+
+std::vector<std::string> ObjectTable::namesOf(ObjectId id) const {
+  std::vector<std::string> out;
+  auto it = lookup(id);
+  if (it == objects_.end() || it->rec.names == 0) return out;
+  out.reserve(it->rec.names);
+  for (const auto& [name, lo] : names_) {
+    if (lo != id.lo) continue;
+    out.push_back(name);
+    if (out.size() == it->rec.names) break;  // found them all: skip the rest of the names
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, ObjectId>> ObjectTable::listNames() const {
+  std::vector<std::pair<std::string, ObjectId>> out;
+  out.reserve(names_.size());
+  for (const auto& [name, lo] : names_) out.emplace_back(name, ObjectId{epoch_, lo});
+  return out;
+}
+
+// ---- containment and aliases (read side) ----
+
+ObjectId ObjectTable::resolveAlias(ObjectId id) const {
+  if (id.hi != epoch_) return id;
+  uint64_t lo = id.lo;
+  // Iterative, and finite: fulfillWith never admits a cycle.
+  for (auto a = aliases_.find(lo); a != aliases_.end(); a = aliases_.find(lo)) lo = a->second;
+  return ObjectId{epoch_, lo};
+}
+
+std::optional<ObjectId> ObjectTable::aliasTarget(ObjectId id) const {
+  if (id.hi != epoch_) return std::nullopt;
+  auto a = aliases_.find(id.lo);
+  if (a == aliases_.end()) return std::nullopt;
+  return ObjectId{epoch_, a->second};
+}
+
+std::vector<ObjectId> ObjectTable::childrenOf(ObjectId id) const {
+  std::vector<ObjectId> out;
+  if (id.hi != epoch_) return out;
+  auto c = children_.find(id.lo);
+  if (c == children_.end()) return out;
+  out.reserve(c->second.size());
+  for (uint64_t kid : c->second) out.push_back(ObjectId{epoch_, kid});
+  return out;
+}
+
+std::vector<ObjectId> ObjectTable::parentsOf(ObjectId id) const {
+  std::vector<ObjectId> out;
+  auto it = lookup(id);
+  if (it == objects_.end() || it->rec.parents == 0) return out;
+  out.reserve(it->rec.parents);
+  for (const auto& [parent, kids] : children_) {
+    for (uint64_t kid : kids) {
+      if (kid == id.lo) out.push_back(ObjectId{epoch_, parent});
+    }
+  }
+  for (const auto& [alias, target] : aliases_) {
+    if (target == id.lo) out.push_back(ObjectId{epoch_, alias});
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// ---- death and reclamation ----
+
+void ObjectTable::markDead(ObjectRecord& r) {
   r.dead = true;
   liveBytes_ -= r.size;
-  if (r.pins == 0) {
-    reclaim(it);
-  } else {
-    ++deadPinned_;
+  if (r.pins != 0) ++deadPinned_;
+}
+
+void ObjectTable::dropParentRef(uint64_t childLo, std::vector<uint64_t>* dying) {
+  auto it = findLo(childLo);
+  assert(it != objects_.end() && "child of a live object not in the table");
+  ObjectRecord& r = it->rec;
+  --r.parents;
+  --parentRefs_;
+  if (refCount(r) == 0) {
+    markDead(r);
+    dying->push_back(childLo);
   }
 }
 
-void ObjectTable::reclaim(SlotMap::iterator it) {
+void ObjectTable::onRefDropped(SlotIter it) {
+  if (refCount(it->rec) != 0) return;
+  markDead(it->rec);
+  // Objects that died in this call and have yet to release their links, first in first out:
+  // breadth-first, so a container is reported before the children it kept alive. A worklist
+  // instead of recursion, because chains of containers or aliases can be arbitrarily deep.
+  // Each object enters it once: only the drop that takes its count to zero queues it, and a
+  // dead object gains no references.
+  std::vector<uint64_t> dying;
+  size_t next = 0;
+  std::exception_ptr error;
+  uint64_t lo = it->rec.id.lo;
+  for (;;) {
+    // Release links first (the entries are erased: a dead object contains nothing), then
+    // reclaim, so the record reported is final and the callback sees the children's new counts.
+    if (!children_.empty()) {
+      auto c = children_.find(lo);
+      if (c != children_.end()) {
+        std::vector<uint64_t> kids = std::move(c->second);
+        children_.erase(c);
+        for (uint64_t kid : kids) dropParentRef(kid, &dying);
+      }
+    }
+    if (it->rec.alias) {
+      auto a = aliases_.find(lo);
+      if (a != aliases_.end()) {
+        uint64_t target = a->second;
+        aliases_.erase(a);
+        dropParentRef(target, &dying);
+      }
+    }
+    if (it->rec.pins == 0) reclaim(it, &error);  // else reclaimed by its last unpin
+    if (next == dying.size()) break;
+    lo = dying[next++];
+    it = findLo(lo);
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+void ObjectTable::reclaim(SlotIter it, std::exception_ptr* error) {
   // Take the object out before telling the owner, so the callback (and anything it reads) sees
   // a table that no longer contains it, and the owner may free the memory right away.
-  const ObjectRecord rec = it->second.rec;
+  const ObjectRecord rec = it->rec;
   --perState_[stateIndex(rec.state)];
   objects_.erase(it);
   if (onReclaim_) {
     BusyScope busy(busy_);
-    onReclaim_(rec);
+    try {
+      onReclaim_(rec);
+    } catch (...) {
+      if (!*error) *error = std::current_exception();
+    }
   }
 }
 
 const ObjectRecord* ObjectTable::find(ObjectId id) const {
   auto it = lookup(id);
-  return it == objects_.end() ? nullptr : &it->second.rec;
+  return it == objects_.end() ? nullptr : &it->rec;
 }
 
 void ObjectTable::forEach(const std::function<void(const ObjectRecord&)>& fn) const {
   BusyScope busy(busy_);
-  for (const auto& entry : objects_) fn(entry.second.rec);
+  for (const Slot& slot : objects_) fn(slot.rec);
 }
 
 std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id) const {
   std::vector<std::pair<HolderId, ClientId>> out;
   auto it = lookup(id);
   if (it == objects_.end()) return out;
-  out.reserve(it->second.rec.holders);
-  for (HolderId h = it->second.firstHolder; h != 0;) {
+  out.reserve(it->rec.holders);
+  for (HolderId h = it->firstHolder; h != 0;) {
     const Holder& entry = holders_.find(h)->second;
     out.emplace_back(h, entry.client);
     h = entry.next;
@@ -308,6 +603,8 @@ ObjectTable::Stats ObjectTable::stats() const {
   s.deadPinned = deadPinned_;
   s.holders = holders_.size();
   s.leases = leasesByExpiry_.size();
+  s.names = names_.size();
+  s.parentRefs = parentRefs_;
   for (size_t i = 0; i < kNumObjectStates; ++i) s.perState[i] = perState_[i];
   return s;
 }

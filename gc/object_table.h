@@ -1,30 +1,48 @@
 // ObjectTable: the source of truth for which objects exist and what keeps each one alive.
 //
 // Every reference to an object is counted here, by source: Ref holders (one per capability the
-// daemon handed out, tagged with the client that holds it) and share-token leases (a TTL and/or a
-// use count). When the sum of all sources reaches zero the object is *dead*: it can never be
-// referenced again. Its memory, though, may still be pinned by Views (zero-copy readers); a dead
-// object is *reclaimed* -- removed from the table, with the reclaim callback telling the owner to
-// free its memory -- as soon as it is both unreferenced and unpinned, synchronously, inside the
-// call that made it so. There is no background collector and no polling: the caller drives every
-// change (capability drops, lease timers) and learns about reclamation immediately.
+// daemon handed out, tagged with the client that holds it), share-token leases (a TTL and/or a
+// use count), names (explicit pins, the only manual part of memory management) and parents (a
+// live container that lists the object as a child, or a live alias that resolves to it). When
+// the sum of all sources reaches zero the object is *dead*: it can never be referenced again,
+// and it at once releases the references it held on its own children (which may kill them in
+// turn, iteratively -- never by recursion, so a 100,000-deep chain is fine). Its memory, though,
+// may still be pinned by Views (zero-copy readers); a dead object is *reclaimed* -- removed from
+// the table, with the reclaim callback telling the owner to free its memory -- as soon as it is
+// both unreferenced and unpinned, synchronously, inside the call that made it so. There is no
+// background collector and no polling: the caller drives every change (capability drops, lease
+// timers) and learns about reclamation immediately.
+//
+// Futures: a promise is an object without bytes (PROMISED) that can be held, shared, named and
+// nested like any other before its value exists. It is settled once: fulfilled with bytes
+// (-> SEALED), fulfilled with another object (-> SEALED *alias*, sharing that object's bytes
+// without a copy), or rejected (-> FAILED). A fulfilment that would make an object contain
+// itself is refused, so the containment graph is always acyclic -- which is what lets plain
+// reference counting (no tracing collector) free everything.
 //
 // The table is deliberately pure: no clock (times are passed in), no I/O, no locking. It is meant
 // to be owned by the single event-loop thread of the daemon. It is not thread-safe.
 //
 // Memory: the daemon targets <= 256 bytes per object at 1M objects, so per-object state is a
-// fixed-size record plus one hash-map node; holders live in one table-wide map and are chained
-// per object through that map (no per-object containers).
+// fixed-size record in one hash-set node; holders live in one table-wide map and are chained
+// per object through that map (no per-object containers). Rarely used data -- children lists,
+// alias targets, names -- lives in side maps that hold entries only for objects that have some.
+// Measured with one holder per object (glibc): 176 heap bytes per object for the 96-byte set
+// node and the 48-byte holder node with their malloc overhead, ~200 with the two tables' bucket
+// arrays (object_table_test.c++ checks the budget).
 
 #ifndef REFSTORE_GC_OBJECT_TABLE_H_
 #define REFSTORE_GC_OBJECT_TABLE_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <optional>
+#include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -32,8 +50,9 @@
 
 namespace refstore::gc {
 
-// Lifecycle state of an object's bytes. gc only stores it (and counts objects per state); the
-// transitions beyond CREATING -> SEALED belong to later features (promises, spilling, remotes).
+// Lifecycle state of an object's bytes. gc drives CREATING -> SEALED (seal) and
+// PROMISED -> SEALED | FAILED (fulfill, fulfillWith, reject); the other transitions belong to
+// later features (spilling, remotes), for which gc only stores the state and counts per state.
 enum class ObjectState : uint8_t { CREATING, SEALED, PROMISED, FAILED, SPILLED, REMOTE };
 inline constexpr size_t kNumObjectStates = 6;
 
@@ -62,23 +81,33 @@ inline bool secretEquals(Secret a, Secret b) {
   return diff == 0;
 }
 
-// Everything gc knows about one object. Fields are ordered to avoid padding (72 bytes), because
-// one of these exists per object.
+// Everything gc knows about one object. Fields are ordered to avoid padding (80 bytes), because
+// one of these exists per object; with the holder-chain head it fills a 96-byte hash-set node
+// exactly, a malloc size class in both glibc and jemalloc (see ObjectTable::Slot).
 struct ObjectRecord {
   ObjectId id;
-  uint64_t size = 0;                // bytes; live objects' sizes are summed into Stats::liveBytes
-  uint64_t hashHi = 0, hashLo = 0;  // XXH3-128 of the bytes, set at seal (0 before)
+  uint64_t size = 0;                // bytes; live objects' sizes are summed into Stats::liveBytes.
+                                    // 0 for objects without bytes of their own (see ownsBytes)
+  uint64_t hashHi = 0, hashLo = 0;  // XXH3-128 of the bytes, set at seal/fulfill (0 before, and
+                                    // always 0 for promises, aliases and failed objects)
   uint64_t userData = 0;            // opaque to gc: the server keeps its allocation handle here,
-                                    // so the reclaim callback can free memory without a lookup
+                                    // so the reclaim callback can free memory without a lookup.
+                                    // Always 0 for objects without bytes of their own
   MonoMillis createdAt = 0;
   // Per-source reference counts (see ObjectTable::refCount) and the memory pin count.
-  // 32 bits suffice: each count is backed by a live capability or token costing far more than
-  // 4 bytes of daemon memory, so 2^32 of them cannot exist.
+  // 32 bits suffice: each count is backed by a live capability, token, name or child listing
+  // costing at least 8 (usually far more) bytes of daemon memory, so 2^32 cannot exist.
   uint32_t holders = 0, leases = 0, pins = 0;
+  uint32_t names = 0;    // names pinning the object (ObjectTable::addName)
+  uint32_t parents = 0;  // one per listing as a child by a live container (duplicates count
+                         // each time) plus one per live alias whose direct target this is
   ObjectState state = ObjectState::CREATING;
-  // No references left but still pinned: no new holders, leases or pins are accepted, and the
-  // memory waits for the last unpin. A reclaimed object is not in the table at all.
+  // No references left but still pinned: no new holders, leases, names, pins or parents are
+  // accepted, and the memory waits for the last unpin. A reclaimed object is not in the table.
   bool dead = false;
+  // Fulfilled by fulfillWith: state SEALED but no bytes of its own; the bytes are those of
+  // ObjectTable::resolveAlias(id). Stays set in the record passed to the reclaim callback.
+  bool alias = false;
 };
 
 enum class RedeemResult {
@@ -87,14 +116,32 @@ enum class RedeemResult {
   EXPIRED,    // the lease existed but its time was up; it has now been removed
 };
 
+enum class NameResult {
+  OK,
+  DUPLICATE,  // addName: the name is already taken (by this or another object)
+  NOT_FOUND,  // addName: unknown or dead object; removeName: no such name
+};
+
 class ObjectTable {
  public:
   // Invoked synchronously, exactly once per object, from inside the mutating call that made the
   // object unreferenced and unpinned. By then the object has already left the table (find()
   // returns null, stats() excludes it); the record passed is its final state (dead = true, all
-  // counts 0), so the owner can free `size` bytes at `userData`.
+  // counts 0), so the owner can free `size` bytes at `userData` -- but only if
+  // ownsBytes(record): a promise never fulfilled (state PROMISED), a rejected one (FAILED) and
+  // an alias (SEALED with alias = true) have no bytes of their own, and size = userData = 0.
+  // (userData 0 alone cannot tell, since 0 may be a valid handle for the server.)
+  //
+  // One call can reclaim many objects: a dying container releases its children, which may die
+  // too. They are reported breadth-first -- a container before the children it kept alive,
+  // siblings in declaration order (a child listed twice dies at its last listing) -- and each
+  // is already out of the table when reported; other members of the same cascade may still be
+  // found, dead, until their own turn.
+  //
   // The callback may read the table but MUST NOT mutate it (that would re-enter the mutation in
-  // progress; a guard aborts the process if it tries) and should not throw.
+  // progress; a guard aborts the process if it tries) and should not throw. If it does throw,
+  // the table still finishes the mutation -- every other object due is reclaimed and reported,
+  // so nothing leaks -- and then the first exception propagates to the caller.
   using ReclaimCallback = std::function<void(const ObjectRecord&)>;
 
   // `originEpoch` becomes ObjectId::hi of every object created here (see object_id.h).
@@ -106,21 +153,89 @@ class ObjectTable {
   ObjectTable(const ObjectTable&) = delete;
   ObjectTable& operator=(const ObjectTable&) = delete;
 
-  // A new object in CREATING state with one holder -- the writer, held by `creator` -- so the
+  // A new object in CREATING state with one holder -- the writer, held by `client` -- so the
   // object is never unreferenced between creation and the caller wrapping it in a Ref.
+  // (createSealed with children can be refused: then id is {0, 0} and writer is 0.)
   struct Created {
     ObjectId id;
     HolderId writer;
   };
   Created create(uint64_t size, uint64_t userData, ClientId creator, MonoMillis now);
-  // Same, for objects put whole: SEALED immediately with the given hash, one holder.
+  // Same, for objects put whole: SEALED immediately with the given hash, one holder, and the
+  // given children (see seal). Refused (writer 0, nothing changed, no id used) if any child is
+  // unknown or dead. A new object cannot close a cycle: nothing contains it yet.
   Created createSealed(uint64_t size, uint64_t hashHi, uint64_t hashLo, uint64_t userData,
-                       ClientId creator, MonoMillis now);
+                       ClientId creator, MonoMillis now,
+                       const std::vector<ObjectId>& children = {});
+  // A new promise: state PROMISED, size 0, userData 0, one holder (the creator's Ref; `writer`
+  // in the result). Everything that works on a live object works on it before it is settled:
+  // holders, leases, names, pins, being listed as a child or as an alias target. Settle it with
+  // fulfill, fulfillWith or reject. A promise whose references all go is reclaimed whether or
+  // not it was ever settled (the reclaim callback then sees state PROMISED).
+  Created createPromise(ClientId creator, MonoMillis now);
 
-  // CREATING -> SEALED, recording the content hash. Returns false and changes nothing if the
-  // object is unknown, dead (nobody could ever read it) or not CREATING (sealing is one-shot:
-  // sealed bytes are immutable).
-  bool seal(ObjectId id, uint64_t hashHi, uint64_t hashLo);
+  // CREATING -> SEALED, recording the content hash and the children the object contains.
+  // Each listed child gains one parent reference (a child listed twice gains two), held until
+  // this object dies -- its reference count reaching zero, not its reclamation: a dead object
+  // that Views still pin is logically gone and contains nothing. childrenOf lists them.
+  // Returns false and changes nothing if the object is unknown, dead (nobody could ever read
+  // it) or not CREATING (sealing is one-shot: sealed bytes are immutable), if any child is
+  // unknown or dead, or if a child is (or contains) the object itself.
+  bool seal(ObjectId id, uint64_t hashHi, uint64_t hashLo,
+            const std::vector<ObjectId>& children = {});
+
+  // PROMISED -> SEALED with bytes the server has allocated (`size` bytes at `userData`), their
+  // hash, and children as in seal. Returns false and changes nothing if `promise` is unknown,
+  // dead or not PROMISED (settling is one-shot), if a child is unknown or dead, or if a child
+  // is or contains the promise (a value cannot contain itself). The refusals can be told apart
+  // with find(): promise state, then children's liveness; otherwise it was a cycle.
+  bool fulfill(ObjectId promise, uint64_t size, uint64_t userData, uint64_t hashHi,
+               uint64_t hashLo, const std::vector<ObjectId>& children = {});
+  // PROMISED -> SEALED as an *alias* of `target`: no bytes are copied; the promise takes one
+  // parent reference on `target` (so the target lives at least as long as the alias), sets
+  // ObjectRecord::alias, and keeps size = userData = hash = 0. `target` may be in any live
+  // state, including still PROMISED or itself an alias: readers call resolveAlias and then wait
+  // on (or read, or fail with) the object it returns -- an alias is settled for good, but its
+  // value is only as ready as the end of its chain. Returns false and changes nothing if
+  // `promise` is unknown, dead or not PROMISED, if `target` is unknown or dead, or if `target`
+  // is or contains (through children or aliases) the promise itself.
+  bool fulfillWith(ObjectId promise, ObjectId target);
+  // PROMISED -> FAILED (the reason is the server's to keep). Also how a promise whose fulfiller
+  // was dropped unfulfilled is broken. A failed object has no bytes and stays until its
+  // references go, like any other. Returns false and changes nothing if `promise` is unknown,
+  // dead or not PROMISED.
+  bool reject(ObjectId promise);
+
+  // Follows alias links (iteratively; chains may be arbitrarily long) from `id` to the first
+  // object that is not an alias -- the one whose state says whether the value is there yet and
+  // which owns the bytes. Returns `id` itself if it is not an alias (or unknown: the caller's
+  // find() then reports it gone). A dead alias has released its link and resolves to itself.
+  ObjectId resolveAlias(ObjectId id) const;
+  // The direct target of a live alias; nullopt for anything else.
+  std::optional<ObjectId> aliasTarget(ObjectId id) const;
+  // The children a live object declared, in declaration order, duplicates included; empty for
+  // objects without children and for dead ones (they released them). Cost: O(children).
+  std::vector<ObjectId> childrenOf(ObjectId id) const;
+  // Who holds parent references on `id`: every live container listing it (once per listing)
+  // and every live alias targeting it, sorted by id. Its size equals find(id)->parents.
+  // For diagnostics ("why is this alive?"): there is no reverse index, so the cost is
+  // O(child listings + aliases in the whole table).
+  std::vector<ObjectId> parentsOf(ObjectId id) const;
+
+  // Names: explicit pins, each keeping one reference on its object until removeName. An object
+  // may have several names; a name names one object. gc imposes no syntax (the server
+  // validates names). addName refuses a taken name (DUPLICATE, even by the same object) and an
+  // unknown or dead object (NOT_FOUND, checked first); both change nothing.
+  NameResult addName(ObjectId id, std::string name);
+  // Drops the pin, which may kill (and reclaim) the object and cascade to its children.
+  // NOT_FOUND if no such name.
+  NameResult removeName(const std::string& name);
+  // The object a name pins (always live: a named object cannot die), or nullopt.
+  std::optional<ObjectId> lookupName(const std::string& name) const;
+  // An object's names, sorted. Cost: O(all names) (names are few; no reverse index).
+  std::vector<std::string> namesOf(ObjectId id) const;
+  // Every (name, object), sorted by name.
+  std::vector<std::pair<std::string, ObjectId>> listNames() const;
 
   // Adds a holder held by `client` to a live object. Returns its id, or 0 if the object is
   // unknown or dead (a dead object must not come back to life).
@@ -150,6 +265,8 @@ class ObjectTable {
   // Earliest expiry among all leases (nullopt if none), so the server can arm exactly one timer
   // and call expireLeases when it fires, instead of polling.
   std::optional<MonoMillis> nextLeaseExpiry() const;
+  // Expiry times of the live leases on `id`, soonest first (for "who holds what" listings).
+  std::vector<MonoMillis> leaseExpiriesOf(ObjectId id) const;
 
   // Memory pins (one per View). Pinning needs a live object (a dead one is on its way out);
   // returns false otherwise. Pins do not count as references: an object whose references are
@@ -174,6 +291,8 @@ class ObjectTable {
     uint64_t deadPinned;  // dead objects still waiting for their last unpin
     uint64_t holders;     // holders across all objects
     uint64_t leases;      // leases across all objects
+    uint64_t names;       // names across all objects
+    uint64_t parentRefs;  // parent references (child listings + aliases) across all objects
     uint64_t perState[kNumObjectStates];  // objects in the table by ObjectState (sums to objects)
   };
   // O(1): every counter is maintained incrementally, so monitoring can poll it freely.
@@ -182,18 +301,39 @@ class ObjectTable {
   size_t size() const { return objects_.size(); }
 
   // The object's total reference count: the sum over every reference source. A future source
-  // (names, containment parents, remote holders) is one more counter added here; everything
-  // that decides liveness goes through this one function.
-  static uint64_t refCount(const ObjectRecord& r) { return uint64_t{r.holders} + r.leases; }
+  // (remote holders) is one more counter added here; everything that decides liveness goes
+  // through this one function.
+  static uint64_t refCount(const ObjectRecord& r) {
+    return uint64_t{r.holders} + r.leases + r.names + r.parents;
+  }
+  // Whether the record describes bytes the owner allocated (and must free on reclaim): false for
+  // promises never fulfilled (PROMISED), rejected ones (FAILED) and aliases; true otherwise.
+  static bool ownsBytes(const ObjectRecord& r) {
+    return !r.alias && r.state != ObjectState::PROMISED && r.state != ObjectState::FAILED;
+  }
 
  private:
-  // Every object in this table was minted by create*, so its id is {epoch_, lo}; keying by `lo`
-  // alone (and checking `hi` on lookup) keeps map nodes and holder entries 8 bytes smaller.
+  // Every object in this table was minted by create*, so its id is {epoch_, lo}; objects are
+  // hashed by `lo` alone (checking `hi` on lookup). A set keyed by the record's own id, rather
+  // than a map from `lo`, saves the 8-byte key copy per node: the node is exactly 96 bytes.
+  // Elements of a set are const, so the mutable parts are `mutable`; rec.id never changes.
   struct Slot {
-    ObjectRecord rec;
-    HolderId firstHolder = 0;  // head of this object's holder chain (through holders_)
+    mutable ObjectRecord rec;
+    mutable HolderId firstHolder = 0;  // head of this object's holder chain (through holders_)
   };
-  using SlotMap = std::unordered_map<uint64_t, Slot>;
+  static_assert(sizeof(Slot) <= 88, "a set node (next pointer + Slot) outgrew 96 bytes");
+  // noexcept matters: libstdc++ then stores no cached hash in each node.
+  struct SlotHash {
+    size_t operator()(const Slot& s) const noexcept { return static_cast<size_t>(s.rec.id.lo); }
+  };
+  struct SlotEq {
+    bool operator()(const Slot& a, const Slot& b) const noexcept {
+      return a.rec.id.lo == b.rec.id.lo;
+    }
+  };
+  using SlotSet = std::unordered_set<Slot, SlotHash, SlotEq>;
+  // Set iterators are const either way; the mutable members make them usable for updates.
+  using SlotIter = SlotSet::const_iterator;
 
   // One handed-out holder, doubly linked with the other holders of the same object so that
   // removal is O(1) and holdersOf is O(holders of that object).
@@ -218,16 +358,33 @@ class ObjectTable {
   // Aborts if called from inside the reclaim callback or a forEach visitor.
   void checkNotBusy() const;
 
-  SlotMap::iterator lookup(ObjectId id);
-  SlotMap::const_iterator lookup(ObjectId id) const;
+  SlotIter lookup(ObjectId id) const;
+  SlotIter findLo(uint64_t lo) const;
+  // Like lookup, but only live (not dead) objects.
+  SlotIter lookupLive(ObjectId id) const;
   Created insert(ObjectRecord rec, ClientId creator);
-  HolderId linkHolder(SlotMap::iterator it, ClientId client);
+  HolderId linkHolder(SlotIter it, ClientId client);
   void removeLease(LeaseMap::iterator lease);
-  // Called after any reference source of `it` was decremented: marks the object dead when its
-  // reference count reaches zero and reclaims it if it is also unpinned.
-  void onRefDropped(SlotMap::iterator it);
-  // Removes the object from the table, then invokes the callback with its final record.
-  void reclaim(SlotMap::iterator it);
+  // Resolves a child list to `lo`s; false if any child is unknown or dead.
+  bool liveChildren(const std::vector<ObjectId>& children, std::vector<uint64_t>* out) const;
+  // Whether `self` is among `from` or reachable from them over child and alias links: adding
+  // links self -> from would then close a cycle. Iterative DFS.
+  bool wouldContainItself(uint64_t self, const std::vector<uint64_t>& from) const;
+  // Records `kids` as children of the object `parentLo` and takes their parent references.
+  void linkChildren(uint64_t parentLo, std::vector<uint64_t> kids);
+  // Called after any reference source of `it` was decremented: if its reference count reached
+  // zero, marks it dead, releases its children and alias target -- killing, iteratively, those
+  // left unreferenced -- and reclaims every object of the cascade that is unpinned.
+  void onRefDropped(SlotIter it);
+  // Marks an object whose count reached zero dead (accounting only).
+  void markDead(ObjectRecord& r);
+  // Drops the parent reference on `childLo` held by a container or alias that died; queues the
+  // child if that killed it.
+  void dropParentRef(uint64_t childLo, std::vector<uint64_t>* dying);
+  // Removes the object from the table, then invokes the callback with its final record. An
+  // exception from the callback is stored in *error (the first one wins), not thrown, so a
+  // cascade always completes.
+  void reclaim(SlotIter it, std::exception_ptr* error);
 
   const uint64_t epoch_;
   const ReclaimCallback onReclaim_;
@@ -235,12 +392,18 @@ class ObjectTable {
   HolderId nextHolder_ = 1;
   mutable bool busy_ = false;
 
-  SlotMap objects_;
+  SlotSet objects_;
   std::unordered_map<HolderId, Holder> holders_;
   LeaseMap leasesByExpiry_;
   std::unordered_multimap<uint64_t, LeaseMap::iterator> leasesByObject_;
+  // Side maps, holding entries only for the (few) objects concerned, and only while they live:
+  // a dying object's entries are erased when it releases its links.
+  std::unordered_map<uint64_t, std::vector<uint64_t>> children_;  // container lo -> child los
+  std::unordered_map<uint64_t, uint64_t> aliases_;                // alias lo -> target lo
+  std::map<std::string, uint64_t, std::less<>> names_;            // name -> object lo (sorted)
 
   // Incremental counters behind stats() (the rest come from container sizes).
+  uint64_t parentRefs_ = 0;
   uint64_t liveBytes_ = 0;
   uint64_t deadPinned_ = 0;
   uint64_t perState_[kNumObjectStates] = {};

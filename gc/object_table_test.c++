@@ -5,14 +5,23 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+#include <malloc.h>
+#define REFSTORE_HAVE_MALLINFO2 1
+#else
+#define REFSTORE_HAVE_MALLINFO2 0
+#endif
 
 #include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <set>
 #include <stdexcept>
 #include <unordered_set>
@@ -54,6 +63,25 @@ bool abortsInChild(const std::function<void()>& body) {
   int status = 0;
   if (waitpid(pid, &status, 0) != pid) return false;
   return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+// Runs `body` on a thread with a 256 KiB stack and waits for it. Anything recursive in the
+// depth of a 100,000-long chain would overflow that many times over, so "it ran" proves
+// "it iterated". (Checks inside `body` must be plain values checked afterwards: doctest
+// assertions are not meant to be used from other threads.)
+void runOnSmallStack(const std::function<void()>& body) {
+  pthread_attr_t attr;
+  REQUIRE(pthread_attr_init(&attr) == 0);
+  REQUIRE(pthread_attr_setstacksize(&attr, 256 * 1024) == 0);
+  pthread_t thread;
+  auto trampoline = [](void* arg) -> void* {
+    (*static_cast<const std::function<void()>*>(arg))();
+    return nullptr;
+  };
+  REQUIRE(pthread_create(&thread, &attr, trampoline,
+                         const_cast<std::function<void()>*>(&body)) == 0);
+  REQUIRE(pthread_join(thread, nullptr) == 0);
+  pthread_attr_destroy(&attr);
 }
 
 uint64_t sumPerState(const ObjectTable::Stats& s) {
@@ -731,4 +759,839 @@ TEST_CASE("the guard is released even if the callback throws") {
   auto b = t.create(1, 0, 1, 0);  // would abort if the guard were stuck
   CHECK(t.removeHolder(b.writer));
   CHECK(t.size() == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Promises: createPromise / fulfill / fulfillWith / reject
+
+namespace {
+
+// Reclaimed ids in callback order.
+std::vector<ObjectId> reclaimedIds(const Fixture& f) {
+  std::vector<ObjectId> out;
+  for (const ObjectRecord& r : f.reclaimed) out.push_back(r.id);
+  return out;
+}
+
+// A dead-but-pinned object, for the "refuses dead objects" checks.
+ObjectId deadPinned(Fixture& f) {
+  auto d = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  REQUIRE(f.table.pin(d.id));
+  REQUIRE(f.table.removeHolder(d.writer));
+  REQUIRE(f.table.find(d.id)->dead);
+  return d.id;
+}
+
+}  // namespace
+
+TEST_CASE("createPromise: PROMISED, no bytes, one holder; reclaimed unfulfilled when dropped") {
+  Fixture f;
+  auto p = f.table.createPromise(/*creator=*/4, /*now=*/77);
+  CHECK(p.id == ObjectId{kEpoch, 1});
+  CHECK(p.writer != 0);
+  const ObjectRecord* r = f.table.find(p.id);
+  REQUIRE(r != nullptr);
+  CHECK(r->state == ObjectState::PROMISED);
+  CHECK(r->size == 0);
+  CHECK(r->userData == 0);
+  CHECK(r->hashHi == 0);
+  CHECK(r->hashLo == 0);
+  CHECK(r->createdAt == 77);
+  CHECK(r->holders == 1);
+  CHECK_FALSE(r->alias);
+  CHECK_FALSE(ObjectTable::ownsBytes(*r));
+  CHECK(f.table.holdersOf(p.id) == std::vector<std::pair<HolderId, ClientId>>{{p.writer, 4}});
+  auto s = f.table.stats();
+  CHECK(s.perState[size_t(ObjectState::PROMISED)] == 1);
+  CHECK(s.liveBytes == 0);
+  CHECK_FALSE(f.table.seal(p.id, 1, 2));  // seal is for CREATING objects only
+
+  // A promise whose every reference goes is reclaimed although never settled.
+  REQUIRE(f.table.removeHolder(p.writer));
+  CHECK(f.table.find(p.id) == nullptr);
+  REQUIRE(f.reclaimed.size() == 1);
+  CHECK(f.reclaimed[0].state == ObjectState::PROMISED);
+  CHECK(f.reclaimed[0].userData == 0);
+  CHECK_FALSE(ObjectTable::ownsBytes(f.reclaimed[0]));
+  CHECK(sumPerState(f.table.stats()) == 0);
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 1, 1, 1));  // too late: nothing to fulfil
+  CHECK_FALSE(f.table.reject(p.id));
+}
+
+TEST_CASE("promises are shared, leased, named and pinned before they are settled") {
+  Fixture f;
+  auto p = f.table.createPromise(1, 0);
+  HolderId h = f.table.addHolder(p.id, 2);
+  CHECK(h != 0);
+  CHECK(f.table.addLease(p.id, Secret{1, 1}, 100, 1));
+  CHECK(f.table.addName(p.id, "future") == NameResult::OK);
+  CHECK(f.table.pin(p.id));
+  CHECK(ObjectTable::refCount(*f.table.find(p.id)) == 4);  // 2 holders, a lease, a name
+  REQUIRE(f.table.removeHolder(p.writer));
+  REQUIRE(f.table.removeHolder(h));
+  HolderId redeemed = 0;
+  CHECK(f.table.redeemLease(p.id, Secret{1, 1}, 50, 3, &redeemed) == RedeemResult::OK);
+  CHECK(f.table.find(p.id)->state == ObjectState::PROMISED);
+  CHECK(f.table.fulfill(p.id, 10, 0x10, 1, 2));
+  CHECK(f.table.find(p.id)->state == ObjectState::SEALED);
+  CHECK(f.table.removeName("future") == NameResult::OK);
+  CHECK(f.table.removeHolder(redeemed));
+  CHECK(f.table.find(p.id)->dead);  // still pinned
+  CHECK(f.table.unpin(p.id));
+  CHECK(f.reclaimCount(p.id) == 1);
+}
+
+TEST_CASE("a promise kept only by a lease is reclaimed, unfulfilled, when the lease expires") {
+  Fixture f;
+  auto p = f.table.createPromise(1, 0);
+  REQUIRE(f.table.addLease(p.id, Secret{2, 2}, 10, 0));
+  REQUIRE(f.table.removeHolder(p.writer));
+  CHECK(f.reclaimed.empty());
+  CHECK(f.table.expireLeases(10) == 1);
+  REQUIRE(f.reclaimed.size() == 1);
+  CHECK(f.reclaimed[0].state == ObjectState::PROMISED);
+}
+
+TEST_CASE("fulfill: PROMISED -> SEALED with bytes, once; refuses everything else") {
+  Fixture f;
+  auto p = f.table.createPromise(1, 0);
+  CHECK(f.table.fulfill(p.id, 300, 0xbeef, 0x11, 0x22));
+  const ObjectRecord* r = f.table.find(p.id);
+  CHECK(r->state == ObjectState::SEALED);
+  CHECK(r->size == 300);
+  CHECK(r->userData == 0xbeef);
+  CHECK(r->hashHi == 0x11);
+  CHECK(r->hashLo == 0x22);
+  CHECK_FALSE(r->alias);
+  CHECK(ObjectTable::ownsBytes(*r));
+  auto s = f.table.stats();
+  CHECK(s.liveBytes == 300);
+  CHECK(s.perState[size_t(ObjectState::SEALED)] == 1);
+  CHECK(s.perState[size_t(ObjectState::PROMISED)] == 0);
+
+  CHECK_FALSE(f.table.fulfill(p.id, 5, 5, 5, 5));  // settled once
+  CHECK_FALSE(f.table.reject(p.id));
+  auto other = f.table.create(1, 0, 1, 0);
+  CHECK_FALSE(f.table.fulfillWith(p.id, other.id));
+  CHECK(r->size == 300);
+  CHECK(r->hashHi == 0x11);
+
+  auto c = f.table.create(1, 0, 1, 0);
+  CHECK_FALSE(f.table.fulfill(c.id, 5, 5, 5, 5));  // CREATING is not a promise
+  auto sealed = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  CHECK_FALSE(f.table.fulfill(sealed.id, 5, 5, 5, 5));
+  CHECK_FALSE(f.table.fulfill(ObjectId{kEpoch, 999}, 5, 5, 5, 5));
+  CHECK_FALSE(f.table.fulfill(ObjectId{kEpoch + 1, p.id.lo}, 5, 5, 5, 5));
+
+  auto dp = f.table.createPromise(1, 0);  // dead-but-pinned promise
+  REQUIRE(f.table.pin(dp.id));
+  REQUIRE(f.table.removeHolder(dp.writer));
+  CHECK_FALSE(f.table.fulfill(dp.id, 5, 5, 5, 5));
+  CHECK_FALSE(f.table.reject(dp.id));
+  CHECK_FALSE(f.table.fulfillWith(dp.id, other.id));
+  CHECK(f.table.find(dp.id)->state == ObjectState::PROMISED);
+  CHECK(f.table.stats().liveBytes == 303);  // 300 + the three 1-byte objects
+}
+
+TEST_CASE("reject: PROMISED -> FAILED once; a failed object lives while referenced") {
+  Fixture f;
+  auto p = f.table.createPromise(1, 0);
+  HolderId reader = f.table.addHolder(p.id, 2);
+  CHECK(f.table.reject(p.id));
+  const ObjectRecord* r = f.table.find(p.id);
+  CHECK(r->state == ObjectState::FAILED);
+  CHECK(r->size == 0);
+  CHECK_FALSE(ObjectTable::ownsBytes(*r));
+  CHECK(f.table.stats().perState[size_t(ObjectState::FAILED)] == 1);
+  CHECK(f.table.stats().perState[size_t(ObjectState::PROMISED)] == 0);
+  CHECK_FALSE(f.table.reject(p.id));  // twice
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 1, 1, 1));
+  CHECK(f.table.find(p.id)->state == ObjectState::FAILED);
+  CHECK_FALSE(f.table.reject(f.table.create(1, 0, 1, 0).id));  // not a promise
+  CHECK_FALSE(f.table.reject(ObjectId{kEpoch, 999}));
+
+  // Still an object like any other: nameable, nestable, and reclaimed when dropped.
+  CHECK(f.table.addName(p.id, "broken") == NameResult::OK);
+  auto box = f.table.createSealed(1, 0, 0, 7, 1, 0, {p.id});
+  CHECK(box.writer != 0);
+  REQUIRE(f.table.removeHolder(p.writer));
+  REQUIRE(f.table.removeHolder(reader));
+  REQUIRE(f.table.removeName("broken") == NameResult::OK);
+  CHECK(f.reclaimed.empty());  // the box still contains it
+  REQUIRE(f.table.removeHolder(box.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{box.id, p.id});
+  CHECK(f.reclaimed[1].state == ObjectState::FAILED);
+  CHECK_FALSE(ObjectTable::ownsBytes(f.reclaimed[1]));
+  CHECK(ObjectTable::ownsBytes(f.reclaimed[0]));
+}
+
+TEST_CASE("fulfillWith: an alias shares the target's bytes and keeps the target alive") {
+  Fixture f;
+  auto target = f.table.createSealed(64, 0xa, 0xb, 0x1234, 1, 0);
+  auto p = f.table.createPromise(2, 0);
+  CHECK(f.table.fulfillWith(p.id, target.id));
+  const ObjectRecord* r = f.table.find(p.id);
+  CHECK(r->state == ObjectState::SEALED);
+  CHECK(r->alias);
+  CHECK(r->size == 0);
+  CHECK(r->userData == 0);
+  CHECK(r->hashHi == 0);
+  CHECK_FALSE(ObjectTable::ownsBytes(*r));
+  CHECK(f.table.find(target.id)->parents == 1);
+  CHECK(ObjectTable::refCount(*f.table.find(target.id)) == 2);
+  CHECK(f.table.resolveAlias(p.id) == target.id);
+  CHECK(f.table.aliasTarget(p.id) == target.id);
+  CHECK(f.table.aliasTarget(target.id) == std::nullopt);
+  CHECK(f.table.resolveAlias(target.id) == target.id);
+  CHECK(f.table.parentsOf(target.id) == std::vector<ObjectId>{p.id});
+  CHECK(f.table.childrenOf(p.id).empty());  // an alias link is not a child listing
+  CHECK(f.table.stats().parentRefs == 1);
+  CHECK(f.table.stats().liveBytes == 64);  // the bytes are counted once
+
+  CHECK_FALSE(f.table.fulfillWith(p.id, target.id));  // settled once
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 1, 1, 1));
+
+  // The target outlives its own holder while the alias lives.
+  REQUIRE(f.table.removeHolder(target.writer));
+  CHECK(f.reclaimed.empty());
+  CHECK(f.table.find(target.id)->holders == 0);
+  // The alias dies -> releases the target -> both reclaimed, alias first.
+  REQUIRE(f.table.removeHolder(p.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{p.id, target.id});
+  CHECK(f.reclaimed[0].alias);
+  CHECK(f.reclaimed[0].state == ObjectState::SEALED);
+  CHECK(f.reclaimed[0].userData == 0);
+  CHECK_FALSE(ObjectTable::ownsBytes(f.reclaimed[0]));
+  CHECK(f.reclaimed[1].userData == 0x1234);
+  CHECK(ObjectTable::ownsBytes(f.reclaimed[1]));
+  CHECK(f.table.stats().parentRefs == 0);
+  CHECK(f.table.resolveAlias(p.id) == p.id);  // gone: resolves to itself
+}
+
+TEST_CASE("fulfillWith: refuses non-promises and unknown, foreign or dead targets") {
+  Fixture f;
+  auto p = f.table.createPromise(1, 0);
+  auto t = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  CHECK_FALSE(f.table.fulfillWith(t.id, p.id));  // sealed object is not a promise
+  CHECK_FALSE(f.table.fulfillWith(f.table.create(1, 0, 1, 0).id, t.id));
+  CHECK_FALSE(f.table.fulfillWith(ObjectId{kEpoch, 999}, t.id));
+  CHECK_FALSE(f.table.fulfillWith(p.id, ObjectId{kEpoch, 999}));
+  CHECK_FALSE(f.table.fulfillWith(p.id, ObjectId{kEpoch + 1, t.id.lo}));
+  CHECK_FALSE(f.table.fulfillWith(p.id, deadPinned(f)));
+  CHECK(f.table.find(p.id)->state == ObjectState::PROMISED);
+  CHECK(f.table.find(t.id)->parents == 0);
+  CHECK(f.table.stats().parentRefs == 0);
+  CHECK(f.table.fulfillWith(p.id, t.id));
+}
+
+TEST_CASE("fulfillWith: an alias of a still-pending promise resolves when the target does") {
+  Fixture f;
+  auto p = f.table.createPromise(1, 0);
+  auto q = f.table.createPromise(1, 0);
+  REQUIRE(f.table.fulfillWith(p.id, q.id));
+  // p is settled (an alias), but its value is only as ready as q: the server resolves the
+  // alias and waits on q.
+  CHECK(f.table.find(p.id)->state == ObjectState::SEALED);
+  CHECK(f.table.resolveAlias(p.id) == q.id);
+  CHECK(f.table.find(f.table.resolveAlias(p.id))->state == ObjectState::PROMISED);
+  // The creator drops q; p keeps it alive, and q can still be fulfilled.
+  REQUIRE(f.table.removeHolder(q.writer));
+  CHECK(f.table.find(q.id) != nullptr);
+  CHECK(f.table.fulfill(q.id, 8, 0x88, 1, 1));
+  CHECK(f.table.find(f.table.resolveAlias(p.id))->userData == 0x88);
+
+  // Or rejected: a second alias pair whose target fails.
+  auto p2 = f.table.createPromise(1, 0);
+  auto q2 = f.table.createPromise(1, 0);
+  REQUIRE(f.table.fulfillWith(p2.id, q2.id));
+  REQUIRE(f.table.reject(q2.id));
+  CHECK(f.table.find(f.table.resolveAlias(p2.id))->state == ObjectState::FAILED);
+}
+
+TEST_CASE("resolveAlias follows chains to the object that owns the bytes") {
+  Fixture f;
+  auto base = f.table.createSealed(5, 0, 0, 0x55, 1, 0);
+  std::vector<ObjectTable::Created> chain;
+  ObjectId prev = base.id;
+  for (int i = 0; i < 5; ++i) {
+    auto p = f.table.createPromise(1, 0);
+    REQUIRE(f.table.fulfillWith(p.id, prev));
+    chain.push_back(p);
+    prev = p.id;
+  }
+  for (const auto& p : chain) CHECK(f.table.resolveAlias(p.id) == base.id);
+  CHECK(f.table.aliasTarget(chain[3].id) == chain[2].id);
+  CHECK(f.table.resolveAlias(ObjectId{kEpoch + 1, chain[4].id.lo}) ==
+        ObjectId{kEpoch + 1, chain[4].id.lo});  // foreign ids are returned unchanged
+  // Dropping all holders: only the head of the chain is unreferenced, and its death unravels
+  // the chain, head first.
+  for (const auto& p : chain) REQUIRE(f.table.removeHolder(p.writer));
+  CHECK(reclaimedIds(f) ==
+        std::vector<ObjectId>{chain[4].id, chain[3].id, chain[2].id, chain[1].id, chain[0].id});
+  CHECK(f.table.find(base.id)->parents == 0);  // base keeps its own holder
+  REQUIRE(f.table.removeHolder(base.writer));
+  CHECK(f.reclaimCount(base.id) == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Containment: seal / createSealed / fulfill with children
+
+TEST_CASE("seal with children: parent references, listing order, duplicates") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto b = f.table.createSealed(2, 0, 0, 0, 1, 0);
+  auto parent = f.table.create(10, 0, 1, 0);
+  CHECK(f.table.seal(parent.id, 3, 4, {b.id, a.id, b.id}));
+  CHECK(f.table.find(parent.id)->state == ObjectState::SEALED);
+  CHECK(f.table.childrenOf(parent.id) == std::vector<ObjectId>{b.id, a.id, b.id});
+  CHECK(f.table.find(a.id)->parents == 1);
+  CHECK(f.table.find(b.id)->parents == 2);
+  CHECK(ObjectTable::refCount(*f.table.find(b.id)) == 3);
+  CHECK(f.table.parentsOf(b.id) == std::vector<ObjectId>{parent.id, parent.id});
+  CHECK(f.table.parentsOf(a.id) == std::vector<ObjectId>{parent.id});
+  CHECK(f.table.parentsOf(parent.id).empty());
+  CHECK(f.table.childrenOf(a.id).empty());
+  CHECK(f.table.childrenOf(ObjectId{kEpoch, 999}).empty());
+  CHECK(f.table.stats().parentRefs == 3);
+
+  // The children outlive their own holders while the parent lives...
+  REQUIRE(f.table.removeHolder(a.writer));
+  REQUIRE(f.table.removeHolder(b.writer));
+  CHECK(f.reclaimed.empty());
+  // ...and go with it: the parent first, then its children in the order their last listing is
+  // released (b is listed first but also last, so a goes first), each once.
+  REQUIRE(f.table.removeHolder(parent.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{parent.id, a.id, b.id});
+  CHECK(f.table.size() == 0);
+  CHECK(f.table.stats().parentRefs == 0);
+  CHECK(f.table.stats().liveBytes == 0);
+}
+
+TEST_CASE("seal with children: an invalid child refuses the whole call and changes nothing") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto parent = f.table.create(10, 0, 1, 0);
+  ObjectId dead = deadPinned(f);
+  for (ObjectId bad : {ObjectId{kEpoch, 999}, ObjectId{kEpoch + 1, a.id.lo}, dead, ObjectId{}}) {
+    CHECK_FALSE(f.table.seal(parent.id, 3, 4, {a.id, bad}));
+    CHECK(f.table.find(parent.id)->state == ObjectState::CREATING);
+    CHECK(f.table.find(parent.id)->hashHi == 0);
+    CHECK(f.table.find(a.id)->parents == 0);
+    CHECK(f.table.childrenOf(parent.id).empty());
+    CHECK(f.table.stats().parentRefs == 0);
+  }
+  CHECK(f.table.seal(parent.id, 3, 4, {a.id}));
+}
+
+TEST_CASE("createSealed with children; refused without using an id when a child is invalid") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);  // lo 1
+  auto refused = f.table.createSealed(9, 0, 0, 0, 1, 0, {a.id, ObjectId{kEpoch, 42}});
+  CHECK(refused.writer == 0);
+  CHECK(refused.id == ObjectId{});
+  CHECK(f.table.size() == 1);
+  CHECK(f.table.find(a.id)->parents == 0);
+  CHECK(f.table.stats().holders == 1);
+
+  auto box = f.table.createSealed(9, 0, 0, 0, 1, 0, {a.id, a.id});
+  CHECK(box.writer != 0);
+  CHECK(box.id == ObjectId{kEpoch, 2});  // the refusal did not consume lo 2
+  CHECK(f.table.childrenOf(box.id) == std::vector<ObjectId>{a.id, a.id});
+  CHECK(f.table.find(a.id)->parents == 2);
+  auto empty = f.table.createSealed(1, 0, 0, 0, 1, 0, {});
+  CHECK(f.table.childrenOf(empty.id).empty());
+}
+
+TEST_CASE("fulfill with children; children may be promises nested before they are settled") {
+  Fixture f;
+  auto inner = f.table.createPromise(1, 0);
+  auto outer = f.table.createPromise(1, 0);
+  CHECK(f.table.fulfill(outer.id, 16, 0x16, 0, 0, {inner.id}));
+  CHECK(f.table.find(inner.id)->parents == 1);
+  CHECK(f.table.childrenOf(outer.id) == std::vector<ObjectId>{inner.id});
+  REQUIRE(f.table.removeHolder(inner.writer));  // only the container keeps it now
+  CHECK(f.table.fulfill(inner.id, 4, 0x4, 0, 0));
+  CHECK(f.table.stats().liveBytes == 20);
+  // Invalid child: refused, promise untouched.
+  auto p = f.table.createPromise(1, 0);
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 1, 1, 1, {ObjectId{kEpoch, 999}}));
+  CHECK(f.table.find(p.id)->state == ObjectState::PROMISED);
+  CHECK(f.table.find(p.id)->size == 0);
+  CHECK(f.table.stats().liveBytes == 20);
+  REQUIRE(f.table.removeHolder(outer.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{outer.id, inner.id});
+}
+
+TEST_CASE("a child with references of its own survives its parent's death") {
+  Fixture f;
+  auto child = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto parent = f.table.createSealed(1, 0, 0, 0, 1, 0, {child.id});
+  REQUIRE(f.table.removeHolder(parent.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{parent.id});
+  CHECK(f.table.find(child.id)->parents == 0);
+  CHECK_FALSE(f.table.find(child.id)->dead);
+  CHECK(f.table.parentsOf(child.id).empty());
+}
+
+TEST_CASE("a dead parent still pinned by a View releases its children at once") {
+  Fixture f;
+  auto child = f.table.createSealed(3, 0, 0, 0, 1, 0);
+  auto parent = f.table.createSealed(7, 0, 0, 0, 1, 0, {child.id});
+  REQUIRE(f.table.removeHolder(child.writer));
+  REQUIRE(f.table.pin(parent.id));
+  REQUIRE(f.table.removeHolder(parent.writer));
+  // The parent is dead (logically gone) but its bytes stay readable; it contains nothing now.
+  CHECK(f.table.find(parent.id)->dead);
+  CHECK(f.table.childrenOf(parent.id).empty());
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{child.id});
+  auto s = f.table.stats();
+  CHECK(s.deadPinned == 1);
+  CHECK(s.parentRefs == 0);
+  CHECK(s.liveBytes == 0);
+  REQUIRE(f.table.unpin(parent.id));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{child.id, parent.id});
+}
+
+TEST_CASE("a pinned child of a dying parent becomes dead-pinned, not reclaimed") {
+  Fixture f;
+  auto child = f.table.createSealed(3, 0, 0, 0, 1, 0);
+  auto grandchild = f.table.createSealed(3, 0, 0, 0, 1, 0);
+  auto parent = f.table.createSealed(7, 0, 0, 0, 1, 0, {child.id});
+  auto childBox = f.table.createSealed(1, 0, 0, 0, 1, 0, {grandchild.id});
+  REQUIRE(f.table.pin(child.id));
+  REQUIRE(f.table.removeHolder(child.writer));
+  REQUIRE(f.table.removeHolder(grandchild.writer));
+  REQUIRE(f.table.removeHolder(parent.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{parent.id});
+  CHECK(f.table.find(child.id)->dead);
+  CHECK(f.table.stats().deadPinned == 1);
+  REQUIRE(f.table.unpin(child.id));
+  CHECK(f.reclaimCount(child.id) == 1);
+  CHECK(f.table.find(grandchild.id) != nullptr);  // childBox still holds it
+  REQUIRE(f.table.removeHolder(childBox.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{parent.id, child.id, childBox.id, grandchild.id});
+}
+
+TEST_CASE("cascade order is breadth-first: a container before what it kept alive") {
+  Fixture f;
+  auto c = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0, {c.id});
+  auto b = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto d = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto root = f.table.createSealed(1, 0, 0, 0, 1, 0, {a.id, b.id, d.id});
+  for (auto x : {c, a, b, d}) REQUIRE(f.table.removeHolder(x.writer));
+  CHECK(f.reclaimed.empty());
+  REQUIRE(f.table.removeHolder(root.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{root.id, a.id, b.id, d.id, c.id});
+}
+
+TEST_CASE("a diamond (shared grandchild) is freed once, when its last parent dies") {
+  Fixture f;
+  auto shared = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto left = f.table.createSealed(1, 0, 0, 0, 1, 0, {shared.id});
+  auto right = f.table.createSealed(1, 0, 0, 0, 1, 0, {shared.id});
+  auto top = f.table.createPromise(1, 0);
+  CHECK(f.table.fulfill(top.id, 1, 0, 0, 0, {left.id, right.id}));  // no cycle: a DAG
+  for (auto x : {shared, left, right}) REQUIRE(f.table.removeHolder(x.writer));
+  REQUIRE(f.table.removeHolder(top.writer));
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{top.id, left.id, right.id, shared.id});
+}
+
+TEST_CASE("lease expiry and name removal cascade like holder removal") {
+  Fixture f;
+  auto child = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto parent = f.table.createSealed(1, 0, 0, 0, 1, 0, {child.id});
+  REQUIRE(f.table.removeHolder(child.writer));
+  REQUIRE(f.table.addLease(parent.id, Secret{1, 1}, 10, 0));
+  REQUIRE(f.table.removeHolder(parent.writer));
+  CHECK(f.table.expireLeases(10) == 1);
+  CHECK(reclaimedIds(f) == std::vector<ObjectId>{parent.id, child.id});
+
+  Fixture g;
+  auto c2 = g.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto p2 = g.table.createSealed(1, 0, 0, 0, 1, 0, {c2.id});
+  REQUIRE(g.table.removeHolder(c2.writer));
+  REQUIRE(g.table.addName(p2.id, "dataset") == NameResult::OK);
+  REQUIRE(g.table.removeHolder(p2.writer));
+  CHECK(g.reclaimed.empty());
+  CHECK(g.table.removeName("dataset") == NameResult::OK);
+  CHECK(reclaimedIds(g) == std::vector<ObjectId>{p2.id, c2.id});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cycle refusal
+
+TEST_CASE("cycles: an object cannot list itself") {
+  Fixture f;
+  auto x = f.table.create(1, 0, 1, 0);
+  CHECK_FALSE(f.table.seal(x.id, 1, 1, {x.id}));
+  auto p = f.table.createPromise(1, 0);
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 1, 1, 1, {p.id}));
+  CHECK_FALSE(f.table.fulfillWith(p.id, p.id));
+  CHECK(f.table.find(x.id)->state == ObjectState::CREATING);
+  CHECK(f.table.find(p.id)->state == ObjectState::PROMISED);
+  CHECK(f.table.find(p.id)->parents == 0);
+  CHECK(f.table.stats().parentRefs == 0);
+}
+
+TEST_CASE("cycles: refused through nested children, directly and indirectly") {
+  Fixture f;
+  auto p = f.table.createPromise(1, 0);
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0, {p.id});  // a contains p
+  auto b = f.table.createSealed(1, 0, 0, 0, 1, 0, {a.id});  // b contains a contains p
+  auto unrelated = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 1, 1, 1, {a.id}));
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 1, 1, 1, {unrelated.id, b.id}));
+  CHECK_FALSE(f.table.fulfillWith(p.id, a.id));
+  CHECK_FALSE(f.table.fulfillWith(p.id, b.id));
+  CHECK(f.table.find(p.id)->state == ObjectState::PROMISED);
+  CHECK(f.table.find(unrelated.id)->parents == 0);
+  CHECK(f.table.stats().parentRefs == 2);
+  // Anything that does not lead back is fine.
+  CHECK(f.table.fulfill(p.id, 1, 1, 1, 1, {unrelated.id}));
+}
+
+TEST_CASE("cycles: refused through alias links") {
+  Fixture f;
+  auto p = f.table.createPromise(1, 0);
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0, {p.id});  // a contains p
+  auto q = f.table.createPromise(1, 0);
+  REQUIRE(f.table.fulfillWith(q.id, a.id));  // q is an alias of a
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 1, 1, 1, {q.id}));  // p -> q => a -> p
+  CHECK_FALSE(f.table.fulfillWith(p.id, q.id));             // p => q => a -> p
+  auto r = f.table.createPromise(1, 0);
+  auto boxR = f.table.createSealed(1, 0, 0, 0, 1, 0, {r.id});
+  auto s = f.table.createPromise(1, 0);
+  REQUIRE(f.table.fulfillWith(s.id, boxR.id));  // s => boxR -> r
+  CHECK_FALSE(f.table.fulfillWith(r.id, s.id));  // r => s => boxR -> r
+  CHECK(f.table.find(p.id)->state == ObjectState::PROMISED);
+  CHECK(f.table.find(r.id)->state == ObjectState::PROMISED);
+  CHECK(f.table.find(q.id)->parents == 0);
+  CHECK(f.table.find(s.id)->parents == 0);
+  CHECK(f.table.reject(p.id));
+}
+
+TEST_CASE("cycles: seal with children is checked too (a CREATING object can be nested)") {
+  Fixture f;
+  auto x = f.table.create(1, 0, 1, 0);
+  auto y = f.table.createSealed(1, 0, 0, 0, 1, 0, {x.id});  // y contains x, still CREATING
+  CHECK_FALSE(f.table.seal(x.id, 1, 1, {y.id}));
+  CHECK(f.table.find(x.id)->state == ObjectState::CREATING);
+  CHECK(f.table.find(y.id)->parents == 0);
+  CHECK(f.table.seal(x.id, 1, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+TEST_CASE("addName: pins a live object under unique names; refusals change nothing") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto b = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  CHECK(f.table.addName(a.id, "beta") == NameResult::OK);
+  CHECK(f.table.addName(a.id, "alpha") == NameResult::OK);
+  CHECK(f.table.addName(a.id, "") == NameResult::OK);  // syntax is the server's business
+  CHECK(f.table.addName(a.id, "alpha") == NameResult::DUPLICATE);  // same object
+  CHECK(f.table.addName(b.id, "alpha") == NameResult::DUPLICATE);  // another object
+  CHECK(f.table.addName(ObjectId{kEpoch, 999}, "x") == NameResult::NOT_FOUND);
+  CHECK(f.table.addName(ObjectId{kEpoch + 1, a.id.lo}, "x") == NameResult::NOT_FOUND);
+  CHECK(f.table.addName(deadPinned(f), "x") == NameResult::NOT_FOUND);
+  CHECK(f.table.addName(ObjectId{kEpoch, 999}, "alpha") == NameResult::NOT_FOUND);  // first
+  CHECK(f.table.find(a.id)->names == 3);
+  CHECK(f.table.find(b.id)->names == 0);
+  CHECK(ObjectTable::refCount(*f.table.find(a.id)) == 4);
+  CHECK(f.table.stats().names == 3);
+  CHECK(f.table.lookupName("alpha") == a.id);
+  CHECK(f.table.lookupName("x") == std::nullopt);
+  CHECK(f.table.namesOf(a.id) == std::vector<std::string>{"", "alpha", "beta"});
+  CHECK(f.table.namesOf(b.id).empty());
+  CHECK(f.table.namesOf(ObjectId{kEpoch, 999}).empty());
+  CHECK(f.table.addName(b.id, "gamma") == NameResult::OK);
+  CHECK(f.table.listNames() == std::vector<std::pair<std::string, ObjectId>>{
+                                   {"", a.id}, {"alpha", a.id}, {"beta", a.id}, {"gamma", b.id}});
+}
+
+TEST_CASE("names keep an object alive; removing the last name reclaims it") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0xa, 1, 0);
+  REQUIRE(f.table.addName(a.id, "one") == NameResult::OK);
+  REQUIRE(f.table.addName(a.id, "two") == NameResult::OK);
+  REQUIRE(f.table.removeHolder(a.writer));
+  CHECK_FALSE(f.table.find(a.id)->dead);
+  CHECK(f.table.removeName("one") == NameResult::OK);
+  CHECK(f.table.removeName("one") == NameResult::NOT_FOUND);
+  CHECK(f.table.removeName("nope") == NameResult::NOT_FOUND);
+  CHECK(f.reclaimed.empty());
+  CHECK(f.table.namesOf(a.id) == std::vector<std::string>{"two"});
+  CHECK(f.table.removeName("two") == NameResult::OK);
+  CHECK(f.reclaimCount(a.id) == 1);
+  CHECK(f.reclaimed[0].names == 0);
+  CHECK(f.table.lookupName("two") == std::nullopt);
+  CHECK(f.table.listNames().empty());
+  CHECK(f.table.stats().names == 0);
+  // A freed name can be reused for another object.
+  auto b = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  CHECK(f.table.addName(b.id, "two") == NameResult::OK);
+  CHECK(f.table.lookupName("two") == b.id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deep and wide structures: iterative cascades, no recursion
+
+TEST_CASE("a 100,000-deep containment chain is freed in one call, iteratively, top first") {
+  constexpr int kDepth = 100000;
+  Fixture f;
+  f.reclaimed.reserve(kDepth);
+  std::vector<ObjectId> ids;
+  ids.reserve(kDepth);
+  auto prev = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  ids.push_back(prev.id);
+  for (int i = 1; i < kDepth; ++i) {
+    auto next = f.table.createSealed(1, 0, 0, uint64_t(i), 1, 0, {prev.id});
+    REQUIRE(next.writer != 0);
+    REQUIRE(f.table.removeHolder(prev.writer));  // only the next link keeps it now
+    ids.push_back(next.id);
+    prev = next;
+  }
+  REQUIRE(f.table.size() == size_t(kDepth));
+  CHECK(f.reclaimed.empty());
+  CHECK(f.table.stats().parentRefs == uint64_t(kDepth - 1));
+  CHECK(f.table.stats().holders == 1);
+
+  bool removed = false;
+  runOnSmallStack([&] { removed = f.table.removeHolder(prev.writer); });
+  CHECK(removed);
+  CHECK(f.reclaimed.size() == size_t(kDepth));
+  bool topDown = true;
+  for (int i = 0; i < kDepth; ++i) topDown = topDown && f.reclaimed[i].id == ids[kDepth - 1 - i];
+  CHECK(topDown);
+  auto s = f.table.stats();
+  CHECK(s.objects == 0);
+  CHECK(s.parentRefs == 0);
+  CHECK(s.liveBytes == 0);
+  CHECK(sumPerState(s) == 0);
+}
+
+TEST_CASE("a deep chain with a promise at the bottom: cycle check and alias chains iterate") {
+  constexpr int kDepth = 100000;
+  Fixture f;
+  auto bottom = f.table.createPromise(1, 0);
+  ObjectTable::Created prev = bottom;
+  for (int i = 1; i < kDepth; ++i) {
+    // Alternate containers and aliases, so the check walks both kinds of link.
+    ObjectTable::Created next;
+    if (i % 2 == 0) {
+      next = f.table.createSealed(1, 0, 0, 0, 1, 0, {prev.id});
+    } else {
+      next = f.table.createPromise(1, 0);
+      REQUIRE(f.table.fulfillWith(next.id, prev.id));
+    }
+    REQUIRE(f.table.removeHolder(prev.writer));
+    prev = next;
+  }
+  // The top (transitively) contains the bottom: fulfilling the bottom with it is refused.
+  bool fulfilled = true, aliased = true;
+  runOnSmallStack([&] {
+    fulfilled = f.table.fulfill(bottom.id, 1, 1, 1, 1, {prev.id});
+    aliased = f.table.fulfillWith(bottom.id, prev.id);
+  });
+  CHECK_FALSE(fulfilled);
+  CHECK_FALSE(aliased);
+  CHECK(f.table.find(bottom.id)->state == ObjectState::PROMISED);
+  // A pure alias chain of 100,000 resolves iteratively.
+  auto base = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  ObjectTable::Created link = base;
+  std::vector<HolderId> writers;
+  for (int i = 0; i < kDepth; ++i) {
+    auto p = f.table.createPromise(1, 0);
+    REQUIRE(f.table.fulfillWith(p.id, link.id));
+    writers.push_back(link.writer);
+    link = p;
+  }
+  ObjectId resolved{};
+  runOnSmallStack([&] { resolved = f.table.resolveAlias(link.id); });
+  CHECK(resolved == base.id);
+  for (HolderId w : writers) REQUIRE(f.table.removeHolder(w));
+  f.reclaimed.clear();
+  bool removedAliases = false, removedMixed = false;
+  runOnSmallStack([&] { removedAliases = f.table.removeHolder(link.writer); });
+  CHECK(removedAliases);
+  CHECK(f.reclaimed.size() == size_t(kDepth + 1));
+  runOnSmallStack([&] { removedMixed = f.table.removeHolder(prev.writer); });
+  CHECK(removedMixed);
+  CHECK(f.reclaimed.size() == size_t(2 * kDepth + 1));
+  CHECK(f.table.size() == 0);
+}
+
+TEST_CASE("a wide tree (1 root, 1,000 children, 100,000 grandchildren) is freed in one call") {
+  Fixture f;
+  std::vector<ObjectId> children, leaves;
+  std::vector<HolderId> writers;  // dropped once the root holds everything
+  for (int c = 0; c < 1000; ++c) {
+    std::vector<ObjectId> kids;
+    for (int g = 0; g < 100; ++g) {
+      auto leaf = f.table.createSealed(1, 0, 0, 0, 1, 0);
+      kids.push_back(leaf.id);
+      writers.push_back(leaf.writer);
+    }
+    auto child = f.table.createSealed(1, 0, 0, 0, 1, 0, kids);
+    REQUIRE(child.writer != 0);
+    children.push_back(child.id);
+    writers.push_back(child.writer);
+    leaves.insert(leaves.end(), kids.begin(), kids.end());
+  }
+  auto root = f.table.createSealed(1, 0, 0, 0, 1, 0, children);
+  for (HolderId w : writers) REQUIRE(f.table.removeHolder(w));
+  CHECK(f.reclaimed.empty());
+  CHECK(f.table.size() == 101001);
+  CHECK(f.table.stats().parentRefs == 101000);
+
+  REQUIRE(f.table.removeHolder(root.writer));
+  REQUIRE(f.reclaimed.size() == 101001);
+  // Breadth-first: the root, then the 1,000 children in order, then their leaves in order.
+  std::vector<ObjectId> want{root.id};
+  want.insert(want.end(), children.begin(), children.end());
+  want.insert(want.end(), leaves.begin(), leaves.end());
+  CHECK(reclaimedIds(f) == want);
+  CHECK(f.table.size() == 0);
+  CHECK(f.table.stats().parentRefs == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reclaim callback contract under cascades
+
+TEST_CASE("a throwing callback: every object of the cascade is still reclaimed, once") {
+  std::vector<ObjectId> seen;
+  ObjectTable t(kEpoch, [&](const ObjectRecord& r) {
+    seen.push_back(r.id);
+    throw std::runtime_error("callback failure");
+  });
+  auto c1 = t.createSealed(1, 0, 0, 0, 1, 0);
+  auto c2 = t.createSealed(1, 0, 0, 0, 1, 0);
+  auto root = t.createSealed(1, 0, 0, 0, 1, 0, {c1.id, c2.id});
+  t.removeHolder(c1.writer);  // c1 still has a parent: nothing reclaimed, nothing thrown
+  t.removeHolder(c2.writer);
+  CHECK(seen.empty());
+  CHECK_THROWS_AS(t.removeHolder(root.writer), std::runtime_error);
+  CHECK(seen == std::vector<ObjectId>{root.id, c1.id, c2.id});
+  CHECK(t.size() == 0);
+  CHECK(t.stats().parentRefs == 0);
+  CHECK(t.createPromise(1, 0).writer != 0);  // guard released
+}
+
+TEST_CASE("new mutators are guarded against re-entry from the callback") {
+  CHECK(abortsInChild([] {
+    ObjectTable* tp = nullptr;
+    ObjectId keep{};
+    ObjectTable t(kEpoch, [&](const ObjectRecord&) { tp->addName(keep, "x"); });
+    tp = &t;
+    keep = t.createSealed(1, 0, 0, 0, 1, 0).id;
+    auto child = t.createSealed(1, 0, 0, 0, 1, 0);
+    auto parent = t.createSealed(1, 0, 0, 0, 1, 0, {child.id});
+    t.removeHolder(child.writer);
+    t.removeHolder(parent.writer);
+  }));
+  CHECK(abortsInChild([] {
+    ObjectTable* tp = nullptr;
+    ObjectTable t(kEpoch, [&](const ObjectRecord&) { tp->createPromise(1, 0); });
+    tp = &t;
+    t.removeHolder(t.createPromise(1, 0).writer);
+  }));
+  CHECK(abortsInChild([] {
+    ObjectTable t(kEpoch, nullptr);
+    auto p = t.createPromise(1, 0);
+    t.forEach([&](const ObjectRecord&) { t.reject(p.id); });
+  }));
+  // Reads are fine from the callback, including the new ones.
+  std::vector<size_t> childCounts;
+  ObjectTable* tp = nullptr;
+  ObjectTable t(kEpoch, [&](const ObjectRecord& r) {
+    childCounts.push_back(tp->childrenOf(r.id).size() + tp->parentsOf(r.id).size() +
+                          tp->namesOf(r.id).size() + tp->listNames().size());
+    (void)tp->resolveAlias(r.id);
+  });
+  tp = &t;
+  auto child = t.createSealed(1, 0, 0, 0, 1, 0);
+  auto parent = t.createSealed(1, 0, 0, 0, 1, 0, {child.id});
+  t.removeHolder(child.writer);
+  t.removeHolder(parent.writer);
+  CHECK(childCounts == std::vector<size_t>{0, 0});
+}
+
+TEST_CASE("ownsBytes: only objects with bytes of their own") {
+  ObjectRecord r;
+  for (ObjectState s : {ObjectState::CREATING, ObjectState::SEALED, ObjectState::SPILLED,
+                        ObjectState::REMOTE}) {
+    r.state = s;
+    CHECK(ObjectTable::ownsBytes(r));
+  }
+  r.state = ObjectState::PROMISED;
+  CHECK_FALSE(ObjectTable::ownsBytes(r));
+  r.state = ObjectState::FAILED;
+  CHECK_FALSE(ObjectTable::ownsBytes(r));
+  r.state = ObjectState::SEALED;
+  r.alias = true;
+  CHECK_FALSE(ObjectTable::ownsBytes(r));
+}
+
+TEST_CASE("stats: names and parent references are totals across the table") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto b = f.table.createSealed(1, 0, 0, 0, 1, 0, {a.id, a.id});
+  auto p = f.table.createPromise(1, 0);
+  REQUIRE(f.table.fulfillWith(p.id, b.id));
+  REQUIRE(f.table.addName(a.id, "a") == NameResult::OK);
+  REQUIRE(f.table.addName(p.id, "p") == NameResult::OK);
+  auto s = f.table.stats();
+  CHECK(s.names == 2);
+  CHECK(s.parentRefs == 3);
+  CHECK(s.perState[size_t(ObjectState::SEALED)] == 3);
+  CHECK(sumPerState(s) == 3);
+  REQUIRE(f.table.removeHolder(p.writer));  // p still named
+  REQUIRE(f.table.removeName("p") == NameResult::OK);  // p dies, releases b
+  s = f.table.stats();
+  CHECK(s.names == 1);
+  CHECK(s.parentRefs == 2);  // b still has its own holder, so it still lists a twice
+  REQUIRE(f.table.removeHolder(b.writer));
+  s = f.table.stats();
+  CHECK(s.parentRefs == 0);
+  CHECK(s.objects == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory budget
+
+#if REFSTORE_HAVE_MALLINFO2
+TEST_CASE("per-object memory stays within the daemon's 256-byte budget") {
+  // Heap in use (arena + mmapped blocks, so the bucket array counts too) before and after
+  // 200,000 sealed objects with one holder each. Promises, names and children add nothing to
+  // objects that do not use them; this guards the common case against accidental growth.
+  constexpr size_t kObjects = 200000;
+  auto heapInUse = [] {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+  };
+  size_t before = heapInUse();
+  auto table = std::make_unique<ObjectTable>(kEpoch, nullptr);
+  for (size_t i = 0; i < kObjects; ++i) table->createSealed(100, i, i, i, 1, 0);
+  size_t after = heapInUse();
+  double perObject = double(after - before) / kObjects;
+  MESSAGE("heap bytes per object: " << perObject);
+  CHECK(perObject <= 256.0);
+}
+#endif
+
+TEST_CASE("leaseExpiriesOf lists an object's live leases, soonest first") {
+  ObjectTable table(7, nullptr);
+  auto a = table.createSealed(1, 0, 0, 0, 1, 0);
+  auto b = table.createSealed(1, 0, 0, 0, 1, 0);
+  CHECK(table.leaseExpiriesOf(a.id).empty());
+  CHECK(table.addLease(a.id, Secret{1, 1}, 500, 0));
+  CHECK(table.addLease(a.id, Secret{2, 2}, 200, 0));
+  CHECK(table.addLease(b.id, Secret{3, 3}, 300, 0));
+  CHECK(table.leaseExpiriesOf(a.id) == std::vector<MonoMillis>{200, 500});
+  CHECK(table.leaseExpiriesOf(b.id) == std::vector<MonoMillis>{300});
+  CHECK(table.expireLeases(250) == 1);
+  CHECK(table.leaseExpiriesOf(a.id) == std::vector<MonoMillis>{500});
+  CHECK(table.leaseExpiriesOf(ObjectId{8, a.id.lo}).empty());  // another daemon's id
 }

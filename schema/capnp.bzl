@@ -2,23 +2,28 @@
 
 load("@rules_cc//cc:defs.bzl", "cc_library")
 
-def capnp_cc_library(name, srcs, deps = [], visibility = None):
+def capnp_cc_library(name, srcs, deps = [], imports = [], visibility = None):
     """Generates `<file>.capnp.h` and `<file>.capnp.c++` for each schema in `srcs`.
 
-    Includes resolve against this package (`#include "schema/refstore.capnp.h"`), and the
-    schemas may import Cap'n Proto's own (`/capnp/c++.capnp`) from /usr/include.
+    Schemas may import Cap'n Proto's own (`/capnp/c++.capnp`) from /usr/include and other
+    schemas of this workspace by absolute path (`import "/schema/refstore.capnp"`); list those in
+    `imports` (their .capnp files) and their capnp_cc_library in `deps`.
     """
     headers = [s + ".h" for s in srcs]
     sources = [s + ".c++" for s in srcs]
     native.genrule(
         name = name + "_gen",
-        srcs = srcs,
+        srcs = srcs + imports,
         outs = headers + sources,
+        # capnp writes imports of workspace schemas as <schema/x.capnp.h>; quoting them lets
+        # Bazel's -iquote roots (source and generated trees) resolve them.
         cmd = " ".join([
-            "capnp compile -I/usr/include",
+            "capnp compile -I/usr/include -I.",
             "--src-prefix=$$(dirname $(location %s))" % srcs[0],
             "-oc++:$(RULEDIR)",
-        ] + ["$(location %s)" % s for s in srcs]),
+        ] + ["$(location %s)" % s for s in srcs]) + " && sed -i -E " +
+              "'/#include <capnp\\//! s|#include <([^>]*[.]capnp[.]h)>|#include \"\\1\"|' " +
+              " ".join(["$(RULEDIR)/%s.h" % s for s in srcs]),
     )
     cc_library(
         name = name,

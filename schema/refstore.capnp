@@ -50,8 +50,8 @@ struct Hash128 {
 enum ObjectState {
   creating @0;   # reserved by `create`, being written; not readable yet
   sealed @1;     # immutable and readable
-  promised @2;   # a future whose value does not exist yet (reserved for futures)
-  failed @3;     # a future that was rejected or broken (reserved for futures)
+  promised @2;   # a future whose value does not exist yet (`Store.promise`)
+  failed @3;     # a future that was rejected or broken
   spilled @4;    # sealed, bytes currently on disk (reserved for spilling)
   remote @5;     # sealed, bytes owned by another host's daemon (reserved for multi-host)
 }
@@ -97,12 +97,16 @@ struct Stats {
   uptimeMs @11 :UInt64;
   putsTotal @12 :UInt64;     # counters since start
   reclaimedTotal @13 :UInt64;
+  promised @14 :UInt64;      # futures not yet fulfilled
+  failed @15 :UInt64;        # rejected or broken futures still referenced
+  names @16 :UInt64;         # name pins
 }
 
 struct HolderInfo {
   clientId @0 :UInt64;   # the daemon's id for the holding connection
   label @1 :Text;        # what the client called itself in `Store.hello`, or ""
   pid @2 :Int32;         # peer pid from SO_PEERCRED (Unix socket), or 0
+  heldMs @3 :UInt64;     # how long this holder has held the reference
 }
 
 struct ObjectListing {
@@ -113,6 +117,11 @@ struct ObjectListing {
   pins @3 :UInt32;       # live Views
   ageMs @4 :UInt64;      # time since creation
   dead @5 :Bool;         # unreferenced, kept only until the last View is dropped
+  tokenExpiriesMs @6 :List(UInt64);  # per live token: milliseconds until it expires
+  names @7 :List(Text);
+  parents @8 :List(ObjectId);        # objects that contain this one
+  children @9 :List(ObjectId);       # objects this one contains (an alias lists its target)
+  oldestHoldMs @10 :UInt64;          # how long the longest-standing current holder has held it
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -130,10 +139,14 @@ interface Store {
   # Unix socket) and for writing (`writableSharedMemory`: additionally the same uid as the
   # daemon, because a writable segment is never shared across uids).
 
-  put @1 (data :Data) -> (ref :Ref);
+  put @1 (data :Data, children :List(Ref)) -> (ref :Ref);
   # Store `data` as a new sealed object and return its Ref (copy path; for small values or
-  # clients without shared memory). Errors: INVALID_ARGUMENT (empty), TOO_LARGE (bigger than
-  # `maxInlineBytes`: use `create`), OUT_OF_MEMORY (does not fit in the capacity now).
+  # clients without shared memory). `children` (optional) are nested references: the new object
+  # keeps them alive until it is itself freed, and `Ref.children` hands them out again. This is
+  # how a dataset made of partitions becomes one reference.
+  # Errors: INVALID_ARGUMENT (empty, or a child is not a refstore Ref), TOO_LARGE (bigger than
+  # `maxInlineBytes`: use `create`), OUT_OF_MEMORY (does not fit in the capacity now),
+  # NOT_FOUND (a child no longer exists).
 
   create @2 (size :UInt64) -> (buffer :WriteBuffer, placement :Placement);
   # Reserve `size` bytes for a new object. On a connection with writable shared memory the
@@ -154,6 +167,52 @@ interface Store {
 
   list @5 () -> (objects :List(ObjectListing));
   # Every object with its holders, for diagnostics (`refctl ls`). Grants no access.
+
+  promise @6 () -> (ref :Ref, fulfiller :Fulfiller);
+  # A future: returns at once a Ref to an object that does not exist yet (state `promised`) and
+  # the Fulfiller that will provide it. The Ref can be shared, restored, nested, named and passed
+  # around before the value exists; readers wait with `Ref.whenReady` (and `read`/`view` wait
+  # by themselves). A promise whose every reference is gone is freed even if never fulfilled.
+
+  lookup @7 (name :Text) -> (ref :Ref);
+  # A new Ref to the object pinned under `name` (see `Ref.saveAs`). Errors: NOT_FOUND,
+  # INVALID_ARGUMENT (not a valid name).
+
+  unname @8 (name :Text) -> ();
+  # Removes the name pin; the object is freed if nothing else references it. Errors: NOT_FOUND.
+
+  names @9 () -> (names :List(NameBinding));
+  # Every name and the object it pins (for `refctl ls` and operators).
+
+  adopt @10 (ref :Ref) -> (ref :Ref);
+  # Re-homes a Ref received from another party (which may be a proxy through that party's
+  # connection, Cap'n Proto being Level 1) onto a direct capability on this connection, so the
+  # party it came through may exit without breaking it. The daemon proves the caller holds the
+  # Ref by minting a single-use token through it, then redeems it here.
+  # Errors: INVALID_ARGUMENT (not a Ref of this daemon), NOT_FOUND (object gone).
+}
+
+struct NameBinding {
+  name @0 :Text;
+  id @1 :ObjectId;
+}
+
+interface Fulfiller {
+  # The write side of a promise (`Store.promise`). Exactly one of the methods below succeeds;
+  # afterwards every call fails with FAILED_PRECONDITION. Dropping the Fulfiller before that
+  # breaks the promise: waiters and later readers get `refstore.BROKEN_PROMISE`.
+
+  fulfill @0 (data :Data, children :List(Ref)) -> ();
+  # Provide the value inline (at most `maxInlineBytes`), with optional nested children.
+  # Errors: as `Store.put`, plus CYCLE (a child contains this promise).
+
+  fulfillWith @1 (ref :Ref) -> ();
+  # Make the promise an alias of another object (no copy): readers of the promise read `ref`'s
+  # bytes. For large values: `create` + write + `seal`, then `fulfillWith`. `ref` may itself be
+  # a promise; the alias is ready when it is. Errors: CYCLE (`ref` is or contains this promise).
+
+  reject @2 (reason :Text) -> ();
+  # Fail the promise: every waiter and later reader gets `refstore.REJECTED: <reason>`.
 }
 
 interface WriteBuffer {
@@ -164,9 +223,10 @@ interface WriteBuffer {
   # Errors: OUT_OF_RANGE (beyond the reserved size), TOO_LARGE (chunk too big),
   # FAILED_PRECONDITION (already sealed).
 
-  seal @1 () -> (ref :Ref);
+  seal @1 (children :List(Ref)) -> (ref :Ref);
   # Make the object immutable, compute its XXH3-128 hash and return a Ref to it. The buffer's
-  # hold on the object passes to the returned Ref. Errors: FAILED_PRECONDITION (already sealed).
+  # hold on the object passes to the returned Ref. `children` as in `Store.put`.
+  # Errors: FAILED_PRECONDITION (already sealed), NOT_FOUND (a child is gone).
 }
 
 interface Ref {
@@ -177,20 +237,34 @@ interface Ref {
 
   read @1 (offset :UInt64, length :UInt64) -> (data :Data);
   # Copy path: up to `length` bytes (at most `maxChunkBytes`) starting at `offset`. Reading at
-  # exactly the end returns empty data. Errors: OUT_OF_RANGE (offset beyond the end),
-  # TOO_LARGE (length over the chunk limit), FAILED_PRECONDITION (not sealed).
+  # exactly the end returns empty data. A promise is waited for first. Errors: OUT_OF_RANGE
+  # (offset beyond the end), TOO_LARGE (length over the chunk limit), REJECTED, BROKEN_PROMISE.
 
   view @2 () -> (view :View, placement :Placement);
   # Zero-copy read: pins the object's memory for as long as `view` is held and says where the
   # bytes are (read-only segment). Dropping the View unpins. A View pins memory independently
-  # of Refs: the value stays mapped even if every Ref is dropped meanwhile.
-  # Errors: FAILED_PRECONDITION (not sealed, or this connection has no shared memory).
+  # of Refs: the value stays mapped even if every Ref is dropped meanwhile. A promise is waited
+  # for first. Errors: FAILED_PRECONDITION (this connection has no shared memory), REJECTED,
+  # BROKEN_PROMISE.
 
   share @3 (ttlSeconds :UInt32, uses :UInt32) -> (token :Text);
   # Mint a printable token that any party can pass over any channel and `Store.restore`.
   # The token keeps the object alive until it expires (`ttlSeconds`, 1 .. maxTokenTtlSeconds)
   # or has been restored `uses` times (0 = unlimited within the ttl). Tokens carry a 128-bit
   # random secret and are unguessable. Errors: INVALID_ARGUMENT (ttl 0 or too long).
+
+  whenReady @4 () -> (info :ObjectInfo);
+  # Resolves when the object is readable (immediately unless it is a promise). Errors:
+  # REJECTED (the fulfiller rejected it, with its reason), BROKEN_PROMISE (the fulfiller was
+  # dropped or its process died unfulfilled).
+
+  children @5 () -> (children :List(Ref));
+  # New Refs to the nested references declared when the object was sealed or fulfilled.
+
+  saveAs @6 (name :Text) -> ();
+  # Pin the object under `name` (1..256 printable ASCII characters, no spaces) until
+  # `Store.unname`: names are the only manual part of memory management.
+  # Errors: ALREADY_EXISTS (name taken), INVALID_ARGUMENT (bad name).
 }
 
 interface View {
@@ -256,6 +330,18 @@ const errFailedPrecondition :Text = "refstore.FAILED_PRECONDITION";
 
 const errUnauthenticated :Text = "refstore.UNAUTHENTICATED";
 # A TCP connection to a daemon with a cluster secret has not presented it (`Store.hello`).
+
+const errRejected :Text = "refstore.REJECTED";
+# The promise was rejected by its fulfiller; the reason follows.
+
+const errBrokenPromise :Text = "refstore.BROKEN_PROMISE";
+# The promise's Fulfiller was dropped (or its process died) before fulfilling it.
+
+const errCycle :Text = "refstore.CYCLE";
+# A fulfilment or seal would make an object contain itself (directly or through nested refs).
+
+const errAlreadyExists :Text = "refstore.ALREADY_EXISTS";
+# A name is already taken.
 
 const errInternal :Text = "refstore.INTERNAL";
 # A bug or an operating-system failure inside the daemon; the description says which.

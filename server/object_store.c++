@@ -5,6 +5,7 @@
 
 #include "server/errors.h"
 #include "server/log.h"
+#include "server/names.h"
 #include "server/segment_server.h"
 #include "server/token.h"
 
@@ -56,37 +57,134 @@ ClientInfo& ObjectStore::client(gc::ClientId id) { return KJ_ASSERT_NONNULL(clie
 
 // --- objects ---------------------------------------------------------------------------
 
-gc::ObjectTable::Created ObjectStore::create(uint64_t size, gc::ClientId creator) {
+shm::Allocation ObjectStore::allocate(uint64_t size) {
   RS_REQUIRE(size > 0, INVALID_ARGUMENT, "object size must be at least 1 byte");
   RS_REQUIRE(size <= allocator.capacity(), TOO_LARGE, "object of ", size,
              " bytes exceeds the store's whole capacity of ", allocator.capacity(), " bytes");
   KJ_IF_MAYBE(allocation, allocator.allocate(size)) {
     putsTotal++;
     KJ_IF_MAYBE(listener, afterAllocate) { (*listener)(); }
-    return objects.create(size, packLocation(allocation->segmentId, allocation->offset), creator,
-                          nowMillis());
+    return *allocation;
   }
   RS_FAIL(OUT_OF_MEMORY, "cannot allocate ", size, " bytes: ", allocator.bytesAllocated(), " of ",
           allocator.capacity(), " bytes in use");
 }
 
-void ObjectStore::seal(gc::ObjectId id) {
+void ObjectStore::release(uint64_t packed, uint64_t size) {
+  uint32_t segmentId = segmentOf(packed);
+  uint64_t offset = offsetOf(packed);
+  auto& segment = allocator.segment(segmentId);
+  allocator.release(shm::Allocation{segment.base() + offset, segmentId, offset, size});
+}
+
+gc::ObjectTable::Created ObjectStore::create(uint64_t size, gc::ClientId creator) {
+  auto allocation = allocate(size);
+  auto created = objects.create(size, packLocation(allocation.segmentId, allocation.offset),
+                                creator, nowMillis());
+  holderSince.insert(created.writer, nowMillis());
+  return created;
+}
+
+void ObjectStore::throwChildrenRefused(gc::ObjectId id,
+                                       const std::vector<gc::ObjectId>& children) const {
+  for (auto child: children) {
+    auto found = objects.find(child);
+    RS_REQUIRE(found != nullptr && !found->dead, NOT_FOUND, "child ", gc::toHex(child).c_str(),
+               " no longer exists");
+  }
+  RS_FAIL(CYCLE, "object ", gc::toHex(id).c_str(),
+          " would contain itself through its children");
+}
+
+void ObjectStore::seal(gc::ObjectId id, const std::vector<gc::ObjectId>& children) {
   auto& object = record(id);
   RS_REQUIRE(object.state == gc::ObjectState::CREATING, FAILED_PRECONDITION,
              "object is already ", gc::stateName(object.state));
   auto data = bytes(id);
   // TODO(perf): hash large objects on the libuv threadpool instead of the event loop.
   XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
-  KJ_ASSERT(objects.seal(id, hash.high64, hash.low64));
+  if (!objects.seal(id, hash.high64, hash.low64, children)) throwChildrenRefused(id, children);
 }
 
 gc::ObjectTable::Created ObjectStore::put(kj::ArrayPtr<const kj::byte> data,
+                                          const std::vector<gc::ObjectId>& children,
                                           gc::ClientId creator) {
-  auto created = create(data.size(), creator);
-  memcpy(bytes(created.id).begin(), data.begin(), data.size());
-  seal(created.id);
+  auto allocation = allocate(data.size());
+  memcpy(allocation.ptr, data.begin(), data.size());
+  XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
+  uint64_t packed = packLocation(allocation.segmentId, allocation.offset);
+  auto created = objects.createSealed(data.size(), hash.high64, hash.low64, packed, creator,
+                                      nowMillis(), children);
+  if (created.writer == 0) {
+    release(packed, data.size());
+    throwChildrenRefused(created.id, children);
+  }
+  holderSince.insert(created.writer, nowMillis());
   return created;
 }
+
+// --- futures ---------------------------------------------------------------------------
+
+gc::ObjectTable::Created ObjectStore::promise(gc::ClientId creator) {
+  auto created = objects.createPromise(creator, nowMillis());
+  holderSince.insert(created.writer, nowMillis());
+  return created;
+}
+
+void ObjectStore::fulfill(gc::ObjectId id, kj::ArrayPtr<const kj::byte> data,
+                          const std::vector<gc::ObjectId>& children) {
+  auto& object = record(id);
+  RS_REQUIRE(object.state == gc::ObjectState::PROMISED && !object.dead, FAILED_PRECONDITION,
+             "the promise is already ", gc::stateName(object.state));
+  RS_REQUIRE(data.size() > 0, INVALID_ARGUMENT, "cannot fulfil with an empty value");
+  RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline value of ", data.size(),
+             " bytes exceeds ", proto::MAX_INLINE_BYTES, ": create it, then fulfillWith");
+  auto allocation = allocate(data.size());
+  memcpy(allocation.ptr, data.begin(), data.size());
+  XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
+  uint64_t packed = packLocation(allocation.segmentId, allocation.offset);
+  if (!objects.fulfill(id, data.size(), packed, hash.high64, hash.low64, children)) {
+    release(packed, data.size());
+    throwChildrenRefused(id, children);
+  }
+  waiters.wake(id);
+}
+
+void ObjectStore::fulfillWith(gc::ObjectId id, gc::ObjectId target) {
+  auto& object = record(id);
+  RS_REQUIRE(object.state == gc::ObjectState::PROMISED && !object.dead, FAILED_PRECONDITION,
+             "the promise is already ", gc::stateName(object.state));
+  if (!objects.fulfillWith(id, target)) throwChildrenRefused(id, {target});
+  waiters.wake(id);
+}
+
+bool ObjectStore::fail(gc::ObjectId id, kj::String description) {
+  auto found = objects.find(id);
+  if (found == nullptr || found->state != gc::ObjectState::PROMISED || found->dead) return false;
+  KJ_ASSERT(objects.reject(id));
+  waiters.setFailure(id, kj::mv(description));
+  waiters.wake(id);
+  return true;
+}
+
+kj::Promise<void> ObjectStore::whenReady(gc::ObjectId id) {
+  gc::ObjectId target = resolve(id);
+  auto& object = record(target);
+  switch (object.state) {
+    case gc::ObjectState::PROMISED:
+      // Re-evaluate from `id` once it settles: it may have become an alias of another promise.
+      return waiters.wait(target).then([this, id]() { return whenReady(id); });
+    case gc::ObjectState::FAILED: {
+      kj::StringPtr failure = waiters.failure(target);
+      kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                            kj::str(failure)));
+    }
+    default:
+      return kj::READY_NOW;
+  }
+}
+
+// --- access ----------------------------------------------------------------------------
 
 const gc::ObjectRecord& ObjectStore::record(gc::ObjectId id) const {
   const gc::ObjectRecord* found = objects.find(id);
@@ -96,6 +194,8 @@ const gc::ObjectRecord& ObjectStore::record(gc::ObjectId id) const {
 
 kj::ArrayPtr<kj::byte> ObjectStore::bytes(gc::ObjectId id) {
   auto& object = record(id);
+  KJ_ASSERT(gc::ObjectTable::ownsBytes(object), "object has no bytes of its own",
+            gc::stateName(object.state));
   auto& segment = allocator.segment(segmentOf(object.userData));
   return kj::arrayPtr(segment.base() + offsetOf(object.userData), object.size);
 }
@@ -110,10 +210,14 @@ Location ObjectStore::location(gc::ObjectId id) const {
 gc::HolderId ObjectStore::addHolder(gc::ObjectId id, gc::ClientId client) {
   gc::HolderId holder = objects.addHolder(id, client);
   RS_REQUIRE(holder != 0, NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists");
+  holderSince.insert(holder, nowMillis());
   return holder;
 }
 
-void ObjectStore::removeHolder(gc::HolderId holder) { objects.removeHolder(holder); }
+void ObjectStore::removeHolder(gc::HolderId holder) {
+  holderSince.erase(holder);
+  objects.removeHolder(holder);
+}
 
 void ObjectStore::pin(gc::ObjectId id) {
   RS_REQUIRE(objects.pin(id), NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists");
@@ -122,11 +226,34 @@ void ObjectStore::pin(gc::ObjectId id) {
 void ObjectStore::unpin(gc::ObjectId id) { objects.unpin(id); }
 
 void ObjectStore::reclaim(const gc::ObjectRecord& object) {
-  uint32_t segmentId = segmentOf(object.userData);
-  uint64_t offset = offsetOf(object.userData);
-  auto& segment = allocator.segment(segmentId);
-  allocator.release(shm::Allocation{segment.base() + offset, segmentId, offset, object.size});
+  if (gc::ObjectTable::ownsBytes(object)) release(object.userData, object.size);
+  waiters.forget(object.id);
   reclaimedTotal++;
+}
+
+// --- names -----------------------------------------------------------------------------
+
+void ObjectStore::addName(gc::ObjectId id, kj::StringPtr name) {
+  validateName(name);
+  switch (objects.addName(id, std::string(name.cStr(), name.size()))) {
+    case gc::NameResult::OK: return;
+    case gc::NameResult::DUPLICATE: RS_FAIL(ALREADY_EXISTS, "the name '", name, "' is taken");
+    case gc::NameResult::NOT_FOUND: break;
+  }
+  RS_FAIL(NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists");
+}
+
+gc::ObjectId ObjectStore::lookupName(kj::StringPtr name) const {
+  validateName(name);
+  auto found = objects.lookupName(std::string(name.cStr(), name.size()));
+  RS_REQUIRE(found.has_value(), NOT_FOUND, "no object is named '", name, "'");
+  return *found;
+}
+
+void ObjectStore::removeName(kj::StringPtr name) {
+  validateName(name);
+  RS_REQUIRE(objects.removeName(std::string(name.cStr(), name.size())) == gc::NameResult::OK,
+             NOT_FOUND, "no object is named '", name, "'");
 }
 
 // --- tokens ----------------------------------------------------------------------------
@@ -135,9 +262,7 @@ kj::String ObjectStore::share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t use
   RS_REQUIRE(ttlSeconds >= 1 && ttlSeconds <= proto::MAX_TOKEN_TTL_SECONDS, INVALID_ARGUMENT,
              "ttlSeconds must be between 1 and ", proto::MAX_TOKEN_TTL_SECONDS, ", got ",
              ttlSeconds);
-  auto& object = record(id);
-  RS_REQUIRE(object.state == gc::ObjectState::SEALED, FAILED_PRECONDITION,
-             "only sealed objects can be shared; this one is ", gc::stateName(object.state));
+  // Any referenced object can be shared, promises included (a reader waits for the value).
   Token token{id, unixSecondsNow() + ttlSeconds, randomSecret()};
   gc::MonoMillis expiresAt = nowMillis() + uint64_t(ttlSeconds) * 1000;
   RS_REQUIRE(objects.addLease(id, token.secret, expiresAt, uses), NOT_FOUND, "object ",
@@ -161,6 +286,7 @@ std::pair<gc::ObjectId, gc::HolderId> ObjectStore::restore(kj::StringPtr text,
   gc::HolderId holder = 0;
   switch (objects.redeemLease(token.id, token.secret, nowMillis(), client, &holder)) {
     case gc::RedeemResult::OK:
+      holderSince.insert(holder, nowMillis());
       armLeaseTimer();
       return {token.id, holder};
     case gc::RedeemResult::EXPIRED:
@@ -223,6 +349,9 @@ void ObjectStore::fillStats(proto::Stats::Builder stats) const {
   stats.setUptimeMs((timer.now() - startedAt) / kj::MILLISECONDS);
   stats.setPutsTotal(putsTotal);
   stats.setReclaimedTotal(reclaimedTotal);
+  stats.setPromised(counts.perState[size_t(gc::ObjectState::PROMISED)]);
+  stats.setFailed(counts.perState[size_t(gc::ObjectState::FAILED)]);
+  stats.setNames(counts.names);
 }
 
 kj::Array<const gc::ObjectRecord*> ObjectStore::allRecords() const {
@@ -240,14 +369,39 @@ void ObjectStore::fillListing(capnp::List<proto::ObjectListing>::Builder out,
     fillObjectInfo(row.initInfo(), object);
     auto holders = objects.holdersOf(object.id);
     auto holderList = row.initHolders(holders.size());
+    uint64_t oldest = 0;
     for (size_t h = 0; h < holders.size(); h++) {
       holderList[h].setClientId(holders[h].second);
       KJ_IF_MAYBE(info, clients.find(holders[h].second)) {
         holderList[h].setLabel(info->label);
         holderList[h].setPid(info->pid);
       }
+      KJ_IF_MAYBE(since, holderSince.find(holders[h].first)) {
+        holderList[h].setHeldMs(now - *since);
+        oldest = kj::max(oldest, now - *since);
+      }
     }
+    row.setOldestHoldMs(oldest);
+    auto names = objects.namesOf(object.id);
+    auto nameList = row.initNames(names.size());
+    for (size_t n = 0; n < names.size(); n++) nameList.set(n, names[n].c_str());
+    auto setIds = [](capnp::List<proto::ObjectId>::Builder out, const std::vector<gc::ObjectId>& ids) {
+      for (size_t k = 0; k < ids.size(); k++) {
+        out[k].setOrigin(ids[k].hi);
+        out[k].setSerial(ids[k].lo);
+      }
+    };
+    auto parents = objects.parentsOf(object.id);
+    setIds(row.initParents(parents.size()), parents);
+    auto children = objects.childrenOf(object.id);
+    if (auto target = objects.aliasTarget(object.id)) children.push_back(*target);
+    setIds(row.initChildren(children.size()), children);
     row.setTokens(object.leases);
+    auto expiries = objects.leaseExpiriesOf(object.id);
+    auto expiryList = row.initTokenExpiriesMs(expiries.size());
+    for (size_t t = 0; t < expiries.size(); t++) {
+      expiryList.set(t, expiries[t] > now ? expiries[t] - now : 0);
+    }
     row.setPins(object.pins);
     row.setAgeMs(now - object.createdAt);
     row.setDead(object.dead);
@@ -267,7 +421,7 @@ void fillObjectInfo(proto::ObjectInfo::Builder info, const gc::ObjectRecord& obj
 
 void fillPlacement(proto::Placement::Builder placement, ObjectStore& store, gc::ObjectId id,
                    bool writable) {
-  Location where = store.location(id);
+  Location where = store.location(store.resolve(id));
   placement.setOrigin(store.origin());
   placement.setSegmentId(where.segmentId);
   placement.setOffset(where.offset);

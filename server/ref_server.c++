@@ -4,8 +4,9 @@
 
 namespace refstore::server {
 
-RefServer::RefServer(ObjectStore& store, gc::ObjectId id, gc::HolderId holder, bool sharedMemory)
-    : store(store), id(id), holder(holder), sharedMemory(sharedMemory) {}
+RefServer::RefServer(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
+                     gc::ClientId client, bool sharedMemory)
+    : store(store), id(id), holder(holder), client(client), sharedMemory(sharedMemory) {}
 
 RefServer::~RefServer() noexcept(false) { store.removeHolder(holder); }
 
@@ -14,31 +15,37 @@ kj::Promise<void> RefServer::info(InfoContext context) {
   return kj::READY_NOW;
 }
 
+kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
+  return store.whenReady(id).then([this, context]() mutable {
+    // Report the readable object (an alias reports its target's size and hash).
+    fillObjectInfo(context.getResults().initInfo(), store.record(store.resolve(id)));
+  });
+}
+
 kj::Promise<void> RefServer::read(ReadContext context) {
-  auto params = context.getParams();
-  auto& object = store.record(id);
-  RS_REQUIRE(object.state == gc::ObjectState::SEALED, FAILED_PRECONDITION,
-             "object is ", gc::stateName(object.state), ", not sealed");
-  uint64_t offset = params.getOffset(), length = params.getLength();
-  RS_REQUIRE(offset <= object.size, OUT_OF_RANGE, "offset ", offset, " is beyond the object's ",
-             object.size, " bytes");
-  RS_REQUIRE(length <= proto::MAX_CHUNK_BYTES, TOO_LARGE, "read length ", length,
-             " exceeds the chunk limit of ", proto::MAX_CHUNK_BYTES, " bytes");
-  length = kj::min(length, object.size - offset);
-  context.getResults().setData(store.bytes(id).slice(offset, offset + length));
-  return kj::READY_NOW;
+  return store.whenReady(id).then([this, context]() mutable {
+    auto params = context.getParams();
+    gc::ObjectId owner = store.resolve(id);
+    auto& object = store.record(owner);
+    uint64_t offset = params.getOffset(), length = params.getLength();
+    RS_REQUIRE(offset <= object.size, OUT_OF_RANGE, "offset ", offset, " is beyond the object's ",
+               object.size, " bytes");
+    RS_REQUIRE(length <= proto::MAX_CHUNK_BYTES, TOO_LARGE, "read length ", length,
+               " exceeds the chunk limit of ", proto::MAX_CHUNK_BYTES, " bytes");
+    length = kj::min(length, object.size - offset);
+    context.getResults().setData(store.bytes(owner).slice(offset, offset + length));
+  });
 }
 
 kj::Promise<void> RefServer::view(ViewContext context) {
-  auto& object = store.record(id);
-  RS_REQUIRE(object.state == gc::ObjectState::SEALED, FAILED_PRECONDITION,
-             "object is ", gc::stateName(object.state), ", not sealed");
   RS_REQUIRE(sharedMemory, FAILED_PRECONDITION,
              "this connection has no shared memory (TCP): use read() instead");
-  auto results = context.getResults();
-  results.setView(kj::heap<ViewServer>(store, id));
-  fillPlacement(results.initPlacement(), store, id, /*writable=*/false);
-  return kj::READY_NOW;
+  return store.whenReady(id).then([this, context]() mutable {
+    gc::ObjectId owner = store.resolve(id);
+    auto results = context.getResults();
+    results.setView(kj::heap<ViewServer>(store, owner));
+    fillPlacement(results.initPlacement(), store, owner, /*writable=*/false);
+  });
 }
 
 kj::Promise<void> RefServer::share(ShareContext context) {
@@ -47,20 +54,35 @@ kj::Promise<void> RefServer::share(ShareContext context) {
   return kj::READY_NOW;
 }
 
-ViewServer::ViewServer(ObjectStore& store, gc::ObjectId id): store(store), id(id) {
-  store.pin(id);
+kj::Promise<void> RefServer::children(ChildrenContext context) {
+  auto kids = store.table().childrenOf(store.resolve(id));
+  auto out = context.getResults().initChildren(kids.size());
+  for (size_t i = 0; i < kids.size(); i++) {
+    out.set(i, newRef(store, kids[i], store.addHolder(kids[i], client), client));
+  }
+  return kj::READY_NOW;
 }
 
-ViewServer::~ViewServer() noexcept(false) { store.unpin(id); }
+kj::Promise<void> RefServer::saveAs(SaveAsContext context) {
+  store.addName(id, context.getParams().getName());
+  return kj::READY_NOW;
+}
+
+ViewServer::ViewServer(ObjectStore& store, gc::ObjectId owner): store(store), owner(owner) {
+  store.pin(owner);
+}
+
+ViewServer::~ViewServer() noexcept(false) { store.unpin(owner); }
 
 kj::Promise<void> ViewServer::placement(PlacementContext context) {
-  fillPlacement(context.getResults().initPlacement(), store, id, /*writable=*/false);
+  fillPlacement(context.getResults().initPlacement(), store, owner, /*writable=*/false);
   return kj::READY_NOW;
 }
 
 proto::Ref::Client newRef(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
-                          bool sharedMemory) {
-  return kj::heap<RefServer>(store, id, holder, sharedMemory);
+                          gc::ClientId client) {
+  return store.refServers.add(
+      kj::heap<RefServer>(store, id, holder, client, store.client(client).sharedMemory));
 }
 
 }  // namespace refstore::server

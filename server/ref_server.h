@@ -9,37 +9,45 @@ namespace refstore::server {
 
 class RefServer final: public proto::Ref::Server {
  public:
-  // Takes over `holder` (already registered in the table for `id`).
-  RefServer(ObjectStore& store, gc::ObjectId id, gc::HolderId holder, bool sharedMemory);
+  // Takes over `holder` (already registered in the table for `id`, held by `client`).
+  RefServer(ObjectStore& store, gc::ObjectId id, gc::HolderId holder, gc::ClientId client,
+            bool sharedMemory);
   ~RefServer() noexcept(false);
+
+  gc::ObjectId objectId() const { return id; }
 
   kj::Promise<void> info(InfoContext context) override;
   kj::Promise<void> read(ReadContext context) override;
   kj::Promise<void> view(ViewContext context) override;
   kj::Promise<void> share(ShareContext context) override;
+  kj::Promise<void> whenReady(WhenReadyContext context) override;
+  kj::Promise<void> children(ChildrenContext context) override;
+  kj::Promise<void> saveAs(SaveAsContext context) override;
 
  private:
   ObjectStore& store;
   gc::ObjectId id;
   gc::HolderId holder;
-  bool sharedMemory;  // the holding connection can receive segment fds
+  gc::ClientId client;  // the connection this Ref was handed to (new Refs it makes go there too)
+  bool sharedMemory;    // that connection can receive segment fds
 };
 
-// The `View` capability: a pin on an object's memory; destroying it unpins.
+// The `View` capability: a pin on the memory of the object that owns the bytes (an alias pins
+// its target); destroying it unpins.
 class ViewServer final: public proto::View::Server {
  public:
-  ViewServer(ObjectStore& store, gc::ObjectId id);  // pins
-  ~ViewServer() noexcept(false);                    // unpins
+  ViewServer(ObjectStore& store, gc::ObjectId owner);  // pins
+  ~ViewServer() noexcept(false);                       // unpins
 
   kj::Promise<void> placement(PlacementContext context) override;
 
  private:
   ObjectStore& store;
-  gc::ObjectId id;
+  gc::ObjectId owner;
 };
 
-// Makes a Ref capability for a fresh holder.
+// Makes (and registers, see ObjectStore::refServers) a Ref capability for a fresh holder.
 proto::Ref::Client newRef(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
-                          bool sharedMemory);
+                          gc::ClientId client);
 
 }  // namespace refstore::server

@@ -1,6 +1,8 @@
 #include "server/store_server.h"
 
 #include "server/errors.h"
+#include "server/adoption.h"
+#include "server/fulfiller_server.h"
 #include "server/ref_server.h"
 #include "server/write_buffer_server.h"
 
@@ -48,13 +50,21 @@ kj::Promise<void> StoreServer::hello(HelloContext context) {
 
 kj::Promise<void> StoreServer::put(PutContext context) {
   requireAuthenticated();
-  auto data = context.getParams().getData();
+  auto params = context.getParams();
+  auto data = params.getData();
   RS_REQUIRE(data.size() > 0, INVALID_ARGUMENT, "cannot put an empty value");
   RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline put of ", data.size(),
              " bytes exceeds ", proto::MAX_INLINE_BYTES, " bytes: use create() instead");
-  auto created = store.put(data, client);
-  context.getResults().setRef(newRef(store, created.id, created.writer, info().sharedMemory));
-  return kj::READY_NOW;
+  if (!params.hasChildren() || params.getChildren().size() == 0) {
+    auto created = store.put(data, {}, client);  // the common case stays synchronous
+    context.getResults().setRef(newRef(store, created.id, created.writer, client));
+    return kj::READY_NOW;
+  }
+  return adoptAll(store, params.getChildren(), client)
+      .then([this, context](kj::Own<TemporaryHolds> children) mutable {
+        auto created = store.put(context.getParams().getData(), children->ids(), client);
+        context.getResults().setRef(newRef(store, created.id, created.writer, client));
+      });
 }
 
 kj::Promise<void> StoreServer::create(CreateContext context) {
@@ -64,7 +74,7 @@ kj::Promise<void> StoreServer::create(CreateContext context) {
   auto results = context.getResults();
   // From here on the buffer owns the writer holder: if anything below throws, destroying the
   // buffer aborts the reservation.
-  auto buffer = kj::heap<WriteBufferServer>(store, created, info().sharedMemory);
+  auto buffer = kj::heap<WriteBufferServer>(store, created, client);
   if (writable) fillPlacement(results.initPlacement(), store, created.id, /*writable=*/true);
   results.setBuffer(kj::mv(buffer));
   return kj::READY_NOW;
@@ -73,8 +83,7 @@ kj::Promise<void> StoreServer::create(CreateContext context) {
 kj::Promise<void> StoreServer::restore(RestoreContext context) {
   requireAuthenticated();
   auto restored = store.restore(context.getParams().getToken(), client);
-  context.getResults().setRef(
-      newRef(store, restored.first, restored.second, info().sharedMemory));
+  context.getResults().setRef(newRef(store, restored.first, restored.second, client));
   return kj::READY_NOW;
 }
 
@@ -89,6 +98,52 @@ kj::Promise<void> StoreServer::list(ListContext context) {
   auto records = store.allRecords();
   store.fillListing(context.getResults().initObjects(records.size()), records);
   return kj::READY_NOW;
+}
+
+}  // namespace refstore::server
+
+namespace refstore::server {
+
+kj::Promise<void> StoreServer::promise(PromiseContext context) {
+  requireAuthenticated();
+  auto created = store.promise(client);
+  auto results = context.getResults();
+  results.setFulfiller(kj::heap<FulfillerServer>(store, created.id, client));
+  results.setRef(newRef(store, created.id, created.writer, client));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::lookup(LookupContext context) {
+  requireAuthenticated();
+  gc::ObjectId id = store.lookupName(context.getParams().getName());
+  context.getResults().setRef(newRef(store, id, store.addHolder(id, client), client));
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::unname(UnnameContext context) {
+  requireAuthenticated();
+  store.removeName(context.getParams().getName());
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::names(NamesContext context) {
+  requireAuthenticated();
+  auto all = store.table().listNames();
+  auto out = context.getResults().initNames(all.size());
+  for (size_t i = 0; i < all.size(); i++) {
+    out[i].setName(all[i].first.c_str());
+    out[i].initId().setOrigin(all[i].second.hi);
+    out[i].getId().setSerial(all[i].second.lo);
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> StoreServer::adopt(AdoptContext context) {
+  requireAuthenticated();
+  return adoptRef(store, context.getParams().getRef(), client)
+      .then([this, context](HeldObject held) mutable {
+        context.getResults().setRef(newRef(store, held.id, held.holder, client));
+      });
 }
 
 }  // namespace refstore::server

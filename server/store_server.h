@@ -18,6 +18,11 @@ class StoreServer final: public proto::Store::Server {
   kj::Promise<void> restore(RestoreContext context) override;
   kj::Promise<void> stats(StatsContext context) override;
   kj::Promise<void> list(ListContext context) override;
+  kj::Promise<void> promise(PromiseContext context) override;
+  kj::Promise<void> lookup(LookupContext context) override;
+  kj::Promise<void> unname(UnnameContext context) override;
+  kj::Promise<void> names(NamesContext context) override;
+  kj::Promise<void> adopt(AdoptContext context) override;
 
  private:
   void requireAuthenticated();

@@ -1,13 +1,14 @@
 #include "server/write_buffer_server.h"
 
 #include "server/errors.h"
+#include "server/adoption.h"
 #include "server/ref_server.h"
 
 namespace refstore::server {
 
 WriteBufferServer::WriteBufferServer(ObjectStore& store, gc::ObjectTable::Created created,
-                                     bool sharedMemory)
-    : store(store), id(created.id), writer(created.writer), sharedMemory(sharedMemory) {}
+                                     gc::ClientId client)
+    : store(store), id(created.id), writer(created.writer), client(client) {}
 
 WriteBufferServer::~WriteBufferServer() noexcept(false) {
   KJ_IF_MAYBE(holder, writer) { store.removeHolder(*holder); }
@@ -29,13 +30,22 @@ kj::Promise<void> WriteBufferServer::write(WriteContext context) {
 }
 
 kj::Promise<void> WriteBufferServer::seal(SealContext context) {
-  KJ_IF_MAYBE(holder, writer) {
-    store.seal(id);
-    context.getResults().setRef(newRef(store, id, *holder, sharedMemory));
-    writer = nullptr;
-    return kj::READY_NOW;
-  }
-  RS_FAIL(FAILED_PRECONDITION, "buffer is already sealed");
+  RS_REQUIRE(writer != nullptr && !sealing, FAILED_PRECONDITION, "buffer is already sealed");
+  sealing = true;
+  return adoptAll(store, context.getParams().getChildren(), client)
+      .then([this, context](kj::Own<TemporaryHolds> children) mutable {
+        sealing = false;
+        KJ_IF_MAYBE(holder, writer) {
+          store.seal(id, children->ids());
+          context.getResults().setRef(newRef(store, id, *holder, client));
+          writer = nullptr;
+          return;
+        }
+        RS_FAIL(FAILED_PRECONDITION, "buffer is already sealed");
+      }, [this](kj::Exception&& e) {
+        sealing = false;
+        kj::throwFatalException(kj::mv(e));
+      });
 }
 
 }  // namespace refstore::server

@@ -9,7 +9,7 @@ namespace refstore::server {
 
 class WriteBufferServer final: public proto::WriteBuffer::Server {
  public:
-  WriteBufferServer(ObjectStore& store, gc::ObjectTable::Created created, bool sharedMemory);
+  WriteBufferServer(ObjectStore& store, gc::ObjectTable::Created created, gc::ClientId client);
   ~WriteBufferServer() noexcept(false);
 
   kj::Promise<void> write(WriteContext context) override;
@@ -19,7 +19,8 @@ class WriteBufferServer final: public proto::WriteBuffer::Server {
   ObjectStore& store;
   gc::ObjectId id;
   kj::Maybe<gc::HolderId> writer;  // null once sealed (the Ref owns it then)
-  bool sharedMemory;
+  gc::ClientId client;
+  bool sealing = false;            // a seal is waiting for its children to be adopted
 };
 
 }  // namespace refstore::server

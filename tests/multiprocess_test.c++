@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "client/cpp/refstore_client.h"
 #include "tests/daemon.h"
@@ -130,4 +131,46 @@ TEST_CASE("many processes share one value without copies; the daemon survives th
   REQUIRE(eventually([&]() { return owner.list().at(0).pins == 0; }));
   auto consumer = spawn(HELPER, {"verify", daemon.socket(), token, std::to_string(16 << 20), "3"});
   CHECK(consumer.readLine() == "ok");
+}
+
+TEST_CASE("a fulfiller process killed with SIGKILL: waiters get BROKEN_PROMISE promptly") {
+  Daemon daemon("64M");
+  auto fulfiller = spawn(HELPER, {"promise", daemon.socket()});
+  std::string token = fulfiller.readLine();
+  REQUIRE(token.rfind("rs1.", 0) == 0);
+  auto waiter = spawn(HELPER, {"wait", daemon.socket(), token});
+  REQUIRE(waiter.readLine() == "waiting");
+  Client observer = Client::connect(daemon.socket());
+  CHECK(observer.stats().promised == 1);
+  fulfiller.kill(SIGKILL);
+  fulfiller.wait();
+  // The waiter wakes with the error rather than waiting out its 60 s timeout.
+  CHECK(waiter.readLine() == "BROKEN_PROMISE");
+  CHECK(WEXITSTATUS(waiter.wait()) == 0);
+  CHECK(observer.stats().failed == 1);  // the token still references the failed promise
+}
+
+TEST_CASE("the pipeline example: c = add(f(), f()) across three processes, by reference and by value") {
+  Daemon daemon("256M");
+  std::string producerSocket = "/tmp/rst-prod-" + std::to_string(getpid()) + ".sock";
+  std::string adderSocket = "/tmp/rst-add-" + std::to_string(getpid()) + ".sock";
+  const char* PIPELINE = "tools/pipeline/pipeline";
+  auto producer = spawn(PIPELINE, {"producer", "--store", daemon.socket(), "--listen", producerSocket});
+  auto adder = spawn(PIPELINE, {"adder", "--store", daemon.socket(), "--listen", adderSocket});
+  REQUIRE(producer.readLine() == "listening");
+  REQUIRE(adder.readLine() == "listening");
+  for (bool byValue: {false, true}) {
+    std::vector<std::string> args = {"driver", "--store", daemon.socket(), "--producer",
+                                     producerSocket, "--adder", adderSocket, "--count", "262144"};
+    if (byValue) args.push_back("--by-value");
+    auto driver = spawn(PIPELINE, args);
+    std::string report = driver.readLine();
+    CHECK(report.find("\"correct\": true") != std::string::npos);
+    CHECK(report.find(byValue ? "by-value" : "by-reference") != std::string::npos);
+    CHECK(WEXITSTATUS(driver.wait()) == 0);
+  }
+  // Everything the three processes made is freed once they are done with it.
+  Client observer = Client::connect(daemon.socket());
+  REQUIRE(eventually([&]() { return observer.stats().objects == 0; }));
+  CHECK(observer.stats().putsTotal >= 3);  // the by-reference run really used the store
 }

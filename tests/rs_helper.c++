@@ -8,6 +8,10 @@
 //   rs_helper hold-view SOCKET TOKEN         restore, view, drop the Ref, "ready", wait forever
 //   rs_helper hold-unsealed SOCKET SIZE      create without sealing, "ready", wait forever
 //   rs_helper write-view SOCKET TOKEN        try to write through a view (must crash / fail)
+//   rs_helper promise SOCKET                 make a promise, print a token for it, hold the
+//                                            Fulfiller forever (until killed)
+//   rs_helper wait SOCKET TOKEN              restore, print "waiting", wait for the value, then
+//                                            print "ok" or the error code name
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +96,24 @@ int run(const std::vector<std::string>& args) {
     fflush(stdout);
     const_cast<uint8_t*>(view.data())[0] ^= 0xff;  // must fault: the mapping is read-only
     printf("wrote\n");
+    return 0;
+  }
+  if (command == "promise") {
+    refstore::Promise promise = client.promise();
+    printf("%s\n", promise.ref.share(60).c_str());
+    fflush(stdout);
+    waitForever();
+  }
+  if (command == "wait") {
+    auto ref = client.restore(args.at(2));
+    printf("waiting\n");
+    fflush(stdout);
+    try {
+      ref.whenReady(60);
+      printf("ok\n");
+    } catch (const refstore::Error& e) {
+      printf("%s\n", refstore::errorCodeName(e.code()));
+    }
     return 0;
   }
   fprintf(stderr, "unknown command %s\n", command.c_str());

@@ -56,6 +56,7 @@ class RefctlMain {
         .addSubCommand("get", KJ_BIND_METHOD(*this, getCommand), "write the value of a token")
         .addSubCommand("stats", KJ_BIND_METHOD(*this, statsCommand), "daemon counters")
         .addSubCommand("ls", KJ_BIND_METHOD(*this, lsCommand), "list live objects")
+        .addSubCommand("unname", KJ_BIND_METHOD(*this, unnameCommand), "drop a name pin")
         .build();
   }
 
@@ -87,9 +88,13 @@ class RefctlMain {
 
   // --- put ---------------------------------------------------------------------------------
   kj::MainFunc putCommand() {
-    return kj::MainBuilder(context, "refctl put", "Store FILE; print a share token for it.")
+    return kj::MainBuilder(context, "refctl put",
+                           "Store FILE; print a share token for it (or pin it under a name).")
         .addOptionWithArg({"ttl"}, KJ_BIND_METHOD(*this, setTtl), "<seconds>",
                           "How long the token (and so the value) lives (default 3600).")
+        .addOptionWithArg({"name"}, KJ_BIND_METHOD(*this, setName), "<name>",
+                          "Pin the value under NAME instead of printing a token; it lives until "
+                          "`refctl unname NAME`.")
         .expectArg("FILE", KJ_BIND_METHOD(*this, put))
         .build();
   }
@@ -98,6 +103,10 @@ class RefctlMain {
     unsigned long value = strtoul(text.cStr(), &end, 10);
     if (*end != '\0' || value == 0 || value > 0xffffffffUL) return "ttl must be a positive integer";
     ttlSeconds = value;
+    return true;
+  }
+  kj::MainBuilder::Validity setName(kj::StringPtr value) {
+    name = value.cStr();
     return true;
   }
   kj::MainBuilder::Validity put(kj::StringPtr path) {
@@ -123,27 +132,33 @@ class RefctlMain {
       }
       if (!staging.empty()) buffer.write(0, staging.data(), staging.size());
       Ref ref = buffer.seal();
-      std::string token = ref.share(ttlSeconds);
-      printf("%s\n", token.c_str());
+      if (!name.empty()) {
+        ref.saveAs(name);
+        printf("%s\n", name.c_str());
+      } else {
+        printf("%s\n", ref.share(ttlSeconds).c_str());
+      }
     });
   }
 
   // --- get ---------------------------------------------------------------------------------
   kj::MainFunc getCommand() {
-    return kj::MainBuilder(context, "refctl get", "Write the value of TOKEN to stdout or a file.")
+    return kj::MainBuilder(context, "refctl get",
+                           "Write the value of a share token or a name to stdout or a file.")
         .addOptionWithArg({'o', "output"}, KJ_BIND_METHOD(*this, setOutput), "<file>",
                           "Write to this file instead of stdout.")
-        .expectArg("TOKEN", KJ_BIND_METHOD(*this, get))
+        .expectArg("NAME|TOKEN", KJ_BIND_METHOD(*this, get))
         .build();
   }
   kj::MainBuilder::Validity setOutput(kj::StringPtr path) {
     output = path.cStr();
     return true;
   }
-  kj::MainBuilder::Validity get(kj::StringPtr token) {
+  kj::MainBuilder::Validity get(kj::StringPtr what) {
     return guarded([&]() {
       Client client = connect();
-      Ref ref = client.restore(token.cStr());
+      // Tokens have a fixed prefix; anything else is a name.
+      Ref ref = what.startsWith("rs1.") ? client.restore(what.cStr()) : client.lookup(what.cStr());
       int fd = STDOUT_FILENO;
       if (!output.empty()) {
         fd = open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -184,6 +199,8 @@ class RefctlMain {
           {"pinned_dead", s.pinnedDead},  {"creating", s.creating},
           {"sealed", s.sealed},           {"uptime_ms", s.uptimeMs},
           {"puts_total", s.putsTotal},    {"reclaimed_total", s.reclaimedTotal},
+          {"promised", s.promised},       {"failed", s.failed},
+          {"names", s.names},
       };
       if (json) {
         printf("{");
@@ -204,50 +221,110 @@ class RefctlMain {
   kj::MainFunc lsCommand() {
     return kj::MainBuilder(context, "refctl ls", "List live objects and who holds them.")
         .addOption({"json"}, KJ_BIND_METHOD(*this, setJson), "A JSON array, one entry per object.")
+        .addOption({"leaks"}, KJ_BIND_METHOD(*this, setLeaks),
+                   "Only objects kept alive solely by clients that have held them longer than "
+                   "--threshold (no name, token or parent keeps them).")
+        .addOptionWithArg({"threshold"}, KJ_BIND_METHOD(*this, setThreshold), "<seconds>",
+                          "Age that makes a sole hold a suspected leak (default 300).")
         .callAfterParsing(KJ_BIND_METHOD(*this, ls))
         .build();
+  }
+  kj::MainBuilder::Validity setLeaks() {
+    leaksOnly = true;
+    return true;
+  }
+  kj::MainBuilder::Validity setThreshold(kj::StringPtr text) {
+    char* end;
+    double value = strtod(text.cStr(), &end);
+    if (*end != '\0' || value < 0) return "threshold must be a non-negative number of seconds";
+    leakThresholdMs = value * 1000;
+    return true;
+  }
+  bool isSuspectedLeak(const ObjectListing& o) const {
+    if (o.holders.empty() || o.tokens > 0 || !o.names.empty() || !o.parents.empty()) return false;
+    for (auto& holder: o.holders) {
+      if (holder.heldMs < leakThresholdMs) return false;
+    }
+    return true;
+  }
+  static std::string jsonIds(const std::vector<ObjectId>& ids) {
+    std::string out = "[";
+    for (size_t i = 0; i < ids.size(); i++) out += (i ? ", \"" : "\"") + ids[i].hex() + "\"";
+    return out + "]";
   }
   kj::MainBuilder::Validity ls() {
     return guarded([&]() {
       Client client = connect();
-      std::vector<ObjectListing> objects = client.list();
+      std::vector<ObjectListing> objects;
+      for (auto& o: client.list()) {
+        if (!leaksOnly || isSuspectedLeak(o)) objects.push_back(std::move(o));
+      }
       if (json) {
         printf("[");
         for (size_t i = 0; i < objects.size(); i++) {
           auto& o = objects[i];
-          printf("%s{\"id\": \"%s\", \"size\": %llu, \"state\": \"%s\", \"holders\": [", i ? ", " : "",
-                 o.info.id.hex().c_str(), (unsigned long long)o.info.size, o.info.state.c_str());
+          printf("%s{\"id\": \"%s\", \"size\": %llu, \"state\": \"%s\", \"dead\": %s, "
+                 "\"holders\": [", i ? ", " : "", o.info.id.hex().c_str(),
+                 (unsigned long long)o.info.size, o.info.state.c_str(), o.dead ? "true" : "false");
           for (size_t h = 0; h < o.holders.size(); h++) {
-            printf("%s{\"client\": %llu, \"label\": %s, \"pid\": %d}", h ? ", " : "",
-                   (unsigned long long)o.holders[h].clientId,
-                   jsonString(o.holders[h].label).c_str(), o.holders[h].pid);
+            printf("%s{\"client\": %llu, \"label\": %s, \"pid\": %d, \"held_ms\": %llu}",
+                   h ? ", " : "", (unsigned long long)o.holders[h].clientId,
+                   jsonString(o.holders[h].label).c_str(), o.holders[h].pid,
+                   (unsigned long long)o.holders[h].heldMs);
           }
-          printf("], \"tokens\": %u, \"pins\": %u, \"age_ms\": %llu, \"dead\": %s}", o.tokens,
-                 o.pins, (unsigned long long)o.ageMs, o.dead ? "true" : "false");
+          printf("], \"tokens\": [");
+          for (size_t t = 0; t < o.tokenExpiriesMs.size(); t++) {
+            printf("%s{\"expires_in_ms\": %llu}", t ? ", " : "",
+                   (unsigned long long)o.tokenExpiriesMs[t]);
+          }
+          printf("], \"names\": [");
+          for (size_t n = 0; n < o.names.size(); n++) {
+            printf("%s%s", n ? ", " : "", jsonString(o.names[n]).c_str());
+          }
+          printf("], \"parents\": %s, \"children\": %s, \"pins\": %u, \"age_ms\": %llu}",
+                 jsonIds(o.parents).c_str(), jsonIds(o.children).c_str(), o.pins,
+                 (unsigned long long)o.ageMs);
         }
         printf("]\n");
         return;
       }
-      printf("%-32s %12s %-9s %7s %6s %4s  %s\n", "ID", "SIZE", "STATE", "HOLDERS", "TOKENS",
-             "PINS", "HELD BY");
+      printf("%-32s %12s %-9s %6s %4s  %-24s %s\n", "ID", "SIZE", "STATE", "TOKENS", "PINS",
+             "NAMES", "HELD BY");
       for (auto& o: objects) {
-        std::string heldBy;
+        std::string heldBy, names;
         for (auto& h: o.holders) {
           if (!heldBy.empty()) heldBy += ", ";
-          heldBy += (h.label.empty() ? "?" : h.label) + "[" + std::to_string(h.pid) + "]";
+          heldBy += (h.label.empty() ? "?" : h.label) + "[" + std::to_string(h.pid) + "] " +
+                    std::to_string(h.heldMs / 1000) + "s";
         }
-        printf("%-32s %12llu %-9s %7zu %6u %4u  %s\n", o.info.id.hex().c_str(),
+        for (auto& n: o.names) names += (names.empty() ? "" : ",") + n;
+        if (!o.parents.empty()) heldBy += (heldBy.empty() ? "" : ", ") + std::to_string(o.parents.size()) + " parent(s)";
+        printf("%-32s %12llu %-9s %6u %4u  %-24s %s\n", o.info.id.hex().c_str(),
                (unsigned long long)o.info.size, o.dead ? "dead" : o.info.state.c_str(),
-               o.holders.size(), o.tokens, o.pins, heldBy.c_str());
+               o.tokens, o.pins, names.c_str(), heldBy.c_str());
       }
     });
+  }
+
+  // --- unname ------------------------------------------------------------------------------
+  kj::MainFunc unnameCommand() {
+    return kj::MainBuilder(context, "refctl unname",
+                           "Drop the name pin NAME; the value is freed if nothing else holds it.")
+        .expectArg("NAME", KJ_BIND_METHOD(*this, unname))
+        .build();
+  }
+  kj::MainBuilder::Validity unname(kj::StringPtr target) {
+    return guarded([&]() { connect().unname(target.cStr()); });
   }
 
   kj::ProcessContext& context;
   std::string socket;
   std::string output;
+  std::string name;
   uint32_t ttlSeconds = 3600;
   bool json = false;
+  bool leaksOnly = false;
+  uint64_t leakThresholdMs = 300000;
 };
 
 }  // namespace

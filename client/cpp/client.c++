@@ -1,7 +1,9 @@
-// The public C++ client API (refstore_client.h) over detail::Connection.
+// The public C++ client API (refstore_client.h, refstore_async.h) over detail::Connection.
+// Every operation is written once, asynchronously; the blocking calls wait on it.
 #include <string.h>
 
 #include "client/cpp/connection.h"
+#include "client/cpp/refstore_async.h"
 
 namespace refstore {
 namespace {
@@ -21,10 +23,11 @@ const char* stateName(proto::ObjectState state) {
   return "unknown";
 }
 
+ObjectId toId(proto::ObjectId::Reader id) { return ObjectId{id.getOrigin(), id.getSerial()}; }
+
 ObjectInfo toInfo(proto::ObjectInfo::Reader info) {
   ObjectInfo out;
-  out.id.origin = info.getId().getOrigin();
-  out.id.serial = info.getId().getSerial();
+  out.id = toId(info.getId());
   out.size = info.getSize();
   out.hashHigh = info.getHash().getHigh();
   out.hashLow = info.getHash().getLow();
@@ -32,20 +35,35 @@ ObjectInfo toInfo(proto::ObjectInfo::Reader info) {
   return out;
 }
 
-Ref makeRef(std::shared_ptr<detail::Connection> connection, proto::Ref::Client ref) {
-  return detail::Factory::ref(std::move(connection), kj::mv(ref));
+template <typename Builder>
+void setChildren(Builder&& builder, const std::vector<const Ref*>& children) {
+  if (children.empty()) return;
+  auto list = builder.initChildren(children.size());
+  for (size_t i = 0; i < children.size(); i++) list.set(i, async::capability(*children[i]));
 }
 
 }  // namespace
 
 namespace detail {
+
 Ref Factory::ref(std::shared_ptr<Connection> connection, proto::Ref::Client ref) {
   auto state = std::make_unique<RefState>();
   state->connection = std::move(connection);
   state->ref = kj::mv(ref);
   return Ref(std::move(state));
 }
+
+Fulfiller Factory::fulfiller(std::shared_ptr<Connection> connection,
+                             proto::Fulfiller::Client fulfiller) {
+  auto state = std::make_unique<FulfillerState>();
+  state->connection = std::move(connection);
+  state->fulfiller = kj::mv(fulfiller);
+  return Fulfiller(std::move(state));
+}
+
 }  // namespace detail
+
+using detail::Factory;
 
 const char* errorCodeName(ErrorCode code) {
   switch (code) {
@@ -62,6 +80,11 @@ const char* errorCodeName(ErrorCode code) {
     case ErrorCode::INTERNAL: return "INTERNAL";
     case ErrorCode::DISCONNECTED: return "DISCONNECTED";
     case ErrorCode::IO: return "IO";
+    case ErrorCode::REJECTED: return "REJECTED";
+    case ErrorCode::BROKEN_PROMISE: return "BROKEN_PROMISE";
+    case ErrorCode::CYCLE: return "CYCLE";
+    case ErrorCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case ErrorCode::TIMEOUT: return "TIMEOUT";
   }
   return "UNKNOWN";
 }
@@ -72,6 +95,110 @@ std::string ObjectId::hex() const {
            (unsigned long long)serial);
   return text;
 }
+
+// --- async ---------------------------------------------------------------------------------
+
+namespace async {
+
+kj::AsyncIoContext& ioContext(Client& client) { return Factory::connection(client)->io; }
+
+proto::Ref::Client capability(const Ref& ref) { return Factory::state(ref).ref; }
+
+proto::Store::Client store(Client& client) { return Factory::connection(client)->store; }
+
+Ref wrap(Client& client, proto::Ref::Client ref) {
+  return Factory::ref(Factory::connection(client), kj::mv(ref));
+}
+
+kj::Promise<Ref> put(Client& client, kj::ArrayPtr<const kj::byte> data,
+                     std::vector<const Ref*> children) {
+  auto connection = Factory::connection(client);
+  auto request = connection->store.putRequest();
+  request.setData(data);
+  setChildren(request, children);
+  return request.send().then([connection](capnp::Response<proto::Store::PutResults> reply) {
+    return Factory::ref(connection, reply.getRef());
+  });
+}
+
+kj::Promise<WriteBuffer> create(Client& client, uint64_t size) {
+  auto connection = Factory::connection(client);
+  auto request = connection->store.createRequest();
+  request.setSize(size);
+  return request.send().then(
+      [connection, size](capnp::Response<proto::Store::CreateResults> reply) mutable {
+        auto state = std::make_unique<detail::BufferState>();
+        state->connection = connection;
+        state->buffer = reply.getBuffer();
+        state->size = size;
+        state->data = nullptr;
+        if (!reply.hasPlacement()) return kj::Promise<WriteBuffer>(Factory::buffer(std::move(state)));
+        return connection->resolve(reply.getPlacement(), /*writable=*/true)
+            .attach(kj::mv(reply))
+            .then([state = std::move(state)](detail::Connection::Resolved resolved) mutable {
+              state->mapping = std::move(resolved.mapping);
+              state->data = resolved.data;
+              return Factory::buffer(std::move(state));
+            });
+      });
+}
+
+kj::Promise<Ref> seal(WriteBuffer buffer, std::vector<const Ref*> children) {
+  auto& state = Factory::state(buffer);
+  auto request = state.buffer.sealRequest();
+  setChildren(request, children);
+  auto connection = state.connection;
+  return request.send().then(
+      [connection, buffer = std::move(buffer)](
+          capnp::Response<proto::WriteBuffer::SealResults> reply) mutable {
+        Factory::clear(buffer);  // the buffer's hold passed to the Ref
+        return Factory::ref(connection, reply.getRef());
+      });
+}
+
+kj::Promise<Ref> restore(Client& client, std::string token) {
+  auto connection = Factory::connection(client);
+  auto request = connection->store.restoreRequest();
+  request.setToken(token);
+  return request.send().then([connection](capnp::Response<proto::Store::RestoreResults> reply) {
+    return Factory::ref(connection, reply.getRef());
+  });
+}
+
+kj::Promise<View> view(const Ref& ref) {
+  auto connection = Factory::state(ref).connection;
+  return Factory::state(ref).ref.viewRequest().send().then(
+      [connection](capnp::Response<proto::Ref::ViewResults> reply) {
+        auto placement = reply.getPlacement();
+        auto state = std::make_unique<detail::ViewState>();
+        state->connection = connection;
+        state->view = reply.getView();
+        state->size = placement.getLength();
+        return connection->resolve(placement, /*writable=*/false)
+            .attach(kj::mv(reply))
+            .then([state = std::move(state)](detail::Connection::Resolved resolved) mutable {
+              state->mapping = std::move(resolved.mapping);
+              state->data = resolved.data;
+              return Factory::view(std::move(state));
+            });
+      });
+}
+
+kj::Promise<ObjectInfo> whenReady(const Ref& ref) {
+  return Factory::state(ref).ref.whenReadyRequest().send().then(
+      [](capnp::Response<proto::Ref::WhenReadyResults> reply) { return toInfo(reply.getInfo()); });
+}
+
+kj::Promise<Ref> adopt(Client& client, proto::Ref::Client ref) {
+  auto connection = Factory::connection(client);
+  auto request = connection->store.adoptRequest();
+  request.setRef(kj::mv(ref));
+  return request.send().then([connection](capnp::Response<proto::Store::AdoptResults> reply) {
+    return Factory::ref(connection, reply.getRef());
+  });
+}
+
+}  // namespace async
 
 // --- View ------------------------------------------------------------------------------
 
@@ -94,7 +221,7 @@ ObjectInfo Ref::info() const {
   return toInfo(reply.getInfo());
 }
 
-size_t Ref::size() const { return info().size; }
+size_t Ref::size() const { return whenReady().size; }
 
 std::vector<uint8_t> Ref::read(uint64_t offset, uint64_t length) const {
   std::vector<uint8_t> out;
@@ -117,20 +244,10 @@ std::vector<uint8_t> Ref::readAll() const {
     View pinned = view();
     return std::vector<uint8_t>(pinned.data(), pinned.data() + pinned.size());
   }
-  return read(0, info().size);
+  return read(0, whenReady().size);
 }
 
-View Ref::view() const {
-  auto reply = state->connection->wait(state->ref.viewRequest().send());
-  auto viewState = std::make_unique<detail::ViewState>();
-  viewState->connection = state->connection;
-  viewState->view = reply.getView();
-  auto resolved = state->connection->resolve(reply.getPlacement(), /*writable=*/false);
-  viewState->mapping = std::move(resolved.mapping);
-  viewState->data = resolved.data;
-  viewState->size = reply.getPlacement().getLength();
-  return detail::Factory::view(std::move(viewState));
-}
+View Ref::view() const { return state->connection->wait(async::view(*this)); }
 
 std::string Ref::share(uint32_t ttlSeconds, uint32_t uses) const {
   auto request = state->ref.shareRequest();
@@ -138,6 +255,23 @@ std::string Ref::share(uint32_t ttlSeconds, uint32_t uses) const {
   request.setUses(uses);
   auto reply = state->connection->wait(request.send());
   return reply.getToken().cStr();
+}
+
+ObjectInfo Ref::whenReady(double timeoutSeconds) const {
+  return state->connection->wait(async::whenReady(*this), timeoutSeconds);
+}
+
+std::vector<Ref> Ref::children() const {
+  auto reply = state->connection->wait(state->ref.childrenRequest().send());
+  std::vector<Ref> out;
+  for (auto child: reply.getChildren()) out.push_back(Factory::ref(state->connection, child));
+  return out;
+}
+
+void Ref::saveAs(const std::string& name) const {
+  auto request = state->ref.saveAsRequest();
+  request.setName(name);
+  state->connection->wait(request.send());
 }
 
 // --- WriteBuffer -----------------------------------------------------------------------
@@ -173,13 +307,36 @@ void WriteBuffer::write(uint64_t offset, const void* bytes, size_t length) {
   }
 }
 
-Ref WriteBuffer::seal() {
+Ref WriteBuffer::seal(const std::vector<const Ref*>& children) {
   if (!state) throw Error(ErrorCode::FAILED_PRECONDITION, "buffer already sealed");
-  auto reply = state->connection->wait(state->buffer.sealRequest().send());
   auto connection = state->connection;
-  Ref ref = makeRef(connection, reply.getRef());
-  state.reset();
-  return ref;
+  return connection->wait(async::seal(std::move(*this), children));
+}
+
+// --- Fulfiller -------------------------------------------------------------------------
+
+Fulfiller::Fulfiller(std::unique_ptr<detail::FulfillerState> state): state(std::move(state)) {}
+Fulfiller::Fulfiller(Fulfiller&&) noexcept = default;
+Fulfiller& Fulfiller::operator=(Fulfiller&&) noexcept = default;
+Fulfiller::~Fulfiller() = default;
+
+void Fulfiller::fulfill(const void* data, size_t size, const std::vector<const Ref*>& children) {
+  auto request = state->fulfiller.fulfillRequest();
+  request.setData(kj::arrayPtr(static_cast<const kj::byte*>(data), size));
+  setChildren(request, children);
+  state->connection->wait(request.send());
+}
+
+void Fulfiller::fulfillWith(const Ref& value) {
+  auto request = state->fulfiller.fulfillWithRequest();
+  request.setRef(async::capability(value));
+  state->connection->wait(request.send());
+}
+
+void Fulfiller::reject(const std::string& reason) {
+  auto request = state->fulfiller.rejectRequest();
+  request.setReason(reason);
+  state->connection->wait(request.send());
 }
 
 // --- Client ----------------------------------------------------------------------------
@@ -204,29 +361,12 @@ Client Client::connect(const std::string& address) {
   return connect(options);
 }
 
-Ref Client::put(const void* data, size_t size) {
-  auto request = connection->store.putRequest();
-  request.setData(kj::arrayPtr(static_cast<const kj::byte*>(data), size));
-  auto reply = connection->wait(request.send());
-  return makeRef(connection, reply.getRef());
+Ref Client::put(const void* data, size_t size, const std::vector<const Ref*>& children) {
+  return connection->wait(
+      async::put(*this, kj::arrayPtr(static_cast<const kj::byte*>(data), size), children));
 }
 
-WriteBuffer Client::create(uint64_t size) {
-  auto request = connection->store.createRequest();
-  request.setSize(size);
-  auto reply = connection->wait(request.send());
-  auto state = std::make_unique<detail::BufferState>();
-  state->connection = connection;
-  state->buffer = reply.getBuffer();
-  state->size = size;
-  state->data = nullptr;
-  if (reply.hasPlacement()) {
-    auto resolved = connection->resolve(reply.getPlacement(), /*writable=*/true);
-    state->mapping = std::move(resolved.mapping);
-    state->data = resolved.data;
-  }
-  return detail::Factory::buffer(std::move(state));
-}
+WriteBuffer Client::create(uint64_t size) { return connection->wait(async::create(*this, size)); }
 
 Ref Client::putLarge(const void* data, uint64_t size) {
   WriteBuffer buffer = create(size);
@@ -235,10 +375,7 @@ Ref Client::putLarge(const void* data, uint64_t size) {
 }
 
 Ref Client::restore(const std::string& token) {
-  auto request = connection->store.restoreRequest();
-  request.setToken(token);
-  auto reply = connection->wait(request.send());
-  return makeRef(connection, reply.getRef());
+  return connection->wait(async::restore(*this, token));
 }
 
 Stats Client::stats() {
@@ -259,6 +396,9 @@ Stats Client::stats() {
   out.uptimeMs = s.getUptimeMs();
   out.putsTotal = s.getPutsTotal();
   out.reclaimedTotal = s.getReclaimedTotal();
+  out.promised = s.getPromised();
+  out.failed = s.getFailed();
+  out.names = s.getNames();
   return out;
 }
 
@@ -270,13 +410,46 @@ std::vector<ObjectListing> Client::list() {
     listing.info = toInfo(row.getInfo());
     for (auto holder: row.getHolders()) {
       listing.holders.push_back(HolderInfo{holder.getClientId(), holder.getLabel().cStr(),
-                                           holder.getPid()});
+                                           holder.getPid(), holder.getHeldMs()});
     }
     listing.tokens = row.getTokens();
     listing.pins = row.getPins();
     listing.ageMs = row.getAgeMs();
     listing.dead = row.getDead();
+    for (auto expiry: row.getTokenExpiriesMs()) listing.tokenExpiriesMs.push_back(expiry);
+    for (auto name: row.getNames()) listing.names.push_back(name.cStr());
+    for (auto id: row.getParents()) listing.parents.push_back(toId(id));
+    for (auto id: row.getChildren()) listing.children.push_back(toId(id));
+    listing.oldestHoldMs = row.getOldestHoldMs();
     out.push_back(std::move(listing));
+  }
+  return out;
+}
+
+Promise Client::promise() {
+  auto reply = connection->wait(connection->store.promiseRequest().send());
+  return Promise{Factory::ref(connection, reply.getRef()),
+                 Factory::fulfiller(connection, reply.getFulfiller())};
+}
+
+Ref Client::lookup(const std::string& name) {
+  auto request = connection->store.lookupRequest();
+  request.setName(name);
+  auto reply = connection->wait(request.send());
+  return Factory::ref(connection, reply.getRef());
+}
+
+void Client::unname(const std::string& name) {
+  auto request = connection->store.unnameRequest();
+  request.setName(name);
+  connection->wait(request.send());
+}
+
+std::vector<NameBinding> Client::names() {
+  auto reply = connection->wait(connection->store.namesRequest().send());
+  std::vector<NameBinding> out;
+  for (auto binding: reply.getNames()) {
+    out.push_back(NameBinding{binding.getName().cStr(), toId(binding.getId())});
   }
   return out;
 }

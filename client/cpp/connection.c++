@@ -29,6 +29,10 @@ const CodeWord CODE_WORDS[] = {
     {"FAILED_PRECONDITION", ErrorCode::FAILED_PRECONDITION},
     {"UNAUTHENTICATED", ErrorCode::UNAUTHENTICATED},
     {"INTERNAL", ErrorCode::INTERNAL},
+    {"REJECTED", ErrorCode::REJECTED},
+    {"BROKEN_PROMISE", ErrorCode::BROKEN_PROMISE},
+    {"CYCLE", ErrorCode::CYCLE},
+    {"ALREADY_EXISTS", ErrorCode::ALREADY_EXISTS},
 };
 
 std::string programName() {
@@ -79,6 +83,10 @@ void Connection::throwError(const kj::Exception& e) {
         throw Error(entry.code, found);
       }
     }
+  }
+  if (e.getType() == kj::Exception::Type::OVERLOADED &&
+      strstr(description.cStr(), "refstore client timeout") != nullptr) {
+    throw Error(ErrorCode::TIMEOUT, "timed out waiting for refstored");
   }
   if (e.getType() == kj::Exception::Type::DISCONNECTED) {
     throw Error(ErrorCode::DISCONNECTED, std::string("refstored disconnected: ") + description.cStr());
@@ -131,39 +139,53 @@ Connection::~Connection() {
   mappings.clear();
 }
 
-void Connection::flush() { io.waitScope.poll(); }
+void Connection::flush() {
+  // Inside an event callback (async users) poll() is not allowed, and not needed: the running
+  // loop sends the queued messages itself.
+  try {
+    io.waitScope.poll();
+  } catch (kj::Exception&) {
+  }
+}
 
-Connection::Resolved Connection::resolve(proto::Placement::Reader placement, bool writable) {
+kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader placement,
+                                                      bool writable) {
   if (placement.getSegmentId() == 0) return Resolved{nullptr, nullptr};
   auto key = std::make_tuple(placement.getOrigin(), placement.getSegmentId(), writable);
-  std::shared_ptr<Mapping> mapping;
+  auto inside = [placement](std::shared_ptr<Mapping> mapping) {
+    if (placement.getOffset() + placement.getLength() > mapping->size) {
+      throw Error(ErrorCode::INTERNAL, "placement lies outside its segment");
+    }
+    uint8_t* data = mapping->base + placement.getOffset();
+    return Resolved{std::move(mapping), data};
+  };
   auto found = mappings.find(key);
-  if (found != mappings.end()) {
-    mapping = found->second;
-  } else {
-    // The fd arrived attached to this message and belongs to the Segment capability: map it
-    // now; the mapping stays valid after the capability (and fd) are released.
-    kj::Maybe<int> fd = wait(placement.getSegment().getFd());
-    int raw = -1;
-    KJ_IF_MAYBE(f, fd) { raw = *f; }
-    if (raw < 0) {
-      throw Error(ErrorCode::IO, "refstored sent a placement without a segment descriptor");
-    }
-    size_t size = placement.getSegmentSize();
-    void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
-                      raw, 0);
-    if (base == MAP_FAILED) {
-      throw Error(ErrorCode::IO, std::string("mmap of shared segment failed: ") + strerror(errno));
-    }
-    mapping = std::make_shared<Mapping>();
-    mapping->base = static_cast<uint8_t*>(base);
-    mapping->size = size;
-    if (!placement.getDedicated()) mappings.emplace(key, mapping);
-  }
-  if (placement.getOffset() + placement.getLength() > mapping->size) {
-    throw Error(ErrorCode::INTERNAL, "placement lies outside its segment");
-  }
-  return Resolved{mapping, mapping->base + placement.getOffset()};
+  if (found != mappings.end()) return inside(found->second);
+  // The fd arrived attached to this message and belongs to the Segment capability: map it
+  // now; the mapping stays valid after the capability (and fd) are released.
+  return placement.getSegment().getFd().then(
+      [this, key, placement, writable, inside](kj::Maybe<int> fd) {
+        int raw = -1;
+        KJ_IF_MAYBE(f, fd) { raw = *f; }
+        if (raw < 0) {
+          throw Error(ErrorCode::IO, "refstored sent a placement without a segment descriptor");
+        }
+        // Another resolve may have mapped it meanwhile.
+        auto again = mappings.find(key);
+        if (again != mappings.end()) return inside(again->second);
+        size_t size = placement.getSegmentSize();
+        void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                          MAP_SHARED, raw, 0);
+        if (base == MAP_FAILED) {
+          throw Error(ErrorCode::IO,
+                      std::string("mmap of shared segment failed: ") + strerror(errno));
+        }
+        auto mapping = std::make_shared<Mapping>();
+        mapping->base = static_cast<uint8_t*>(base);
+        mapping->size = size;
+        if (!placement.getDedicated()) mappings.emplace(key, mapping);
+        return inside(std::move(mapping));
+      });
 }
 
 RefState::~RefState() {
@@ -179,6 +201,11 @@ ViewState::~ViewState() {
 BufferState::~BufferState() {
   buffer = nullptr;
   connection->flush();
+}
+
+FulfillerState::~FulfillerState() {
+  fulfiller = nullptr;
+  connection->flush();  // a dropped fulfiller breaks the promise: tell the daemon now
 }
 
 }  // namespace refstore::detail

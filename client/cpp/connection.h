@@ -31,9 +31,18 @@ struct Connection {
   ~Connection();
 
   // Runs `promise` to completion on this thread's event loop, translating failures to Error.
+  // With a non-negative timeout, gives up with ErrorCode::TIMEOUT (cancelling the wait only).
   template <typename T>
-  T wait(kj::Promise<T>&& promise) {
+  T wait(kj::Promise<T>&& promise, double timeoutSeconds = -1) {
     try {
+      if (timeoutSeconds >= 0) {
+        promise = promise.exclusiveJoin(
+            io.provider->getTimer()
+                .afterDelay(static_cast<int64_t>(timeoutSeconds * 1e9) * kj::NANOSECONDS)
+                .then([]() -> T {
+                  kj::throwFatalException(KJ_EXCEPTION(OVERLOADED, "refstore client timeout"));
+                }));
+      }
       return promise.wait(io.waitScope);
     } catch (kj::Exception& e) {
       throwError(e);
@@ -50,7 +59,8 @@ struct Connection {
     std::shared_ptr<Mapping> mapping;
     uint8_t* data;
   };
-  Resolved resolve(proto::Placement::Reader placement, bool writable);
+  // `placement` must stay valid until the promise resolves (attach its response).
+  kj::Promise<Resolved> resolve(proto::Placement::Reader placement, bool writable);
 
   std::shared_ptr<ThreadLoop> loop;  // first member: destroyed last
   kj::AsyncIoContext& io;
@@ -87,13 +97,34 @@ struct BufferState {
   ~BufferState();
 };
 
-// Builds the public handle types from their states (their constructors are private).
+struct FulfillerState {
+  std::shared_ptr<Connection> connection;
+  proto::Fulfiller::Client fulfiller = nullptr;
+  ~FulfillerState();
+};
+
+// Builds the public handle types from their states and reaches into them (their constructors
+// and states are private to the public API).
 struct Factory {
   static Ref ref(std::shared_ptr<Connection> connection, proto::Ref::Client ref);
+  static Fulfiller fulfiller(std::shared_ptr<Connection> connection,
+                             proto::Fulfiller::Client fulfiller);
   static View view(std::unique_ptr<ViewState> state) { return View(std::move(state)); }
   static WriteBuffer buffer(std::unique_ptr<BufferState> state) {
     return WriteBuffer(std::move(state));
   }
+  static const std::shared_ptr<Connection>& connection(const Client& client) {
+    return client.connection;
+  }
+  static RefState& state(const Ref& ref) {
+    if (!ref.state) throw Error(ErrorCode::FAILED_PRECONDITION, "use of a moved-from Ref");
+    return *ref.state;
+  }
+  static BufferState& state(WriteBuffer& buffer) {
+    if (!buffer.state) throw Error(ErrorCode::FAILED_PRECONDITION, "buffer already sealed");
+    return *buffer.state;
+  }
+  static void clear(WriteBuffer& buffer) { buffer.state.reset(); }
 };
 
 }  // namespace refstore::detail

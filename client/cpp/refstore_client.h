@@ -41,6 +41,11 @@ enum class ErrorCode {
   INTERNAL,
   DISCONNECTED,  // the daemon went away (or could not be reached)
   IO,            // a local system call failed (mmap, connect, ...)
+  REJECTED = 15,   // a promise was rejected by its fulfiller (the message has the reason)
+  BROKEN_PROMISE,  // a promise's fulfiller went away unfulfilled
+  CYCLE,           // an object would contain itself
+  ALREADY_EXISTS,  // a name is taken
+  TIMEOUT,         // a client-side wait ran out (the daemon is unaffected)
 };
 
 // "NOT_FOUND" etc.
@@ -74,12 +79,14 @@ struct Stats {
   uint32_t clients = 0, segments = 0;
   uint64_t segmentBytes = 0, holders = 0, tokens = 0, pinnedDead = 0;
   uint64_t creating = 0, sealed = 0, uptimeMs = 0, putsTotal = 0, reclaimedTotal = 0;
+  uint64_t promised = 0, failed = 0, names = 0;
 };
 
 struct HolderInfo {
   uint64_t clientId = 0;
   std::string label;
   int pid = 0;
+  uint64_t heldMs = 0;
 };
 
 struct ObjectListing {
@@ -88,6 +95,15 @@ struct ObjectListing {
   uint32_t tokens = 0, pins = 0;
   uint64_t ageMs = 0;
   bool dead = false;
+  std::vector<uint64_t> tokenExpiriesMs;   // per live token: ms until it expires
+  std::vector<std::string> names;
+  std::vector<ObjectId> parents, children;
+  uint64_t oldestHoldMs = 0;               // longest-standing current holder
+};
+
+struct NameBinding {
+  std::string name;
+  ObjectId id;
 };
 
 namespace detail {
@@ -95,6 +111,7 @@ struct Connection;
 struct RefState;
 struct ViewState;
 struct BufferState;
+struct FulfillerState;
 struct Factory;
 }  // namespace detail
 
@@ -133,6 +150,15 @@ class Ref {
   // `uses` restores (0 = unlimited). The token keeps the value alive until then.
   std::string share(uint32_t ttlSeconds, uint32_t uses = 0) const;
 
+  // Waits until the value exists (immediately unless this is a promise) and returns its info.
+  // Throws REJECTED / BROKEN_PROMISE if the promise failed, TIMEOUT after `timeoutSeconds`
+  // (negative: wait forever). read/readAll/view wait the same way by themselves.
+  ObjectInfo whenReady(double timeoutSeconds = -1) const;
+  // New Refs to the nested references this value was sealed with.
+  std::vector<Ref> children() const;
+  // Pins the value under `name` until Client::unname (see Client::lookup).
+  void saveAs(const std::string& name) const;
+
  private:
   friend struct detail::Factory;
   explicit Ref(std::unique_ptr<detail::RefState> state);
@@ -154,12 +180,40 @@ class WriteBuffer {
   // Copies bytes into the buffer at `offset` (works with or without shared memory).
   void write(uint64_t offset, const void* bytes, size_t length);
   // Makes the value immutable and returns its first Ref. The buffer is empty afterwards.
-  Ref seal();
+  // `children` are nested references the value keeps alive (see Client::put).
+  Ref seal(const std::vector<const Ref*>& children = {});
 
  private:
   friend struct detail::Factory;
   explicit WriteBuffer(std::unique_ptr<detail::BufferState> state);
   std::unique_ptr<detail::BufferState> state;
+};
+
+// The write side of a promise (Client::promise). Exactly one of fulfill / fulfillWith / reject
+// succeeds. Destroying it unsettled breaks the promise: readers get BROKEN_PROMISE.
+class Fulfiller {
+ public:
+  Fulfiller(Fulfiller&&) noexcept;
+  Fulfiller& operator=(Fulfiller&&) noexcept;
+  ~Fulfiller();
+
+  // The value inline (at most 16 MiB), with optional nested references.
+  void fulfill(const void* data, size_t size, const std::vector<const Ref*>& children = {});
+  // Alias another object (no copy): for large values, create + seal, then fulfillWith.
+  void fulfillWith(const Ref& value);
+  // Readers get REJECTED with `reason`.
+  void reject(const std::string& reason);
+
+ private:
+  friend struct detail::Factory;
+  explicit Fulfiller(std::unique_ptr<detail::FulfillerState> state);
+  std::unique_ptr<detail::FulfillerState> state;
+};
+
+// A future: its Ref exists at once (share it, nest it, pass it on); the value comes later.
+struct Promise {
+  Ref ref;
+  Fulfiller fulfiller;
 };
 
 struct ConnectOptions {
@@ -179,8 +233,9 @@ class Client {
   Client& operator=(Client&&) noexcept;
   ~Client();
 
-  // Stores a copy of `size` bytes (at most 16 MiB; use create() for larger values).
-  Ref put(const void* data, size_t size);
+  // Stores a copy of `size` bytes (at most 16 MiB; use create() for larger values). The new
+  // value keeps `children` (nested references) alive until it is itself freed.
+  Ref put(const void* data, size_t size, const std::vector<const Ref*>& children = {});
   // Reserves `size` bytes for a new value.
   WriteBuffer create(uint64_t size);
   // Stores `size` bytes of any size: create + write + seal.
@@ -190,11 +245,20 @@ class Client {
   Stats stats();
   std::vector<ObjectListing> list();
 
+  // A future whose value a Fulfiller provides later.
+  Promise promise();
+  // A new Ref to the value pinned under `name` (Ref::saveAs); NOT_FOUND if none.
+  Ref lookup(const std::string& name);
+  // Drops the name pin; the value is freed if nothing else references it.
+  void unname(const std::string& name);
+  std::vector<NameBinding> names();
+
   // Whether this connection reads (and writes) through shared memory.
   bool sharedMemory() const;
   bool writableSharedMemory() const;
 
  private:
+  friend struct detail::Factory;
   explicit Client(std::shared_ptr<detail::Connection> connection);
   std::shared_ptr<detail::Connection> connection;
 };

@@ -1,0 +1,59 @@
+#include "server/fulfiller_server.h"
+
+#include "server/adoption.h"
+#include "server/errors.h"
+
+namespace refstore::server {
+
+FulfillerServer::FulfillerServer(ObjectStore& store, gc::ObjectId promise, gc::ClientId client)
+    : store(store), promise(promise), client(client) {}
+
+FulfillerServer::~FulfillerServer() noexcept(false) {
+  if (!settled) {
+    store.fail(promise, kj::str(proto::ERR_BROKEN_PROMISE.get(),
+                                ": the fulfiller was dropped before fulfilling the promise"));
+  }
+}
+
+void FulfillerServer::requireUnsettled() {
+  RS_REQUIRE(!settled, FAILED_PRECONDITION, "the promise was already settled");
+}
+
+kj::Promise<void> FulfillerServer::fulfill(FulfillContext context) {
+  requireUnsettled();
+  settled = true;
+  auto params = context.getParams();
+  return adoptAll(store, params.getChildren(), client)
+      .then([this, context](kj::Own<TemporaryHolds> children) mutable {
+        store.fulfill(promise, context.getParams().getData(), children->ids());
+      })
+      .catch_([this](kj::Exception&& e) {
+        settled = false;  // nothing changed: the caller may retry or reject
+        kj::throwFatalException(kj::mv(e));
+      });
+}
+
+kj::Promise<void> FulfillerServer::fulfillWith(FulfillWithContext context) {
+  requireUnsettled();
+  settled = true;
+  return adoptRef(store, context.getParams().getRef(), client)
+      .then([this](HeldObject target) {
+        TemporaryHolds hold(store, kj::heapArray<HeldObject>({target}));
+        store.fulfillWith(promise, target.id);
+      })
+      .catch_([this](kj::Exception&& e) {
+        settled = false;
+        kj::throwFatalException(kj::mv(e));
+      });
+}
+
+kj::Promise<void> FulfillerServer::reject(RejectContext context) {
+  requireUnsettled();
+  kj::StringPtr reason = context.getParams().getReason();
+  RS_REQUIRE(store.fail(promise, kj::str(proto::ERR_REJECTED.get(), ": ", reason)),
+             NOT_FOUND, "the promise no longer exists");
+  settled = true;
+  return kj::READY_NOW;
+}
+
+}  // namespace refstore::server
