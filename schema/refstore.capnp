@@ -343,5 +343,13 @@ const errCycle :Text = "refstore.CYCLE";
 const errAlreadyExists :Text = "refstore.ALREADY_EXISTS";
 # A name is already taken.
 
+const errOutOfDisk :Text = "refstore.OUT_OF_DISK";
+# The spill directory's disk is full (or over its quota/file-size limit): a spill or a
+# file-backed allocation could not be written. Nothing was lost; the value stays where it was.
+
+const errCorrupted :Text = "refstore.CORRUPTED";
+# Bytes read back from disk do not match the object's XXH3-128 hash (or are missing). The
+# object cannot be restored; it is never returned silently wrong.
+
 const errInternal :Text = "refstore.INTERNAL";
 # A bug or an operating-system failure inside the daemon; the description says which.

@@ -7,7 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "client/cpp/refstore_client.h"
+#include <capnp/rpc-twoparty.h>
+
+#include "client/cpp/refstore_async.h"
+#include "tools/pipeline/pipeline.capnp.h"
 #include "tests/daemon.h"
 
 using namespace refstore;
@@ -173,4 +176,52 @@ TEST_CASE("the pipeline example: c = add(f(), f()) across three processes, by re
   Client observer = Client::connect(daemon.socket());
   REQUIRE(eventually([&]() { return observer.stats().objects == 0; }));
   CHECK(observer.stats().putsTotal >= 3);  // the by-reference run really used the store
+}
+
+TEST_CASE("a Ref received through another process survives that process once adopted") {
+  Daemon daemon("64M");
+  std::string producerSocket = "/tmp/rst-adopt-" + std::to_string(getpid()) + ".sock";
+  auto producer = spawn("tools/pipeline/pipeline",
+                        {"producer", "--store", daemon.socket(), "--listen", producerSocket});
+  REQUIRE(producer.readLine() == "listening");
+
+  Client client = Client::connect(daemon.socket());
+  auto& io = async::ioContext(client);
+  auto stream = io.provider->getNetwork()
+                    .parseAddress(kj::str("unix:", producerSocket.c_str()))
+                    .wait(io.waitScope)
+                    ->connect()
+                    .wait(io.waitScope);
+  capnp::TwoPartyClient rpc(*stream);
+  auto service = rpc.bootstrap().castAs<pipeline::proto::Producer>();
+  auto request = service.fRequest();
+  request.setSeed(5);
+  request.setCount(1000);
+  auto response = request.send().wait(io.waitScope);
+
+  // The Ref arrived as a proxy through the producer (Cap'n Proto is Level 1).
+  Ref proxied = async::wrap(client, response.getValue());
+  Ref adopted = async::adopt(client, response.getValue()).wait(io.waitScope);
+  CHECK(proxied.read(8, 8) == adopted.read(8, 8));  // both reach the same value now
+
+  producer.kill(SIGKILL);
+  producer.wait();
+  // The proxy died with the producer; the adopted Ref is direct and keeps the value alive.
+  ErrorCode proxyError = ErrorCode::INTERNAL;
+  try {
+    proxied.read(0, 8);
+  } catch (const Error& e) {
+    proxyError = e.code();
+  }
+  CHECK(proxyError == ErrorCode::DISCONNECTED);
+  View view = adopted.view();
+  REQUIRE(view.size() == 8000);
+  bool correct = true;
+  for (uint64_t i = 0; i < 1000; i++) {
+    uint64_t v;
+    memcpy(&v, view.data() + i * 8, 8);
+    correct = correct && v == 5 * i;
+  }
+  CHECK(correct);
+  CHECK(client.stats().objects == 1);
 }

@@ -47,6 +47,23 @@ check "ls prints a table" grep -q "models/v1" <<< "$("$refctl" ls)"
 check "ls --leaks finds nothing (names and tokens are not leaks)" \
   test "$("$refctl" ls --leaks --threshold 0 --json)" = "[]"
 
+# A client that just holds a reference is a suspected leak once it has held it long enough.
+tests/rs_helper hold-refs "$socket" 1 1000 > "$work/holder.out" &
+holder=$!
+for _ in $(seq 200); do grep -q ready "$work/holder.out" 2>/dev/null && break; sleep 0.05; done
+leaks=$("$refctl" ls --leaks --threshold 0 --json)
+check "ls --leaks lists the held-only object" grep -q '"label": "rs_helper"' <<< "$leaks"
+check "ls --leaks lists only it" test "$(grep -o '"id"' <<< "$leaks" | wc -l)" = 1
+check "ls --leaks respects the threshold" test "$("$refctl" ls --leaks --threshold 3600 --json)" = "[]"
+kill -9 $holder
+wait $holder 2>/dev/null || true
+# Its disconnect reaches the daemon asynchronously; wait for the reference to go.
+for _ in $(seq 200); do
+  [[ $("$refctl" ls --leaks --threshold 0 --json) == "[]" ]] && break
+  sleep 0.05
+done
+check "a killed holder's reference is released" test "$("$refctl" ls --leaks --threshold 0 --json)" = "[]"
+
 "$refctl" unname models/v1
 check "unname frees the value" grep -q '"objects": 1,' <<< "$("$refctl" stats --json)"
 

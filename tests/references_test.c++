@@ -42,6 +42,8 @@ TEST_CASE("a promise is a Ref at once; it can be shared and restored before it h
   std::string token = p.ref.share(60);
   Ref early = client.restore(token);
   CHECK(codeOf([&]() { early.whenReady(0.2); }) == ErrorCode::TIMEOUT);
+  CHECK(codeOf([&]() { early.view(0.2); }) == ErrorCode::TIMEOUT);
+  CHECK(codeOf([&]() { early.readAll(0.2); }) == ErrorCode::TIMEOUT);
   p.fulfiller.fulfill("the value", 9);
   ObjectInfo info = early.whenReady(5);
   CHECK(info.state == "sealed");

@@ -239,15 +239,17 @@ std::vector<uint8_t> Ref::read(uint64_t offset, uint64_t length) const {
   return out;
 }
 
-std::vector<uint8_t> Ref::readAll() const {
+std::vector<uint8_t> Ref::readAll(double timeoutSeconds) const {
   if (state->connection->sharedMemory) {
-    View pinned = view();
+    View pinned = view(timeoutSeconds);
     return std::vector<uint8_t>(pinned.data(), pinned.data() + pinned.size());
   }
-  return read(0, whenReady().size);
+  return read(0, whenReady(timeoutSeconds).size);
 }
 
-View Ref::view() const { return state->connection->wait(async::view(*this)); }
+View Ref::view(double timeoutSeconds) const {
+  return state->connection->wait(async::view(*this), timeoutSeconds);
+}
 
 std::string Ref::share(uint32_t ttlSeconds, uint32_t uses) const {
   auto request = state->ref.shareRequest();

@@ -143,9 +143,13 @@ class Ref {
   // Copy path: up to `length` bytes from `offset` (any length; chunked under the hood).
   std::vector<uint8_t> read(uint64_t offset, uint64_t length) const;
   // The whole value, copied (zero-copy view + one memcpy when shared memory is available).
-  std::vector<uint8_t> readAll() const;
-  // Zero-copy view (Unix socket connections only).
-  View view() const;
+  // Waits for a promise like view(); TIMEOUT after `timeoutSeconds` (negative: no limit).
+  std::vector<uint8_t> readAll(double timeoutSeconds = -1) const;
+  // Zero-copy view (Unix socket connections only). A promise is waited for first; TIMEOUT after
+  // `timeoutSeconds` (negative: no limit). The Ref must be direct (from this client, or
+  // adopted): a Ref proxied through another process carries no file descriptor, so view()
+  // fails with IO for it while read() works.
+  View view(double timeoutSeconds = -1) const;
   // A printable token that Client::restore turns back into a Ref, valid for `ttlSeconds` and
   // `uses` restores (0 = unlimited). The token keeps the value alive until then.
   std::string share(uint32_t ttlSeconds, uint32_t uses = 0) const;
