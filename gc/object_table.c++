@@ -261,6 +261,20 @@ bool ObjectTable::reject(ObjectId promise) {
   return true;
 }
 
+bool ObjectTable::setSpilled(ObjectId id, bool spilled, uint64_t userData) {
+  checkNotBusy();
+  auto it = lookupLive(id);
+  if (it == objects_.end()) return false;
+  ObjectRecord& r = it->rec;
+  ObjectState from = spilled ? ObjectState::SEALED : ObjectState::SPILLED;
+  if (r.state != from || r.alias) return false;
+  --perState_[stateIndex(r.state)];
+  r.state = spilled ? ObjectState::SPILLED : ObjectState::SEALED;
+  ++perState_[stateIndex(r.state)];
+  r.userData = userData;
+  return true;
+}
+
 HolderId ObjectTable::linkHolder(SlotIter it, ClientId client) {
   const Slot& slot = *it;
   HolderId id = nextHolder_;

@@ -206,6 +206,13 @@ class ObjectTable {
   // dead or not PROMISED.
   bool reject(ObjectId promise);
 
+  // SEALED -> SPILLED (`spilled`) or back, recording where the bytes now are (`userData`: the
+  // server's packed location, in memory or on disk). Spilling changes where an immutable value
+  // lives, never its identity, references or hash. Returns false and changes nothing unless the
+  // object is live, owns its bytes (not an alias) and is in the `from` state. The reclaim
+  // callback tells the two apart by state (SPILLED: free the disk copy).
+  bool setSpilled(ObjectId id, bool spilled, uint64_t userData);
+
   // Follows alias links (iteratively; chains may be arbitrarily long) from `id` to the first
   // object that is not an alias -- the one whose state says whether the value is there yet and
   // which owns the bytes. Returns `id` itself if it is not an alias (or unknown: the caller's

@@ -1595,3 +1595,29 @@ TEST_CASE("leaseExpiriesOf lists an object's live leases, soonest first") {
   CHECK(table.leaseExpiriesOf(a.id) == std::vector<MonoMillis>{500});
   CHECK(table.leaseExpiriesOf(ObjectId{8, a.id.lo}).empty());  // another daemon's id
 }
+
+TEST_CASE("setSpilled moves a sealed object to disk and back without touching references") {
+  std::vector<ObjectRecord> reclaimed;
+  ObjectTable table(7, [&](const ObjectRecord& r) { reclaimed.push_back(r); });
+  auto a = table.createSealed(100, 1, 2, /*userData=*/11, 1, 0);
+  auto p = table.createPromise(1, 0);
+  CHECK_FALSE(table.setSpilled(a.id, false, 0));   // not spilled yet
+  CHECK_FALSE(table.setSpilled(p.id, true, 0));    // promises have no bytes to spill
+  CHECK(table.setSpilled(a.id, true, 22));
+  CHECK(table.find(a.id)->state == ObjectState::SPILLED);
+  CHECK(table.find(a.id)->userData == 22);
+  CHECK(table.find(a.id)->hashLo == 2);
+  CHECK(table.stats().perState[size_t(ObjectState::SPILLED)] == 1);
+  CHECK(table.stats().perState[size_t(ObjectState::SEALED)] == 0);
+  CHECK_FALSE(table.setSpilled(a.id, true, 33));   // already spilled
+  CHECK(ObjectTable::ownsBytes(*table.find(a.id)));
+  table.removeHolder(a.writer);                    // reclaimed while spilled
+  REQUIRE(reclaimed.size() == 1);
+  CHECK(reclaimed[0].state == ObjectState::SPILLED);
+  CHECK(reclaimed[0].userData == 22);
+  auto b = table.createSealed(5, 0, 0, 44, 1, 0);
+  CHECK(table.setSpilled(b.id, true, 55));
+  CHECK(table.setSpilled(b.id, false, 66));
+  CHECK(table.find(b.id)->state == ObjectState::SEALED);
+  CHECK(table.find(b.id)->userData == 66);
+}

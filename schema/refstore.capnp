@@ -100,6 +100,18 @@ struct Stats {
   promised @14 :UInt64;      # futures not yet fulfilled
   failed @15 :UInt64;        # rejected or broken futures still referenced
   names @16 :UInt64;         # name pins
+  # Memory pressure (bytesUsed above is what is in shared memory):
+  spilled @17 :UInt64;            # objects whose bytes are on disk now
+  spilledBytes @18 :UInt64;       # their bytes
+  spillFiles @19 :UInt64;         # files in the spill directory
+  spillsTotal @20 :UInt64;        # spills since start, and their bytes
+  spilledBytesTotal @21 :UInt64;
+  restoresTotal @22 :UInt64;      # restores since start, and their bytes
+  restoredBytesTotal @23 :UInt64;
+  spillFailuresTotal @24 :UInt64; # spills that failed (e.g. OUT_OF_DISK); the object stayed
+  fileBackedBytes @25 :UInt64;    # file-backed objects (larger than memory)
+  queueLength @26 :UInt32;        # requests waiting for memory
+  oldestWaiterMs @27 :UInt64;     # how long the first of them has waited
 }
 
 struct HolderInfo {
@@ -139,22 +151,27 @@ interface Store {
   # Unix socket) and for writing (`writableSharedMemory`: additionally the same uid as the
   # daemon, because a writable segment is never shared across uids).
 
-  put @1 (data :Data, children :List(Ref)) -> (ref :Ref);
+  put @1 (data :Data, children :List(Ref), timeoutMs :UInt32) -> (ref :Ref);
   # Store `data` as a new sealed object and return its Ref (copy path; for small values or
   # clients without shared memory). `children` (optional) are nested references: the new object
   # keeps them alive until it is itself freed, and `Ref.children` hands them out again. This is
   # how a dataset made of partitions becomes one reference.
   # Errors: INVALID_ARGUMENT (empty, or a child is not a refstore Ref), TOO_LARGE (bigger than
-  # `maxInlineBytes`: use `create`), OUT_OF_MEMORY (does not fit in the capacity now),
-  # NOT_FOUND (a child no longer exists).
+  # `maxInlineBytes`: use `create`), OUT_OF_MEMORY (still no room at the deadline, see
+  # `create`), NOT_FOUND (a child no longer exists).
 
-  create @2 (size :UInt64) -> (buffer :WriteBuffer, placement :Placement);
+  create @2 (size :UInt64, timeoutMs :UInt32) -> (buffer :WriteBuffer, placement :Placement);
   # Reserve `size` bytes for a new object. On a connection with writable shared memory the
   # placement names a writable segment: write the bytes in place, then `buffer.seal()`. On other
   # connections the placement has segmentId 0; send the bytes with `buffer.write` instead.
   # Dropping the buffer before `seal` aborts the object and frees the space.
-  # Errors: INVALID_ARGUMENT (size 0), TOO_LARGE (bigger than the whole capacity),
-  # OUT_OF_MEMORY (does not fit now).
+  # Admission control: a request that does not fit waits, first come first served, while the
+  # daemon spills least-recently-used objects to disk or other clients drop references; it
+  # fails with OUT_OF_MEMORY only when `timeoutMs` passes (0: the daemon's default, 30 s).
+  # Values larger than the whole capacity, and large ones that do not fit now, get a
+  # file-backed allocation in the spill directory instead (mapped zero-copy just the same).
+  # Errors: INVALID_ARGUMENT (size 0), TOO_LARGE (bigger than the capacity and no spill
+  # directory), OUT_OF_MEMORY (deadline passed), OUT_OF_DISK (file-backed space unavailable).
 
   restore @3 (token :Text) -> (ref :Ref);
   # Turn a share token (from `Ref.share`) into a new Ref held by the caller.
@@ -290,6 +307,9 @@ interface Segment {
 const maxInlineBytes :UInt64 = 16777216;
 # Largest value `Store.put` accepts inline (16 MiB). Larger values use `create` (shared memory
 # or chunked `write`), which keeps every message far below Cap'n Proto's 64 MiB traversal limit.
+
+const maxObjectBytes :UInt64 = 1099511627776;
+# Largest object (1 TiB). Larger requests fail with TOO_LARGE whatever the configuration.
 
 const maxChunkBytes :UInt64 = 16777216;
 # Largest `WriteBuffer.write` chunk and `Ref.read` length (16 MiB).

@@ -1,5 +1,7 @@
 #include "server/fulfiller_server.h"
 
+#include <utility>
+
 #include "server/adoption.h"
 #include "server/errors.h"
 
@@ -23,9 +25,20 @@ kj::Promise<void> FulfillerServer::fulfill(FulfillContext context) {
   requireUnsettled();
   settled = true;
   auto params = context.getParams();
+  auto data = params.getData();
+  RS_REQUIRE(data.size() > 0, INVALID_ARGUMENT, "cannot fulfil with an empty value");
+  RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline value of ", data.size(),
+             " bytes exceeds ", proto::MAX_INLINE_BYTES, ": create it, then fulfillWith");
+  auto memory = store.reserve(data.size(), 0 * kj::SECONDS);
   return adoptAll(store, params.getChildren(), client)
-      .then([this, context](kj::Own<TemporaryHolds> children) mutable {
-        store.fulfill(promise, context.getParams().getData(), children->ids());
+      .then([memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
+        return memory.then([children = kj::mv(children)](kj::Own<Reservation> reserved) mutable {
+          return std::make_pair(kj::mv(children), kj::mv(reserved));
+        });
+      })
+      .then([this, context](auto both) mutable {
+        store.fulfill(promise, kj::mv(both.second), context.getParams().getData(),
+                      both.first->ids());
       })
       .catch_([this](kj::Exception&& e) {
         settled = false;  // nothing changed: the caller may retry or reject

@@ -12,13 +12,34 @@
 
 namespace refstore::server {
 
-kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
+namespace {
+
+struct sockaddr_un unixAddress(kj::StringPtr path) {
   struct sockaddr_un address;
   memset(&address, 0, sizeof(address));
   address.sun_family = AF_UNIX;
   KJ_REQUIRE(path.size() < sizeof(address.sun_path), "socket path too long (limit 107 bytes)",
              path);
   memcpy(address.sun_path, path.begin(), path.size());
+  return address;
+}
+
+bool someoneListens(const struct sockaddr_un& address) {
+  int probe;
+  KJ_SYSCALL(probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  kj::AutoCloseFd probeFd(probe);
+  return connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
+}
+
+}  // namespace
+
+void requireSocketFree(kj::StringPtr path) {
+  KJ_REQUIRE(!someoneListens(unixAddress(path)),
+             "another refstored is already listening on this socket", path);
+}
+
+kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
+  struct sockaddr_un address = unixAddress(path);
 
   int raw;
   KJ_SYSCALL(raw = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -28,11 +49,8 @@ kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
   if (lstat(path.cStr(), &existing) == 0) {
     KJ_REQUIRE(S_ISSOCK(existing.st_mode), "socket path exists and is not a socket", path);
     // Someone accepting there? Then refuse rather than steal the path.
-    int probe;
-    KJ_SYSCALL(probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    kj::AutoCloseFd probeFd(probe);
-    bool live = connect(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-    KJ_REQUIRE(!live, "another refstored is already listening on this socket", path);
+    KJ_REQUIRE(!someoneListens(address), "another refstored is already listening on this socket",
+               path);
     KJ_SYSCALL(unlink(path.cStr()));
     logInfo("removed stale socket ", path);
   }

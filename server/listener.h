@@ -14,6 +14,10 @@ namespace refstore::server {
 // one accepting) is replaced; a live one is an error, so two daemons never share a path.
 kj::AutoCloseFd listenUnixSocket(kj::StringPtr path);
 
+// Throws if a live daemon accepts connections at `path` (checked early, so a second daemon
+// fails before touching anything).
+void requireSocketFree(kj::StringPtr path);
+
 class Listener final: public kj::TaskSet::ErrorHandler {
  public:
   explicit Listener(ObjectStore& store);

@@ -15,6 +15,8 @@
 #include "server/prefaulter.h"
 #include "server/shm/jemalloc_arena.h"
 #include "server/size_parse.h"
+#include "server/spill/file_backed.h"
+#include "server/spill/spill_store.h"
 #include "server/token.h"
 #include "server/uv_loop.h"
 
@@ -45,6 +47,12 @@ class RefstoredMain {
                           "Shared-memory capacity, e.g. 512M or 8G (default: a quarter of RAM).")
         .addOptionWithArg({"segment-size"}, KJ_BIND_METHOD(*this, setSegmentSize), "<size>",
                           "Size of each shared-memory segment (default 64M).")
+        .addOptionWithArg({"spill-dir"}, KJ_BIND_METHOD(*this, setSpillDir), "<dir>",
+                          "Where objects spill when memory is full, and where values larger than "
+                          "memory live (default: $XDG_STATE_HOME/refstore/spill, else "
+                          "~/.local/state/refstore/spill, else /var/tmp/refstore-<uid>/spill).")
+        .addOption({"no-spill"}, KJ_BIND_METHOD(*this, setNoSpill),
+                   "Never use disk: requests that do not fit wait for memory, then fail.")
         .addOptionWithArg({"tcp"}, KJ_BIND_METHOD(*this, setTcp), "<host:port>",
                           "Also listen on TCP (copy path, no shared memory). Non-loopback "
                           "addresses require --secret-file.")
@@ -76,6 +84,24 @@ class RefstoredMain {
       return true;
     }
     return "expected a size such as 64M";
+  }
+  kj::MainBuilder::Validity setSpillDir(kj::StringPtr dir) {
+    if (dir.size() == 0) return "the spill directory cannot be empty";
+    spillDir = kj::str(dir);
+    return true;
+  }
+  kj::MainBuilder::Validity setNoSpill() {
+    noSpill = true;
+    return true;
+  }
+  static kj::String defaultSpillDir() {
+    if (const char* state = getenv("XDG_STATE_HOME"); state && *state) {
+      return kj::str(state, "/refstore/spill");
+    }
+    if (const char* home = getenv("HOME"); home && *home) {
+      return kj::str(home, "/.local/state/refstore/spill");
+    }
+    return kj::str("/var/tmp/refstore-", getuid(), "/spill");
   }
   kj::MainBuilder::Validity setTcp(kj::StringPtr address) {
     tcpAddress = kj::str(address);
@@ -112,6 +138,8 @@ class RefstoredMain {
 
   kj::MainBuilder::Validity run() {
     signal(SIGPIPE, SIG_IGN);
+    // A spill write past a file-size limit must fail with EFBIG (OUT_OF_DISK), not kill us.
+    signal(SIGXFSZ, SIG_IGN);
     KJ_IF_MAYBE(address, tcpAddress) {
       if (!isLoopbackHost(*address) && secret == nullptr) {
         return "--tcp on a non-loopback address requires --secret-file";
@@ -119,21 +147,31 @@ class RefstoredMain {
     }
     auto io = kj::setupAsyncIo();
     UvLoop uv(io.unixEventPort);
+    // Signal handling before the socket exists: anyone who can connect can also stop us
+    // gracefully, even while we are still starting.
+    auto stopSignal = uv.onSignal({SIGTERM, SIGINT});
+    // A second daemon on the same path fails here, before touching shared memory or the spill
+    // directory. The socket itself is created last: accepting connections means ready.
+    ensureSocketDirectory();
+    requireSocketFree(socketPath);
     shm::JemallocArena arena(shm::JemallocArena::Options{capacity, segmentSize});
     uint64_t origin = randomSecret().hi;
     ObjectStore store(arena, io.provider->getTimer(), origin);
+    kj::Maybe<kj::Own<SpillStore>> spillStore;
+    kj::Maybe<kj::Own<FileBackedAllocator>> fileAllocator;
+    if (!noSpill) {
+      kj::String dir = kj::mv(spillDir).orDefault(defaultSpillDir());
+      auto disk = kj::heap<SpillStore>(uv, SpillStore::Options{kj::str(dir)});
+      auto files = kj::heap<FileBackedAllocator>(kj::str(dir), /*diskBudget=*/0);
+      store.enableDisk(*disk, *files);
+      logInfo("spilling to ", dir);
+      spillStore = kj::mv(disk);
+      fileAllocator = kj::mv(files);
+    }
     SegmentPrefaulter prefaulter(uv, arena);
     store.setAllocationListener([&prefaulter]() { prefaulter.refill(); });
     prefaulter.refill();
     Listener listener(store);
-
-    ensureSocketDirectory();
-    auto unixReceiver = io.lowLevelProvider->wrapListenSocketFd(listenUnixSocket(socketPath));
-    auto serving = listener.serveUnix(*unixReceiver).eagerlyEvaluate([](kj::Exception&& e) {
-      logError("unix listener failed: ", e.getDescription());
-    });
-    logInfo("listening on unix:", socketPath, " (capacity ", formatSize(capacity),
-            ", segments of ", formatSize(segmentSize), ", origin ", kj::hex(origin), ")");
 
     kj::Maybe<kj::Own<kj::ConnectionReceiver>> tcpReceiver;
     kj::Promise<void> tcpServing = nullptr;
@@ -149,7 +187,14 @@ class RefstoredMain {
       tcpReceiver = kj::mv(receiver);
     }
 
-    int signum = uv.onSignal({SIGTERM, SIGINT}).wait(io.waitScope);
+    auto unixReceiver = io.lowLevelProvider->wrapListenSocketFd(listenUnixSocket(socketPath));
+    auto serving = listener.serveUnix(*unixReceiver).eagerlyEvaluate([](kj::Exception&& e) {
+      logError("unix listener failed: ", e.getDescription());
+    });
+    logInfo("listening on unix:", socketPath, " (capacity ", formatSize(capacity),
+            ", segments of ", formatSize(segmentSize), ", origin ", kj::hex(origin), ")");
+
+    int signum = stopSignal.wait(io.waitScope);
     logInfo("received ", strsignal(signum), ": shutting down (", store.clientCount(),
             " clients, ", store.table().size(), " objects)");
     serving = nullptr;
@@ -165,6 +210,8 @@ class RefstoredMain {
   uint64_t capacity;
   uint64_t segmentSize = 64 << 20;
   kj::Maybe<kj::String> tcpAddress;
+  kj::Maybe<kj::String> spillDir;
+  bool noSpill = false;
   kj::Maybe<kj::String> secret;
 };
 

@@ -6,21 +6,12 @@
 #include "server/errors.h"
 #include "server/log.h"
 #include "server/names.h"
+#include "server/packed_location.h"
 #include "server/segment_server.h"
 #include "server/token.h"
 
 namespace refstore::server {
 namespace {
-
-// gc::ObjectRecord::userData holds where the bytes are: segment id in the top 24 bits,
-// offset in the low 40 (1 TiB segments are far beyond anything we create).
-constexpr int OFFSET_BITS = 40;
-uint64_t packLocation(uint32_t segmentId, uint64_t offset) {
-  KJ_ASSERT(offset < (uint64_t(1) << OFFSET_BITS) && segmentId < (1u << 24));
-  return (uint64_t(segmentId) << OFFSET_BITS) | offset;
-}
-uint32_t segmentOf(uint64_t packed) { return packed >> OFFSET_BITS; }
-uint64_t offsetOf(uint64_t packed) { return packed & ((uint64_t(1) << OFFSET_BITS) - 1); }
 
 uint64_t unixSecondsNow() {
   struct timespec now;
@@ -30,8 +21,11 @@ uint64_t unixSecondsNow() {
 
 }  // namespace
 
-ObjectStore::ObjectStore(shm::Allocator& allocator, kj::Timer& timer, uint64_t origin)
-    : allocator(allocator),
+ObjectStore::ObjectStore(shm::Allocator& memory, kj::Timer& timer, uint64_t origin,
+                         MemoryPolicy policy)
+    : allocator(memory),
+      policy(policy),
+      queue(timer),
       timer(timer),
       originEpoch(origin),
       startedAt(timer.now()),
@@ -57,28 +51,9 @@ ClientInfo& ObjectStore::client(gc::ClientId id) { return KJ_ASSERT_NONNULL(clie
 
 // --- objects ---------------------------------------------------------------------------
 
-shm::Allocation ObjectStore::allocate(uint64_t size) {
-  RS_REQUIRE(size > 0, INVALID_ARGUMENT, "object size must be at least 1 byte");
-  RS_REQUIRE(size <= allocator.capacity(), TOO_LARGE, "object of ", size,
-             " bytes exceeds the store's whole capacity of ", allocator.capacity(), " bytes");
-  KJ_IF_MAYBE(allocation, allocator.allocate(size)) {
-    putsTotal++;
-    KJ_IF_MAYBE(listener, afterAllocate) { (*listener)(); }
-    return *allocation;
-  }
-  RS_FAIL(OUT_OF_MEMORY, "cannot allocate ", size, " bytes: ", allocator.bytesAllocated(), " of ",
-          allocator.capacity(), " bytes in use");
-}
-
-void ObjectStore::release(uint64_t packed, uint64_t size) {
-  uint32_t segmentId = segmentOf(packed);
-  uint64_t offset = offsetOf(packed);
-  auto& segment = allocator.segment(segmentId);
-  allocator.release(shm::Allocation{segment.base() + offset, segmentId, offset, size});
-}
-
-gc::ObjectTable::Created ObjectStore::create(uint64_t size, gc::ClientId creator) {
-  auto allocation = allocate(size);
+gc::ObjectTable::Created ObjectStore::create(kj::Own<Reservation> memory, uint64_t size,
+                                             gc::ClientId creator) {
+  shm::Allocation allocation = memory->take();
   auto created = objects.create(size, packLocation(allocation.segmentId, allocation.offset),
                                 creator, nowMillis());
   holderSince.insert(created.writer, nowMillis());
@@ -106,19 +81,18 @@ void ObjectStore::seal(gc::ObjectId id, const std::vector<gc::ObjectId>& childre
   if (!objects.seal(id, hash.high64, hash.low64, children)) throwChildrenRefused(id, children);
 }
 
-gc::ObjectTable::Created ObjectStore::put(kj::ArrayPtr<const kj::byte> data,
+gc::ObjectTable::Created ObjectStore::put(kj::Own<Reservation> memory,
+                                          kj::ArrayPtr<const kj::byte> data,
                                           const std::vector<gc::ObjectId>& children,
                                           gc::ClientId creator) {
-  auto allocation = allocate(data.size());
-  memcpy(allocation.ptr, data.begin(), data.size());
+  KJ_ASSERT(memory->get().size >= data.size());
+  memcpy(memory->get().ptr, data.begin(), data.size());
   XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
-  uint64_t packed = packLocation(allocation.segmentId, allocation.offset);
+  uint64_t packed = packLocation(memory->get().segmentId, memory->get().offset);
   auto created = objects.createSealed(data.size(), hash.high64, hash.low64, packed, creator,
                                       nowMillis(), children);
-  if (created.writer == 0) {
-    release(packed, data.size());
-    throwChildrenRefused(created.id, children);
-  }
+  if (created.writer == 0) throwChildrenRefused(created.id, children);  // memory goes back
+  memory->take();
   holderSince.insert(created.writer, nowMillis());
   return created;
 }
@@ -131,22 +105,20 @@ gc::ObjectTable::Created ObjectStore::promise(gc::ClientId creator) {
   return created;
 }
 
-void ObjectStore::fulfill(gc::ObjectId id, kj::ArrayPtr<const kj::byte> data,
+void ObjectStore::fulfill(gc::ObjectId id, kj::Own<Reservation> memory,
+                          kj::ArrayPtr<const kj::byte> data,
                           const std::vector<gc::ObjectId>& children) {
   auto& object = record(id);
   RS_REQUIRE(object.state == gc::ObjectState::PROMISED && !object.dead, FAILED_PRECONDITION,
              "the promise is already ", gc::stateName(object.state));
-  RS_REQUIRE(data.size() > 0, INVALID_ARGUMENT, "cannot fulfil with an empty value");
-  RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline value of ", data.size(),
-             " bytes exceeds ", proto::MAX_INLINE_BYTES, ": create it, then fulfillWith");
-  auto allocation = allocate(data.size());
-  memcpy(allocation.ptr, data.begin(), data.size());
+  KJ_ASSERT(memory->get().size >= data.size());
+  memcpy(memory->get().ptr, data.begin(), data.size());
   XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
-  uint64_t packed = packLocation(allocation.segmentId, allocation.offset);
+  uint64_t packed = packLocation(memory->get().segmentId, memory->get().offset);
   if (!objects.fulfill(id, data.size(), packed, hash.high64, hash.low64, children)) {
-    release(packed, data.size());
-    throwChildrenRefused(id, children);
+    throwChildrenRefused(id, children);  // the reservation gives the memory back
   }
+  memory->take();
   waiters.wake(id);
 }
 
@@ -194,17 +166,19 @@ const gc::ObjectRecord& ObjectStore::record(gc::ObjectId id) const {
 
 kj::ArrayPtr<kj::byte> ObjectStore::bytes(gc::ObjectId id) {
   auto& object = record(id);
-  KJ_ASSERT(gc::ObjectTable::ownsBytes(object), "object has no bytes of its own",
-            gc::stateName(object.state));
-  auto& segment = allocator.segment(segmentOf(object.userData));
+  KJ_ASSERT(gc::ObjectTable::ownsBytes(object) && object.state != gc::ObjectState::SPILLED,
+            "object has no bytes in memory", gc::stateName(object.state));
+  lastUsed.upsert(id.lo, nowMillis(), [](gc::MonoMillis& old, gc::MonoMillis now) { old = now; });
+  auto& segment = allocatorFor(segmentOf(object.userData)).segment(segmentOf(object.userData));
   return kj::arrayPtr(segment.base() + offsetOf(object.userData), object.size);
 }
 
 Location ObjectStore::location(gc::ObjectId id) const {
   auto& object = record(id);
   uint32_t segmentId = segmentOf(object.userData);
+  auto& owner = allocatorFor(segmentId);
   return Location{segmentId, offsetOf(object.userData), object.size,
-                  allocator.segment(segmentId).size(), allocator.isDedicated(segmentId)};
+                  owner.segment(segmentId).size(), owner.isDedicated(segmentId)};
 }
 
 gc::HolderId ObjectStore::addHolder(gc::ObjectId id, gc::ClientId client) {
@@ -226,7 +200,13 @@ void ObjectStore::pin(gc::ObjectId id) {
 void ObjectStore::unpin(gc::ObjectId id) { objects.unpin(id); }
 
 void ObjectStore::reclaim(const gc::ObjectRecord& object) {
-  if (gc::ObjectTable::ownsBytes(object)) release(object.userData, object.size);
+  if (object.state == gc::ObjectState::SPILLED) {
+    KJ_IF_MAYBE(disk, spill) { disk->remove(SpillLocation::unpack(object.userData, object.size)); }
+  } else if (gc::ObjectTable::ownsBytes(object)) {
+    release(object.userData, object.size);
+    schedulePump();  // memory was freed: waiting requests may fit now
+  }
+  lastUsed.erase(object.id.lo);
   waiters.forget(object.id);
   reclaimedTotal++;
 }
@@ -328,7 +308,7 @@ kj::Promise<void> ObjectStore::leaseTimerLoop() {
 
 proto::Segment::Client ObjectStore::segmentCap(uint32_t segmentId, bool writable) {
   // A fresh server per placement (one fcntl): nothing cached can outlive a released segment.
-  return kj::heap<SegmentServer>(allocator.segment(segmentId), writable);
+  return kj::heap<SegmentServer>(allocatorFor(segmentId).segment(segmentId), writable);
 }
 
 // --- introspection ---------------------------------------------------------------------
@@ -352,6 +332,7 @@ void ObjectStore::fillStats(proto::Stats::Builder stats) const {
   stats.setPromised(counts.perState[size_t(gc::ObjectState::PROMISED)]);
   stats.setFailed(counts.perState[size_t(gc::ObjectState::FAILED)]);
   stats.setNames(counts.names);
+  fillMemoryStats(stats);
 }
 
 kj::Array<const gc::ObjectRecord*> ObjectStore::allRecords() const {

@@ -19,8 +19,10 @@
 
 #include "gc/object_table.h"
 #include "schema/refstore.capnp.h"
+#include "server/admission_queue.h"
 #include "server/promise_waiters.h"
 #include "server/shm/allocator.h"
+#include "server/spill/spill_store.h"
 
 namespace refstore::server {
 
@@ -42,9 +44,20 @@ struct Location {
   bool dedicated;  // the segment holds only this object (see Placement.dedicated)
 };
 
+// How the store behaves under memory pressure (see DESIGN.md "Memory pressure").
+struct MemoryPolicy {
+  double highWatermark = 0.90;  // start spilling when shared memory (plus waiting requests)
+  double lowWatermark = 0.70;   // passes high, and stop once it is back under low
+  kj::Duration defaultWait = 30 * kj::SECONDS;  // deadline of a request that sets none
+  // Requests at least this large that do not fit now go straight to a file-backed allocation
+  // instead of waiting (0: capacity / 4).
+  uint64_t fileBackedThreshold = 0;
+};
+
 class ObjectStore {
  public:
-  ObjectStore(shm::Allocator& allocator, kj::Timer& timer, uint64_t origin);
+  ObjectStore(shm::Allocator& memory, kj::Timer& timer, uint64_t origin,
+              MemoryPolicy policy = MemoryPolicy());
   ~ObjectStore() noexcept(false);
   KJ_DISALLOW_COPY(ObjectStore);
 
@@ -63,23 +76,33 @@ class ObjectStore {
   // Called after every successful allocation (the daemon refills its pre-faulted spare).
   void setAllocationListener(kj::Function<void()> listener) { afterAllocate = kj::mv(listener); }
 
+  // Enables spilling to `spill` and file-backed allocations from `files` (both must outlive the
+  // store). Without them, requests that do not fit just wait for memory to be freed.
+  void enableDisk(SpillStore& spill, shm::Allocator& files);
+
   // --- objects -------------------------------------------------------------------------
-  // Reserves `size` bytes in state CREATING, held by the returned writer holder.
-  // Throws INVALID_ARGUMENT / TOO_LARGE / OUT_OF_MEMORY.
-  gc::ObjectTable::Created create(uint64_t size, gc::ClientId creator);
+  // Memory for `size` bytes: now if it fits; else after waiting in the admission queue (while
+  // spilling makes room) until `timeout` (0: the policy's default); else OUT_OF_MEMORY.
+  // Objects larger than the capacity, or large ones that do not fit now, get file-backed memory
+  // when disk is enabled. Throws INVALID_ARGUMENT (0 bytes), TOO_LARGE (can never fit).
+  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout);
+
+  // A new object in state CREATING over `memory`, held by the returned writer holder.
+  gc::ObjectTable::Created create(kj::Own<Reservation> memory, uint64_t size,
+                                  gc::ClientId creator);
   // Hashes the bytes (XXH3-128) and seals with `children`. Throws FAILED_PRECONDITION if not
   // CREATING, NOT_FOUND if a child is gone, CYCLE if a child contains the object.
   void seal(gc::ObjectId id, const std::vector<gc::ObjectId>& children);
-  // A new sealed object holding a copy of `data` and the given children.
-  gc::ObjectTable::Created put(kj::ArrayPtr<const kj::byte> data,
+  // A new sealed object holding a copy of `data` (in `memory`) and the given children.
+  gc::ObjectTable::Created put(kj::Own<Reservation> memory, kj::ArrayPtr<const kj::byte> data,
                                const std::vector<gc::ObjectId>& children, gc::ClientId creator);
 
   // --- futures -------------------------------------------------------------------------
   gc::ObjectTable::Created promise(gc::ClientId creator);
   // Settle a promise; each wakes its readers. Throws FAILED_PRECONDITION if already settled,
   // NOT_FOUND if the promise or a child is gone, CYCLE for self-containment.
-  void fulfill(gc::ObjectId promise, kj::ArrayPtr<const kj::byte> data,
-               const std::vector<gc::ObjectId>& children);
+  void fulfill(gc::ObjectId promise, kj::Own<Reservation> memory,
+               kj::ArrayPtr<const kj::byte> data, const std::vector<gc::ObjectId>& children);
   void fulfillWith(gc::ObjectId promise, gc::ObjectId target);
   // `description` is the whole error readers will get, e.g. "refstore.REJECTED: reason".
   // Returns false if the promise was already settled or gone (nothing changes).
@@ -91,7 +114,11 @@ class ObjectStore {
   const gc::ObjectRecord& record(gc::ObjectId id) const;  // throws NOT_FOUND if reclaimed
   // The object that owns `id`'s bytes (follows aliases).
   gc::ObjectId resolve(gc::ObjectId id) const { return objects.resolveAlias(id); }
-  // The bytes of `id` (an object that owns bytes: resolve() aliases first).
+  // Brings a spilled object back into memory (verifying its hash: CORRUPTED on mismatch);
+  // resolves at once for objects already in memory. Call in the same turn as using bytes().
+  kj::Promise<void> ensureResident(gc::ObjectId id);
+  // The bytes of `id` (an object that owns bytes and is resident: resolve() aliases and
+  // ensureResident() first). Marks it recently used (spilling takes the least recently used).
   kj::ArrayPtr<kj::byte> bytes(gc::ObjectId id);
   Location location(gc::ObjectId id) const;
 
@@ -117,6 +144,7 @@ class ObjectStore {
 
   // --- introspection -------------------------------------------------------------------
   void fillStats(proto::Stats::Builder stats) const;
+  void fillMemoryStats(proto::Stats::Builder stats) const;
   void fillListing(capnp::List<proto::ObjectListing>::Builder out,
                    kj::ArrayPtr<const gc::ObjectRecord* const> records) const;
   kj::Array<const gc::ObjectRecord*> allRecords() const;
@@ -127,13 +155,37 @@ class ObjectStore {
   void reclaim(const gc::ObjectRecord& record);  // gc callback: give the memory back
   void armLeaseTimer();                            // one timer at the earliest token expiry
   kj::Promise<void> leaseTimerLoop();
-  shm::Allocation allocate(uint64_t size);         // throws TOO_LARGE / OUT_OF_MEMORY
+  kj::Maybe<kj::Own<Reservation>> tryReserveNow(uint64_t size);  // shared memory, no waiting
+  kj::Own<Reservation> reserveFileBacked(uint64_t size);          // throws OUT_OF_DISK
+  shm::Allocator& allocatorFor(uint32_t segmentId) const;
   void release(uint64_t packedLocation, uint64_t size);
+  void schedulePump();   // serve the admission queue soon (not from inside gc callbacks)
+  void pumpQueue();
+  void maybeSpill();     // start spilling if above the high watermark
+  void startSpill(gc::ObjectId id);
+  void finishSpill(gc::ObjectId id, SpillLocation where);
+  kj::Promise<void> restore(gc::ObjectId id);
   // After gc refused to attach `children` to `id`: throws the precise reason.
   [[noreturn]] void throwChildrenRefused(gc::ObjectId id,
                                          const std::vector<gc::ObjectId>& children) const;
 
-  shm::Allocator& allocator;
+  shm::Allocator& allocator;  // shared memory
+  kj::Maybe<shm::Allocator&> files;
+  kj::Maybe<SpillStore&> spill;
+  MemoryPolicy policy;
+  AdmissionQueue queue;
+  struct ErrorLogger: kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&& e) override;
+  } errorLogger;
+  kj::TaskSet background{errorLogger};  // pumps, spills, restores
+  bool pumpScheduled = false;
+  bool spilling = false;     // between the high and the low watermark (for logs)
+  uint64_t spillInFlightBytes = 0;
+  kj::HashMap<uint64_t, kj::ForkedPromise<void>> restoring;  // by id.lo
+  kj::HashMap<uint64_t, gc::MonoMillis> lastUsed;             // by id.lo; absent: createdAt
+  struct Counters {
+    uint64_t spills = 0, spilledBytes = 0, restores = 0, restoredBytes = 0, spillFailures = 0;
+  } counters;
   kj::Timer& timer;
   uint64_t originEpoch;
   kj::TimePoint startedAt;

@@ -23,7 +23,9 @@ kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
 }
 
 kj::Promise<void> RefServer::read(ReadContext context) {
-  return store.whenReady(id).then([this, context]() mutable {
+  return store.whenReady(id).then([this]() {
+    return store.ensureResident(store.resolve(id));
+  }).then([this, context]() mutable {
     auto params = context.getParams();
     gc::ObjectId owner = store.resolve(id);
     auto& object = store.record(owner);
@@ -40,7 +42,10 @@ kj::Promise<void> RefServer::read(ReadContext context) {
 kj::Promise<void> RefServer::view(ViewContext context) {
   RS_REQUIRE(sharedMemory, FAILED_PRECONDITION,
              "this connection has no shared memory (TCP): use read() instead");
-  return store.whenReady(id).then([this, context]() mutable {
+  return store.whenReady(id).then([this]() {
+    return store.ensureResident(store.resolve(id));
+  }).then([this, context]() mutable {
+    // Same turn as ensureResident: nothing can spill it before the View pins it.
     gc::ObjectId owner = store.resolve(id);
     auto results = context.getResults();
     results.setView(kj::heap<ViewServer>(store, owner));

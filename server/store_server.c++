@@ -1,5 +1,7 @@
 #include "server/store_server.h"
 
+#include <utility>
+
 #include "server/errors.h"
 #include "server/adoption.h"
 #include "server/fulfiller_server.h"
@@ -55,29 +57,36 @@ kj::Promise<void> StoreServer::put(PutContext context) {
   RS_REQUIRE(data.size() > 0, INVALID_ARGUMENT, "cannot put an empty value");
   RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline put of ", data.size(),
              " bytes exceeds ", proto::MAX_INLINE_BYTES, " bytes: use create() instead");
-  if (!params.hasChildren() || params.getChildren().size() == 0) {
-    auto created = store.put(data, {}, client);  // the common case stays synchronous
-    context.getResults().setRef(newRef(store, created.id, created.writer, client));
-    return kj::READY_NOW;
-  }
+  auto memory = store.reserve(data.size(), params.getTimeoutMs() * kj::MILLISECONDS);
   return adoptAll(store, params.getChildren(), client)
-      .then([this, context](kj::Own<TemporaryHolds> children) mutable {
-        auto created = store.put(context.getParams().getData(), children->ids(), client);
+      .then([this, memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
+        return memory.then([children = kj::mv(children)](kj::Own<Reservation> reserved) mutable {
+          return std::make_pair(kj::mv(children), kj::mv(reserved));
+        });
+      })
+      .then([this, context](auto both) mutable {
+        auto created =
+            store.put(kj::mv(both.second), context.getParams().getData(), both.first->ids(), client);
         context.getResults().setRef(newRef(store, created.id, created.writer, client));
       });
 }
 
 kj::Promise<void> StoreServer::create(CreateContext context) {
   requireAuthenticated();
-  auto created = store.create(context.getParams().getSize(), client);
-  bool writable = info().writableSharedMemory;
-  auto results = context.getResults();
-  // From here on the buffer owns the writer holder: if anything below throws, destroying the
-  // buffer aborts the reservation.
-  auto buffer = kj::heap<WriteBufferServer>(store, created, client);
-  if (writable) fillPlacement(results.initPlacement(), store, created.id, /*writable=*/true);
-  results.setBuffer(kj::mv(buffer));
-  return kj::READY_NOW;
+  auto params = context.getParams();
+  uint64_t size = params.getSize();
+  return store.reserve(size, params.getTimeoutMs() * kj::MILLISECONDS)
+      .then([this, context, size](kj::Own<Reservation> memory) mutable {
+        auto created = store.create(kj::mv(memory), size, client);
+        auto results = context.getResults();
+        // From here on the buffer owns the writer holder: if anything below throws, destroying
+        // the buffer aborts the object and frees its memory.
+        auto buffer = kj::heap<WriteBufferServer>(store, created, client);
+        if (info().writableSharedMemory) {
+          fillPlacement(results.initPlacement(), store, created.id, /*writable=*/true);
+        }
+        results.setBuffer(kj::mv(buffer));
+      });
 }
 
 kj::Promise<void> StoreServer::restore(RestoreContext context) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,7 +25,7 @@ static int checks = 0;
 
 static pid_t start_daemon(const char* socket_path) {
   char* argv[] = {"server/refstored", "--socket", (char*)socket_path, "--memory", "64M",
-                  "--segment-size", "8M", NULL};
+                  "--segment-size", "8M", "--no-spill", NULL};
   pid_t pid;
   if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
     perror("posix_spawn");
@@ -47,13 +48,16 @@ static refstore_client* connect_with_retry(const char* socket_path) {
 }
 
 int main(void) {
+  /* Random, not pid-based: Bazel sandboxes share /tmp but not pid namespaces. */
   char socket_path[64];
-  snprintf(socket_path, sizeof(socket_path), "/tmp/rst-c-%d.sock", (int)getpid());
+  unsigned long long random_id = 0;
+  if (getrandom(&random_id, sizeof(random_id), 0) != sizeof(random_id)) return 2;
+  snprintf(socket_path, sizeof(socket_path), "/tmp/rst-c-%016llx.sock", random_id);
 
   /* Connecting to nothing fails with a code and a message, and leaves *out NULL. */
   refstore_client* none = (refstore_client*)1;
   char err[256] = "";
-  CHECK(refstore_connect("/tmp/rst-no-such.sock", NULL, &none, err, sizeof(err)) ==
+  CHECK(refstore_connect("/tmp/rst-no-such-socket.sock", NULL, &none, err, sizeof(err)) ==
         REFSTORE_E_DISCONNECTED);
   CHECK(none == NULL);
   CHECK(strstr(err, "cannot connect") != NULL);

@@ -1,6 +1,7 @@
 #include "tests/daemon.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -8,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -22,12 +25,6 @@ extern char** environ;
 
 namespace refstore::testing {
 namespace {
-
-std::string uniqueSocketPath() {
-  // Bazel's temp dirs are too long for sun_path (107 bytes): use a short /tmp path.
-  static int counter = 0;
-  return "/tmp/rst-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".sock";
-}
 
 bool canConnect(const std::string& path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -59,20 +56,48 @@ pid_t spawnWithRedirect(const std::vector<std::string>& argv, int stdoutFd, int 
 
 void sleepMillis(int millis) { usleep(millis * 1000); }
 
+std::string uniqueSocketPath(const std::string& prefix) {
+  // Bazel's temp dirs are too long for sun_path (107 bytes): use a short /tmp path.
+  uint64_t random = 0;
+  if (getrandom(&random, sizeof(random), 0) != sizeof(random)) abort();
+  char suffix[17];
+  snprintf(suffix, sizeof(suffix), "%016llx", (unsigned long long)random);
+  return "/tmp/" + prefix + "-" + suffix + ".sock";
+}
+
 double monotonicSeconds() {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return now.tv_sec + now.tv_nsec / 1e9;
 }
 
-Daemon::Daemon(const std::string& memory, std::vector<std::string> extraArgs)
+Daemon::Daemon(const std::string& memory, std::vector<std::string> extraArgs,
+               uint64_t fileSizeLimit)
     : socketPath(uniqueSocketPath()) {
   const char* tmp = getenv("TEST_TMPDIR");
-  logPath = std::string(tmp ? tmp : "/tmp") + "/refstored-" + std::to_string(getpid()) + "-" +
-            socketPath.substr(socketPath.rfind('-') + 1) + ".log";
+  std::string base = std::string(tmp ? tmp : "/tmp") + "/refstored-" +
+                     socketPath.substr(socketPath.rfind('-') + 1, 16);
+  logPath = base + ".log";
+  spillPath = base + ".spill";
   int logFd = open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  std::vector<std::string> argv = {"server/refstored", "--socket", socketPath, "--memory", memory,
-                                   "--segment-size", "8M"};
+  std::vector<std::string> argv;
+  if (fileSizeLimit > 0) {
+    argv = {"/usr/bin/prlimit", "--fsize=" + std::to_string(fileSizeLimit), "--"};
+  }
+  for (auto& arg: std::vector<std::string>{"server/refstored", "--socket", socketPath,
+                                           "--memory", memory, "--segment-size", "8M"}) {
+    argv.push_back(arg);
+  }
+  bool ownSpill = true;
+  for (auto& arg: extraArgs) {
+    if (arg == "--spill-dir" || arg == "--no-spill") ownSpill = false;
+  }
+  // Each daemon gets its own spill directory: a shared default would be locked by whichever
+  // test daemon started first.
+  if (ownSpill) {
+    argv.push_back("--spill-dir");
+    argv.push_back(spillPath);
+  }
   for (auto& arg: extraArgs) argv.push_back(arg);
   child = spawnWithRedirect(argv, -1, logFd);
   close(logFd);
@@ -152,6 +177,19 @@ int Process::wait() {
 }
 
 void Process::kill(int signal) { ::kill(pid, signal); }
+
+std::vector<std::string> listDirectory(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (struct dirent* entry = readdir(d)) {
+      std::string name = entry->d_name;
+      if (name != "." && name != "..") names.push_back(name);
+    }
+    closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 int freeTcpPort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

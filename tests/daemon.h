@@ -12,12 +12,15 @@ namespace refstore::testing {
 
 class Daemon {
  public:
-  // Starts `server/refstored --socket <tmp path> --memory <memory>` plus `extraArgs`, and waits
-  // until it accepts connections (or fails the test after 20 s).
-  explicit Daemon(const std::string& memory = "64M", std::vector<std::string> extraArgs = {});
+  // Starts `server/refstored --socket <tmp path> --memory <memory> --spill-dir <fresh dir>`
+  // plus `extraArgs`, and waits until it accepts connections (or fails the test after 20 s).
+  // `fileSizeLimit` > 0 runs it under that RLIMIT_FSIZE (to simulate a full disk).
+  explicit Daemon(const std::string& memory = "64M", std::vector<std::string> extraArgs = {},
+                  uint64_t fileSizeLimit = 0);
   ~Daemon();  // SIGTERM, then waits; a daemon that does not exit cleanly fails the process
 
   const std::string& socket() const { return socketPath; }
+  const std::string& spillDir() const { return spillPath; }
   pid_t pid() const { return child; }
   // True while the process is running (it has not crashed).
   bool alive();
@@ -28,6 +31,7 @@ class Daemon {
 
  private:
   std::string socketPath;
+  std::string spillPath;
   std::string logPath;
   pid_t child = -1;
 };
@@ -49,6 +53,13 @@ struct Process {
   void kill(int signal);
 };
 Process spawn(const std::string& program, const std::vector<std::string>& args);
+
+// A fresh short path "/tmp/<prefix>-<random>.sock" for a Unix socket. Random, not pid-based:
+// Bazel sandboxes have their own pid namespaces but share /tmp, so pids collide across tests.
+std::string uniqueSocketPath(const std::string& prefix = "rst");
+
+// Names of the regular files in `dir` (no "." entries), sorted.
+std::vector<std::string> listDirectory(const std::string& dir);
 
 // A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
 int freeTcpPort();

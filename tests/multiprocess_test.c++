@@ -155,8 +155,8 @@ TEST_CASE("a fulfiller process killed with SIGKILL: waiters get BROKEN_PROMISE p
 
 TEST_CASE("the pipeline example: c = add(f(), f()) across three processes, by reference and by value") {
   Daemon daemon("256M");
-  std::string producerSocket = "/tmp/rst-prod-" + std::to_string(getpid()) + ".sock";
-  std::string adderSocket = "/tmp/rst-add-" + std::to_string(getpid()) + ".sock";
+  std::string producerSocket = refstore::testing::uniqueSocketPath("rst-prod");
+  std::string adderSocket = refstore::testing::uniqueSocketPath("rst-add");
   const char* PIPELINE = "tools/pipeline/pipeline";
   auto producer = spawn(PIPELINE, {"producer", "--store", daemon.socket(), "--listen", producerSocket});
   auto adder = spawn(PIPELINE, {"adder", "--store", daemon.socket(), "--listen", adderSocket});
@@ -180,7 +180,7 @@ TEST_CASE("the pipeline example: c = add(f(), f()) across three processes, by re
 
 TEST_CASE("a Ref received through another process survives that process once adopted") {
   Daemon daemon("64M");
-  std::string producerSocket = "/tmp/rst-adopt-" + std::to_string(getpid()) + ".sock";
+  std::string producerSocket = refstore::testing::uniqueSocketPath("rst-adopt");
   auto producer = spawn("tools/pipeline/pipeline",
                         {"producer", "--store", daemon.socket(), "--listen", producerSocket});
   REQUIRE(producer.readLine() == "listening");

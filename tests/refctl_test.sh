@@ -5,11 +5,13 @@ set -euo pipefail
 
 refstored=server/refstored
 refctl=tools/refctl
-socket=/tmp/rst-cli-$$.sock
-work=${TEST_TMPDIR:-/tmp}/refctl-$$
+# Random, not $$: Bazel sandboxes share /tmp but not pid namespaces.
+socket=$(mktemp -u /tmp/rst-cli-XXXXXXXXXX.sock)
+work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/refctl-XXXXXX")
 mkdir -p "$work"
 
-"$refstored" --socket "$socket" --memory 64M --segment-size 8M 2> "$work/daemon.log" &
+"$refstored" --socket "$socket" --memory 64M --segment-size 8M --spill-dir "$work/spill" \
+  2> "$work/daemon.log" &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
 for _ in $(seq 200); do [[ -S $socket ]] && break; sleep 0.05; done
@@ -34,7 +36,8 @@ check "put --name prints the name" test "$("$refctl" put "$work/value.bin" --nam
 check "get by name returns identical bytes" cmp -s "$work/value.bin" "$work/named.bin"
 
 stats=$("$refctl" stats --json)
-for key in objects bytes_used capacity clients sealed promised names; do
+for key in objects bytes_used capacity clients sealed promised names bytes_in_memory \
+           bytes_spilled spills_total restores_total queue_length oldest_waiter_ms; do
   check "stats --json has $key" grep -q "\"$key\": " <<< "$stats"
 done
 check "two objects live" grep -q '"objects": 2,' <<< "$stats"

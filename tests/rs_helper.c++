@@ -10,6 +10,8 @@
 //   rs_helper write-view SOCKET TOKEN        try to write through a view (must crash / fail)
 //   rs_helper promise SOCKET                 make a promise, print a token for it, hold the
 //                                            Fulfiller forever (until killed)
+//   rs_helper create-wait SOCKET SIZE SECS   create (waiting up to SECS for memory); print
+//                                            "created" or the error code name
 //   rs_helper wait SOCKET TOKEN              restore, print "waiting", wait for the value, then
 //                                            print "ok" or the error code name
 #include <signal.h>
@@ -96,6 +98,15 @@ int run(const std::vector<std::string>& args) {
     fflush(stdout);
     const_cast<uint8_t*>(view.data())[0] ^= 0xff;  // must fault: the mapping is read-only
     printf("wrote\n");
+    return 0;
+  }
+  if (command == "create-wait") {
+    try {
+      auto buffer = client.create(std::stoull(args.at(2)), std::stod(args.at(3)));
+      printf("created\n");
+    } catch (const refstore::Error& e) {
+      printf("%s\n", refstore::errorCodeName(e.code()));
+    }
     return 0;
   }
   if (command == "promise") {

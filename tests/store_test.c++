@@ -180,7 +180,9 @@ TEST_CASE("forged and malformed tokens get clear errors and change nothing") {
 }
 
 TEST_CASE("bad sizes, ranges and ttl get clear errors; the daemon is unaffected") {
-  Daemon daemon("32M");
+  // Without disk: a value that can never fit in memory is TOO_LARGE (with a spill directory it
+  // would be file-backed instead; see pressure_test).
+  Daemon daemon("32M", {"--no-spill"});
   Client client = Client::connect(daemon.socket());
   uint64_t baseline = client.stats().bytesUsed;
   CHECK(codeOf([&]() { client.create(0); }) == ErrorCode::INVALID_ARGUMENT);
@@ -188,9 +190,10 @@ TEST_CASE("bad sizes, ranges and ttl get clear errors; the daemon is unaffected"
   CHECK(codeOf([&]() { client.create(uint64_t(1) << 40); }) == ErrorCode::TOO_LARGE);
   CHECK(codeOf([&]() { client.create(~uint64_t(0)); }) == ErrorCode::TOO_LARGE);
   {
-    // Fits the capacity in principle but not next to what is already held.
+    // Fits the capacity in principle but not next to what is already held: it waits for its
+    // deadline, then fails.
     WriteBuffer big = client.create(20 << 20);
-    CHECK(codeOf([&]() { client.create(20 << 20); }) == ErrorCode::OUT_OF_MEMORY);
+    CHECK(codeOf([&]() { client.create(20 << 20, 0.2); }) == ErrorCode::OUT_OF_MEMORY);
   }
   WriteBuffer again = client.create(20 << 20);  // freed by the abort above, so it fits again
 
@@ -207,6 +210,14 @@ TEST_CASE("bad sizes, ranges and ttl get clear errors; the daemon is unaffected"
   CHECK(stats.tokens == 0);
   CHECK(daemon.alive());
   CHECK(stats.bytesUsed > baseline);
+}
+
+TEST_CASE("absurd sizes are TOO_LARGE even with a spill directory") {
+  Daemon daemon("32M");
+  Client client = Client::connect(daemon.socket());
+  CHECK(codeOf([&]() { client.create(~uint64_t(0)); }) == ErrorCode::TOO_LARGE);
+  CHECK(codeOf([&]() { client.create((uint64_t(1) << 40) + 1); }) == ErrorCode::TOO_LARGE);
+  CHECK(daemon.alive());
 }
 
 TEST_CASE("copy path over loopback TCP: same semantics, no shared memory") {
@@ -249,7 +260,8 @@ TEST_CASE("TCP with a cluster secret: refused until hello presents it") {
 TEST_CASE("refusing a non-loopback TCP listener without a secret") {
   // The daemon must refuse to start; run it directly and check the exit status.
   auto process = refstore::testing::spawn(
-      "server/refstored", {"--socket", "/tmp/rst-refuse.sock", "--tcp", "0.0.0.0:0"});
+      "server/refstored", {"--socket", refstore::testing::uniqueSocketPath(), "--tcp", "0.0.0.0:0",
+                           "--no-spill"});
   int status = process.wait();
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) != 0);
@@ -273,7 +285,8 @@ TEST_CASE("listings show holders with label and pid") {
 
 TEST_CASE("a second daemon on a live socket is refused; SIGTERM shuts down cleanly") {
   Daemon daemon;
-  auto second = refstore::testing::spawn("server/refstored", {"--socket", daemon.socket()});
+  auto second =
+      refstore::testing::spawn("server/refstored", {"--socket", daemon.socket(), "--no-spill"});
   int status = second.wait();
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) != 0);

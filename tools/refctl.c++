@@ -201,6 +201,16 @@ class RefctlMain {
           {"puts_total", s.putsTotal},    {"reclaimed_total", s.reclaimedTotal},
           {"promised", s.promised},       {"failed", s.failed},
           {"names", s.names},
+          {"bytes_in_memory", s.bytesUsed},
+          {"spilled", s.spilled},         {"bytes_spilled", s.spilledBytes},
+          {"spill_files", s.spillFiles},  {"spills_total", s.spillsTotal},
+          {"spilled_bytes_total", s.spilledBytesTotal},
+          {"restores_total", s.restoresTotal},
+          {"restored_bytes_total", s.restoredBytesTotal},
+          {"spill_failures_total", s.spillFailuresTotal},
+          {"file_backed_bytes", s.fileBackedBytes},
+          {"queue_length", s.queueLength},
+          {"oldest_waiter_ms", s.oldestWaiterMs},
       };
       if (json) {
         printf("{");

@@ -61,7 +61,9 @@ struct refstore_buffer {
   uint64_t size;
 };
 
-static_assert(REFSTORE_E_IO == static_cast<int>(refstore::ErrorCode::IO),
+static_assert(REFSTORE_E_IO == static_cast<int>(refstore::ErrorCode::IO) &&
+                  REFSTORE_E_REJECTED == static_cast<int>(refstore::ErrorCode::REJECTED) &&
+                  REFSTORE_E_CORRUPTED == static_cast<int>(refstore::ErrorCode::CORRUPTED),
               "C and C++ error codes must stay aligned");
 
 extern "C" {
@@ -71,7 +73,8 @@ const char* refstore_version(void) { return "0.1.0"; }
 const char* refstore_errstr(int code) {
   if (code == REFSTORE_OK) return "OK";
   if (code == REFSTORE_E_MISUSE) return "MISUSE";
-  if (code >= REFSTORE_E_INVALID_ARGUMENT && code <= REFSTORE_E_IO) {
+  if ((code >= REFSTORE_E_INVALID_ARGUMENT && code <= REFSTORE_E_IO) ||
+      (code >= REFSTORE_E_REJECTED && code <= REFSTORE_E_CORRUPTED)) {
     return refstore::errorCodeName(static_cast<refstore::ErrorCode>(code));
   }
   return "UNKNOWN";

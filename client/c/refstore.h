@@ -39,6 +39,13 @@ extern "C" {
 #define REFSTORE_E_DISCONNECTED 12       /* daemon unreachable or gone */
 #define REFSTORE_E_IO 13                 /* a local system call failed */
 #define REFSTORE_E_MISUSE 14             /* NULL handle or out-parameter */
+#define REFSTORE_E_REJECTED 15           /* a promise was rejected (the message has the reason) */
+#define REFSTORE_E_BROKEN_PROMISE 16     /* a promise's fulfiller went away unfulfilled */
+#define REFSTORE_E_CYCLE 17              /* an object would contain itself */
+#define REFSTORE_E_ALREADY_EXISTS 18     /* a name is taken */
+#define REFSTORE_E_TIMEOUT 19            /* a client-side wait ran out */
+#define REFSTORE_E_OUT_OF_DISK 20        /* the spill directory's disk is full */
+#define REFSTORE_E_CORRUPTED 21          /* bytes read back from disk failed their hash check */
 
 typedef struct refstore_client refstore_client;
 typedef struct refstore_ref refstore_ref;

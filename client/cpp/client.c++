@@ -85,6 +85,8 @@ const char* errorCodeName(ErrorCode code) {
     case ErrorCode::CYCLE: return "CYCLE";
     case ErrorCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
     case ErrorCode::TIMEOUT: return "TIMEOUT";
+    case ErrorCode::OUT_OF_DISK: return "OUT_OF_DISK";
+    case ErrorCode::CORRUPTED: return "CORRUPTED";
   }
   return "UNKNOWN";
 }
@@ -110,21 +112,28 @@ Ref wrap(Client& client, proto::Ref::Client ref) {
   return Factory::ref(Factory::connection(client), kj::mv(ref));
 }
 
+static uint32_t timeoutMillis(double seconds) {
+  if (seconds <= 0) return 0;  // the daemon's default
+  return static_cast<uint32_t>(std::min(seconds * 1000, 4.0e9));
+}
+
 kj::Promise<Ref> put(Client& client, kj::ArrayPtr<const kj::byte> data,
-                     std::vector<const Ref*> children) {
+                     std::vector<const Ref*> children, double timeoutSeconds) {
   auto connection = Factory::connection(client);
   auto request = connection->store.putRequest();
   request.setData(data);
+  request.setTimeoutMs(timeoutMillis(timeoutSeconds));
   setChildren(request, children);
   return request.send().then([connection](capnp::Response<proto::Store::PutResults> reply) {
     return Factory::ref(connection, reply.getRef());
   });
 }
 
-kj::Promise<WriteBuffer> create(Client& client, uint64_t size) {
+kj::Promise<WriteBuffer> create(Client& client, uint64_t size, double timeoutSeconds) {
   auto connection = Factory::connection(client);
   auto request = connection->store.createRequest();
   request.setSize(size);
+  request.setTimeoutMs(timeoutMillis(timeoutSeconds));
   return request.send().then(
       [connection, size](capnp::Response<proto::Store::CreateResults> reply) mutable {
         auto state = std::make_unique<detail::BufferState>();
@@ -363,12 +372,15 @@ Client Client::connect(const std::string& address) {
   return connect(options);
 }
 
-Ref Client::put(const void* data, size_t size, const std::vector<const Ref*>& children) {
-  return connection->wait(
-      async::put(*this, kj::arrayPtr(static_cast<const kj::byte*>(data), size), children));
+Ref Client::put(const void* data, size_t size, const std::vector<const Ref*>& children,
+                double timeoutSeconds) {
+  return connection->wait(async::put(
+      *this, kj::arrayPtr(static_cast<const kj::byte*>(data), size), children, timeoutSeconds));
 }
 
-WriteBuffer Client::create(uint64_t size) { return connection->wait(async::create(*this, size)); }
+WriteBuffer Client::create(uint64_t size, double timeoutSeconds) {
+  return connection->wait(async::create(*this, size, timeoutSeconds));
+}
 
 Ref Client::putLarge(const void* data, uint64_t size) {
   WriteBuffer buffer = create(size);
@@ -401,6 +413,17 @@ Stats Client::stats() {
   out.promised = s.getPromised();
   out.failed = s.getFailed();
   out.names = s.getNames();
+  out.spilled = s.getSpilled();
+  out.spilledBytes = s.getSpilledBytes();
+  out.spillFiles = s.getSpillFiles();
+  out.spillsTotal = s.getSpillsTotal();
+  out.spilledBytesTotal = s.getSpilledBytesTotal();
+  out.restoresTotal = s.getRestoresTotal();
+  out.restoredBytesTotal = s.getRestoredBytesTotal();
+  out.spillFailuresTotal = s.getSpillFailuresTotal();
+  out.fileBackedBytes = s.getFileBackedBytes();
+  out.queueLength = s.getQueueLength();
+  out.oldestWaiterMs = s.getOldestWaiterMs();
   return out;
 }
 

@@ -33,6 +33,8 @@ const CodeWord CODE_WORDS[] = {
     {"BROKEN_PROMISE", ErrorCode::BROKEN_PROMISE},
     {"CYCLE", ErrorCode::CYCLE},
     {"ALREADY_EXISTS", ErrorCode::ALREADY_EXISTS},
+    {"OUT_OF_DISK", ErrorCode::OUT_OF_DISK},
+    {"CORRUPTED", ErrorCode::CORRUPTED},
 };
 
 std::string programName() {

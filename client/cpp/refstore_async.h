@@ -17,8 +17,8 @@ namespace refstore::async {
 kj::AsyncIoContext& ioContext(Client& client);
 
 kj::Promise<Ref> put(Client& client, kj::ArrayPtr<const kj::byte> data,
-                     std::vector<const Ref*> children = {});
-kj::Promise<WriteBuffer> create(Client& client, uint64_t size);
+                     std::vector<const Ref*> children = {}, double timeoutSeconds = 0);
+kj::Promise<WriteBuffer> create(Client& client, uint64_t size, double timeoutSeconds = 0);
 // Seals `buffer`, which the promise owns until then.
 kj::Promise<Ref> seal(WriteBuffer buffer, std::vector<const Ref*> children = {});
 kj::Promise<Ref> restore(Client& client, std::string token);

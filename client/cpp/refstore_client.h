@@ -46,6 +46,8 @@ enum class ErrorCode {
   CYCLE,           // an object would contain itself
   ALREADY_EXISTS,  // a name is taken
   TIMEOUT,         // a client-side wait ran out (the daemon is unaffected)
+  OUT_OF_DISK,     // the spill directory's disk is full
+  CORRUPTED,       // bytes read back from disk did not match the object's hash
 };
 
 // "NOT_FOUND" etc.
@@ -80,6 +82,11 @@ struct Stats {
   uint64_t segmentBytes = 0, holders = 0, tokens = 0, pinnedDead = 0;
   uint64_t creating = 0, sealed = 0, uptimeMs = 0, putsTotal = 0, reclaimedTotal = 0;
   uint64_t promised = 0, failed = 0, names = 0;
+  // Memory pressure (bytesUsed is what is in shared memory):
+  uint64_t spilled = 0, spilledBytes = 0, spillFiles = 0, spillsTotal = 0, spilledBytesTotal = 0;
+  uint64_t restoresTotal = 0, restoredBytesTotal = 0, spillFailuresTotal = 0, fileBackedBytes = 0;
+  uint32_t queueLength = 0;
+  uint64_t oldestWaiterMs = 0;
 };
 
 struct HolderInfo {
@@ -238,10 +245,14 @@ class Client {
   ~Client();
 
   // Stores a copy of `size` bytes (at most 16 MiB; use create() for larger values). The new
-  // value keeps `children` (nested references) alive until it is itself freed.
-  Ref put(const void* data, size_t size, const std::vector<const Ref*>& children = {});
-  // Reserves `size` bytes for a new value.
-  WriteBuffer create(uint64_t size);
+  // value keeps `children` (nested references) alive until it is itself freed. Waits for room
+  // like create().
+  Ref put(const void* data, size_t size, const std::vector<const Ref*>& children = {},
+          double timeoutSeconds = 0);
+  // Reserves `size` bytes for a new value. When memory is full the daemon queues the request
+  // (first come, first served) while it spills older values to disk or others free theirs;
+  // OUT_OF_MEMORY after `timeoutSeconds` (0: the daemon's default, 30 s).
+  WriteBuffer create(uint64_t size, double timeoutSeconds = 0);
   // Stores `size` bytes of any size: create + write + seal.
   Ref putLarge(const void* data, uint64_t size);
   // Turns a share token into a new Ref.

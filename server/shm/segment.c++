@@ -35,6 +35,28 @@ namespace {
                ": ", strerror(error)));
 }
 
+[[noreturn]] void failOutOfDisk(kj::StringPtr path, uint64_t size, int error) {
+  fail(kj::Exception::Type::OVERLOADED,
+       kj::str("refstore.OUT_OF_DISK: cannot reserve ", size, " bytes of disk for a file-backed ",
+               "segment at ", path, ": ", strerror(error)));
+}
+
+[[noreturn]] void failFileInternal(const char* what, kj::StringPtr path, uint64_t size,
+                                   int error) {
+  fail(kj::Exception::Type::FAILED,
+       kj::str("refstore.INTERNAL: creating a file-backed segment of ", size, " bytes at ", path,
+               ": ", what, ": ", strerror(error)));
+}
+
+void checkSegmentSize(uint64_t size) {
+  static const uint64_t pageSize = sysconf(_SC_PAGESIZE);
+  if (size == 0 || size % pageSize != 0 || size > uint64_t(PTRDIFF_MAX)) {
+    fail(kj::Exception::Type::FAILED,
+         kj::str("refstore.INVALID_ARGUMENT: segment size ", size,
+                 " is not a positive multiple of the page size (", pageSize, ")"));
+  }
+}
+
 // Retries a syscall interrupted by a signal; returns the result or -1 with errno set.
 template <typename Call>
 auto retryEintr(Call&& call) {
@@ -96,12 +118,70 @@ Segment::Segment(Private, uint32_t id, uint64_t size): id_(id), size_(size) {
   base_ = static_cast<uint8_t*>(p);
 }
 
+kj::Own<Segment> Segment::createFileBacked(uint32_t id, uint64_t size, kj::StringPtr path) {
+  return kj::heap<Segment>(Private{}, id, size, path);
+}
+
+// File-backed: create the file -> fallocate -> reopen read-only -> map (not populated).
+Segment::Segment(Private, uint32_t id, uint64_t size, kj::StringPtr path)
+    : id_(id), size_(size), fileBacked_(true), path_(kj::heapString(path)) {
+  checkSegmentSize(size);
+
+  int fd = retryEintr([&]() {
+    return open(path.cStr(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  });
+  if (fd < 0) {
+    int error = errno;
+    if (error == ENOSPC || error == EDQUOT) failOutOfDisk(path, size, error);
+    failFileInternal("open(O_CREAT | O_EXCL)", path, size, error);
+  }
+  rwFd_ = kj::AutoCloseFd(fd);
+  // The destructor does not run when the constructor throws: remove the file we created here.
+  // (The descriptors are closed by the AutoCloseFd members as we unwind.)
+  KJ_ON_SCOPE_FAILURE(unlink(path.cStr()));
+
+  // Sets the size and allocates every block now, so writing through a mapping can never hit a
+  // full disk (SIGBUS). Under RLIMIT_FSIZE the kernel answers EFBIG (SIGXFSZ is ignored by the
+  // daemon; otherwise it would kill the process).
+  if (retryEintr([&]() { return fallocate(fd, 0, 0, off_t(size)); }) < 0) {
+    int error = errno;
+    if (error == ENOSPC || error == EDQUOT || error == EFBIG) failOutOfDisk(path, size, error);
+    if (error == EOPNOTSUPP) {
+      failFileInternal("fallocate (the filesystem cannot reserve space, so a full disk would "
+                       "SIGBUS readers; put the spill directory on ext4, xfs, btrfs or tmpfs)",
+                       path, size, error);
+    }
+    failFileInternal("fallocate", path, size, error);
+  }
+
+  // A new open file description with O_RDONLY, exactly as for memfds (see the header).
+  auto procPath = kj::str("/proc/self/fd/", fd);
+  int ro = retryEintr([&]() { return open(procPath.cStr(), O_RDONLY | O_CLOEXEC); });
+  if (ro < 0) failFileInternal("reopening the file read-only via /proc/self/fd", path, size, errno);
+  roFd_ = kj::AutoCloseFd(ro);
+
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int error = errno;
+    if (error == ENOMEM) failOutOfMemory(size, error);
+    failFileInternal("mmap", path, size, error);
+  }
+  base_ = static_cast<uint8_t*>(p);
+}
+
 Segment::~Segment() noexcept(false) {
   if (base_ != nullptr) {
     // munmap of a mapping we created can only fail on a bug; do not throw from a destructor
     // for it (the descriptors still get closed by their AutoCloseFd members).
     if (munmap(base_, size_) < 0) {
       KJ_LOG(ERROR, "munmap of a shared-memory segment failed", id_, size_, strerror(errno));
+    }
+  }
+  if (fileBacked_) {
+    // Clients may still have it mapped; their mappings (and the disk blocks) stay valid until
+    // they unmap, like an unlinked file always does.
+    if (unlink(path_.cStr()) < 0 && errno != ENOENT) {
+      KJ_LOG(ERROR, "unlinking a file-backed segment failed", id_, path_, strerror(errno));
     }
   }
 }

@@ -24,6 +24,16 @@
 //
 // A Segment is immutable after creation and owns its mapping and both descriptors; the
 // destructor unmaps and closes them.
+//
+// File-backed segments (createFileBacked) hold one object larger than shared memory in a regular
+// file of the spill directory instead of a memfd. The same two descriptors and the same fd
+// passing apply, so clients map them zero-copy exactly like memfd segments. Differences:
+//   * the space is reserved with fallocate on the file's disk, so neither the daemon nor a client
+//     gets SIGBUS for lack of disk; a shortage is "refstore.OUT_OF_DISK: ..." at creation;
+//   * no MAP_POPULATE (the pages come from the page cache on demand);
+//   * a regular file cannot be sealed: a holder of the read-write fd could ftruncate it (the
+//     same uid could also open the path). The read-only fd still refuses PROT_WRITE mappings;
+//   * the destructor also unlinks the file.
 
 #ifndef REFSTORE_SERVER_SHM_SEGMENT_H_
 #define REFSTORE_SERVER_SHM_SEGMENT_H_
@@ -34,6 +44,7 @@
 #include <kj/common.h>
 #include <kj/io.h>
 #include <kj/memory.h>
+#include <kj/string.h>
 
 namespace refstore::shm {
 
@@ -48,7 +59,18 @@ public:
   // "refstore.INTERNAL: ..." for other operating-system failures (e.g. no /proc, fd limit).
   static kj::Own<Segment> create(uint32_t id, uint64_t size);
 
+  // Creates a segment of `size` bytes (a positive multiple of the page size) backed by a new
+  // regular file at `path` (O_EXCL: the file must not exist; mode 0600), reserves its disk space
+  // with fallocate and maps it MAP_SHARED read-write. Blocking file I/O (fallocate of unwritten
+  // extents is fast on ext4/xfs/btrfs/tmpfs); thread-safe like create().
+  // Throws "refstore.OUT_OF_DISK: ..." on ENOSPC / EDQUOT / EFBIG (incl. RLIMIT_FSIZE; the daemon
+  // ignores SIGXFSZ), "refstore.INVALID_ARGUMENT: ..." for a bad size, and "refstore.INTERNAL: ..."
+  // otherwise (e.g. the path exists, the filesystem lacks fallocate). On failure the file is
+  // removed again. The destructor unmaps, closes and unlinks the file.
+  static kj::Own<Segment> createFileBacked(uint32_t id, uint64_t size, kj::StringPtr path);
+
   Segment(Private, uint32_t id, uint64_t size);  // Use create().
+  Segment(Private, uint32_t id, uint64_t size, kj::StringPtr path);  // Use createFileBacked().
   ~Segment() noexcept(false);
   KJ_DISALLOW_COPY(Segment);
 
@@ -58,6 +80,8 @@ public:
   int readOnlyFd() const { return roFd_.get(); }        // O_RDONLY reopening of the same file
   uint8_t* base() const { return base_; }               // the daemon's read-write mapping
   kj::ArrayPtr<uint8_t> bytes() const { return kj::arrayPtr(base_, size_); }
+  bool fileBacked() const { return fileBacked_; }     // created by createFileBacked()
+  kj::StringPtr path() const { return path_; }         // the backing file ("" for memfds)
 
   // True when [p, p + n) lies entirely inside this segment's daemon mapping.
   bool contains(const void* p, uint64_t n = 1) const {
@@ -71,6 +95,8 @@ private:
   kj::AutoCloseFd rwFd_;
   kj::AutoCloseFd roFd_;
   uint8_t* base_ = nullptr;
+  bool fileBacked_ = false;
+  kj::String path_ = kj::heapString("");
 };
 
 }  // namespace refstore::shm
