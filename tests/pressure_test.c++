@@ -221,3 +221,33 @@ TEST_CASE("a full disk gives OUT_OF_DISK, not a crash") {
   Ref fine = putPattern(client, 1 << 20, 5);
   CHECK(refstore::testing::checkPattern(fine.view().data(), 1 << 20, 5));
 }
+
+TEST_CASE("spills that hit a full disk fail softly: counted, nothing lost, daemon alive") {
+  // RLIMIT_FSIZE 9 MiB: 8 MiB shared-memory segments still fit; spill files hit the limit.
+  Daemon daemon("32M", {}, 9 << 20);
+  Client client = Client::connect(daemon.socket());
+  std::vector<Ref> refs;
+  std::vector<uint64_t> seeds;
+  for (uint64_t i = 0; i < 64; i++) {
+    try {
+      WriteBuffer buffer = client.create(1 << 20, 0.5);
+      refstore::testing::fillPattern(buffer.data(), buffer.size(), i);
+      refs.push_back(buffer.seal());
+      seeds.push_back(i);
+    } catch (const Error& e) {
+      // The only acceptable failure: no room in memory by the deadline.
+      CHECK_MESSAGE(e.code() == ErrorCode::OUT_OF_MEMORY, e.what());
+    }
+  }
+  Stats stats = client.stats();
+  CHECK(stats.spillFailuresTotal > 0);
+  CHECK(stats.queueLength == 0);
+  CHECK(daemon.alive());
+  CHECK(daemon.log().find("could not spill") != std::string::npos);
+  // Everything that was accepted is intact (in memory, or in what did fit on disk).
+  for (size_t i = 0; i < refs.size(); i++) {
+    auto bytes = refs[i].readAll();
+    CHECK_MESSAGE(refstore::testing::checkPattern(bytes.data(), bytes.size(), seeds[i]),
+                  "object ", seeds[i]);
+  }
+}
