@@ -201,6 +201,9 @@ class RefstoredMain {
     tcpServing = nullptr;
     unlink(socketPath.cStr());
     listener.closeAll();
+    // Pool threads may still be reading shared memory for a spill: let them finish before
+    // anything is torn down.
+    uv.drainPool();
     logInfo("stopped");
     return true;
   }

@@ -72,12 +72,20 @@ kj::Promise<int> UvLoop::onSignal(std::initializer_list<int> signals) {
   return kj::mv(paf.promise);
 }
 
+void UvLoop::drainPool() {
+  // UV_RUN_ONCE blocks until some event arrives; each finished job signals the loop.
+  while (jobsInFlight > 0) uv_run(&loop, UV_RUN_ONCE);
+}
+
 void UvLoop::submit(PoolJob* job) {
   job->request.data = job;
+  job->owner = this;
+  jobsInFlight++;
   checkUv(uv_queue_work(&loop, &job->request,
                         [](uv_work_t* req) { static_cast<PoolJob*>(req->data)->run(); },
                         [](uv_work_t* req, int status) {
                           auto done = static_cast<PoolJob*>(req->data);
+                          done->owner->jobsInFlight--;
                           KJ_DEFER(delete done);
                           done->complete();
                         }),

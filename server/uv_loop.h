@@ -31,6 +31,10 @@ class UvLoop {
   template <typename T>
   kj::Promise<T> runInPool(kj::Function<T()> work);
 
+  // Blocks until every job submitted with runInPool has finished (their completions run).
+  // Call before destroying memory that jobs may still be reading (shutdown).
+  void drainPool();
+
  private:
   struct PoolJob;
   struct SignalWaiter;
@@ -43,6 +47,7 @@ class UvLoop {
   kj::Promise<void> pumping = nullptr;
   kj::Vector<uv_signal_t*> signalHandles;
   kj::Vector<kj::Own<SignalWaiter>> signalWaiters;
+  size_t jobsInFlight = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -50,10 +55,20 @@ class UvLoop {
 
 struct UvLoop::PoolJob {
   uv_work_t request;
+  UvLoop* owner = nullptr;
   kj::Function<void()> run;        // on a pool thread
   kj::Function<void()> complete;   // back on the loop thread
   virtual ~PoolJob() = default;
 };
+
+template <>
+inline kj::Promise<void> UvLoop::runInPool<void>(kj::Function<void()> work) {
+  auto wrapped = kj::heap<kj::Function<void()>>(kj::mv(work));
+  return runInPool<bool>([work = kj::mv(wrapped)]() mutable {
+    (*work)();
+    return true;
+  }).ignoreResult();
+}
 
 template <typename T>
 kj::Promise<T> UvLoop::runInPool(kj::Function<T()> work) {

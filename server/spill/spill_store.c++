@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -122,17 +123,6 @@ void readAll(int fd, kj::byte* out, uint64_t length, uint64_t offset, kj::String
   }
 }
 
-// UvLoop::runInPool<T> needs a value type (kj::Maybe<void> does not exist): run `work` for a
-// dummy bool and drop it.
-template <typename Func>
-kj::Promise<void> runInPoolVoid(UvLoop& uv, Func&& work) {
-  return uv.runInPool<bool>([work = kj::fwd<Func>(work)]() mutable {
-              work();
-              return true;
-            })
-      .ignoreResult();
-}
-
 }  // namespace
 
 struct SpillStore::PendingWrite {
@@ -170,6 +160,12 @@ SpillStore::SpillStore(UvLoop& uv, Options optionsParam)
   struct stat st;
   if (stat(dir.cStr(), &st) < 0 || !S_ISDIR(st.st_mode)) {
     RS_FAIL(INTERNAL, "the spill directory ", dir, " is not a directory");
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    snprintf(mode, sizeof(mode), "%03o", unsigned(st.st_mode & 0777));
+    logWarning("spill store: the spill directory ", dir, " is accessible to other users (mode ",
+               mode, "); spilled objects are private data, use mode 0700");
   }
 
   // One daemon per directory: flock is per open file description, so it also excludes a second
@@ -348,8 +344,7 @@ kj::Promise<SpillLocation> SpillStore::writeSmall(kj::ArrayPtr<const kj::byte> d
                 .then([this, &w]() -> kj::Promise<void> {
                   if (!w.fulfiller->isWaiting()) return kj::READY_NOW;  // abandoned: skip I/O
                   File& file = fileFor(w.fileId, "batch write");
-                  return runInPoolVoid(
-                      uv, [fd = kj::addRef(*file.fd), data = w.data, offset = w.offset,
+                  return uv.runInPool<void>([fd = kj::addRef(*file.fd), data = w.data, offset = w.offset,
                        keepAlive = kj::mv(w.keepAlive), path = kj::str(file.path),
                        dir = kj::str(options.directory)]() {
                         writeAll(fd->get(), data.begin(), data.size(), offset, dir, path);
@@ -422,7 +417,7 @@ kj::Promise<void> SpillStore::read(SpillLocation where, kj::ArrayPtr<kj::byte> o
     if (where.length == 0) return kj::READY_NOW;
     File& file = fileFor(where.fileId, "read");
     KJ_REQUIRE(file.fd.get() != nullptr, "reading a spill entry that was never written");
-    return runInPoolVoid(uv, [fd = kj::addRef(*file.fd), out = out.begin(), where,
+    return uv.runInPool<void>([fd = kj::addRef(*file.fd), out = out.begin(), where,
                                path = kj::str(file.path), keepAlive = kj::mv(keepAlive)]() {
       readAll(fd->get(), out, where.length, where.offset, path);
     });
@@ -447,7 +442,7 @@ void SpillStore::remove(SpillLocation where) {
   uint64_t end = (where.offset + where.length) / kPunchBlock * kPunchBlock;
   if (end > start) {
     // Fire and forget: the job owns its descriptor reference; failure (EOPNOTSUPP) is harmless.
-    (void)runInPoolVoid(uv, [fd = kj::addRef(*file.fd), start, end]() {
+    (void)uv.runInPool<void>([fd = kj::addRef(*file.fd), start, end]() {
       fallocate(fd->get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(start),
                 off_t(end - start));
     });
@@ -484,7 +479,7 @@ void SpillStore::destroyFile(File& file) {
     }
     if (!file.fd->isShared()) {
       int raw = file.fd->release().release();
-      (void)runInPoolVoid(uv, [raw]() { close(raw); });
+      (void)uv.runInPool<void>([raw]() { close(raw); });
     }
   }
   // A file whose creation failed has nothing on disk (the pool job removed what it made).
