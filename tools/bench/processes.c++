@@ -1,0 +1,158 @@
+#include "tools/bench/processes.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace refbench {
+
+std::string selfPath() {
+  char path[4096];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n < 0) throw std::runtime_error("readlink /proc/self/exe failed");
+  path[n] = 0;
+  return path;
+}
+
+Child Child::start(const std::vector<std::string>& argv, bool pipes, const std::string& logPath) {
+  int in[2] = {-1, -1}, out[2] = {-1, -1};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (pipes) {
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+      throw std::runtime_error(std::string("pipe: ") + strerror(errno));
+    }
+    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  }
+  if (!logPath.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, logPath.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+  }
+  std::vector<char*> args;
+  for (auto& arg: argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  Child c;
+  int rc = posix_spawn(&c.child, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (pipes) {
+    close(in[0]);
+    close(out[1]);
+    c.toChild = in[1];
+    c.fromChild = out[0];
+  }
+  if (rc != 0) {
+    c.child = -1;
+    throw std::runtime_error("cannot start " + argv[0] + ": " + strerror(rc));
+  }
+  return c;
+}
+
+Child Child::role(const std::string& role, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {selfPath(), "--role", role};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return start(argv, /*pipes=*/true, "");
+}
+
+Child::Child(Child&& other) noexcept
+    : child(other.child), toChild(other.toChild), fromChild(other.fromChild),
+      pending(std::move(other.pending)) {
+  other.child = other.toChild = other.fromChild = -1;
+}
+
+Child& Child::operator=(Child&& other) noexcept {
+  if (this != &other) {
+    this->~Child();
+    new (this) Child(std::move(other));
+  }
+  return *this;
+}
+
+Child::~Child() {
+  if (toChild >= 0) close(toChild);
+  if (fromChild >= 0) close(fromChild);
+  if (child > 0) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+  }
+}
+
+void Child::send(const std::string& line) {
+  std::string text = line + "\n";
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(toChild, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::runtime_error(std::string("write to helper: ") + strerror(errno));
+    done += n;
+  }
+}
+
+std::string Child::receive() {
+  for (;;) {
+    size_t newline = pending.find('\n');
+    if (newline != std::string::npos) {
+      std::string line = pending.substr(0, newline);
+      pending.erase(0, newline + 1);
+      return line;
+    }
+    char buffer[4096];
+    ssize_t n = read(fromChild, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::runtime_error("helper process " + std::to_string(child) + " exited");
+    pending.append(buffer, n);
+  }
+}
+
+void Child::signal(int signum) {
+  if (child > 0) kill(child, signum);
+}
+
+int Child::wait() {
+  int status = 0;
+  if (child > 0) {
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    child = -1;
+  }
+  return status;
+}
+
+bool Child::running() {
+  if (child <= 0) return false;
+  int status;
+  if (waitpid(child, &status, WNOHANG) == child) {
+    child = -1;
+    return false;
+  }
+  return true;
+}
+
+uint64_t procStatusBytes(pid_t pid, const char* field) {
+  std::string path = "/proc/" + std::to_string(pid) + "/status";
+  FILE* file = fopen(path.c_str(), "r");
+  if (file == nullptr) return 0;
+  char line[256];
+  uint64_t kib = 0;
+  size_t length = strlen(field);
+  while (fgets(line, sizeof(line), file) != nullptr) {
+    if (strncmp(line, field, length) == 0 && line[length] == ':') {
+      kib = strtoull(line + length + 1, nullptr, 10);
+      break;
+    }
+  }
+  fclose(file);
+  return kib * 1024;
+}
+
+}  // namespace refbench
