@@ -176,11 +176,14 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
         auto again = mappings.find(key);
         if (again != mappings.end()) return inside(again->second);
         size_t size = placement.getSegmentSize();
-        // MAP_POPULATE: the pages are already resident in the daemon (pre-faulted), so wiring
-        // them in one call beats taking one page fault per 4 KiB while reading or writing
-        // (measured: ~262K faults and ~0.45 s per GiB without it).
-        void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                          MAP_SHARED | MAP_POPULATE, raw, 0);
+        // A shared segment is mapped once and reused, and its pages are already resident in
+        // the daemon: wiring them in one MAP_POPULATE call beats a page fault per 4 KiB later
+        // (~0.45 s per GiB). A dedicated segment is mapped for one use: populating it would
+        // make a view's latency grow with the value's size (refbench: 224x at 1 GiB), so it
+        // faults lazily and a reader pays only for the pages it touches.
+        int flags = MAP_SHARED | (placement.getDedicated() ? 0 : MAP_POPULATE);
+        void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, flags,
+                          raw, 0);
         if (base == MAP_FAILED) {
           throw Error(ErrorCode::IO,
                       std::string("mmap of shared segment failed: ") + strerror(errno));

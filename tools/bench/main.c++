@@ -41,7 +41,7 @@ struct Workload {
 const Workload WORKLOADS[] = {
     {"transfer", runTransfer},   {"put_large", runPutLarge}, {"view", runView},
     {"small_ops", runSmallOps},  {"handoff", runHandoff},    {"pipeline", runPipeline},
-    {"scale", runScale},         {"reclaim", runReclaim},
+    {"scale", runScale},         {"reclaim", runReclaim},     {"pressure", runPressure},
 };
 
 std::vector<std::string> split(const std::string& text, char separator) {
