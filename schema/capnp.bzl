@@ -2,12 +2,13 @@
 
 load("@rules_cc//cc:defs.bzl", "cc_library")
 
-def capnp_cc_library(name, srcs, deps = [], imports = [], visibility = None):
+def capnp_cc_library(name, srcs, deps = [], imports = [], tags = [], visibility = None):
     """Generates `<file>.capnp.h` and `<file>.capnp.c++` for each schema in `srcs`.
 
     Schemas may import Cap'n Proto's own (`/capnp/c++.capnp`) from /usr/include and other
     schemas of this workspace by absolute path (`import "/schema/refstore.capnp"`); list those in
-    `imports` (their .capnp files) and their capnp_cc_library in `deps`.
+    `imports` (their .capnp files) and their capnp_cc_library in `deps`. `tags` go on both
+    generated targets (e.g. "manual" for benchmark-only schemas).
     """
     headers = [s + ".h" for s in srcs]
     sources = [s + ".c++" for s in srcs]
@@ -24,11 +25,13 @@ def capnp_cc_library(name, srcs, deps = [], imports = [], visibility = None):
         ] + ["$(location %s)" % s for s in srcs]) + " && sed -i -E " +
               "'/#include <capnp\\//! s|#include <([^>]*[.]capnp[.]h)>|#include \"\\1\"|' " +
               " ".join(["$(RULEDIR)/%s.h" % s for s in srcs]),
+        tags = tags,
     )
     cc_library(
         name = name,
         srcs = sources,
         hdrs = headers,
         deps = deps + ["//third_party:capnp"],
+        tags = tags,
         visibility = visibility,
     )
