@@ -169,7 +169,12 @@ kj::ArrayPtr<kj::byte> ObjectStore::bytes(gc::ObjectId id) {
   KJ_ASSERT(gc::ObjectTable::ownsBytes(object) && object.state != gc::ObjectState::SPILLED,
             "object has no bytes in memory", gc::stateName(object.state));
   lastUsed.upsert(id.lo, nowMillis(), [](gc::MonoMillis& old, gc::MonoMillis now) { old = now; });
-  auto& segment = allocatorFor(segmentOf(object.userData)).segment(segmentOf(object.userData));
+  return memoryOf(object);
+}
+
+kj::ArrayPtr<kj::byte> ObjectStore::memoryOf(const gc::ObjectRecord& object) const {
+  uint32_t segmentId = segmentOf(object.userData);
+  auto& segment = allocatorFor(segmentId).segment(segmentId);
   return kj::arrayPtr(segment.base() + offsetOf(object.userData), object.size);
 }
 
@@ -332,6 +337,7 @@ void ObjectStore::fillStats(proto::Stats::Builder stats) const {
   stats.setPromised(counts.perState[size_t(gc::ObjectState::PROMISED)]);
   stats.setFailed(counts.perState[size_t(gc::ObjectState::FAILED)]);
   stats.setNames(counts.names);
+  stats.setSpilled(counts.perState[size_t(gc::ObjectState::SPILLED)]);
   fillMemoryStats(stats);
 }
 

@@ -144,7 +144,7 @@ class ObjectStore {
 
   // --- introspection -------------------------------------------------------------------
   void fillStats(proto::Stats::Builder stats) const;
-  void fillMemoryStats(proto::Stats::Builder stats) const;
+  void fillMemoryStats(proto::Stats::Builder stats) const;  // spill, disk and queue figures
   void fillListing(capnp::List<proto::ObjectListing>::Builder out,
                    kj::ArrayPtr<const gc::ObjectRecord* const> records) const;
   kj::Array<const gc::ObjectRecord*> allRecords() const;
@@ -158,6 +158,8 @@ class ObjectStore {
   kj::Maybe<kj::Own<Reservation>> tryReserveNow(uint64_t size);  // shared memory, no waiting
   kj::Own<Reservation> reserveFileBacked(uint64_t size);          // throws OUT_OF_DISK
   shm::Allocator& allocatorFor(uint32_t segmentId) const;
+  // The memory of a resident object that owns bytes (no "recently used" mark, unlike bytes()).
+  kj::ArrayPtr<kj::byte> memoryOf(const gc::ObjectRecord& object) const;
   void release(uint64_t packedLocation, uint64_t size);
   void schedulePump();   // serve the admission queue soon (not from inside gc callbacks)
   void pumpQueue();

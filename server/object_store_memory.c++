@@ -115,7 +115,7 @@ void ObjectStore::maybeSpill() {
             formatSize(queue.bytesWanted()), " requested, above the high watermark of ",
             formatSize(high));
   }
-  if (demand <= low + 0 && spillInFlightBytes == 0) {
+  if (demand <= low && spillInFlightBytes == 0) {
     spilling = false;
     logInfo("spilling stopped: ", formatSize(allocator.bytesAllocated()), " in memory, ",
             formatSize(KJ_ASSERT_NONNULL(spill).bytesOnDisk()), " on disk");
@@ -156,8 +156,7 @@ void ObjectStore::startSpill(gc::ObjectId id) {
   const gc::ObjectRecord& object = *objects.find(id);
   uint64_t size = object.size;
   spillInFlightBytes += size;
-  auto& segment = allocator.segment(segmentOf(object.userData));
-  auto data = kj::arrayPtr<const kj::byte>(segment.base() + offsetOf(object.userData), size);
+  kj::ArrayPtr<const kj::byte> data = memoryOf(object);  // not bytes(): spilling is no "use"
   background.add(KJ_ASSERT_NONNULL(spill).write(data).then(
       [this, id](SpillLocation where) { finishSpill(id, where); },
       [this, id, size](kj::Exception&& e) {
@@ -241,8 +240,6 @@ kj::Promise<void> ObjectStore::restore(gc::ObjectId id) {
 // --- stats -----------------------------------------------------------------------------
 
 void ObjectStore::fillMemoryStats(proto::Stats::Builder stats) const {
-  auto counts = objects.stats();
-  stats.setSpilled(counts.perState[size_t(gc::ObjectState::SPILLED)]);
   stats.setSpilledBytes(spill == nullptr ? 0 : KJ_ASSERT_NONNULL(spill).bytesOnDisk());
   stats.setSpillFiles(spill == nullptr ? 0 : KJ_ASSERT_NONNULL(spill).fileCount());
   stats.setSpillsTotal(counters.spills);
