@@ -7,6 +7,7 @@
 
 #include <capnp/rpc-twoparty.h>
 
+#include "server/client_stream.h"
 #include "server/log.h"
 #include "server/store_server.h"
 
@@ -69,15 +70,15 @@ kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
 // the RPC system is destroyed first (releasing the client's capabilities), then the network,
 // then the stream, and finally the client's registry entry.
 struct Listener::Connection {
-  Connection(ObjectStore& store, kj::Own<kj::AsyncIoStream> streamParam, ClientInfo info,
-             kj::Maybe<kj::StringPtr> secret)
-      : store(store), client(store.addClient(kj::mv(info))), stream(kj::mv(streamParam)) {
+  Connection(ObjectStore& store, BusyPoll& busyPoll, kj::Own<kj::AsyncIoStream> accepted,
+             ClientInfo info, kj::Maybe<kj::StringPtr> secret)
+      : store(store), client(store.addClient(kj::mv(info))),
+        stream(kj::heap<ClientStream>(kj::mv(accepted), busyPoll)) {
     if (store.client(client).sharedMemory) {
       // We send segment fds; clients never need to send us any, but capnp 0.9.2 only
       // attaches outgoing fds on a network created with maxFdsPerMessage > 0.
-      network = kj::heap<capnp::TwoPartyVatNetwork>(
-          kj::downcast<kj::AsyncCapabilityStream>(*stream), /*maxFdsPerMessage=*/1,
-          capnp::rpc::twoparty::Side::SERVER);
+      network = kj::heap<capnp::TwoPartyVatNetwork>(*stream, /*maxFdsPerMessage=*/1,
+                                                    capnp::rpc::twoparty::Side::SERVER);
     } else {
       network = kj::heap<capnp::TwoPartyVatNetwork>(*stream, capnp::rpc::twoparty::Side::SERVER);
     }
@@ -93,12 +94,13 @@ struct Listener::Connection {
 
   ObjectStore& store;
   gc::ClientId client;
-  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<ClientStream> stream;
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
 };
 
-Listener::Listener(ObjectStore& store): store(store), connections(kj::heap<kj::TaskSet>(*this)) {}
+Listener::Listener(ObjectStore& store, BusyPoll& busyPoll)
+    : store(store), busyPoll(busyPoll), connections(kj::heap<kj::TaskSet>(*this)) {}
 
 void Listener::taskFailed(kj::Exception&& exception) {
   logWarning("connection ended with error: ", exception.getDescription());
@@ -116,7 +118,7 @@ void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
     // Writable segments are never shared across uids (DESIGN.md "Data paths").
     info.writableSharedMemory = creds.uid != nullptr && (info.uid == getuid() || info.uid == 0);
   }
-  auto connection = kj::heap<Connection>(store, kj::mv(accepted.stream), kj::mv(info), secret);
+  auto connection = kj::heap<Connection>(store, busyPoll, kj::mv(accepted.stream), kj::mv(info), secret);
   logDebug("client ", connection->client, " connected (pid ", store.client(connection->client).pid,
            ")");
   auto done = connection->network->onDisconnect();

@@ -6,6 +6,7 @@
 
 #include <kj/async-io.h>
 
+#include "server/busy_poll.h"
 #include "server/object_store.h"
 
 namespace refstore::server {
@@ -20,7 +21,8 @@ void requireSocketFree(kj::StringPtr path);
 
 class Listener final: public kj::TaskSet::ErrorHandler {
  public:
-  explicit Listener(ObjectStore& store);
+  // `busyPoll` is told about every client's traffic (busy_poll.h).
+  Listener(ObjectStore& store, BusyPoll& busyPoll);
   KJ_DISALLOW_COPY(Listener);
 
   // Serve until the returned promise is dropped.
@@ -38,6 +40,7 @@ class Listener final: public kj::TaskSet::ErrorHandler {
                        kj::Maybe<kj::StringPtr> secret);
 
   ObjectStore& store;
+  BusyPoll& busyPoll;
   kj::Own<kj::TaskSet> connections;
 };
 

@@ -9,6 +9,7 @@
 #include <kj/main.h>
 
 #include "schema/socket_path.h"
+#include "server/busy_poll.h"
 #include "server/listener.h"
 #include "server/log.h"
 #include "server/object_store.h"
@@ -59,6 +60,10 @@ class RefstoredMain {
                           "addresses require --secret-file.")
         .addOptionWithArg({"secret-file"}, KJ_BIND_METHOD(*this, setSecretFile), "<file>",
                           "Cluster secret TCP clients must present in Store.hello.")
+        .addOptionWithArg({"busy-poll-us"}, KJ_BIND_METHOD(*this, setBusyPoll), "<us>",
+                          "After client traffic, poll for more instead of sleeping for this many "
+                          "microseconds (default 100; 0: never). Trades up to that much CPU per "
+                          "burst for round trips without wakeups.")
         .addOption({"debug"}, KJ_BIND_METHOD(*this, setDebug), "Log every connection and token expiry.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
@@ -131,6 +136,16 @@ class RefstoredMain {
     }
     return "cannot read the secret file";
   }
+  kj::MainBuilder::Validity setBusyPoll(kj::StringPtr text) {
+    char* end = nullptr;
+    unsigned long long us = strtoull(text.cStr(), &end, 10);
+    if (text.size() == 0 || *end != '\0' || text[0] == '-') {
+      return "expected a number of microseconds";
+    }
+    if (us > 1000000) return "--busy-poll-us must be at most 1000000 (one second)";
+    busyPollMicros = us;
+    return true;
+  }
   kj::MainBuilder::Validity setDebug() {
     setLogLevel(LogLevel::DEBUG);
     return true;
@@ -182,7 +197,8 @@ class RefstoredMain {
     SegmentPrefaulter prefaulter(uv, arena);
     store.setAllocationListener([&prefaulter]() { prefaulter.refill(); });
     prefaulter.refill();
-    Listener listener(store);
+    BusyPoll busyPoll(io.waitScope, busyPollMicros * kj::MICROSECONDS);
+    Listener listener(store, busyPoll);
 
     kj::Maybe<kj::Own<kj::ConnectionReceiver>> tcpReceiver;
     kj::Promise<void> tcpServing = nullptr;
@@ -227,6 +243,7 @@ class RefstoredMain {
   kj::Maybe<kj::String> spillDir;
   bool noSpill = false;
   kj::Maybe<kj::String> secret;
+  uint64_t busyPollMicros = 100;
 };
 
 }  // namespace

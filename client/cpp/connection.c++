@@ -1,5 +1,6 @@
 #include "client/cpp/connection.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -67,7 +68,23 @@ kj::Own<kj::AsyncCapabilityStream> connectUnix(kj::AsyncIoContext& io, const std
   return io.lowLevelProvider->wrapUnixSocketFd(kj::mv(owned));
 }
 
+uint64_t busyPollFromOptions(int micros) {
+  if (micros < 0) {
+    const char* env = getenv("REFSTORE_BUSY_POLL_US");
+    micros = (env != nullptr && *env != 0) ? atoi(env) : 100;
+  }
+  return micros > 0 ? uint64_t(micros) * 1000 : 0;
+}
+
 }  // namespace
+
+uint64_t Connection::monotonicNs() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return uint64_t(now.tv_sec) * 1000000000 + uint64_t(now.tv_nsec);
+}
+
+void Connection::yieldCpu() { sched_yield(); }
 
 Mapping::~Mapping() {
   if (base != nullptr) munmap(base, size);
@@ -107,7 +124,8 @@ std::shared_ptr<ThreadLoop> ThreadLoop::forThisThread() {
 }
 
 Connection::Connection(const ConnectOptions& options)
-    : loop(ThreadLoop::forThisThread()), io(loop->io) {
+    : loop(ThreadLoop::forThisThread()), io(loop->io),
+      busyPollNs(busyPollFromOptions(options.busyPollMicros)) {
   std::string address = options.address.empty() ? defaultSocketPath() : options.address;
   bool isTcp = address.rfind("tcp:", 0) == 0;
   if (isTcp) {

@@ -43,12 +43,26 @@ struct Connection {
                   kj::throwFatalException(KJ_EXCEPTION(OVERLOADED, "refstore client timeout"));
                 }));
       }
+      spinUntilReady(promise);
       return promise.wait(io.waitScope);
     } catch (kj::Exception& e) {
       throwError(e);
     }
   }
   [[noreturn]] static void throwError(const kj::Exception& e);
+
+  // Busy-polls the event loop for up to busyPollNs, returning early once `promise` is ready.
+  template <typename T>
+  void spinUntilReady(kj::Promise<T>& promise) {
+    if (busyPollNs == 0) return;
+    uint64_t deadline = monotonicNs() + busyPollNs;
+    while (!promise.poll(io.waitScope)) {
+      if (monotonicNs() >= deadline) return;
+      yieldCpu();  // a runnable daemon sharing this CPU goes first
+    }
+  }
+  static uint64_t monotonicNs();
+  static void yieldCpu();
 
   // Sends queued messages (e.g. capability releases) without blocking.
   void flush();
@@ -69,6 +83,7 @@ struct Connection {
   proto::Store::Client store = nullptr;
   bool sharedMemory = false;
   bool writableSharedMemory = false;
+  uint64_t busyPollNs = 0;
   // Shared segments, mapped once and kept for the connection's life.
   std::map<std::tuple<uint64_t, uint32_t, bool>, std::shared_ptr<Mapping>> mappings;
 };
