@@ -275,6 +275,17 @@ bool ObjectTable::setSpilled(ObjectId id, bool spilled, uint64_t userData) {
   return true;
 }
 
+bool ObjectTable::setHash(ObjectId id, uint64_t hashHi, uint64_t hashLo) {
+  checkNotBusy();
+  auto it = lookupLive(id);
+  if (it == objects_.end()) return false;
+  ObjectRecord& r = it->rec;
+  if ((r.state != ObjectState::SEALED && r.state != ObjectState::SPILLED) || r.alias) return false;
+  r.hashHi = hashHi;
+  r.hashLo = hashLo;
+  return true;
+}
+
 HolderId ObjectTable::linkHolder(SlotIter it, ClientId client) {
   const Slot& slot = *it;
   HolderId id = nextHolder_;

@@ -213,6 +213,11 @@ class ObjectTable {
   // callback tells the two apart by state (SPILLED: free the disk copy).
   bool setSpilled(ObjectId id, bool spilled, uint64_t userData);
 
+  // Records the content hash of a SEALED or SPILLED object that owns its bytes, for servers
+  // that hash large values after sealing them (off the caller's critical path). Returns false
+  // and changes nothing if the object is unknown, dead, an alias or in another state.
+  bool setHash(ObjectId id, uint64_t hashHi, uint64_t hashLo);
+
   // Follows alias links (iteratively; chains may be arbitrarily long) from `id` to the first
   // object that is not an alias -- the one whose state says whether the value is there yet and
   // which owns the bytes. Returns `id` itself if it is not an alias (or unknown: the caller's

@@ -1621,3 +1621,21 @@ TEST_CASE("setSpilled moves a sealed object to disk and back without touching re
   CHECK(table.find(b.id)->state == ObjectState::SEALED);
   CHECK(table.find(b.id)->userData == 66);
 }
+
+TEST_CASE("setHash records a hash computed after sealing, only for objects with bytes") {
+  ObjectTable table(7, [](const ObjectRecord&) {});
+  auto a = table.createSealed(100, 0, 0, /*userData=*/11, 1, 0);
+  auto c = table.create(10, 12, 1, 0);
+  auto p = table.createPromise(1, 0);
+  CHECK(table.setHash(a.id, 5, 6));
+  CHECK(table.find(a.id)->hashHi == 5);
+  CHECK(table.find(a.id)->hashLo == 6);
+  CHECK_FALSE(table.setHash(c.id, 1, 1));  // still being written
+  CHECK(table.find(c.id)->hashHi == 0);
+  CHECK_FALSE(table.setHash(p.id, 1, 1));  // a promise has no bytes
+  CHECK(table.setSpilled(a.id, true, 22));
+  CHECK(table.setHash(a.id, 7, 8));       // spilled objects keep (and may get) their hash
+  CHECK(table.find(a.id)->hashLo == 8);
+  table.removeHolder(a.writer);
+  CHECK_FALSE(table.setHash(a.id, 9, 9));  // gone
+}

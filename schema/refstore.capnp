@@ -59,7 +59,10 @@ enum ObjectState {
 struct ObjectInfo {
   id @0 :ObjectId;
   size @1 :UInt64;        # length of the value in bytes
-  hash @2 :Hash128;       # zero until sealed
+  hash @2 :Hash128;
+  # XXH3-128 of the bytes; zero until sealed. Values over 1 MiB are hashed after sealing, on
+  # the daemon's thread pool, so a writer never waits for a pass over its value: Ref.info and
+  # Ref.whenReady wait for the hash, while listings (Store.list) may show zero meanwhile.
   state @3 :ObjectState;
 }
 
@@ -241,8 +244,9 @@ interface WriteBuffer {
   # FAILED_PRECONDITION (already sealed).
 
   seal @1 (children :List(Ref)) -> (ref :Ref);
-  # Make the object immutable, compute its XXH3-128 hash and return a Ref to it. The buffer's
-  # hold on the object passes to the returned Ref. `children` as in `Store.put`.
+  # Make the object immutable and return a Ref to it; its XXH3-128 hash is computed now or,
+  # above 1 MiB, in the background (see ObjectInfo.hash). The buffer's hold on the object
+  # passes to the returned Ref. `children` as in `Store.put`.
   # Errors: FAILED_PRECONDITION (already sealed), NOT_FOUND (a child is gone).
 }
 

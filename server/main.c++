@@ -183,6 +183,7 @@ class RefstoredMain {
     shm::JemallocArena arena(shm::JemallocArena::Options{capacity, segmentSize});
     uint64_t origin = randomSecret().hi;
     ObjectStore store(arena, io.provider->getTimer(), origin);
+    store.enableBackgroundHashing(uv);
     kj::Maybe<kj::Own<SpillStore>> spillStore;
     kj::Maybe<kj::Own<FileBackedAllocator>> fileAllocator;
     if (!noSpill) {

@@ -75,10 +75,46 @@ void ObjectStore::seal(gc::ObjectId id, const std::vector<gc::ObjectId>& childre
   auto& object = record(id);
   RS_REQUIRE(object.state == gc::ObjectState::CREATING, FAILED_PRECONDITION,
              "object is already ", gc::stateName(object.state));
-  auto data = bytes(id);
-  // TODO(perf): hash large objects on the libuv threadpool instead of the event loop.
-  XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
-  if (!objects.seal(id, hash.high64, hash.low64, children)) throwChildrenRefused(id, children);
+  bytes(id);  // marks it used
+  if (!objects.seal(id, 0, 0, children)) throwChildrenRefused(id, children);
+  recordHash(id);
+}
+
+kj::Promise<XXH128_hash_t> ObjectStore::hashOf(kj::ArrayPtr<const kj::byte> data) {
+  KJ_IF_MAYBE(pool, hashPool) {
+    if (data.size() > kHashInlineBytes) {
+      return pool->runInPool<XXH128_hash_t>(
+          [data]() { return XXH3_128bits(data.begin(), data.size()); });
+    }
+  }
+  return XXH3_128bits(data.begin(), data.size());
+}
+
+void ObjectStore::recordHash(gc::ObjectId id) {
+  const gc::ObjectRecord& object = *objects.find(id);
+  auto data = memoryOf(object);
+  if (hashPool == nullptr || data.size() <= kHashInlineBytes) {
+    XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
+    KJ_ASSERT(objects.setHash(id, hash.high64, hash.low64));
+    return;
+  }
+  KJ_ASSERT(objects.pin(id));
+  auto done = hashOf(data)
+                  .then([this, id](XXH128_hash_t hash) {
+                    objects.setHash(id, hash.high64, hash.low64);
+                  })
+                  .then([this, id]() {
+                    hashing.erase(id.lo);  // the branch in `background` keeps the fork alive
+                    objects.unpin(id);
+                  })
+                  .fork();
+  background.add(done.addBranch());
+  hashing.insert(id.lo, kj::mv(done));
+}
+
+kj::Promise<void> ObjectStore::whenHashed(gc::ObjectId owner) {
+  KJ_IF_MAYBE(inProgress, hashing.find(owner.lo)) { return inProgress->addBranch(); }
+  return kj::READY_NOW;
 }
 
 gc::ObjectTable::Created ObjectStore::put(kj::Own<Reservation> memory,
@@ -87,12 +123,11 @@ gc::ObjectTable::Created ObjectStore::put(kj::Own<Reservation> memory,
                                           gc::ClientId creator) {
   KJ_ASSERT(memory->get().size >= data.size());
   memcpy(memory->get().ptr, data.begin(), data.size());
-  XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
   uint64_t packed = packLocation(memory->get().segmentId, memory->get().offset);
-  auto created = objects.createSealed(data.size(), hash.high64, hash.low64, packed, creator,
-                                      nowMillis(), children);
+  auto created = objects.createSealed(data.size(), 0, 0, packed, creator, nowMillis(), children);
   if (created.writer == 0) throwChildrenRefused(created.id, children);  // memory goes back
   memory->take();
+  recordHash(created.id);
   holderSince.insert(created.writer, nowMillis());
   return created;
 }
@@ -113,12 +148,12 @@ void ObjectStore::fulfill(gc::ObjectId id, kj::Own<Reservation> memory,
              "the promise is already ", gc::stateName(object.state));
   KJ_ASSERT(memory->get().size >= data.size());
   memcpy(memory->get().ptr, data.begin(), data.size());
-  XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
   uint64_t packed = packLocation(memory->get().segmentId, memory->get().offset);
-  if (!objects.fulfill(id, data.size(), packed, hash.high64, hash.low64, children)) {
+  if (!objects.fulfill(id, data.size(), packed, 0, 0, children)) {
     throwChildrenRefused(id, children);  // the reservation gives the memory back
   }
   memory->take();
+  recordHash(id);
   waiters.wake(id);
 }
 

@@ -213,10 +213,11 @@ kj::Promise<void> ObjectStore::restore(gc::ObjectId id) {
         const gc::ObjectRecord& object = *objects.find(id);
         SpillLocation where = SpillLocation::unpack(object.userData, object.size);
         auto target = kj::arrayPtr(memory->get().ptr, object.size);
-        return KJ_ASSERT_NONNULL(spill).read(where, target).then(
-            [this, id, where, memory = kj::mv(memory)]() mutable {
+        return KJ_ASSERT_NONNULL(spill)
+            .read(where, target)
+            .then([this, target]() { return hashOf(target); })
+            .then([this, id, where, memory = kj::mv(memory)](XXH128_hash_t hash) mutable {
               const gc::ObjectRecord& object = *objects.find(id);
-              XXH128_hash_t hash = XXH3_128bits(memory->get().ptr, object.size);
               RS_REQUIRE(hash.high64 == object.hashHi && hash.low64 == object.hashLo, CORRUPTED,
                          "object ", gc::toHex(id).c_str(), " read back from ",
                          KJ_ASSERT_NONNULL(spill).pathOf(where.fileId),

@@ -11,15 +11,21 @@ RefServer::RefServer(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
 RefServer::~RefServer() noexcept(false) { store.removeHolder(holder); }
 
 kj::Promise<void> RefServer::info(InfoContext context) {
-  fillObjectInfo(context.getResults().initInfo(), store.record(id));
-  return kj::READY_NOW;
+  auto& object = store.record(id);
+  bool hashed = object.state != gc::ObjectState::SEALED || object.alias;
+  auto ready = hashed ? kj::Promise<void>(kj::READY_NOW) : store.whenHashed(id);
+  return ready.then([this, context]() mutable {
+    fillObjectInfo(context.getResults().initInfo(), store.record(id));
+  });
 }
 
 kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
-  return store.whenReady(id).then([this, context]() mutable {
-    // Report the readable object (an alias reports its target's size and hash).
-    fillObjectInfo(context.getResults().initInfo(), store.record(store.resolve(id)));
-  });
+  return store.whenReady(id)
+      .then([this]() { return store.whenHashed(store.resolve(id)); })
+      .then([this, context]() mutable {
+        // Report the readable object (an alias reports its target's size and hash).
+        fillObjectInfo(context.getResults().initInfo(), store.record(store.resolve(id)));
+      });
 }
 
 kj::Promise<void> RefServer::read(ReadContext context) {

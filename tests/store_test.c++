@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include <cstring>
 #include <functional>
 
@@ -49,6 +51,29 @@ TEST_CASE("put, read back, info and hash") {
   CHECK(same.info().hashLow == info.hashLow);
   CHECK(other.info().hashLow != info.hashLow);
   CHECK(same.info().id.serial != info.id.serial);
+}
+
+TEST_CASE("large values are hashed after sealing: info reports the XXH3-128 of their bytes") {
+  // Above 1 MiB the daemon hashes on its thread pool after answering seal/put; info() waits.
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  for (size_t size: {size_t(1 << 20) + 1, size_t(24) << 20}) {
+    CAPTURE(size);
+    WriteBuffer buffer = client.create(size);
+    refstore::testing::fillPattern(buffer.data(), size, 9);
+    XXH128_hash_t expected = XXH3_128bits(buffer.data(), size);
+    Ref sealed = buffer.seal();
+    ObjectInfo info = sealed.info();
+    CHECK(info.hashHigh == expected.high64);
+    CHECK(info.hashLow == expected.low64);
+    // The copy path hashes in the background too.
+    std::vector<uint8_t> bytes(size <= (16u << 20) ? size : (16u << 20));
+    refstore::testing::fillPattern(bytes.data(), bytes.size(), 10);
+    XXH128_hash_t copied = XXH3_128bits(bytes.data(), bytes.size());
+    Ref put = client.put(bytes.data(), bytes.size());
+    CHECK(put.info().hashLow == copied.low64);
+    CHECK(put.info().hashHigh == copied.high64);
+  }
 }
 
 TEST_CASE("create, write in place, seal, zero-copy view") {
