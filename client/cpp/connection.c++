@@ -194,12 +194,13 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
         auto again = mappings.find(key);
         if (again != mappings.end()) return inside(again->second);
         size_t size = placement.getSegmentSize();
-        // A shared segment is mapped once and reused, and its pages are already resident in
-        // the daemon: wiring them in one MAP_POPULATE call beats a page fault per 4 KiB later
-        // (~0.45 s per GiB). A dedicated segment is mapped for one use: populating it would
-        // make a view's latency grow with the value's size (refbench: 224x at 1 GiB), so it
-        // faults lazily and a reader pays only for the pages it touches.
-        int flags = MAP_SHARED | (placement.getDedicated() ? 0 : MAP_POPULATE);
+        bool dedicated = placement.getDedicated();
+        // A shared segment's pages are already resident in the daemon: wiring them in one
+        // MAP_POPULATE call beats a page fault per 4 KiB later (~0.45 s per GiB). So does a
+        // writer's mapping of a dedicated segment, which it is about to fill. A reader's mapping
+        // of a dedicated segment faults lazily: populating it would make a view's latency grow
+        // with the value's size (refbench: 224x at 1 GiB); a reader pays only for what it reads.
+        int flags = MAP_SHARED | (!dedicated || writable ? MAP_POPULATE : 0);
         void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, flags,
                           raw, 0);
         if (base == MAP_FAILED) {
@@ -209,7 +210,18 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
         auto mapping = std::make_shared<Mapping>();
         mapping->base = static_cast<uint8_t*>(base);
         mapping->size = size;
-        if (!placement.getDedicated()) mappings.emplace(key, mapping);
+        mappings.emplace(key, mapping);
+        if (dedicated) {
+          // The daemon keeps freed dedicated segments idle and reuses them (same id) for the
+          // next value of that size, so a writer putting large values again and again writes
+          // into pages it already has. But a cached mapping keeps the pages allocated even after
+          // the daemon frees the segment for good: keep only the most recent few.
+          dedicatedOrder.push_back(key);
+          if (dedicatedOrder.size() > kCachedDedicatedMappings) {
+            mappings.erase(dedicatedOrder.front());  // users still holding it keep it mapped
+            dedicatedOrder.pop_front();
+          }
+        }
         return inside(std::move(mapping));
       });
 }

@@ -2,6 +2,7 @@
 // the cache of mapped shared-memory segments. Not part of the public API.
 #pragma once
 
+#include <deque>
 #include <map>
 
 #include <capnp/rpc-twoparty.h>
@@ -67,8 +68,8 @@ struct Connection {
   // Sends queued messages (e.g. capability releases) without blocking.
   void flush();
 
-  // Maps the segment named by `placement` (once per shared segment; per use for a dedicated
-  // one) and returns the mapping and a pointer to the placement's bytes inside it.
+  // Maps the segment named by `placement` (once: mappings are cached, see `mappings`) and
+  // returns the mapping and a pointer to the placement's bytes inside it.
   struct Resolved {
     std::shared_ptr<Mapping> mapping;
     uint8_t* data;
@@ -84,8 +85,12 @@ struct Connection {
   bool sharedMemory = false;
   bool writableSharedMemory = false;
   uint64_t busyPollNs = 0;
-  // Shared segments, mapped once and kept for the connection's life.
-  std::map<std::tuple<uint64_t, uint32_t, bool>, std::shared_ptr<Mapping>> mappings;
+  // Segments mapped once and kept: shared ones for the connection's life, dedicated ones (in
+  // dedicatedOrder, oldest first) only the most recent kCachedDedicatedMappings.
+  using MappingKey = std::tuple<uint64_t, uint32_t, bool>;  // origin, segment id, writable
+  std::map<MappingKey, std::shared_ptr<Mapping>> mappings;
+  std::deque<MappingKey> dedicatedOrder;
+  static constexpr size_t kCachedDedicatedMappings = 2;
 };
 
 struct RefState {

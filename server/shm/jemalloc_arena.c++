@@ -295,7 +295,7 @@ const Segment& JemallocArena::segment(uint32_t id) const {
 }
 
 size_t JemallocArena::segmentCount() const {
-  return segments_.size() + (spare_.get() != nullptr ? 1 : 0);
+  return segments_.size() + idleDedicated_.size() + (spare_.get() != nullptr ? 1 : 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,6 +374,7 @@ JemallocArena::SegmentRecord* JemallocArena::newSegment(uint64_t size, bool dedi
     ++stats_.spareUsed;
     return addSegment(kj::mv(spare_), dedicated);
   }
+  evictIdleFor(size);
   if (segmentBytes_ + size > budget_ && spare_.get() != nullptr) {
     // The spare is only a cache of pre-faulted memory; give its budget to the real request.
     segmentBytes_ -= spare_->size();
@@ -387,12 +388,23 @@ JemallocArena::SegmentRecord* JemallocArena::newSegment(uint64_t size, bool dedi
   return addSegment(kj::mv(segment), dedicated);
 }
 
-void JemallocArena::releaseSegment(SegmentRecord* record) {
-  uint32_t id = record->segment->id();
-  segmentBytes_ -= record->segment->size();
-  byAddress_.erase(reinterpret_cast<uintptr_t>(record->segment->base()));
-  segments_.erase(id);  // unmaps and closes
-  ++stats_.segmentsReleased;
+JemallocArena::SegmentRecord* JemallocArena::reuseIdle(uint64_t size) {
+  for (auto it = idleDedicated_.begin(); it != idleDedicated_.end(); ++it) {
+    if ((*it)->size() != size) continue;
+    kj::Own<Segment> segment = kj::mv(*it);
+    idleDedicated_.erase(it);
+    ++stats_.segmentsReused;
+    return addSegment(kj::mv(segment), /*dedicated=*/true);  // already counted in the budget
+  }
+  return nullptr;
+}
+
+void JemallocArena::evictIdleFor(uint64_t size) {
+  while (!idleDedicated_.empty() && segmentBytes_ + size > budget_) {
+    segmentBytes_ -= idleDedicated_.front()->size();
+    idleDedicated_.erase(idleDedicated_.begin());  // unmaps and closes
+    ++stats_.segmentsReleased;
+  }
 }
 
 void JemallocArena::throwPendingError() {
@@ -457,6 +469,15 @@ void* JemallocArena::hookAlloc(void* newAddr, size_t size, size_t alignment, boo
         return refuse();
       }
       bool dedicated = need != segmentSize_;
+      if (dedicated && alignment <= page_) {  // a segment's base is page-aligned only
+        if (SegmentRecord* idle = reuseIdle(need)) {
+          idle->used = size;
+          stats_.allocBytes += size;
+          *zero = false;  // it held an earlier value
+          *commit = true;
+          return idle->segment->base();
+        }
+      }
       SegmentRecord* record = newSegment(need, dedicated);
       if (record == nullptr) return refuse();
       KJ_IF_MAYBE(offset, fitInTail(*record, 0)) {
@@ -500,10 +521,19 @@ bool JemallocArena::hookDalloc(void* addr, size_t size) noexcept {
   SegmentRecord* record = findRecord(addr);
   if (record != nullptr && record->dedicated && record->segment->base() == addr &&
       record->segment->size() == size) {
-    // The whole of a dedicated segment is free: give the memory back to the system now instead
-    // of holding budget that only an object of this exact size could reuse.
-    releaseSegment(record);
-    return false;  // done: jemalloc forgets this extent
+    // The whole of a dedicated segment is free. Keep it idle for the next value of its size
+    // (see the header), the oldest idle one making room; jemalloc forgets the extent either way.
+    uint32_t id = record->segment->id();
+    byAddress_.erase(reinterpret_cast<uintptr_t>(record->segment->base()));
+    idleDedicated_.push_back(kj::mv(record->segment));
+    segments_.erase(id);
+    ++stats_.segmentsIdled;
+    if (idleDedicated_.size() > kMaxIdleDedicated) {
+      segmentBytes_ -= idleDedicated_.front()->size();
+      idleDedicated_.erase(idleDedicated_.begin());
+      ++stats_.segmentsReleased;
+    }
+    return false;
   }
   // Anything else stays with jemalloc (as retained, committed) for reuse.
   return true;

@@ -8,7 +8,8 @@
 //                 (after priming, jemalloc asks for exactly one segment at a time), otherwise
 //                 bump-allocated from a segment's unused tail. Refuses beyond the budget.
 //   dalloc        refuses (memory stays with jemalloc as "retained" and is reused), except an
-//                 extent that is an entire dedicated (oversized) segment: that segment is freed.
+//                 extent that is an entire dedicated (oversized) segment: that segment goes idle
+//                 (below), or is freed.
 //   destroy       nothing; segments are freed by ~JemallocArena after the arena is destroyed.
 //   commit        always succeeds: segment memory is always committed.
 //   decommit,     refuse: memory stays resident and mapped. Punching holes would return pages to
@@ -16,6 +17,12 @@
 //   split         allowed (a piece of a segment is still inside that segment).
 //   merge         allowed only for adjacent extents of the same segment: an allocation must never
 //                 straddle two segments, because clients map segments individually.
+// Idle dedicated segments: a large value's segment costs ~0.8 s per GiB to create and fault in,
+// and workloads that put large values tend to put them again at the same size. So a freed
+// dedicated segment is kept (at most kMaxIdleDedicated of them, resident, counted in the
+// budget) and handed out again, same id, for the next extent of exactly its size: no creation,
+// and clients that cached its mapping write straight into warm pages. Idle segments are freed
+// first whenever a new segment needs the budget.
 // This is deliberately the opposite of Plasma's failed attempt (an alloc-only hook over one
 // fixed mapping, so freed extents were never reused): here every hook is implemented and reuse of
 // retained extents is tested.
@@ -57,6 +64,8 @@
 #include <cstdint>
 #include <map>
 
+#include <vector>
+
 #include <kj/common.h>
 #include <kj/exception.h>
 #include <kj/memory.h>
@@ -81,7 +90,9 @@ public:
     uint64_t spareUsed = 0;        // segments taken from the spare instead of created
     uint64_t segmentsCreated = 0;  // segments created synchronously inside the hook
     uint64_t dallocCalls = 0;
-    uint64_t segmentsReleased = 0; // dedicated segments freed through dalloc
+    uint64_t segmentsReleased = 0; // dedicated segments freed (idle ones evicted, or not kept)
+    uint64_t segmentsIdled = 0;    // dedicated segments kept idle when their extent was freed
+    uint64_t segmentsReused = 0;   // idle dedicated segments handed out again
     uint64_t destroyCalls = 0;
     uint64_t commitCalls = 0;
     uint64_t decommitCalls = 0;    // all refused
@@ -105,8 +116,11 @@ public:
   const Segment& segment(uint32_t id) const override;  // includes the spare
   uint64_t bytesAllocated() const override { return bytesAllocated_; }
   uint64_t capacity() const override { return capacity_; }
-  uint64_t segmentBytes() const override { return segmentBytes_; }  // includes the spare
-  size_t segmentCount() const override;                               // includes the spare
+  // Both include the spare and idle dedicated segments.
+  uint64_t segmentBytes() const override { return segmentBytes_; }
+  size_t segmentCount() const override;
+  size_t idleSegmentCount() const { return idleDedicated_.size(); }
+  static constexpr size_t kMaxIdleDedicated = 2;
 
   // Spare segment (pre-faulting ahead of demand) ----------------------------------------------
   // True when no spare is held and one more segmentSize() segment fits the budget. The caller
@@ -151,6 +165,7 @@ private:
   std::map<uint32_t, SegmentRecord> segments_;         // by id (the spare is not in here)
   std::map<uintptr_t, SegmentRecord*> byAddress_;      // by base address, for pointer lookups
   kj::Own<Segment> spare_;
+  std::vector<kj::Own<Segment>> idleDedicated_;        // freed dedicated segments, oldest first
 
   // Set by allocate() around mallocx: the exact extent size the current request needs, so the
   // alloc hook can refuse jemalloc's rounded-up first attempt for an oversized object (see
@@ -167,7 +182,10 @@ private:
   SegmentRecord* findRecord(const void* p);
   SegmentRecord* addSegment(kj::Own<Segment> segment, bool dedicated);
   SegmentRecord* newSegment(uint64_t size, bool dedicated);
-  void releaseSegment(SegmentRecord* record);
+  // Takes an idle dedicated segment of exactly `size` bytes back into use, if there is one.
+  SegmentRecord* reuseIdle(uint64_t size);
+  // Frees idle segments, oldest first, until `size` more bytes fit the budget (or none is left).
+  void evictIdleFor(uint64_t size);
   void throwPendingError();
 
   // Hook implementations, called through HookTable's C trampolines (HookTable is nested, so it

@@ -333,7 +333,7 @@ TEST_CASE("freed extents are reused: no new segments across rounds, free space c
   }
 }
 
-TEST_CASE("an object larger than a segment gets a dedicated segment, freed with it") {
+TEST_CASE("an object larger than a segment gets a dedicated segment, idle after it is freed") {
   JemallocArena arena({256 * kMiB, 16 * kMiB});
   Allocation small = mustAllocate(arena, 1000);
   uint64_t before = arena.segmentBytes();
@@ -342,27 +342,62 @@ TEST_CASE("an object larger than a segment gets a dedicated segment, freed with 
   Allocation big = mustAllocate(arena, 40 * kMiB + 123);
   CHECK(big.size >= 40 * kMiB + 123);
   CHECK(big.segmentId != small.segmentId);
+  CHECK(arena.isDedicated(big.segmentId));
   const Segment& seg = arena.segment(big.segmentId);
   // Sized to fit: jemalloc's extent (usable size + at most one page of padding), no more.
   CHECK(seg.size() >= big.size);
   CHECK(seg.size() <= big.size + 4096);
   CHECK(big.offset < 4096);
+  uint64_t bigSegmentSize = seg.size();
   CHECK(arena.segmentCount() == countBefore + 1);
-  CHECK(arena.segmentBytes() == before + seg.size());
+  CHECK(arena.segmentBytes() == before + bigSegmentSize);
   memset(big.ptr, 0xab, big.size);
 
   uint32_t bigId = big.segmentId;
   arena.release(big);
-  CHECK(arena.hookStats().segmentsReleased == 1);
-  CHECK(arena.segmentCount() == countBefore);
-  CHECK(arena.segmentBytes() == before);
+  // Idle: no longer a live segment, still resident and counted in the budget.
+  CHECK(arena.hookStats().segmentsIdled == 1);
+  CHECK(arena.hookStats().segmentsReleased == 0);
+  CHECK(arena.idleSegmentCount() == 1);
+  CHECK(arena.segmentBytes() == before + bigSegmentSize);
   CHECK(throws([&]() { arena.segment(bigId); }));
 
-  // Ids are never reused: the next segment gets a new one.
+  // The next value of the same size gets the same segment back: no creation, warm pages (the
+  // old bytes are still there: reused memory is not zeroed).
+  uint64_t created = arena.hookStats().segmentsCreated;
+  Allocation again = mustAllocate(arena, 40 * kMiB + 123);
+  CHECK(again.segmentId == bigId);
+  CHECK(arena.hookStats().segmentsReused == 1);
+  CHECK(arena.hookStats().segmentsCreated == created);
+  CHECK(arena.segment(again.segmentId).base()[8192] == 0xab);  // inside both allocations
+  CHECK(arena.idleSegmentCount() == 0);
+  arena.release(again);
+
+  // A different size gets a new segment, with a new id (ids are never reused for new ones).
   Allocation big2 = mustAllocate(arena, 20 * kMiB);
   CHECK(big2.segmentId > bigId);
   arena.release(big2);
+  CHECK(arena.idleSegmentCount() == 2);
+
+  // At most kMaxIdleDedicated are kept: the oldest is freed for real.
+  Allocation big3 = mustAllocate(arena, 24 * kMiB);
+  arena.release(big3);
+  CHECK(arena.idleSegmentCount() == JemallocArena::kMaxIdleDedicated);
+  CHECK(arena.hookStats().segmentsReleased == 1);
   arena.release(small);
+}
+
+TEST_CASE("idle dedicated segments are freed when a new segment needs their budget") {
+  JemallocArena arena({64 * kMiB, 16 * kMiB});
+  Allocation big = mustAllocate(arena, 40 * kMiB);
+  arena.release(big);
+  CHECK(arena.idleSegmentCount() == 1);
+  // 40 MiB idle + 50 MiB would pass the budget (capacity plus slack): the idle one goes.
+  Allocation other = mustAllocate(arena, 50 * kMiB);
+  CHECK(arena.idleSegmentCount() == 0);
+  CHECK(arena.hookStats().segmentsReleased == 1);
+  CHECK(arena.segmentBytes() <= arena.segmentBudget());
+  arena.release(other);
 }
 
 TEST_CASE("an object between half a segment and a segment gets a whole normal segment") {
