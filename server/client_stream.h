@@ -21,8 +21,9 @@ namespace refstore::server {
 
 class ClientStream final: public kj::AsyncCapabilityStream {
  public:
-  // `inner`: the accepted stream. A Unix socket's is a capability stream, through which segment
-  // fds are sent; a TCP stream is not, and sending fds over it is an error.
+  // `inner`: the accepted stream. Segment fds are sent through it only on Unix sockets (TCP
+  // connections get an RPC network without fd support); a stream type that cannot carry fds at
+  // all makes sending them an error.
   ClientStream(kj::Own<kj::AsyncIoStream> inner, BusyPoll& busyPoll);
 
   // Reading (buffered).
