@@ -18,8 +18,10 @@ uint64_t monotonicNs() {
 
 }  // namespace
 
-BusyPoll::BusyPoll(kj::WaitScope& waitScope, kj::Duration window)
-    : waitScope(waitScope), windowNs(window / kj::NANOSECONDS) {}
+BusyPoll::BusyPoll(kj::WaitScope& waitScope, kj::Duration window,
+                   kj::Function<bool()> othersNeedCpu)
+    : waitScope(waitScope), windowNs(window / kj::NANOSECONDS),
+      othersNeedCpu(kj::mv(othersNeedCpu)) {}
 
 void BusyPoll::activity() {
   if (windowNs == 0) return;
@@ -37,7 +39,7 @@ kj::Promise<void> BusyPoll::spin() {
   // arriving messages are handled while we spin. The chain stays constant-depth: each
   // returned promise replaces the one before it.
   return kj::evalLater([this]() -> kj::Promise<void> {
-    if (monotonicNs() - lastActivityNs < windowNs) return spin();
+    if (monotonicNs() - lastActivityNs < windowNs && !othersNeedCpu()) return spin();
     isSpinning = false;
     waitScope.setBusyPollInterval(kj::maxValue);  // back to blocking in epoll_wait
     return kj::READY_NOW;

@@ -14,14 +14,18 @@
 #pragma once
 
 #include <kj/async.h>
+#include <kj/function.h>
 #include <kj/time.h>
 
 namespace refstore::server {
 
 class BusyPoll {
  public:
-  // `window` of zero disables busy polling (activity() is then a no-op).
-  BusyPoll(kj::WaitScope& waitScope, kj::Duration window);
+  // `window` of zero disables busy polling (activity() is then a no-op). While `othersNeedCpu`
+  // returns true (e.g. pool threads are spilling or hashing) the loop does not spin: on a small
+  // machine spinning would take the core they need.
+  BusyPoll(kj::WaitScope& waitScope, kj::Duration window,
+           kj::Function<bool()> othersNeedCpu = []() { return false; });
   KJ_DISALLOW_COPY(BusyPoll);
 
   // Client traffic arrived: keep spinning until `window` has passed without any.
@@ -34,6 +38,7 @@ class BusyPoll {
 
   kj::WaitScope& waitScope;
   uint64_t windowNs;
+  kj::Function<bool()> othersNeedCpu;
   uint64_t lastActivityNs = 0;
   bool isSpinning = false;
   kj::Promise<void> task = nullptr;

@@ -198,7 +198,8 @@ class RefstoredMain {
     SegmentPrefaulter prefaulter(uv, arena);
     store.setAllocationListener([&prefaulter]() { prefaulter.refill(); });
     prefaulter.refill();
-    BusyPoll busyPoll(io.waitScope, busyPollMicros * kj::MICROSECONDS);
+    BusyPoll busyPoll(io.waitScope, busyPollMicros * kj::MICROSECONDS,
+                      [&uv]() { return uv.poolBusy(); });
     Listener listener(store, busyPoll);
 
     kj::Maybe<kj::Own<kj::ConnectionReceiver>> tcpReceiver;

@@ -98,10 +98,27 @@ void ObjectStore::recordHash(gc::ObjectId id) {
     KJ_ASSERT(objects.setHash(id, hash.high64, hash.low64));
     return;
   }
+  // The pin keeps the bytes from being freed under the pool thread. So that dropping a value
+  // right after sealing it still frees it at once, the thread hashes in 1 MiB steps and stops
+  // when the value dies (cancelDeadHashes), instead of holding it for the whole pass.
   KJ_ASSERT(objects.pin(id));
-  auto done = hashOf(data)
-                  .then([this, id](XXH128_hash_t hash) {
-                    objects.setHash(id, hash.high64, hash.low64);
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
+  auto done = KJ_ASSERT_NONNULL(hashPool)
+                  .runInPool<XXH128_hash_t>([data, cancelled]() {
+                    XXH3_state_t* state = XXH3_createState();
+                    KJ_ASSERT(state != nullptr);
+                    XXH3_128bits_reset(state);
+                    constexpr size_t kStep = 1 << 20;
+                    for (size_t at = 0; at < data.size() && !cancelled->load(); at += kStep) {
+                      XXH3_128bits_update(state, data.begin() + at,
+                                          kj::min(kStep, data.size() - at));
+                    }
+                    XXH128_hash_t hash = XXH3_128bits_digest(state);
+                    XXH3_freeState(state);
+                    return hash;
+                  })
+                  .then([this, id, cancelled](XXH128_hash_t hash) {
+                    if (!cancelled->load()) objects.setHash(id, hash.high64, hash.low64);
                   })
                   .then([this, id]() {
                     hashing.erase(id.lo);  // the branch in `background` keeps the fork alive
@@ -109,11 +126,18 @@ void ObjectStore::recordHash(gc::ObjectId id) {
                   })
                   .fork();
   background.add(done.addBranch());
-  hashing.insert(id.lo, kj::mv(done));
+  hashing.insert(id.lo, HashInProgress{id, kj::mv(done), kj::mv(cancelled)});
+}
+
+void ObjectStore::cancelDeadHashes() {
+  for (auto& entry: hashing) {
+    const gc::ObjectRecord* object = objects.find(entry.value.id);
+    if (object == nullptr || object->dead) entry.value.cancelled->store(true);
+  }
 }
 
 kj::Promise<void> ObjectStore::whenHashed(gc::ObjectId owner) {
-  KJ_IF_MAYBE(inProgress, hashing.find(owner.lo)) { return inProgress->addBranch(); }
+  KJ_IF_MAYBE(inProgress, hashing.find(owner.lo)) { return inProgress->done.addBranch(); }
   return kj::READY_NOW;
 }
 
@@ -231,6 +255,7 @@ gc::HolderId ObjectStore::addHolder(gc::ObjectId id, gc::ClientId client) {
 void ObjectStore::removeHolder(gc::HolderId holder) {
   holderSince.erase(holder);
   objects.removeHolder(holder);
+  if (hashing.size() > 0) cancelDeadHashes();  // at most a few values are being hashed
 }
 
 void ObjectStore::pin(gc::ObjectId id) {

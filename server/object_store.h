@@ -17,6 +17,8 @@
 #include <kj/time.h>
 #include <kj/timer.h>
 
+#include <atomic>
+#include <memory>
 #include <vector>
 
 #include "gc/object_table.h"
@@ -188,6 +190,8 @@ class ObjectStore {
   // Records the hash of the just-sealed `id`, now or (large values) in the background, pinned
   // meanwhile so it is neither freed nor spilled while a pool thread reads it.
   void recordHash(gc::ObjectId id);
+  // Tells pool threads hashing values that have since died to stop (their pins then go).
+  void cancelDeadHashes();
   // After gc refused to attach `children` to `id`: throws the precise reason.
   [[noreturn]] void throwChildrenRefused(gc::ObjectId id,
                                          const std::vector<gc::ObjectId>& children) const;
@@ -205,7 +209,12 @@ class ObjectStore {
   bool spilling = false;     // between the high and the low watermark (for logs)
   uint64_t spillInFlightBytes = 0;
   kj::HashMap<uint64_t, kj::ForkedPromise<void>> restoring;  // by id.lo
-  kj::HashMap<uint64_t, kj::ForkedPromise<void>> hashing;    // by id.lo: hashes in progress
+  struct HashInProgress {
+    gc::ObjectId id;
+    kj::ForkedPromise<void> done;
+    std::shared_ptr<std::atomic<bool>> cancelled;  // read by the pool thread
+  };
+  kj::HashMap<uint64_t, HashInProgress> hashing;  // by id.lo: hashes in progress
   kj::Maybe<UvLoop&> hashPool;
   kj::HashMap<uint64_t, gc::MonoMillis> lastUsed;             // by id.lo; absent: createdAt
   struct Counters {

@@ -35,6 +35,9 @@ class UvLoop {
   // Call before destroying memory that jobs may still be reading (shutdown).
   void drainPool();
 
+  // True while pool jobs are running or queued (they need the CPU: see BusyPoll).
+  bool poolBusy() const { return jobsInFlight > 0; }
+
  private:
   struct PoolJob;
   struct SignalWaiter;

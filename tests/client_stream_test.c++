@@ -82,3 +82,16 @@ TEST_CASE("busy polling stops after its window, and a zero window never spins") 
   off.activity();
   CHECK_FALSE(off.spinning());
 }
+
+TEST_CASE("busy polling yields while others need the CPU") {
+  auto io = kj::setupAsyncIo();
+  bool poolBusy = true;
+  BusyPoll busyPoll(io.waitScope, 10 * kj::SECONDS, [&]() { return poolBusy; });
+  busyPoll.activity();
+  io.provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io.waitScope);
+  CHECK_FALSE(busyPoll.spinning());  // gave up at once despite a 10 s window
+  poolBusy = false;
+  busyPoll.activity();
+  io.provider->getTimer().afterDelay(1 * kj::MILLISECONDS).wait(io.waitScope);
+  CHECK(busyPoll.spinning());
+}
