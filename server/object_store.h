@@ -184,9 +184,13 @@ class ObjectStore {
   void startSpill(gc::ObjectId id);
   void finishSpill(gc::ObjectId id, SpillLocation where);
   kj::Promise<void> restore(gc::ObjectId id);
-  // XXH3-128 of `data`: inline when small or without a pool, else on the pool. The caller
-  // keeps `data` alive and in place (a pin) until it resolves.
-  kj::Promise<XXH128_hash_t> hashOf(kj::ArrayPtr<const kj::byte> data);
+  // Whether a value of `size` bytes is hashed on the event loop (small, or no pool).
+  bool hashesInline(uint64_t size) const;
+  // XXH3-128 of `data`: inline when hashesInline, else on the pool, where setting `stop`
+  // abandons it early. The caller keeps `data` alive and in place (a pin) until it resolves.
+  kj::Promise<XXH128_hash_t> hashOf(
+      kj::ArrayPtr<const kj::byte> data,
+      std::shared_ptr<std::atomic<bool>> stop = std::make_shared<std::atomic<bool>>(false));
   // Records the hash of the just-sealed `id`, now or (large values) in the background, pinned
   // meanwhile so it is neither freed nor spilled while a pool thread reads it.
   void recordHash(gc::ObjectId id);

@@ -11,10 +11,8 @@ RefServer::RefServer(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
 RefServer::~RefServer() noexcept(false) { store.removeHolder(holder); }
 
 kj::Promise<void> RefServer::info(InfoContext context) {
-  auto& object = store.record(id);
-  bool hashed = object.state != gc::ObjectState::SEALED || object.alias;
-  auto ready = hashed ? kj::Promise<void>(kj::READY_NOW) : store.whenHashed(id);
-  return ready.then([this, context]() mutable {
+  store.record(id);  // NOT_FOUND if it is gone
+  return store.whenHashed(id).then([this, context]() mutable {
     fillObjectInfo(context.getResults().initInfo(), store.record(id));
   });
 }

@@ -1,6 +1,5 @@
 #include "client/cpp/connection.h"
 
-#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -77,14 +76,6 @@ uint64_t busyPollFromOptions(int micros) {
 }
 
 }  // namespace
-
-uint64_t Connection::monotonicNs() {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return uint64_t(now.tv_sec) * 1000000000 + uint64_t(now.tv_nsec);
-}
-
-void Connection::yieldCpu() { sched_yield(); }
 
 Mapping::~Mapping() {
   if (base != nullptr) munmap(base, size);

@@ -2,11 +2,14 @@
 // the cache of mapped shared-memory segments. Not part of the public API.
 #pragma once
 
+#include <sched.h>
+
 #include <deque>
 #include <map>
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+#include <kj/time.h>
 
 #include "client/cpp/refstore_client.h"
 #include "schema/refstore.capnp.h"
@@ -56,14 +59,13 @@ struct Connection {
   template <typename T>
   void spinUntilReady(kj::Promise<T>& promise) {
     if (busyPollNs == 0) return;
-    uint64_t deadline = monotonicNs() + busyPollNs;
+    auto& clock = kj::systemPreciseMonotonicClock();
+    kj::TimePoint deadline = clock.now() + busyPollNs * kj::NANOSECONDS;
     while (!promise.poll(io.waitScope)) {
-      if (monotonicNs() >= deadline) return;
-      yieldCpu();  // a runnable daemon sharing this CPU goes first
+      if (clock.now() >= deadline) return;
+      sched_yield();  // a runnable daemon sharing this CPU goes first
     }
   }
-  static uint64_t monotonicNs();
-  static void yieldCpu();
 
   // Sends queued messages (e.g. capability releases) without blocking.
   void flush();

@@ -3,7 +3,7 @@
 //
 // The application's value starts in a warm private buffer in both cases; refstore's put is
 // create (one round trip; maps the segment the first time), memcpy into the shared memory it
-// returned, and seal (one round trip; the daemon hashes the bytes with XXH3-128). The phases are
+// returned, and seal (one round trip; values over 1 MiB are hashed afterwards on the daemon's pool). The phases are
 // timed separately too, so the table says where the time goes. Between repetitions the Ref is
 // dropped and a stats() round trip makes sure the daemon has finished freeing it before the next
 // put starts (the free is not part of a put).
