@@ -7,12 +7,11 @@ namespace refstore::server {
 
 kj::Promise<HeldObject> adoptRef(ObjectStore& store, proto::Ref::Client ref,
                                  gc::ClientId client) {
-  auto local = store.refServers.getLocalServer(ref);
+  auto local = ownRefObject(ref);
   return local.then([&store, ref = kj::mv(ref), client](
-                        kj::Maybe<proto::Ref::Server&> server) mutable -> kj::Promise<HeldObject> {
-    KJ_IF_MAYBE(mine, server) {
-      gc::ObjectId id = kj::downcast<RefServer>(*mine).objectId();
-      return HeldObject{id, store.addHolder(id, client)};
+                        kj::Maybe<gc::ObjectId> own) mutable -> kj::Promise<HeldObject> {
+    KJ_IF_MAYBE(id, own) {
+      return HeldObject{*id, store.addHolder(*id, client)};
     }
     auto request = ref.shareRequest();
     request.setTtlSeconds(60);

@@ -1,8 +1,8 @@
 // Turning Ref capabilities that arrive as parameters (children, Fulfiller.fulfillWith,
 // Store.adopt) back into objects of this daemon.
 //
-// A Ref the daemon handed out comes back as the daemon's own RefServer (recognised through
-// ObjectStore::refServers). Cap'n Proto 0.9 is Level 1, though: a Ref passed from A to B and
+// A Ref the daemon handed out comes back as the daemon's own RefHook (recognised by its brand,
+// see ownRefObject). Cap'n Proto 0.9 is Level 1, though: a Ref passed from A to B and
 // then from B to the daemon arrives as a proxy through B and A. For those the daemon asks the
 // Ref itself, through the proxy chain, to mint a single-use share token, and redeems it: only
 // someone who really holds the Ref can make that token, so capability discipline holds.

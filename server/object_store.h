@@ -68,10 +68,6 @@ class ObjectStore {
 
   uint64_t origin() const { return originEpoch; }
 
-  // Every Ref capability the daemon hands out is registered here, so a Ref that comes back as
-  // a parameter (children, fulfillWith, adopt) can be recognised as one of ours.
-  capnp::CapabilityServerSet<proto::Ref> refServers;
-
   // --- clients -------------------------------------------------------------------------
   gc::ClientId addClient(ClientInfo info);
   void removeClient(gc::ClientId id);

@@ -4,11 +4,39 @@
 
 namespace refstore::server {
 
-RefServer::RefServer(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
-                     gc::ClientId client, bool sharedMemory)
+const int RefHook::kBrand = 0;
+
+RefHook::RefHook(ObjectStore& store, gc::ObjectId id, gc::HolderId holder, gc::ClientId client,
+                 bool sharedMemory)
     : store(store), id(id), holder(holder), client(client), sharedMemory(sharedMemory) {}
 
-RefServer::~RefServer() noexcept(false) { store.removeHolder(holder); }
+RefHook::~RefHook() noexcept(false) { store.removeHolder(holder); }
+
+kj::Own<capnp::ClientHook> RefHook::dispatcher() {
+  return capnp::ClientHook::from(
+      capnp::Capability::Client(kj::heap<RefServer>(kj::addRef(*this))));
+}
+
+capnp::Request<capnp::AnyPointer, capnp::AnyPointer> RefHook::newCall(
+    uint64_t interfaceId, uint16_t methodId, kj::Maybe<capnp::MessageSize> sizeHint) {
+  // The request keeps the dispatcher (and through it this hook) alive until it is sent and done.
+  return dispatcher()->newCall(interfaceId, methodId, sizeHint);
+}
+
+capnp::ClientHook::VoidPromiseAndPipeline RefHook::call(
+    uint64_t interfaceId, uint16_t methodId, kj::Own<capnp::CallContextHook>&& context) {
+  // LocalClient::call starts the method in a later turn (as ClientHook requires) and keeps the
+  // dispatcher alive until the call completes.
+  return dispatcher()->call(interfaceId, methodId, kj::mv(context));
+}
+
+kj::Maybe<RefHook&> RefHook::from(capnp::ClientHook& hook) {
+  if (hook.getBrand() != &kBrand) return nullptr;
+  return static_cast<RefHook&>(hook);
+}
+
+RefServer::RefServer(kj::Own<RefHook> ref)
+    : ref(kj::mv(ref)), store(this->ref->store), id(this->ref->id) {}
 
 kj::Promise<void> RefServer::info(InfoContext context) {
   store.record(id);  // NOT_FOUND if it is gone
@@ -44,7 +72,7 @@ kj::Promise<void> RefServer::read(ReadContext context) {
 }
 
 kj::Promise<void> RefServer::view(ViewContext context) {
-  RS_REQUIRE(sharedMemory, FAILED_PRECONDITION,
+  RS_REQUIRE(ref->sharedMemory, FAILED_PRECONDITION,
              "this connection has no shared memory (TCP): use read() instead");
   return store.whenReady(id).then([this]() {
     return store.ensureResident(store.resolve(id));
@@ -67,7 +95,7 @@ kj::Promise<void> RefServer::children(ChildrenContext context) {
   auto kids = store.table().childrenOf(store.resolve(id));
   auto out = context.getResults().initChildren(kids.size());
   for (size_t i = 0; i < kids.size(); i++) {
-    out.set(i, newRef(store, kids[i], store.addHolder(kids[i], client), client));
+    out.set(i, newRef(store, kids[i], store.addHolder(kids[i], ref->client), ref->client));
   }
   return kj::READY_NOW;
 }
@@ -90,8 +118,34 @@ kj::Promise<void> ViewServer::placement(PlacementContext context) {
 
 proto::Ref::Client newRef(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
                           gc::ClientId client) {
-  return store.refServers.add(
-      kj::heap<RefServer>(store, id, holder, client, store.client(client).sharedMemory));
+  return proto::Ref::Client(kj::Own<capnp::ClientHook>(
+      kj::refcounted<RefHook>(store, id, holder, client, store.client(client).sharedMemory)));
+}
+
+kj::Promise<kj::Maybe<gc::ObjectId>> ownRefObject(capnp::Capability::Client ref) {
+  kj::Own<capnp::ClientHook> hook = capnp::ClientHook::from(kj::mv(ref));
+  // Skip the resolutions that have already happened.
+  capnp::ClientHook* current = hook.get();
+  for (;;) {
+    KJ_IF_MAYBE(next, current->getResolved()) {
+      current = next;
+    } else {
+      break;
+    }
+  }
+  KJ_IF_MAYBE(mine, RefHook::from(*current)) {
+    return kj::Maybe<gc::ObjectId>(mine->id);
+  }
+  // Still a promise (e.g. a Ref pipelined from a call not yet returned): wait and look again.
+  KJ_IF_MAYBE(more, current->whenMoreResolved()) {
+    return more->attach(kj::mv(hook))
+        .then([](kj::Own<capnp::ClientHook> resolved) {
+          return ownRefObject(capnp::Capability::Client(kj::mv(resolved)));
+        }, [](kj::Exception&&) -> kj::Maybe<gc::ObjectId> {
+          return nullptr;  // a broken promise is nobody's Ref; using it will report why
+        });
+  }
+  return kj::Maybe<gc::ObjectId>(nullptr);
 }
 
 }  // namespace refstore::server

@@ -1,20 +1,63 @@
-// The `Ref` capability: one holder of one object. Its destructor is the release: Cap'n Proto
-// destroys it when the client drops the capability or the connection goes away, and that
-// removes the holder from the gc table (which may free the object in the same turn).
+// The `Ref` capability: one holder of one object.
+//
+// Each Ref the daemon hands out is a RefHook, a bare capnp::ClientHook, rather than the usual
+// Capability::Server wrapped in Cap'n Proto's LocalClient. LocalClient carries machinery Ref
+// never uses (path shortening, a streaming-call queue and a kj::Maybe<kj::Exception> of ~400
+// bytes): at ~500 bytes per capability it was more than half of the daemon's memory per live
+// object. A RefHook is the holder's state and nothing else (~80 bytes); a call to it builds a
+// short-lived RefServer inside an ordinary LocalClient, which dispatches that one call and is
+// freed when the call completes.
+//
+// Release: the RefHook's destructor removes the holder from the gc table (which may free the
+// object in the same turn). Cap'n Proto destroys the hook when the last reference to it goes:
+// the client dropped the capability, or its connection went away.
 #pragma once
 
 #include "server/object_store.h"
 
 namespace refstore::server {
 
-class RefServer final: public proto::Ref::Server {
+class RefHook final: public capnp::ClientHook, public kj::Refcounted {
  public:
   // Takes over `holder` (already registered in the table for `id`, held by `client`).
-  RefServer(ObjectStore& store, gc::ObjectId id, gc::HolderId holder, gc::ClientId client,
-            bool sharedMemory);
-  ~RefServer() noexcept(false);
+  RefHook(ObjectStore& store, gc::ObjectId id, gc::HolderId holder, gc::ClientId client,
+          bool sharedMemory);
+  ~RefHook() noexcept(false);
 
-  gc::ObjectId objectId() const { return id; }
+  ObjectStore& store;
+  const gc::ObjectId id;
+  const gc::HolderId holder;
+  const gc::ClientId client;  // the connection this Ref was handed to (its new Refs go there too)
+  const bool sharedMemory;    // that connection can receive segment fds
+
+  // capnp::ClientHook. A Ref is always settled (never a promise) and has no fd of its own.
+  capnp::Request<capnp::AnyPointer, capnp::AnyPointer> newCall(
+      uint64_t interfaceId, uint16_t methodId, kj::Maybe<capnp::MessageSize> sizeHint) override;
+  VoidPromiseAndPipeline call(uint64_t interfaceId, uint16_t methodId,
+                              kj::Own<capnp::CallContextHook>&& context) override;
+  kj::Maybe<capnp::ClientHook&> getResolved() override { return nullptr; }
+  kj::Maybe<kj::Promise<kj::Own<capnp::ClientHook>>> whenMoreResolved() override {
+    return nullptr;
+  }
+  kj::Own<capnp::ClientHook> addRef() override { return kj::addRef(*this); }
+  const void* getBrand() override { return &kBrand; }
+  kj::Maybe<int> getFd() override { return nullptr; }
+
+  // The RefHook behind `hook` if it is one of this daemon's Refs (brand check), else null.
+  static kj::Maybe<RefHook&> from(capnp::ClientHook& hook);
+
+ private:
+  static const int kBrand;  // its address identifies RefHooks; the value is irrelevant
+
+  // A LocalClient around a fresh RefServer that shares this hook: used for exactly one call.
+  kj::Own<capnp::ClientHook> dispatcher();
+};
+
+// Serves the methods of one call to a Ref (see RefHook). Holds a reference to the RefHook, so
+// the holder stays alive until the call completes even if the client drops the Ref meanwhile.
+class RefServer final: public proto::Ref::Server {
+ public:
+  explicit RefServer(kj::Own<RefHook> ref);
 
   kj::Promise<void> info(InfoContext context) override;
   kj::Promise<void> read(ReadContext context) override;
@@ -25,11 +68,9 @@ class RefServer final: public proto::Ref::Server {
   kj::Promise<void> saveAs(SaveAsContext context) override;
 
  private:
+  kj::Own<RefHook> ref;
   ObjectStore& store;
   gc::ObjectId id;
-  gc::HolderId holder;
-  gc::ClientId client;  // the connection this Ref was handed to (new Refs it makes go there too)
-  bool sharedMemory;    // that connection can receive segment fds
 };
 
 // The `View` capability: a pin on the memory of the object that owns the bytes (an alias pins
@@ -46,8 +87,13 @@ class ViewServer final: public proto::View::Server {
   gc::ObjectId owner;
 };
 
-// Makes (and registers, see ObjectStore::refServers) a Ref capability for a fresh holder.
+// Makes a Ref capability (a RefHook) for a fresh holder.
 proto::Ref::Client newRef(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
                           gc::ClientId client);
+
+// The object behind `ref` if it is one of this daemon's own Refs, once `ref` has resolved as
+// far as it will (a Ref pipelined from another call's result is a promise until that call
+// returns); null for a capability hosted anywhere else, or broken.
+kj::Promise<kj::Maybe<gc::ObjectId>> ownRefObject(capnp::Capability::Client ref);
 
 }  // namespace refstore::server
