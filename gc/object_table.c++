@@ -82,7 +82,7 @@ ObjectTable::Created ObjectTable::insert(ObjectRecord rec, ClientId creator) {
   ++nextObjectLo_;
   HolderId writer;
   try {
-    writer = linkHolder(it, creator);
+    writer = linkHolder(it, creator, rec.createdAt);  // the creator holds it from creation
   } catch (...) {
     objects_.erase(it);
     throw;
@@ -286,11 +286,11 @@ bool ObjectTable::setHash(ObjectId id, uint64_t hashHi, uint64_t hashLo) {
   return true;
 }
 
-HolderId ObjectTable::linkHolder(SlotIter it, ClientId client) {
+HolderId ObjectTable::linkHolder(SlotIter it, ClientId client, MonoMillis now) {
   const Slot& slot = *it;
   HolderId id = nextHolder_;
   // New holders go to the front of the object's chain.
-  holders_.emplace(id, Holder{slot.rec.id.lo, client, 0, slot.firstHolder});
+  holders_.emplace(id, Holder{slot.rec.id.lo, client, now, 0, slot.firstHolder});
   ++nextHolder_;
   if (slot.firstHolder != 0) holders_.find(slot.firstHolder)->second.prev = id;
   slot.firstHolder = id;
@@ -298,11 +298,11 @@ HolderId ObjectTable::linkHolder(SlotIter it, ClientId client) {
   return id;
 }
 
-HolderId ObjectTable::addHolder(ObjectId id, ClientId client) {
+HolderId ObjectTable::addHolder(ObjectId id, ClientId client, MonoMillis now) {
   checkNotBusy();
   auto it = lookupLive(id);
   if (it == objects_.end()) return 0;
-  return linkHolder(it, client);
+  return linkHolder(it, client, now);
 }
 
 bool ObjectTable::removeHolder(HolderId holder) {
@@ -385,7 +385,7 @@ RedeemResult ObjectTable::redeemLease(ObjectId id, Secret secret, MonoMillis now
     return RedeemResult::EXPIRED;
   }
   // Holder first: the lease may be this object's last reference.
-  HolderId holder = linkHolder(it, client);
+  HolderId holder = linkHolder(it, client, now);
   uint32_t& uses = lease->second.usesLeft;
   if (uses != 0 && --uses == 0) removeLease(lease);
   *holderOut = holder;
@@ -619,6 +619,13 @@ std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id) c
     h = entry.next;
   }
   return out;
+}
+
+std::optional<ObjectTable::HolderInfo> ObjectTable::holderInfo(HolderId holder) const {
+  auto it = holders_.find(holder);
+  if (it == holders_.end()) return std::nullopt;
+  const Holder& entry = it->second;
+  return HolderInfo{ObjectId{epoch_, entry.objectLo}, entry.client, entry.since};
 }
 
 ObjectTable::Stats ObjectTable::stats() const {

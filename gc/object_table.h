@@ -27,8 +27,8 @@
 // fixed-size record in one hash-set node; holders live in one table-wide map and are chained
 // per object through that map (no per-object containers). Rarely used data -- children lists,
 // alias targets, names -- lives in side maps that hold entries only for objects that have some.
-// Measured with one holder per object (glibc): 176 heap bytes per object for the 96-byte set
-// node and the 48-byte holder node with their malloc overhead, ~200 with the two tables' bucket
+// Measured with one holder per object (glibc): ~180 heap bytes per object for the 96-byte set
+// node and the 56-byte holder node with their malloc overhead, ~205 with the two tables' bucket
 // arrays (object_table_test.c++ checks the budget).
 
 #ifndef REFSTORE_GC_OBJECT_TABLE_H_
@@ -249,9 +249,9 @@ class ObjectTable {
   // Every (name, object), sorted by name.
   std::vector<std::pair<std::string, ObjectId>> listNames() const;
 
-  // Adds a holder held by `client` to a live object. Returns its id, or 0 if the object is
-  // unknown or dead (a dead object must not come back to life).
-  HolderId addHolder(ObjectId id, ClientId client);
+  // Adds a holder held by `client` since `now` to a live object. Returns its id, or 0 if the
+  // object is unknown or dead (a dead object must not come back to life).
+  HolderId addHolder(ObjectId id, ClientId client, MonoMillis now);
   // Removes a holder; reclaims the object if that was its last reference and it is unpinned.
   // Returns false with no effect for an unknown holder (including 0 and already-removed ids), so
   // capability destructors and connection teardown may both call it safely.
@@ -296,6 +296,16 @@ class ObjectTable {
   // Holders of one object as (HolderId, ClientId) pairs, for "who holds what" listings.
   // Unspecified order; empty for unknown or dead objects. Cost: O(holders of this object).
   std::vector<std::pair<HolderId, ClientId>> holdersOf(ObjectId id) const;
+  // One live holder: the object it holds, the client holding it, and since when (the `now` of
+  // create*, addHolder or redeemLease). nullopt for unknown or removed holders. Lets a holder
+  // id alone stand for a Ref (the daemon keeps nothing else per Ref), and answers "held for
+  // how long" in listings.
+  struct HolderInfo {
+    ObjectId object;
+    ClientId client;
+    MonoMillis since;
+  };
+  std::optional<HolderInfo> holderInfo(HolderId holder) const;
 
   struct Stats {
     uint64_t objects;     // objects in the table (live + dead-pinned) == size()
@@ -352,6 +362,7 @@ class ObjectTable {
   struct Holder {
     uint64_t objectLo;
     ClientId client;
+    MonoMillis since;
     HolderId prev = 0, next = 0;
   };
 
@@ -375,7 +386,7 @@ class ObjectTable {
   // Like lookup, but only live (not dead) objects.
   SlotIter lookupLive(ObjectId id) const;
   Created insert(ObjectRecord rec, ClientId creator);
-  HolderId linkHolder(SlotIter it, ClientId client);
+  HolderId linkHolder(SlotIter it, ClientId client, MonoMillis now);
   void removeLease(LeaseMap::iterator lease);
   // Resolves a child list to `lo`s; false if any child is unknown or dead.
   bool liveChildren(const std::vector<ObjectId>& children, std::vector<uint64_t>* out) const;

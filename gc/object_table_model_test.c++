@@ -754,7 +754,7 @@ class Runner {
     note("addHolder " + std::to_string(id.lo) + " client=" + std::to_string(client));
     noteRefusedOnDead(id);
     step([&] {
-      HolderId h = table_.addHolder(id, client);
+      HolderId h = table_.addHolder(id, client, 0);
       if (!modelLive(id)) {
         expectEq(h, 0u, "addHolder on a non-live object");
         return;

@@ -275,85 +275,26 @@ TEST_CASE("seal: CREATING -> SEALED once; refuses unknown, foreign-epoch and dea
 // ---------------------------------------------------------------------------------------------
 // addHolder / removeHolder
 
-TEST_CASE("addHolder/removeHolder: counting, listing and reclaim on the last reference") {
+TEST_CASE("holderInfo: object, client and start time of each holder") {
   Fixture f;
-  auto a = f.table.create(10, 0x5, 1, 0);
-  HolderId h2 = f.table.addHolder(a.id, 2);
-  HolderId h3 = f.table.addHolder(a.id, 3);
-  CHECK(h2 != 0);
-  CHECK(h3 != 0);
-  CHECK(h2 != h3);
-  CHECK(h2 != a.writer);
-  CHECK(f.table.find(a.id)->holders == 3);
-  CHECK(f.table.stats().holders == 3);
-
-  auto hs = f.table.holdersOf(a.id);
-  std::sort(hs.begin(), hs.end());
-  std::vector<std::pair<HolderId, ClientId>> expect{{a.writer, 1}, {h2, 2}, {h3, 3}};
-  std::sort(expect.begin(), expect.end());
-  CHECK(hs == expect);
-
-  // Remove from the middle of the chain, then the ends.
-  CHECK(f.table.removeHolder(h2));
-  hs = f.table.holdersOf(a.id);
-  std::sort(hs.begin(), hs.end());
-  expect = {{a.writer, 1}, {h3, 3}};
-  std::sort(expect.begin(), expect.end());
-  CHECK(hs == expect);
-  CHECK_FALSE(f.table.removeHolder(h2));  // double remove: no effect
-  CHECK(f.table.find(a.id)->holders == 2);
-
-  CHECK(f.table.removeHolder(a.writer));
-  CHECK(f.table.holdersOf(a.id) == std::vector<std::pair<HolderId, ClientId>>{{h3, 3}});
-  CHECK(f.reclaimed.empty());
-
-  CHECK(f.table.removeHolder(h3));
-  CHECK(f.table.find(a.id) == nullptr);
-  REQUIRE(f.reclaimed.size() == 1);
-  const ObjectRecord& r = f.reclaimed[0];
-  CHECK(r.id == a.id);
-  CHECK(r.size == 10);
-  CHECK(r.userData == 0x5);
-  CHECK(r.dead);
-  CHECK(r.holders == 0);
-  CHECK(r.leases == 0);
-  CHECK(r.pins == 0);
-  CHECK(f.table.holdersOf(a.id).empty());
-
-  auto s = f.table.stats();
-  CHECK(s.objects == 0);
-  CHECK(s.liveBytes == 0);
-  CHECK(s.holders == 0);
-  CHECK(sumPerState(s) == 0);
-
-  CHECK_FALSE(f.table.removeHolder(h3));  // still idempotent after reclaim
-  CHECK_FALSE(f.table.removeHolder(0));
-  CHECK_FALSE(f.table.removeHolder(123456));
-  CHECK(f.reclaimed.size() == 1);
-}
-
-TEST_CASE("addHolder: refuses unknown, foreign and dead objects") {
-  Fixture f;
-  CHECK(f.table.addHolder(ObjectId{kEpoch, 1}, 1) == 0);
-  auto a = f.table.create(1, 0, 1, 0);
-  CHECK(f.table.addHolder(ObjectId{kEpoch ^ 1, a.id.lo}, 1) == 0);
-  REQUIRE(f.table.pin(a.id));
-  REQUIRE(f.table.removeHolder(a.writer));
-  CHECK(f.table.addHolder(a.id, 1) == 0);  // dead-but-pinned
-  CHECK(f.table.find(a.id)->holders == 0);
-  CHECK(f.table.stats().holders == 0);
-}
-
-TEST_CASE("holders of different objects are independent") {
-  Fixture f;
-  auto a = f.table.create(1, 0, 1, 0);
-  auto b = f.table.create(2, 0, 1, 0);
-  HolderId hb = f.table.addHolder(b.id, 4);
-  REQUIRE(f.table.removeHolder(a.writer));
-  CHECK(f.reclaimCount(a.id) == 1);
-  CHECK(f.table.find(b.id)->holders == 2);
-  CHECK(f.table.removeHolder(b.writer));
-  CHECK(f.table.holdersOf(b.id) == std::vector<std::pair<HolderId, ClientId>>{{hb, 4}});
+  auto a = f.table.create(10, 0x5, 1, /*now=*/100);
+  HolderId later = f.table.addHolder(a.id, 2, 250);
+  REQUIRE(f.table.addLease(a.id, Secret{1, 2}, /*expiresAt=*/1000, /*uses=*/1));
+  HolderId redeemed = 0;
+  REQUIRE(f.table.redeemLease(a.id, Secret{1, 2}, 400, 3, &redeemed) == RedeemResult::OK);
+  auto check = [&](HolderId h, ClientId client, MonoMillis since) {
+    auto info = f.table.holderInfo(h);
+    REQUIRE(info.has_value());
+    CHECK(info->object == a.id);
+    CHECK(info->client == client);
+    CHECK(info->since == since);
+  };
+  check(a.writer, 1, 100);
+  check(later, 2, 250);
+  check(redeemed, 3, 400);
+  CHECK(f.table.removeHolder(later));
+  CHECK_FALSE(f.table.holderInfo(later).has_value());  // removed
+  CHECK_FALSE(f.table.holderInfo(0).has_value());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,7 +543,7 @@ TEST_CASE("dead-but-pinned: unreferenced object waits for its last unpin") {
 
   // Dead objects accept nothing new.
   CHECK_FALSE(f.table.pin(a.id));
-  CHECK(f.table.addHolder(a.id, 1) == 0);
+  CHECK(f.table.addHolder(a.id, 1, 0) == 0);
   CHECK_FALSE(f.table.addLease(a.id, Secret{1, 1}, 100, 0));
   HolderId h = 3;
   CHECK(f.table.redeemLease(a.id, Secret{1, 1}, 0, 1, &h) == RedeemResult::NOT_FOUND);
@@ -651,7 +592,7 @@ TEST_CASE("stats track every counter through a mixed lifecycle") {
   Fixture f;
   auto a = f.table.create(10, 0, 1, 0);
   auto b = f.table.createSealed(20, 1, 1, 0, 1, 0);
-  HolderId hb = f.table.addHolder(b.id, 2);
+  HolderId hb = f.table.addHolder(b.id, 2, 0);
   REQUIRE(f.table.addLease(a.id, Secret{1, 1}, 100, 0));
   REQUIRE(f.table.seal(a.id, 1, 2));
   auto s = f.table.stats();
@@ -706,7 +647,7 @@ TEST_CASE("the callback runs after the object left the table and may read the ta
   CHECK(foundDuringCallback == std::vector<bool>{false});
   CHECK(objectsDuringCallback == std::vector<uint64_t>{1});
   // The guard was released: mutating after the callback returned is fine.
-  CHECK(t.addHolder(b.id, 2) != 0);
+  CHECK(t.addHolder(b.id, 2, 0) != 0);
 }
 
 TEST_CASE("an empty callback is allowed") {
@@ -821,7 +762,7 @@ TEST_CASE("createPromise: PROMISED, no bytes, one holder; reclaimed unfulfilled 
 TEST_CASE("promises are shared, leased, named and pinned before they are settled") {
   Fixture f;
   auto p = f.table.createPromise(1, 0);
-  HolderId h = f.table.addHolder(p.id, 2);
+  HolderId h = f.table.addHolder(p.id, 2, 0);
   CHECK(h != 0);
   CHECK(f.table.addLease(p.id, Secret{1, 1}, 100, 1));
   CHECK(f.table.addName(p.id, "future") == NameResult::OK);
@@ -896,7 +837,7 @@ TEST_CASE("fulfill: PROMISED -> SEALED with bytes, once; refuses everything else
 TEST_CASE("reject: PROMISED -> FAILED once; a failed object lives while referenced") {
   Fixture f;
   auto p = f.table.createPromise(1, 0);
-  HolderId reader = f.table.addHolder(p.id, 2);
+  HolderId reader = f.table.addHolder(p.id, 2, 0);
   CHECK(f.table.reject(p.id));
   const ObjectRecord* r = f.table.find(p.id);
   CHECK(r->state == ObjectState::FAILED);

@@ -56,7 +56,6 @@ gc::ObjectTable::Created ObjectStore::create(kj::Own<Reservation> memory, uint64
   shm::Allocation allocation = memory->take();
   auto created = objects.create(size, packLocation(allocation.segmentId, allocation.offset),
                                 creator, nowMillis());
-  holderSince.insert(created.writer, nowMillis());
   return created;
 }
 
@@ -158,7 +157,6 @@ gc::ObjectTable::Created ObjectStore::put(kj::Own<Reservation> memory,
   if (created.writer == 0) throwChildrenRefused(created.id, children);  // memory goes back
   memory->take();
   recordHash(created.id);
-  holderSince.insert(created.writer, nowMillis());
   return created;
 }
 
@@ -166,7 +164,6 @@ gc::ObjectTable::Created ObjectStore::put(kj::Own<Reservation> memory,
 
 gc::ObjectTable::Created ObjectStore::promise(gc::ClientId creator) {
   auto created = objects.createPromise(creator, nowMillis());
-  holderSince.insert(created.writer, nowMillis());
   return created;
 }
 
@@ -252,14 +249,12 @@ Location ObjectStore::location(gc::ObjectId id) const {
 }
 
 gc::HolderId ObjectStore::addHolder(gc::ObjectId id, gc::ClientId client) {
-  gc::HolderId holder = objects.addHolder(id, client);
+  gc::HolderId holder = objects.addHolder(id, client, nowMillis());
   RS_REQUIRE(holder != 0, NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists");
-  holderSince.insert(holder, nowMillis());
   return holder;
 }
 
 void ObjectStore::removeHolder(gc::HolderId holder) {
-  holderSince.erase(holder);
   objects.removeHolder(holder);
   if (hashing.size() > 0) cancelDeadHashes();  // at most a few values are being hashed
 }
@@ -337,7 +332,6 @@ std::pair<gc::ObjectId, gc::HolderId> ObjectStore::restore(kj::StringPtr text,
   gc::HolderId holder = 0;
   switch (objects.redeemLease(token.id, token.secret, nowMillis(), client, &holder)) {
     case gc::RedeemResult::OK:
-      holderSince.insert(holder, nowMillis());
       armLeaseTimer();
       return {token.id, holder};
     case gc::RedeemResult::EXPIRED:
@@ -429,9 +423,9 @@ void ObjectStore::fillListing(capnp::List<proto::ObjectListing>::Builder out,
         holderList[h].setLabel(info->label);
         holderList[h].setPid(info->pid);
       }
-      KJ_IF_MAYBE(since, holderSince.find(holders[h].first)) {
-        holderList[h].setHeldMs(now - *since);
-        oldest = kj::max(oldest, now - *since);
+      if (auto held = objects.holderInfo(holders[h].first)) {
+        holderList[h].setHeldMs(now - held->since);
+        oldest = kj::max(oldest, now - held->since);
       }
     }
     row.setOldestHoldMs(oldest);

@@ -227,7 +227,6 @@ class ObjectStore {
   PromiseWaiters waiters;
   kj::HashMap<gc::ClientId, ClientInfo> clients;
   gc::ClientId nextClientId = 1;
-  kj::HashMap<gc::HolderId, gc::MonoMillis> holderSince;  // for "who holds what, how long"
 
   kj::Maybe<gc::MonoMillis> leaseTimerAt;
   kj::Promise<void> leaseTimerTask = nullptr;

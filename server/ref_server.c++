@@ -6,9 +6,17 @@ namespace refstore::server {
 
 const int RefHook::kBrand = 0;
 
-RefHook::RefHook(ObjectStore& store, gc::ObjectId id, gc::HolderId holder, gc::ClientId client,
-                 bool sharedMemory)
-    : store(store), id(id), holder(holder), client(client), sharedMemory(sharedMemory) {}
+RefHook::RefHook(ObjectStore& store, gc::HolderId holder, bool sharedMemory)
+    : store(store), holder(holder), sharedMemory(sharedMemory) {
+  static_assert(sizeof(RefHook) <= 48, "one RefHook per live Ref: keep it in a 48-byte class");
+}
+
+gc::ObjectTable::HolderInfo RefHook::held() const {
+  auto info = store.table().holderInfo(holder);
+  // The holder is removed only by this hook's destructor.
+  KJ_ASSERT(info.has_value(), "a live Ref's holder is missing from the gc table", holder);
+  return *info;
+}
 
 RefHook::~RefHook() noexcept(false) { store.removeHolder(holder); }
 
@@ -36,7 +44,7 @@ kj::Maybe<RefHook&> RefHook::from(capnp::ClientHook& hook) {
 }
 
 RefServer::RefServer(kj::Own<RefHook> ref)
-    : ref(kj::mv(ref)), store(this->ref->store), id(this->ref->id) {}
+    : ref(kj::mv(ref)), store(this->ref->store), id(this->ref->held().object) {}
 
 kj::Promise<void> RefServer::info(InfoContext context) {
   store.record(id);  // NOT_FOUND if it is gone
@@ -95,7 +103,8 @@ kj::Promise<void> RefServer::children(ChildrenContext context) {
   auto kids = store.table().childrenOf(store.resolve(id));
   auto out = context.getResults().initChildren(kids.size());
   for (size_t i = 0; i < kids.size(); i++) {
-    out.set(i, newRef(store, kids[i], store.addHolder(kids[i], ref->client), ref->client));
+    gc::ClientId client = ref->held().client;
+    out.set(i, newRef(store, store.addHolder(kids[i], client), client));
   }
   return kj::READY_NOW;
 }
@@ -116,10 +125,9 @@ kj::Promise<void> ViewServer::placement(PlacementContext context) {
   return kj::READY_NOW;
 }
 
-proto::Ref::Client newRef(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
-                          gc::ClientId client) {
+proto::Ref::Client newRef(ObjectStore& store, gc::HolderId holder, gc::ClientId client) {
   return proto::Ref::Client(kj::Own<capnp::ClientHook>(
-      kj::refcounted<RefHook>(store, id, holder, client, store.client(client).sharedMemory)));
+      kj::refcounted<RefHook>(store, holder, store.client(client).sharedMemory)));
 }
 
 kj::Promise<kj::Maybe<gc::ObjectId>> ownRefObject(capnp::Capability::Client ref) {
@@ -134,7 +142,7 @@ kj::Promise<kj::Maybe<gc::ObjectId>> ownRefObject(capnp::Capability::Client ref)
     }
   }
   KJ_IF_MAYBE(mine, RefHook::from(*current)) {
-    return kj::Maybe<gc::ObjectId>(mine->id);
+    return kj::Maybe<gc::ObjectId>(mine->held().object);
   }
   // Still a promise (e.g. a Ref pipelined from a call not yet returned): wait and look again.
   KJ_IF_MAYBE(more, current->whenMoreResolved()) {

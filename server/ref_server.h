@@ -4,9 +4,10 @@
 // Capability::Server wrapped in Cap'n Proto's LocalClient. LocalClient carries machinery Ref
 // never uses (path shortening, a streaming-call queue and a kj::Maybe<kj::Exception> of ~400
 // bytes): at ~500 bytes per capability it was more than half of the daemon's memory per live
-// object. A RefHook is the holder's state and nothing else (~80 bytes); a call to it builds a
-// short-lived RefServer inside an ordinary LocalClient, which dispatches that one call and is
-// freed when the call completes.
+// object. A RefHook is just the gc holder id (48 bytes with the vtables and refcount); the
+// object and the client it stands for are looked up in the gc table, which records them per
+// holder anyway. A call to it builds a short-lived RefServer inside an ordinary LocalClient,
+// which dispatches that one call and is freed when the call completes.
 //
 // Release: the RefHook's destructor removes the holder from the gc table (which may free the
 // object in the same turn). Cap'n Proto destroys the hook when the last reference to it goes:
@@ -19,16 +20,16 @@ namespace refstore::server {
 
 class RefHook final: public capnp::ClientHook, public kj::Refcounted {
  public:
-  // Takes over `holder` (already registered in the table for `id`, held by `client`).
-  RefHook(ObjectStore& store, gc::ObjectId id, gc::HolderId holder, gc::ClientId client,
-          bool sharedMemory);
+  // Takes over `holder` (already registered in the gc table).
+  RefHook(ObjectStore& store, gc::HolderId holder, bool sharedMemory);
   ~RefHook() noexcept(false);
 
   ObjectStore& store;
-  const gc::ObjectId id;
   const gc::HolderId holder;
-  const gc::ClientId client;  // the connection this Ref was handed to (its new Refs go there too)
-  const bool sharedMemory;    // that connection can receive segment fds
+  const bool sharedMemory;  // the holding connection can receive segment fds
+
+  // The object held and the connection holding it (Refs this one makes go there too).
+  gc::ObjectTable::HolderInfo held() const;
 
   // capnp::ClientHook. A Ref is always settled (never a promise) and has no fd of its own.
   capnp::Request<capnp::AnyPointer, capnp::AnyPointer> newCall(
@@ -70,7 +71,7 @@ class RefServer final: public proto::Ref::Server {
  private:
   kj::Own<RefHook> ref;
   ObjectStore& store;
-  gc::ObjectId id;
+  gc::ObjectId id;  // looked up once per call
 };
 
 // The `View` capability: a pin on the memory of the object that owns the bytes (an alias pins
@@ -87,9 +88,8 @@ class ViewServer final: public proto::View::Server {
   gc::ObjectId owner;
 };
 
-// Makes a Ref capability (a RefHook) for a fresh holder.
-proto::Ref::Client newRef(ObjectStore& store, gc::ObjectId id, gc::HolderId holder,
-                          gc::ClientId client);
+// Makes a Ref capability (a RefHook) for a fresh holder held by `client`.
+proto::Ref::Client newRef(ObjectStore& store, gc::HolderId holder, gc::ClientId client);
 
 // The object behind `ref` if it is one of this daemon's own Refs, once `ref` has resolved as
 // far as it will (a Ref pipelined from another call's result is a promise until that call

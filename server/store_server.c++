@@ -67,7 +67,7 @@ kj::Promise<void> StoreServer::put(PutContext context) {
       .then([this, context](auto both) mutable {
         auto created =
             store.put(kj::mv(both.second), context.getParams().getData(), both.first->ids(), client);
-        context.getResults().setRef(newRef(store, created.id, created.writer, client));
+        context.getResults().setRef(newRef(store, created.writer, client));
       });
 }
 
@@ -92,7 +92,7 @@ kj::Promise<void> StoreServer::create(CreateContext context) {
 kj::Promise<void> StoreServer::restore(RestoreContext context) {
   requireAuthenticated();
   auto restored = store.restore(context.getParams().getToken(), client);
-  context.getResults().setRef(newRef(store, restored.first, restored.second, client));
+  context.getResults().setRef(newRef(store, restored.second, client));
   return kj::READY_NOW;
 }
 
@@ -118,14 +118,14 @@ kj::Promise<void> StoreServer::promise(PromiseContext context) {
   auto created = store.promise(client);
   auto results = context.getResults();
   results.setFulfiller(kj::heap<FulfillerServer>(store, created.id, client));
-  results.setRef(newRef(store, created.id, created.writer, client));
+  results.setRef(newRef(store, created.writer, client));
   return kj::READY_NOW;
 }
 
 kj::Promise<void> StoreServer::lookup(LookupContext context) {
   requireAuthenticated();
   gc::ObjectId id = store.lookupName(context.getParams().getName());
-  context.getResults().setRef(newRef(store, id, store.addHolder(id, client), client));
+  context.getResults().setRef(newRef(store, store.addHolder(id, client), client));
   return kj::READY_NOW;
 }
 
@@ -151,7 +151,7 @@ kj::Promise<void> StoreServer::adopt(AdoptContext context) {
   requireAuthenticated();
   return adoptRef(store, context.getParams().getRef(), client)
       .then([this, context](HeldObject held) mutable {
-        context.getResults().setRef(newRef(store, held.id, held.holder, client));
+        context.getResults().setRef(newRef(store, held.holder, client));
       });
 }
 

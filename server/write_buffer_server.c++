@@ -37,7 +37,7 @@ kj::Promise<void> WriteBufferServer::seal(SealContext context) {
         sealing = false;
         KJ_IF_MAYBE(holder, writer) {
           store.seal(id, children->ids());
-          context.getResults().setRef(newRef(store, id, *holder, client));
+          context.getResults().setRef(newRef(store, *holder, client));
           writer = nullptr;
           return;
         }

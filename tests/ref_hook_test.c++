@@ -27,7 +27,7 @@ struct Fixture {
   std::pair<gc::ObjectId, proto::Ref::Client> put(kj::StringPtr text) {
     auto memory = store.reserve(text.size(), 0 * kj::SECONDS).wait(io.waitScope);
     auto created = store.put(kj::mv(memory), text.asBytes(), {}, client);
-    return {created.id, newRef(store, created.id, created.writer, client)};
+    return {created.id, newRef(store, created.writer, client)};
   }
   bool alive(gc::ObjectId id) { return store.table().find(id) != nullptr; }
 };

@@ -2,7 +2,10 @@
 // time per operation. For profiling (perf, strace -c) what refbench's small-ops workload
 // measures, without refbench's threads and baselines around it.
 //
-//   refprobe SOCKET put|put-view|put-read|echo-hello [COUNT] [SIZE]
+//   refprobe SOCKET put|put-view|put-read|stats|hold [COUNT] [SIZE]
+//
+// `hold` puts COUNT values, keeps every Ref and waits for a line on stdin before dropping them:
+// for looking at the daemon's memory per live object (heaptrack, /proc/PID/status).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,7 +16,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: refprobe SOCKET put|put-view|put-read|stats [COUNT] [SIZE]\n");
+    fprintf(stderr, "usage: refprobe SOCKET put|put-view|put-read|stats|hold [COUNT] [SIZE]\n");
     return 2;
   }
   std::string mode = argv[2];
@@ -21,6 +24,14 @@ int main(int argc, char** argv) {
   size_t size = argc > 4 ? strtoull(argv[4], nullptr, 10) : 64;
   auto client = refstore::Client::connect(argv[1]);
   std::vector<uint8_t> value(size, 7);
+  if (mode == "hold") {
+    std::vector<refstore::Ref> held;
+    for (int i = 0; i < count; i++) held.push_back(client.put(value.data(), value.size()));
+    printf("holding %d objects of %zu B; press enter to drop them\n", count, size);
+    fflush(stdout);
+    getchar();
+    return 0;
+  }
   auto once = [&]() {
     if (mode == "stats") {
       client.stats();
