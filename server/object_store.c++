@@ -141,6 +141,15 @@ void ObjectStore::cancelDeadHashes() {
   }
 }
 
+kj::Maybe<kj::Promise<void>> ObjectStore::whenCancelledHashesStop() {
+  kj::Vector<kj::Promise<void>> stopping;
+  for (auto& entry: hashing) {
+    if (entry.value.cancelled->load()) stopping.add(entry.value.done.addBranch());
+  }
+  if (stopping.empty()) return nullptr;
+  return kj::joinPromises(stopping.releaseAsArray());
+}
+
 kj::Promise<void> ObjectStore::whenHashed(gc::ObjectId owner) {
   KJ_IF_MAYBE(inProgress, hashing.find(owner.lo)) { return inProgress->done.addBranch(); }
   return kj::READY_NOW;

@@ -65,6 +65,14 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
   RS_REQUIRE(size > 0, INVALID_ARGUMENT, "object size must be at least 1 byte");
   RS_REQUIRE(size <= proto::MAX_OBJECT_BYTES, TOO_LARGE, "object of ", size,
              " bytes exceeds the limit of ", proto::MAX_OBJECT_BYTES, " bytes");
+  if (size > kHashInlineBytes) {
+    // A large value dropped right after sealing is freed when its cancelled hash stops (within
+    // one 1 MiB step). Wait for that instead of building a new segment beside memory that is
+    // about to come back: drop-then-create of the same size reuses the same memory.
+    KJ_IF_MAYBE(stopping, whenCancelledHashesStop()) {
+      return stopping->then([this, size, timeout]() { return reserve(size, timeout); });
+    }
+  }
   bool disk = files != nullptr;
   if (size > allocator.capacity()) {
     RS_REQUIRE(disk, TOO_LARGE, "object of ", size, " bytes exceeds the store's whole capacity of ",

@@ -76,6 +76,28 @@ TEST_CASE("large values are hashed after sealing: info reports the XXH3-128 of t
   }
 }
 
+TEST_CASE("a large value dropped right after sealing frees its memory for the next create") {
+  // Its hash is still running on the pool when it dies; the next create of the same size waits
+  // for that hash to stop (one 1 MiB step) and reuses the memory instead of building another
+  // segment beside it.
+  Daemon daemon("1G");
+  Client client = Client::connect(daemon.socket());
+  const size_t size = 384 << 20;  // more than half a segment: a dedicated segment of its own
+  auto putAndDrop = [&]() {
+    WriteBuffer buffer = client.create(size);
+    std::memset(buffer.data(), 5, size);
+    buffer.seal();  // the Ref is dropped at once
+  };
+  putAndDrop();
+  Stats warm = client.stats();
+  for (int i = 0; i < 4; i++) {
+    putAndDrop();
+    Stats now = client.stats();
+    CHECK(now.segments <= warm.segments);
+    CHECK(now.segmentBytes <= warm.segmentBytes);
+  }
+}
+
 TEST_CASE("create, write in place, seal, zero-copy view") {
   Daemon daemon;
   Client client = Client::connect(daemon.socket());
