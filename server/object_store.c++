@@ -54,9 +54,8 @@ ClientInfo& ObjectStore::client(gc::ClientId id) { return KJ_ASSERT_NONNULL(clie
 gc::ObjectTable::Created ObjectStore::create(kj::Own<Reservation> memory, uint64_t size,
                                              gc::ClientId creator) {
   shm::Allocation allocation = memory->take();
-  auto created = objects.create(size, packLocation(allocation.segmentId, allocation.offset),
-                                creator, nowMillis());
-  return created;
+  return objects.create(size, packLocation(allocation.segmentId, allocation.offset), creator,
+                        nowMillis());
 }
 
 void ObjectStore::throwChildrenRefused(gc::ObjectId id,
@@ -172,8 +171,7 @@ gc::ObjectTable::Created ObjectStore::put(kj::Own<Reservation> memory,
 // --- futures ---------------------------------------------------------------------------
 
 gc::ObjectTable::Created ObjectStore::promise(gc::ClientId creator) {
-  auto created = objects.createPromise(creator, nowMillis());
-  return created;
+  return objects.createPromise(creator, nowMillis());
 }
 
 void ObjectStore::fulfill(gc::ObjectId id, kj::Own<Reservation> memory,

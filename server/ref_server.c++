@@ -102,8 +102,8 @@ kj::Promise<void> RefServer::share(ShareContext context) {
 kj::Promise<void> RefServer::children(ChildrenContext context) {
   auto kids = store.table().childrenOf(store.resolve(id));
   auto out = context.getResults().initChildren(kids.size());
+  gc::ClientId client = ref->held().client;
   for (size_t i = 0; i < kids.size(); i++) {
-    gc::ClientId client = ref->held().client;
     out.set(i, newRef(store, store.addHolder(kids[i], client), client));
   }
   return kj::READY_NOW;
