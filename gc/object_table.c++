@@ -4,12 +4,12 @@
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
+#include <unordered_set>
 
 namespace refstore::gc {
 
-// One record per object at up to millions of objects: keep it from growing by accident. The
-// record plus the holder-chain head fill a 96-byte set node (8-byte next pointer + 88); one
-// byte more and every object costs a 112-byte node instead.
+// One record per object at up to millions of objects: keep it from growing by accident (with
+// the holder-chain head it makes an 88-byte slab slot).
 static_assert(sizeof(ObjectRecord) <= 80, "ObjectRecord grew; check field order and padding");
 static_assert(static_cast<size_t>(ObjectState::REMOTE) + 1 == kNumObjectStates,
               "kNumObjectStates must match ObjectState");
@@ -58,35 +58,48 @@ void ObjectTable::checkNotBusy() const {
   }
 }
 
-ObjectTable::SlotIter ObjectTable::findLo(uint64_t lo) const {
-  // Sets are searched with a whole element; only the hashed/compared part matters.
-  Slot probe;
-  probe.rec.id.lo = lo;
-  return objects_.find(probe);
+ObjectTable::SlotRef ObjectTable::findLo(uint64_t lo) const {
+  auto slot = objectsByLo_.find(lo, loOf());
+  return slot ? atSlot(*slot) : SlotRef{};
 }
 
-ObjectTable::SlotIter ObjectTable::lookup(ObjectId id) const {
-  if (id.hi != epoch_) return objects_.end();
+ObjectTable::SlotRef ObjectTable::lookup(ObjectId id) const {
+  if (id.hi != epoch_) return SlotRef{};
   return findLo(id.lo);
 }
 
-ObjectTable::SlotIter ObjectTable::lookupLive(ObjectId id) const {
-  auto it = lookup(id);
-  return it == objects_.end() || it->rec.dead ? objects_.end() : it;
+ObjectTable::SlotRef ObjectTable::lookupLive(ObjectId id) const {
+  SlotRef it = lookup(id);
+  return it && !it->rec.dead ? it : SlotRef{};
+}
+
+ObjectTable::Holder* ObjectTable::findHolder(HolderId id) const {
+  if (id == 0 || (id & 0xffffffffu) == 0) return nullptr;
+  Holder* h = holders_.get(static_cast<uint32_t>(id - 1));  // the low half is slot + 1
+  return h != nullptr && h->generation == static_cast<uint32_t>(id >> 32) ? h : nullptr;
 }
 
 ObjectTable::Created ObjectTable::insert(ObjectRecord rec, ClientId creator) {
   rec.id = ObjectId{epoch_, nextObjectLo_};
-  // Insert first: if allocation throws, no counter has moved and the id is simply not used.
-  auto it = objects_.insert(Slot{rec, 0}).first;
-  ++nextObjectLo_;
-  HolderId writer;
+  // Each step may throw (allocation); each undoes the ones before, so a failed insert changes
+  // no counter and does not use the id.
+  auto slot = objects_.allocate();
+  slot.value->rec = rec;
   try {
-    writer = linkHolder(it, creator, rec.createdAt);  // the creator holds it from creation
+    objectsByLo_.insert(rec.id.lo, slot.slot, loOf());
   } catch (...) {
-    objects_.erase(it);
+    objects_.free(slot.slot);
     throw;
   }
+  HolderId writer;
+  try {
+    writer = linkHolder(slot.slot, creator, rec.createdAt);  // the creator holds it from creation
+  } catch (...) {
+    objectsByLo_.erase(rec.id.lo, loOf());
+    objects_.free(slot.slot);
+    throw;
+  }
+  ++nextObjectLo_;
   liveBytes_ += rec.size;
   ++perState_[stateIndex(rec.state)];
   return Created{rec.id, writer};
@@ -152,7 +165,7 @@ bool ObjectTable::liveChildren(const std::vector<ObjectId>& children,
                                std::vector<uint64_t>* out) const {
   out->reserve(children.size());
   for (ObjectId child : children) {
-    if (lookupLive(child) == objects_.end()) return false;
+    if (!lookupLive(child)) return false;
     out->push_back(child.lo);
   }
   return true;
@@ -195,7 +208,7 @@ bool ObjectTable::seal(ObjectId id, uint64_t hashHi, uint64_t hashLo,
                        const std::vector<ObjectId>& children) {
   checkNotBusy();
   auto it = lookupLive(id);
-  if (it == objects_.end() || it->rec.state != ObjectState::CREATING) return false;
+  if (!it || it->rec.state != ObjectState::CREATING) return false;
   std::vector<uint64_t> kids;
   if (!liveChildren(children, &kids)) return false;
   // A CREATING object has no Ref but its writer's, yet it can still be listed as a child (or
@@ -215,7 +228,7 @@ bool ObjectTable::fulfill(ObjectId promise, uint64_t size, uint64_t userData, ui
                           uint64_t hashLo, const std::vector<ObjectId>& children) {
   checkNotBusy();
   auto it = lookupLive(promise);
-  if (it == objects_.end() || it->rec.state != ObjectState::PROMISED) return false;
+  if (!it || it->rec.state != ObjectState::PROMISED) return false;
   std::vector<uint64_t> kids;
   if (!liveChildren(children, &kids)) return false;
   if (wouldContainItself(promise.lo, kids)) return false;
@@ -235,9 +248,9 @@ bool ObjectTable::fulfill(ObjectId promise, uint64_t size, uint64_t userData, ui
 bool ObjectTable::fulfillWith(ObjectId promise, ObjectId target) {
   checkNotBusy();
   auto it = lookupLive(promise);
-  if (it == objects_.end() || it->rec.state != ObjectState::PROMISED) return false;
+  if (!it || it->rec.state != ObjectState::PROMISED) return false;
   auto t = lookupLive(target);
-  if (t == objects_.end()) return false;
+  if (!t) return false;
   if (wouldContainItself(promise.lo, {target.lo})) return false;
   aliases_.emplace(promise.lo, target.lo);  // may throw: nothing changed yet
   ++t->rec.parents;
@@ -253,7 +266,7 @@ bool ObjectTable::fulfillWith(ObjectId promise, ObjectId target) {
 bool ObjectTable::reject(ObjectId promise) {
   checkNotBusy();
   auto it = lookupLive(promise);
-  if (it == objects_.end() || it->rec.state != ObjectState::PROMISED) return false;
+  if (!it || it->rec.state != ObjectState::PROMISED) return false;
   ObjectRecord& r = it->rec;
   --perState_[stateIndex(r.state)];
   r.state = ObjectState::FAILED;
@@ -264,7 +277,7 @@ bool ObjectTable::reject(ObjectId promise) {
 bool ObjectTable::setSpilled(ObjectId id, bool spilled, uint64_t userData) {
   checkNotBusy();
   auto it = lookupLive(id);
-  if (it == objects_.end()) return false;
+  if (!it) return false;
   ObjectRecord& r = it->rec;
   ObjectState from = spilled ? ObjectState::SEALED : ObjectState::SPILLED;
   if (r.state != from || r.alias) return false;
@@ -278,7 +291,7 @@ bool ObjectTable::setSpilled(ObjectId id, bool spilled, uint64_t userData) {
 bool ObjectTable::setHash(ObjectId id, uint64_t hashHi, uint64_t hashLo) {
   checkNotBusy();
   auto it = lookupLive(id);
-  if (it == objects_.end()) return false;
+  if (!it) return false;
   ObjectRecord& r = it->rec;
   if ((r.state != ObjectState::SEALED && r.state != ObjectState::SPILLED) || r.alias) return false;
   r.hashHi = hashHi;
@@ -286,39 +299,43 @@ bool ObjectTable::setHash(ObjectId id, uint64_t hashHi, uint64_t hashLo) {
   return true;
 }
 
-HolderId ObjectTable::linkHolder(SlotIter it, ClientId client, MonoMillis now) {
-  const Slot& slot = *it;
-  HolderId id = nextHolder_;
+HolderId ObjectTable::linkHolder(uint32_t objectSlot, ClientId client, MonoMillis now) {
+  Slot& slot = *objects_.get(objectSlot);
+  auto made = holders_.allocate();  // the only step that can throw
+  Holder& h = *made.value;
+  h.object = objectSlot;
+  h.generation = made.generation;
+  h.client = client;
+  h.since = now;
   // New holders go to the front of the object's chain.
-  holders_.emplace(id, Holder{slot.rec.id.lo, client, now, 0, slot.firstHolder});
-  ++nextHolder_;
-  if (slot.firstHolder != 0) holders_.find(slot.firstHolder)->second.prev = id;
-  slot.firstHolder = id;
+  h.next = slot.firstHolder;
+  if (slot.firstHolder != 0) holders_.get(slot.firstHolder - 1)->prev = made.slot + 1;
+  slot.firstHolder = made.slot + 1;
   ++slot.rec.holders;
-  return id;
+  return holderIdOf(made.slot, made.generation);
 }
 
 HolderId ObjectTable::addHolder(ObjectId id, ClientId client, MonoMillis now) {
   checkNotBusy();
   auto it = lookupLive(id);
-  if (it == objects_.end()) return 0;
-  return linkHolder(it, client, now);
+  if (!it) return 0;
+  return linkHolder(it.number, client, now);
 }
 
 bool ObjectTable::removeHolder(HolderId holder) {
   checkNotBusy();
-  auto h = holders_.find(holder);
-  if (h == holders_.end()) return false;
-  Holder entry = h->second;
-  holders_.erase(h);
-  auto it = findLo(entry.objectLo);
-  assert(it != objects_.end() && "holder of an object not in the table");
+  Holder* h = findHolder(holder);
+  if (h == nullptr) return false;
+  const Holder entry = *h;
+  holders_.free(static_cast<uint32_t>(holder - 1));
+  SlotRef it = atSlot(entry.object);
+  assert(it && "holder of an object not in the table");
   if (entry.prev != 0) {
-    holders_.find(entry.prev)->second.next = entry.next;
+    holders_.get(entry.prev - 1)->next = entry.next;
   } else {
     it->firstHolder = entry.next;
   }
-  if (entry.next != 0) holders_.find(entry.next)->second.prev = entry.prev;
+  if (entry.next != 0) holders_.get(entry.next - 1)->prev = entry.prev;
   --it->rec.holders;
   onRefDropped(it);
   return true;
@@ -327,7 +344,7 @@ bool ObjectTable::removeHolder(HolderId holder) {
 bool ObjectTable::addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses) {
   checkNotBusy();
   auto it = lookupLive(id);
-  if (it == objects_.end()) return false;
+  if (!it) return false;
   auto lease = leasesByExpiry_.emplace(expiresAt, Lease{id.lo, secret, uses});
   try {
     leasesByObject_.emplace(id.lo, lease);
@@ -359,7 +376,7 @@ void ObjectTable::removeLease(LeaseMap::iterator lease) {
   }
   leasesByExpiry_.erase(lease);
   auto it = findLo(lo);
-  assert(it != objects_.end() && "lease on an object not in the table");
+  assert(it && "lease on an object not in the table");
   --it->rec.leases;
   onRefDropped(it);
 }
@@ -370,7 +387,7 @@ RedeemResult ObjectTable::redeemLease(ObjectId id, Secret secret, MonoMillis now
   assert(holderOut != nullptr);
   *holderOut = 0;
   auto it = lookupLive(id);
-  if (it == objects_.end()) return RedeemResult::NOT_FOUND;
+  if (!it) return RedeemResult::NOT_FOUND;
   // Compare against every lease of the object without stopping early, so timing depends only on
   // how many leases the object has, never on the secret.
   std::optional<LeaseMap::iterator> match;
@@ -385,7 +402,7 @@ RedeemResult ObjectTable::redeemLease(ObjectId id, Secret secret, MonoMillis now
     return RedeemResult::EXPIRED;
   }
   // Holder first: the lease may be this object's last reference.
-  HolderId holder = linkHolder(it, client, now);
+  HolderId holder = linkHolder(it.number, client, now);
   uint32_t& uses = lease->second.usesLeft;
   if (uses != 0 && --uses == 0) removeLease(lease);
   *holderOut = holder;
@@ -410,7 +427,7 @@ std::optional<MonoMillis> ObjectTable::nextLeaseExpiry() const {
 bool ObjectTable::pin(ObjectId id) {
   checkNotBusy();
   auto it = lookupLive(id);
-  if (it == objects_.end()) return false;
+  if (!it) return false;
   ++it->rec.pins;
   return true;
 }
@@ -418,7 +435,7 @@ bool ObjectTable::pin(ObjectId id) {
 bool ObjectTable::unpin(ObjectId id) {
   checkNotBusy();
   auto it = lookup(id);
-  if (it == objects_.end() || it->rec.pins == 0) return false;
+  if (!it || it->rec.pins == 0) return false;
   ObjectRecord& r = it->rec;
   --r.pins;
   if (r.dead && r.pins == 0) {
@@ -435,7 +452,7 @@ bool ObjectTable::unpin(ObjectId id) {
 NameResult ObjectTable::addName(ObjectId id, std::string name) {
   checkNotBusy();
   auto it = lookupLive(id);
-  if (it == objects_.end()) return NameResult::NOT_FOUND;
+  if (!it) return NameResult::NOT_FOUND;
   if (!names_.emplace(std::move(name), id.lo).second) return NameResult::DUPLICATE;
   ++it->rec.names;
   return NameResult::OK;
@@ -446,7 +463,7 @@ NameResult ObjectTable::removeName(const std::string& name) {
   auto n = names_.find(name);
   if (n == names_.end()) return NameResult::NOT_FOUND;
   auto it = findLo(n->second);
-  assert(it != objects_.end() && "name of an object not in the table");
+  assert(it && "name of an object not in the table");
   names_.erase(n);
   --it->rec.names;
   onRefDropped(it);
@@ -462,7 +479,7 @@ std::optional<ObjectId> ObjectTable::lookupName(const std::string& name) const {
 std::vector<std::string> ObjectTable::namesOf(ObjectId id) const {
   std::vector<std::string> out;
   auto it = lookup(id);
-  if (it == objects_.end() || it->rec.names == 0) return out;
+  if (!it || it->rec.names == 0) return out;
   out.reserve(it->rec.names);
   for (const auto& [name, lo] : names_) {
     if (lo != id.lo) continue;
@@ -509,7 +526,7 @@ std::vector<ObjectId> ObjectTable::childrenOf(ObjectId id) const {
 std::vector<ObjectId> ObjectTable::parentsOf(ObjectId id) const {
   std::vector<ObjectId> out;
   auto it = lookup(id);
-  if (it == objects_.end() || it->rec.parents == 0) return out;
+  if (!it || it->rec.parents == 0) return out;
   out.reserve(it->rec.parents);
   for (const auto& [parent, kids] : children_) {
     for (uint64_t kid : kids) {
@@ -533,7 +550,7 @@ void ObjectTable::markDead(ObjectRecord& r) {
 
 void ObjectTable::dropParentRef(uint64_t childLo, std::vector<uint64_t>* dying) {
   auto it = findLo(childLo);
-  assert(it != objects_.end() && "child of a live object not in the table");
+  assert(it && "child of a live object not in the table");
   ObjectRecord& r = it->rec;
   --r.parents;
   --parentRefs_;
@@ -543,7 +560,7 @@ void ObjectTable::dropParentRef(uint64_t childLo, std::vector<uint64_t>* dying) 
   }
 }
 
-void ObjectTable::onRefDropped(SlotIter it) {
+void ObjectTable::onRefDropped(SlotRef it) {
   if (refCount(it->rec) != 0) return;
   markDead(it->rec);
   // Objects that died in this call and have yet to release their links, first in first out:
@@ -582,12 +599,13 @@ void ObjectTable::onRefDropped(SlotIter it) {
   if (error) std::rethrow_exception(error);
 }
 
-void ObjectTable::reclaim(SlotIter it, std::exception_ptr* error) {
+void ObjectTable::reclaim(SlotRef it, std::exception_ptr* error) {
   // Take the object out before telling the owner, so the callback (and anything it reads) sees
   // a table that no longer contains it, and the owner may free the memory right away.
   const ObjectRecord rec = it->rec;
   --perState_[stateIndex(rec.state)];
-  objects_.erase(it);
+  objectsByLo_.erase(rec.id.lo, loOf());
+  objects_.free(it.number);
   if (onReclaim_) {
     BusyScope busy(busy_);
     try {
@@ -600,32 +618,31 @@ void ObjectTable::reclaim(SlotIter it, std::exception_ptr* error) {
 
 const ObjectRecord* ObjectTable::find(ObjectId id) const {
   auto it = lookup(id);
-  return it == objects_.end() ? nullptr : &it->rec;
+  return !it ? nullptr : &it->rec;
 }
 
 void ObjectTable::forEach(const std::function<void(const ObjectRecord&)>& fn) const {
   BusyScope busy(busy_);
-  for (const Slot& slot : objects_) fn(slot.rec);
+  objects_.forEach([&](uint32_t, const Slot& slot) { fn(slot.rec); });
 }
 
 std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id) const {
   std::vector<std::pair<HolderId, ClientId>> out;
   auto it = lookup(id);
-  if (it == objects_.end()) return out;
+  if (!it) return out;
   out.reserve(it->rec.holders);
-  for (HolderId h = it->firstHolder; h != 0;) {
-    const Holder& entry = holders_.find(h)->second;
-    out.emplace_back(h, entry.client);
+  for (uint32_t h = it->firstHolder; h != 0;) {
+    const Holder& entry = *holders_.get(h - 1);
+    out.emplace_back(holderIdOf(h - 1, entry.generation), entry.client);
     h = entry.next;
   }
   return out;
 }
 
 std::optional<ObjectTable::HolderInfo> ObjectTable::holderInfo(HolderId holder) const {
-  auto it = holders_.find(holder);
-  if (it == holders_.end()) return std::nullopt;
-  const Holder& entry = it->second;
-  return HolderInfo{ObjectId{epoch_, entry.objectLo}, entry.client, entry.since};
+  const Holder* entry = findHolder(holder);
+  if (entry == nullptr) return std::nullopt;
+  return HolderInfo{objects_.get(entry->object)->rec.id, entry->client, entry->since};
 }
 
 ObjectTable::Stats ObjectTable::stats() const {

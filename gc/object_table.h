@@ -23,13 +23,14 @@
 // The table is deliberately pure: no clock (times are passed in), no I/O, no locking. It is meant
 // to be owned by the single event-loop thread of the daemon. It is not thread-safe.
 //
-// Memory: the daemon targets <= 256 bytes per object at 1M objects, so per-object state is a
-// fixed-size record in one hash-set node; holders live in one table-wide map and are chained
-// per object through that map (no per-object containers). Rarely used data -- children lists,
-// alias targets, names -- lives in side maps that hold entries only for objects that have some.
-// Measured with one holder per object (glibc): ~180 heap bytes per object for the 96-byte set
-// node and the 56-byte holder node with their malloc overhead, ~205 with the two tables' bucket
-// arrays (object_table_test.c++ checks the budget).
+// Memory: the daemon targets <= 256 bytes per object at 1M objects, and gc's share of that is
+// what is left after Cap'n Proto's export of the Ref (~120 bytes) and the Ref itself. So
+// per-object state is an 88-byte slot in a dense slab (slab.h) found through a 4-byte-per-bucket
+// open-addressing index (slot_index.h); holders are 32-byte slots in a second slab, chained per
+// object by slot number, and a holder id names its slot directly (no index). Rarely used data --
+// children lists, alias targets, names -- lives in side maps that hold entries only for objects
+// that have some. One object with one holder costs ~130 heap bytes (object_table_test.c++ checks
+// the budget); with std node containers it was ~205.
 
 #ifndef REFSTORE_GC_OBJECT_TABLE_H_
 #define REFSTORE_GC_OBJECT_TABLE_H_
@@ -42,11 +43,12 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "gc/object_id.h"
+#include "gc/slab.h"
+#include "gc/slot_index.h"
 
 namespace refstore::gc {
 
@@ -335,36 +337,34 @@ class ObjectTable {
   }
 
  private:
-  // Every object in this table was minted by create*, so its id is {epoch_, lo}; objects are
-  // hashed by `lo` alone (checking `hi` on lookup). A set keyed by the record's own id, rather
-  // than a map from `lo`, saves the 8-byte key copy per node: the node is exactly 96 bytes.
-  // Elements of a set are const, so the mutable parts are `mutable`; rec.id never changes.
+  // Objects live in a Slab (dense chunks, stable addresses) found by `lo` through a SlotIndex;
+  // every object here was minted by create*, so its id is {epoch_, lo} (lookups check `hi`).
+  // Together ~97 bytes per object: the 88-byte slot plus 4-8 bytes of index. (Until session 4
+  // this was an unordered_set node of 96 bytes plus buckets; see slab.h for why it changed.)
   struct Slot {
-    mutable ObjectRecord rec;
-    mutable HolderId firstHolder = 0;  // head of this object's holder chain (through holders_)
+    ObjectRecord rec;
+    uint32_t firstHolder = 0;  // head of this object's holder chain: holder slot + 1, 0 = none
   };
-  static_assert(sizeof(Slot) <= 88, "a set node (next pointer + Slot) outgrew 96 bytes");
-  // noexcept matters: libstdc++ then stores no cached hash in each node.
-  struct SlotHash {
-    size_t operator()(const Slot& s) const noexcept { return static_cast<size_t>(s.rec.id.lo); }
-  };
-  struct SlotEq {
-    bool operator()(const Slot& a, const Slot& b) const noexcept {
-      return a.rec.id.lo == b.rec.id.lo;
-    }
-  };
-  using SlotSet = std::unordered_set<Slot, SlotHash, SlotEq>;
-  // Set iterators are const either way; the mutable members make them usable for updates.
-  using SlotIter = SlotSet::const_iterator;
+  static_assert(sizeof(Slot) <= 88, "one Slot per object: keep it at 88 bytes");
 
-  // One handed-out holder, doubly linked with the other holders of the same object so that
-  // removal is O(1) and holdersOf is O(holders of that object).
+  // One handed-out holder (32 bytes), doubly linked with the other holders of the same object so
+  // that removal is O(1) and holdersOf is O(holders of that object). Holders need no index: a
+  // HolderId is the holder's slot and generation (see holderIdOf), so it leads straight to the
+  // record, and the generation check rejects ids of removed holders.
   struct Holder {
-    uint64_t objectLo;
+    uint32_t object;      // the held object's slot
+    uint32_t generation;  // of the holder slot when this holder was made
+    uint32_t prev = 0, next = 0;  // neighbours in the object's chain: holder slot + 1, 0 = none
     ClientId client;
     MonoMillis since;
-    HolderId prev = 0, next = 0;
   };
+  static_assert(sizeof(Holder) <= 32, "one Holder per Ref: keep it at 32 bytes");
+
+  static HolderId holderIdOf(uint32_t slot, uint32_t generation) {
+    return (uint64_t{generation} << 32) | (uint64_t{slot} + 1);  // never 0
+  }
+  // The live holder `id` names, or null (0, removed, or never issued).
+  Holder* findHolder(HolderId id) const;
 
   // Leases are ordered by expiry (expireLeases walks the front; nextLeaseExpiry reads it) and
   // indexed by object for redemption (the secret is never used as a lookup key, so finding a
@@ -381,12 +381,25 @@ class ObjectTable {
   // Aborts if called from inside the reclaim callback or a forEach visitor.
   void checkNotBusy() const;
 
-  SlotIter lookup(ObjectId id) const;
-  SlotIter findLo(uint64_t lo) const;
+  // A found object: its slot number (what holders link to) and its record. Converts to false
+  // when nothing was found.
+  struct SlotRef {
+    uint32_t number = 0;
+    Slot* slot = nullptr;
+    explicit operator bool() const { return slot != nullptr; }
+    Slot* operator->() const { return slot; }
+  };
+  SlotRef lookup(ObjectId id) const;
+  SlotRef findLo(uint64_t lo) const;
   // Like lookup, but only live (not dead) objects.
-  SlotIter lookupLive(ObjectId id) const;
+  SlotRef lookupLive(ObjectId id) const;
+  SlotRef atSlot(uint32_t number) const { return SlotRef{number, objects_.get(number)}; }
+  // Reads an object's key from its slot, for objectsByLo_ (which stores slots only).
+  auto loOf() const {
+    return [this](uint32_t number) { return objects_.get(number)->rec.id.lo; };
+  }
   Created insert(ObjectRecord rec, ClientId creator);
-  HolderId linkHolder(SlotIter it, ClientId client, MonoMillis now);
+  HolderId linkHolder(uint32_t objectSlot, ClientId client, MonoMillis now);
   void removeLease(LeaseMap::iterator lease);
   // Resolves a child list to `lo`s; false if any child is unknown or dead.
   bool liveChildren(const std::vector<ObjectId>& children, std::vector<uint64_t>* out) const;
@@ -398,7 +411,7 @@ class ObjectTable {
   // Called after any reference source of `it` was decremented: if its reference count reached
   // zero, marks it dead, releases its children and alias target -- killing, iteratively, those
   // left unreferenced -- and reclaims every object of the cascade that is unpinned.
-  void onRefDropped(SlotIter it);
+  void onRefDropped(SlotRef it);
   // Marks an object whose count reached zero dead (accounting only).
   void markDead(ObjectRecord& r);
   // Drops the parent reference on `childLo` held by a container or alias that died; queues the
@@ -407,16 +420,16 @@ class ObjectTable {
   // Removes the object from the table, then invokes the callback with its final record. An
   // exception from the callback is stored in *error (the first one wins), not thrown, so a
   // cascade always completes.
-  void reclaim(SlotIter it, std::exception_ptr* error);
+  void reclaim(SlotRef it, std::exception_ptr* error);
 
   const uint64_t epoch_;
   const ReclaimCallback onReclaim_;
   uint64_t nextObjectLo_ = 1;
-  HolderId nextHolder_ = 1;
   mutable bool busy_ = false;
 
-  SlotSet objects_;
-  std::unordered_map<HolderId, Holder> holders_;
+  Slab<Slot> objects_;
+  SlotIndex objectsByLo_;  // lo -> slot in objects_
+  Slab<Holder> holders_;
   LeaseMap leasesByExpiry_;
   std::unordered_multimap<uint64_t, LeaseMap::iterator> leasesByObject_;
   // Side maps, holding entries only for the (few) objects concerned, and only while they live:

@@ -243,6 +243,55 @@ TEST_CASE("ids are never reused, even after reclamation") {
   CHECK(f.table.find(a.id) == nullptr);
 }
 
+TEST_CASE("a removed holder's id stays dead after its storage is reused by a new holder") {
+  // Holder ids name a storage slot plus a generation; the new holder in the freed slot must
+  // not answer to the old id, or a stale Ref could release someone else's reference.
+  Fixture f;
+  auto a = f.table.create(1, 0, /*client=*/1, 0);
+  HolderId extra = f.table.addHolder(a.id, 1, 0);
+  REQUIRE(f.table.removeHolder(extra));
+  HolderId reused = f.table.addHolder(a.id, 2, 5);  // takes the slot `extra` had
+  CHECK(reused != extra);
+  CHECK_FALSE(f.table.holderInfo(extra).has_value());
+  CHECK_FALSE(f.table.removeHolder(extra));
+  CHECK(f.table.find(a.id)->holders == 2);
+  CHECK(f.table.holderInfo(reused)->client == 2);
+  // Ids that were never issued, with either half zero or garbage, are refused too.
+  for (HolderId bogus : {HolderId{0}, HolderId{1} << 32, reused + (HolderId{1} << 32),
+                         ~HolderId{0}}) {
+    CHECK_FALSE(f.table.holderInfo(bogus).has_value());
+    CHECK_FALSE(f.table.removeHolder(bogus));
+  }
+  CHECK(f.table.find(a.id)->holders == 2);
+}
+
+TEST_CASE("a churning table's objects are all found again after its index grew and shrank") {
+  // 20,000 objects in, all but every 97th out, 20,000 more in: the object index doubles,
+  // halves and doubles again, and every object must still be found by id.
+  Fixture f;
+  std::vector<ObjectTable::Created> live;
+  for (int i = 0; i < 20000; ++i) live.push_back(f.table.create(1, i, 1, 0));
+  std::vector<ObjectTable::Created> kept;
+  for (size_t i = 0; i < live.size(); ++i) {
+    if (i % 97 == 0) {
+      kept.push_back(live[i]);
+    } else {
+      REQUIRE(f.table.removeHolder(live[i].writer));
+    }
+  }
+  for (int i = 0; i < 20000; ++i) kept.push_back(f.table.create(1, i, 1, 0));
+  CHECK(f.table.size() == kept.size());
+  for (const auto& c : kept) {
+    const ObjectRecord* r = f.table.find(c.id);
+    REQUIRE(r != nullptr);
+    CHECK(r->id == c.id);
+    CHECK(f.table.holderInfo(c.writer)->object == c.id);
+  }
+  for (size_t i = 0; i < live.size(); ++i) {
+    if (i % 97 != 0) CHECK(f.table.find(live[i].id) == nullptr);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // seal
 
@@ -1503,10 +1552,13 @@ TEST_CASE("stats: names and parent references are totals across the table") {
 // Memory budget
 
 #if REFSTORE_HAVE_MALLINFO2
-TEST_CASE("per-object memory stays within the daemon's 256-byte budget") {
-  // Heap in use (arena + mmapped blocks, so the bucket array counts too) before and after
-  // 200,000 sealed objects with one holder each. Promises, names and children add nothing to
-  // objects that do not use them; this guards the common case against accidental growth.
+TEST_CASE("per-object memory stays within gc's share of the daemon's 256-byte budget") {
+  // Heap in use (arena + mmapped blocks, so slab chunks and the index count too) before and
+  // after 200,000 sealed objects with one holder each. Promises, names and children add nothing
+  // to objects that do not use them; this guards the common case against accidental growth.
+  // gc's share: 256 bytes minus Cap'n Proto's export of the Ref (~100-120 bytes, outside our
+  // control) and the daemon's RefHook (32). Measured: ~132 (88-byte slot + 32-byte holder +
+  // index buckets).
   constexpr size_t kObjects = 200000;
   auto heapInUse = [] {
     struct mallinfo2 m = mallinfo2();
@@ -1518,7 +1570,7 @@ TEST_CASE("per-object memory stays within the daemon's 256-byte budget") {
   size_t after = heapInUse();
   double perObject = double(after - before) / kObjects;
   MESSAGE("heap bytes per object: " << perObject);
-  CHECK(perObject <= 256.0);
+  CHECK(perObject <= 140.0);
 }
 #endif
 
