@@ -74,9 +74,16 @@ ObjectTable::SlotRef ObjectTable::lookupLive(ObjectId id) const {
 }
 
 ObjectTable::Holder* ObjectTable::findHolder(HolderId id) const {
-  if (id == 0 || (id & 0xffffffffu) == 0) return nullptr;
+  if ((id & kCreatorHolderBit) != 0 || (id & 0xffffffffu) == 0) return nullptr;
   Holder* h = holders_.get(static_cast<uint32_t>(id - 1));  // the low half is slot + 1
   return h != nullptr && h->generation == static_cast<uint32_t>(id >> 32) ? h : nullptr;
+}
+
+ObjectTable::SlotRef ObjectTable::findCreatorHolder(HolderId id) const {
+  if ((id & kCreatorHolderBit) == 0 || (id & 0xffffffffu) == 0) return SlotRef{};
+  SlotRef it = atSlot(static_cast<uint32_t>(id - 1));
+  uint32_t want = kCreatorLive | static_cast<uint32_t>(id >> 32);  // bit 63 -> bit 31
+  return it && it->creator == want ? it : SlotRef{};
 }
 
 ObjectTable::Created ObjectTable::insert(ObjectRecord rec, ClientId creator) {
@@ -84,21 +91,21 @@ ObjectTable::Created ObjectTable::insert(ObjectRecord rec, ClientId creator) {
   // Each step may throw (allocation); each undoes the ones before, so a failed insert changes
   // no counter and does not use the id.
   auto slot = objects_.allocate();
-  slot.value->rec = rec;
+  Slot& s = *slot.value;
+  s.rec = rec;
   try {
     objectsByLo_.insert(rec.id.lo, slot.slot, loOf());
   } catch (...) {
     objects_.free(slot.slot);
     throw;
   }
-  HolderId writer;
-  try {
-    writer = linkHolder(slot.slot, creator, rec.createdAt);  // the creator holds it from creation
-  } catch (...) {
-    objectsByLo_.erase(rec.id.lo, loOf());
-    objects_.free(slot.slot);
-    throw;
-  }
+  // The creator holds it from creation, through the holder inside the slot (its start time is
+  // rec.createdAt).
+  s.rec.holders = 1;
+  s.creator = kCreatorLive | slot.generation;
+  s.creatorClient = creator;
+  ++creatorHolders_;
+  HolderId writer = creatorHolderIdOf(slot.slot, slot.generation);
   ++nextObjectLo_;
   liveBytes_ += rec.size;
   ++perState_[stateIndex(rec.state)];
@@ -324,6 +331,13 @@ HolderId ObjectTable::addHolder(ObjectId id, ClientId client, MonoMillis now) {
 
 bool ObjectTable::removeHolder(HolderId holder) {
   checkNotBusy();
+  if (SlotRef it = findCreatorHolder(holder)) {
+    it->creator &= ~kCreatorLive;  // for good: a creator holder is never re-added
+    --creatorHolders_;
+    --it->rec.holders;
+    onRefDropped(it);
+    return true;
+  }
   Holder* h = findHolder(holder);
   if (h == nullptr) return false;
   const Holder entry = *h;
@@ -631,6 +645,9 @@ std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id) c
   auto it = lookup(id);
   if (!it) return out;
   out.reserve(it->rec.holders);
+  if ((it->creator & kCreatorLive) != 0) {
+    out.emplace_back(creatorHolderIdOf(it.number, it->creator & ~kCreatorLive), it->creatorClient);
+  }
   for (uint32_t h = it->firstHolder; h != 0;) {
     const Holder& entry = *holders_.get(h - 1);
     out.emplace_back(holderIdOf(h - 1, entry.generation), entry.client);
@@ -640,6 +657,9 @@ std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id) c
 }
 
 std::optional<ObjectTable::HolderInfo> ObjectTable::holderInfo(HolderId holder) const {
+  if (SlotRef it = findCreatorHolder(holder)) {
+    return HolderInfo{it->rec.id, it->creatorClient, it->rec.createdAt};
+  }
   const Holder* entry = findHolder(holder);
   if (entry == nullptr) return std::nullopt;
   return HolderInfo{objects_.get(entry->object)->rec.id, entry->client, entry->since};
@@ -650,7 +670,7 @@ ObjectTable::Stats ObjectTable::stats() const {
   s.objects = objects_.size();
   s.liveBytes = liveBytes_;
   s.deadPinned = deadPinned_;
-  s.holders = holders_.size();
+  s.holders = holders_.size() + creatorHolders_;
   s.leases = leasesByExpiry_.size();
   s.names = names_.size();
   s.parentRefs = parentRefs_;

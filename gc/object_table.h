@@ -24,13 +24,14 @@
 // to be owned by the single event-loop thread of the daemon. It is not thread-safe.
 //
 // Memory: the daemon targets <= 256 bytes per object at 1M objects, and gc's share of that is
-// what is left after Cap'n Proto's export of the Ref (~120 bytes) and the Ref itself. So
-// per-object state is an 88-byte slot in a dense slab (slab.h) found through a 4-byte-per-bucket
-// open-addressing index (slot_index.h); holders are 32-byte slots in a second slab, chained per
-// object by slot number, and a holder id names its slot directly (no index). Rarely used data --
+// what is left after Cap'n Proto's export of the Ref (~100-120 bytes) and the Ref itself. So
+// per-object state is a 96-byte slot in a dense slab (slab.h) found through a 4-byte-per-bucket
+// open-addressing index (slot_index.h). The slot includes the creator's holder, the only one
+// most objects ever have; further holders are 32-byte slots in a second slab, chained per
+// object by slot number. A holder id names its slot directly (no index). Rarely used data --
 // children lists, alias targets, names -- lives in side maps that hold entries only for objects
-// that have some. One object with one holder costs ~130 heap bytes (object_table_test.c++ checks
-// the budget); with std node containers it was ~205.
+// that have some. One object with its creator's holder costs ~107 heap bytes
+// (object_table_test.c++ checks the budget); with std node containers it was ~205.
 
 #ifndef REFSTORE_GC_OBJECT_TABLE_H_
 #define REFSTORE_GC_OBJECT_TABLE_H_
@@ -84,8 +85,7 @@ inline bool secretEquals(Secret a, Secret b) {
 }
 
 // Everything gc knows about one object. Fields are ordered to avoid padding (80 bytes), because
-// one of these exists per object; with the holder-chain head it fills a 96-byte hash-set node
-// exactly, a malloc size class in both glibc and jemalloc (see ObjectTable::Slot).
+// one of these exists per object (see ObjectTable::Slot).
 struct ObjectRecord {
   ObjectId id;
   uint64_t size = 0;                // bytes; live objects' sizes are summed into Stats::liveBytes.
@@ -339,18 +339,31 @@ class ObjectTable {
  private:
   // Objects live in a Slab (dense chunks, stable addresses) found by `lo` through a SlotIndex;
   // every object here was minted by create*, so its id is {epoch_, lo} (lookups check `hi`).
-  // Together ~97 bytes per object: the 88-byte slot plus 4-8 bytes of index. (Until session 4
-  // this was an unordered_set node of 96 bytes plus buckets; see slab.h for why it changed.)
+  // Together ~100-105 bytes per object: the 96-byte slot plus 4-8 bytes of index. (Until
+  // session 4 this was an unordered_set node of 96 bytes plus buckets, plus a 64-byte holder
+  // node; see slab.h for why it changed.)
+  //
+  // The creator's holder -- the writer of create*, which for most objects is the only holder
+  // they ever have -- lives inside the slot: it needs only its client and a flag, since its
+  // start time is the object's createdAt. Every other holder is a Holder in holders_.
   struct Slot {
     ObjectRecord rec;
     uint32_t firstHolder = 0;  // head of this object's holder chain: holder slot + 1, 0 = none
+    // The slot's generation (below 2^31, from objects_) in the low 31 bits, which makes the
+    // creator holder's id; the top bit is set while that holder is live.
+    uint32_t creator = 0;
+    ClientId creatorClient = 0;
   };
-  static_assert(sizeof(Slot) <= 88, "one Slot per object: keep it at 88 bytes");
+  static_assert(sizeof(Slot) <= 96, "one Slot per object: keep it at 96 bytes");
+  static constexpr uint32_t kCreatorLive = 1u << 31;
 
-  // One handed-out holder (32 bytes), doubly linked with the other holders of the same object so
-  // that removal is O(1) and holdersOf is O(holders of that object). Holders need no index: a
-  // HolderId is the holder's slot and generation (see holderIdOf), so it leads straight to the
-  // record, and the generation check rejects ids of removed holders.
+  // Every other handed-out holder (32 bytes), doubly linked with the other holders of the same
+  // object so that removal is O(1) and holdersOf is O(holders of that object).
+  //
+  // Holders need no index: a HolderId names its storage directly. The low 32 bits are a slot
+  // number + 1 (so never 0), bits 32-62 the slot's generation, which rejects ids of removed
+  // holders whose slot was reused, and bit 63 says which slab: set for a creator holder (the
+  // object's slot in objects_), clear for a Holder (its slot in holders_).
   struct Holder {
     uint32_t object;      // the held object's slot
     uint32_t generation;  // of the holder slot when this holder was made
@@ -360,10 +373,14 @@ class ObjectTable {
   };
   static_assert(sizeof(Holder) <= 32, "one Holder per Ref: keep it at 32 bytes");
 
+  static constexpr HolderId kCreatorHolderBit = HolderId{1} << 63;
   static HolderId holderIdOf(uint32_t slot, uint32_t generation) {
     return (uint64_t{generation} << 32) | (uint64_t{slot} + 1);  // never 0
   }
-  // The live holder `id` names, or null (0, removed, or never issued).
+  static HolderId creatorHolderIdOf(uint32_t objectSlot, uint32_t generation) {
+    return kCreatorHolderBit | holderIdOf(objectSlot, generation);
+  }
+  // The live Holder `id` names, or null (0, removed, a creator holder, or never issued).
   Holder* findHolder(HolderId id) const;
 
   // Leases are ordered by expiry (expireLeases walks the front; nextLeaseExpiry reads it) and
@@ -394,6 +411,8 @@ class ObjectTable {
   // Like lookup, but only live (not dead) objects.
   SlotRef lookupLive(ObjectId id) const;
   SlotRef atSlot(uint32_t number) const { return SlotRef{number, objects_.get(number)}; }
+  // The object whose live creator holder `id` is, or a null ref.
+  SlotRef findCreatorHolder(HolderId id) const;
   // Reads an object's key from its slot, for objectsByLo_ (which stores slots only).
   auto loOf() const {
     return [this](uint32_t number) { return objects_.get(number)->rec.id.lo; };
@@ -440,6 +459,7 @@ class ObjectTable {
 
   // Incremental counters behind stats() (the rest come from container sizes).
   uint64_t parentRefs_ = 0;
+  uint64_t creatorHolders_ = 0;  // live creator holders (the others are holders_.size())
   uint64_t liveBytes_ = 0;
   uint64_t deadPinned_ = 0;
   uint64_t perState_[kNumObjectStates] = {};

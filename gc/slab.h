@@ -10,8 +10,10 @@
 // - Slots are numbered (uint32_t), which lets callers link records to each other with 4-byte
 //   indexes instead of 8-byte pointers, and encode a slot in an id.
 // - Each allocation also gets a *generation*, unique per slot for the life of the slab (a
-//   per-chunk counter; a chunk whose counter runs out is retired, never reused). (slot,
-//   generation) therefore never repeats, so ids built from it are never reused either.
+//   per-chunk counter; a chunk whose counter reaches kGenerationLimit is retired, never
+//   reused). (slot, generation) therefore never repeats, so ids built from it are never reused
+//   either. Generations stay below 2^31 by default, which leaves callers the top bit of a
+//   32-bit field for a flag.
 // - Memory follows the live count: allocation fills the lowest-numbered chunk with room, so live
 //   records gather at the front, and a chunk whose last record is freed gives its storage back
 //   (one empty chunk is kept as a spare, so a table that oscillates around a chunk boundary does
@@ -32,7 +34,7 @@
 
 namespace refstore::gc {
 
-template <typename T, uint32_t kChunkSlots = 4096>
+template <typename T, uint32_t kChunkSlots = 4096, uint32_t kGenerationLimit = 1u << 31>
 class Slab {
   static_assert(kChunkSlots % 64 == 0, "slot bitmaps are whole 64-bit words");
 
@@ -60,7 +62,9 @@ class Slab {
     ++chunk.live;
     ++size_;
     uint32_t generation = chunk.nextGeneration++;
-    if (chunk.nextGeneration == kRetired || chunk.live == kChunkSlots) withRoom_.erase(c);
+    if (chunk.nextGeneration == kGenerationLimit || chunk.live == kChunkSlots) {
+      withRoom_.erase(c);  // full, or retired: its generations are used up
+    }
     return Allocated{c * kChunkSlots + offset, generation, &s.slots[offset]};
   }
 
@@ -70,7 +74,9 @@ class Slab {
     Chunk& chunk = chunks_[c];
     chunk.storage->used[offset / 64] &= ~(uint64_t{1} << (offset % 64));
     --size_;
-    if (chunk.live-- == kChunkSlots && chunk.nextGeneration != kRetired) withRoom_.insert(c);
+    if (chunk.live-- == kChunkSlots && chunk.nextGeneration != kGenerationLimit) {
+      withRoom_.insert(c);
+    }
     if (chunk.live == 0) {
       // Keep one empty chunk's storage for the next chunk that needs some; free the rest.
       if (!spare_) {
@@ -119,8 +125,6 @@ class Slab {
 
  private:
   static constexpr uint32_t kWords = kChunkSlots / 64;
-  // A chunk's generation counter reaching this value retires it.
-  static constexpr uint32_t kRetired = std::numeric_limits<uint32_t>::max();
 
   struct Storage {
     T slots[kChunkSlots];

@@ -81,6 +81,32 @@ TEST_CASE("Slab: (slot, generation) never repeats, even after the chunk's memory
   }
 }
 
+TEST_CASE("Slab: a chunk whose generations run out is retired, and its memory released") {
+  Slab<Record, 64, /*kGenerationLimit=*/100> slab;
+  std::set<std::pair<uint32_t, uint32_t>> seen;
+  // One record at a time: all 100 generations of chunk 0 go to its first slot.
+  for (int i = 0; i < 100; ++i) {
+    auto a = slab.allocate();
+    CHECK(a.slot == 0);
+    CHECK(seen.emplace(a.slot, a.generation).second);
+    slab.free(a.slot);
+  }
+  auto next = slab.allocate();  // chunk 0 is retired: the next record starts chunk 1
+  CHECK(next.slot == 64);
+  CHECK(next.generation == 0);
+  CHECK(slab.get(0) == nullptr);
+  CHECK(slab.chunksInMemory() == 1);  // chunk 0's storage moved to chunk 1 (the spare)
+  // A retired chunk's records stay valid until freed; it just takes no new ones.
+  Slab<Record, 64, 100> full;
+  std::vector<uint32_t> slots;
+  for (int i = 0; i < 100; ++i) slots.push_back(full.allocate().slot);  // 64 in chunk 0, 36 in 1
+  for (int i = 0; i < 64; ++i) full.free(slots[i]);
+  for (int i = 0; i < 36; ++i) full.allocate();  // chunk 0 again: its generations 64..99
+  CHECK(full.get(0) != nullptr);
+  auto after = full.allocate();
+  CHECK(after.slot >= 64);  // chunk 0 has room but is retired
+}
+
 TEST_CASE("Slab: memory follows the live count, keeping one spare chunk") {
   SmallSlab slab;
   std::vector<uint32_t> slots;

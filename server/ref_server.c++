@@ -6,9 +6,29 @@ namespace refstore::server {
 
 const int RefHook::kBrand = 0;
 
+class RefHook::Releaser final: public kj::Disposer {
+ public:
+  // kj::Own hands over the most-derived object (dynamic_cast<void*>), and only RefHooks are
+  // ever owned through this disposer.
+  void disposeImpl(void* pointer) const override {
+    RefHook* hook = static_cast<RefHook*>(pointer);
+    if (--hook->refcount == 0) delete hook;
+  }
+};
+const RefHook::Releaser RefHook::kReleaser;
+
 RefHook::RefHook(ObjectStore& store, gc::HolderId holder, bool sharedMemory)
     : store(store), holder(holder), sharedMemory(sharedMemory) {
-  static_assert(sizeof(RefHook) <= 48, "one RefHook per live Ref: keep it in a 48-byte class");
+  static_assert(sizeof(RefHook) <= 32, "one RefHook per live Ref: keep it in a 32-byte class");
+}
+
+kj::Own<RefHook> RefHook::make(ObjectStore& store, gc::HolderId holder, bool sharedMemory) {
+  return kj::Own<RefHook>(new RefHook(store, holder, sharedMemory), kReleaser);
+}
+
+kj::Own<RefHook> RefHook::addRefHook() {
+  ++refcount;
+  return kj::Own<RefHook>(this, kReleaser);
 }
 
 gc::ObjectTable::HolderInfo RefHook::held() const {
@@ -22,7 +42,7 @@ RefHook::~RefHook() noexcept(false) { store.removeHolder(holder); }
 
 kj::Own<capnp::ClientHook> RefHook::dispatcher() {
   return capnp::ClientHook::from(
-      capnp::Capability::Client(kj::heap<RefServer>(kj::addRef(*this))));
+      capnp::Capability::Client(kj::heap<RefServer>(addRefHook())));
 }
 
 capnp::Request<capnp::AnyPointer, capnp::AnyPointer> RefHook::newCall(
@@ -127,7 +147,7 @@ kj::Promise<void> ViewServer::placement(PlacementContext context) {
 
 proto::Ref::Client newRef(ObjectStore& store, gc::HolderId holder, gc::ClientId client) {
   return proto::Ref::Client(kj::Own<capnp::ClientHook>(
-      kj::refcounted<RefHook>(store, holder, store.client(client).sharedMemory)));
+      RefHook::make(store, holder, store.client(client).sharedMemory)));
 }
 
 kj::Promise<kj::Maybe<gc::ObjectId>> ownRefObject(capnp::Capability::Client ref) {

@@ -4,9 +4,10 @@
 // Capability::Server wrapped in Cap'n Proto's LocalClient. LocalClient carries machinery Ref
 // never uses (path shortening, a streaming-call queue and a kj::Maybe<kj::Exception> of ~400
 // bytes): at ~500 bytes per capability it was more than half of the daemon's memory per live
-// object. A RefHook is just the gc holder id (48 bytes with the vtables and refcount); the
+// object. A RefHook is just the gc holder id (32 bytes with its vtable and refcount); the
 // object and the client it stands for are looked up in the gc table, which records them per
-// holder anyway. A call to it builds a short-lived RefServer inside an ordinary LocalClient,
+// holder anyway. It counts its own references rather than deriving from kj::Refcounted, whose
+// second vtable pointer and padding would put it in the next (48-byte) allocation class. A call to it builds a short-lived RefServer inside an ordinary LocalClient,
 // which dispatches that one call and is freed when the call completes.
 //
 // Release: the RefHook's destructor removes the holder from the gc table (which may free the
@@ -18,15 +19,17 @@
 
 namespace refstore::server {
 
-class RefHook final: public capnp::ClientHook, public kj::Refcounted {
+class RefHook final: public capnp::ClientHook {
  public:
-  // Takes over `holder` (already registered in the gc table).
-  RefHook(ObjectStore& store, gc::HolderId holder, bool sharedMemory);
-  ~RefHook() noexcept(false);
+  // A new hook with one reference, taking over `holder` (already registered in the gc table).
+  static kj::Own<RefHook> make(ObjectStore& store, gc::HolderId holder, bool sharedMemory);
 
   ObjectStore& store;
   const gc::HolderId holder;
   const bool sharedMemory;  // the holding connection can receive segment fds
+
+  // One more reference to this hook (kj::addRef's counterpart, for the typed pointer).
+  kj::Own<RefHook> addRefHook();
 
   // The object held and the connection holding it (Refs this one makes go there too).
   gc::ObjectTable::HolderInfo held() const;
@@ -40,7 +43,7 @@ class RefHook final: public capnp::ClientHook, public kj::Refcounted {
   kj::Maybe<kj::Promise<kj::Own<capnp::ClientHook>>> whenMoreResolved() override {
     return nullptr;
   }
-  kj::Own<capnp::ClientHook> addRef() override { return kj::addRef(*this); }
+  kj::Own<capnp::ClientHook> addRef() override { return addRefHook(); }
   const void* getBrand() override { return &kBrand; }
   kj::Maybe<int> getFd() override { return nullptr; }
 
@@ -49,6 +52,15 @@ class RefHook final: public capnp::ClientHook, public kj::Refcounted {
 
  private:
   static const int kBrand;  // its address identifies RefHooks; the value is irrelevant
+
+  // The Disposer of every kj::Own<RefHook>: drops one reference, and the hook with the last.
+  class Releaser;
+  static const Releaser kReleaser;
+
+  RefHook(ObjectStore& store, gc::HolderId holder, bool sharedMemory);
+  ~RefHook() noexcept(false);  // removes the holder from the gc table
+
+  uint32_t refcount = 1;
 
   // A LocalClient around a fresh RefServer that shares this hook: used for exactly one call.
   kj::Own<capnp::ClientHook> dispatcher();
