@@ -182,8 +182,9 @@ class RefstoredMain {
     requireSocketFree(socketPath);
     shm::JemallocArena arena(shm::JemallocArena::Options{capacity, segmentSize});
     uint64_t origin = randomSecret().hi;
+    BackgroundHasher hasher;  // before the store: its hashes must stop before the hasher does
     ObjectStore store(arena, io.provider->getTimer(), origin);
-    store.enableBackgroundHashing(uv);
+    store.enableBackgroundHashing(hasher, uv);
     kj::Maybe<kj::Own<SpillStore>> spillStore;
     kj::Maybe<kj::Own<FileBackedAllocator>> fileAllocator;
     if (!noSpill) {

@@ -78,34 +78,14 @@ void ObjectStore::seal(gc::ObjectId id, const std::vector<gc::ObjectId>& childre
   recordHash(id);
 }
 
-namespace {
-
-// XXH3-128 of `data` in 1 MiB steps, giving up (with a meaningless result) once `stop` is set:
-// runs on a pool thread, and lets the event loop call off a hash whose value has died.
-XXH128_hash_t hashInSteps(kj::ArrayPtr<const kj::byte> data, const std::atomic<bool>& stop) {
-  XXH3_state_t* state = XXH3_createState();
-  KJ_ASSERT(state != nullptr);
-  XXH3_128bits_reset(state);
-  constexpr size_t kStep = 1 << 20;
-  for (size_t at = 0; at < data.size() && !stop.load(); at += kStep) {
-    XXH3_128bits_update(state, data.begin() + at, kj::min(kStep, data.size() - at));
-  }
-  XXH128_hash_t hash = XXH3_128bits_digest(state);
-  XXH3_freeState(state);
-  return hash;
-}
-
-}  // namespace
-
 bool ObjectStore::hashesInline(uint64_t size) const {
-  return hashPool == nullptr || size <= kHashInlineBytes;
+  return backgroundHasher == nullptr || hashPool == nullptr || size <= kHashInlineBytes;
 }
 
-kj::Promise<XXH128_hash_t> ObjectStore::hashOf(kj::ArrayPtr<const kj::byte> data,
-                                               std::shared_ptr<std::atomic<bool>> stop) {
+kj::Promise<XXH128_hash_t> ObjectStore::hashOf(kj::ArrayPtr<const kj::byte> data) {
   if (hashesInline(data.size())) return XXH3_128bits(data.begin(), data.size());
   return KJ_ASSERT_NONNULL(hashPool).runInPool<XXH128_hash_t>(
-      [data, stop = kj::mv(stop)]() { return hashInSteps(data, *stop); });
+      [data]() { return XXH3_128bits(data.begin(), data.size()); });
 }
 
 void ObjectStore::recordHash(gc::ObjectId id) {
@@ -115,12 +95,12 @@ void ObjectStore::recordHash(gc::ObjectId id) {
     KJ_ASSERT(objects.setHash(id, hash.high64, hash.low64));
     return;
   }
-  // The pin keeps the bytes from being freed under the pool thread. So that dropping a value
+  // The pin keeps the bytes from being freed under the hashing thread. So that dropping a value
   // right after sealing it still frees it at once, the thread stops as soon as the value dies
   // (cancelDeadHashes) instead of holding it for the whole pass.
   KJ_ASSERT(objects.pin(id));
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  auto done = hashOf(data, cancelled)
+  auto done = KJ_ASSERT_NONNULL(backgroundHasher).hash(data, cancelled)
                   .then([this, id, cancelled](XXH128_hash_t hash) {
                     if (!cancelled->load()) objects.setHash(id, hash.high64, hash.low64);
                   })

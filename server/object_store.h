@@ -24,6 +24,7 @@
 #include "gc/object_table.h"
 #include "schema/refstore.capnp.h"
 #include "server/admission_queue.h"
+#include "server/background_hasher.h"
 #include "server/promise_waiters.h"
 #include "server/shm/allocator.h"
 #include "server/spill/spill_store.h"
@@ -81,9 +82,13 @@ class ObjectStore {
   // store). Without them, requests that do not fit just wait for memory to be freed.
   void enableDisk(SpillStore& spill, shm::Allocator& files);
 
-  // Hashes large values on `pool`'s threads after sealing them, instead of on the event loop
-  // before answering (see seal()). Without it every hash is computed inline.
-  void enableBackgroundHashing(UvLoop& pool) { hashPool = pool; }
+  // Hashes large values after sealing them, on `hasher`'s low-priority thread, instead of on
+  // the event loop before answering (see seal()); and checks values restored from disk on
+  // `pool`'s threads. Without it every hash is computed inline.
+  void enableBackgroundHashing(BackgroundHasher& hasher, UvLoop& pool) {
+    backgroundHasher = hasher;
+    hashPool = pool;
+  }
 
   // --- objects -------------------------------------------------------------------------
   // Memory for `size` bytes: now if it fits; else after waiting in the admission queue (while
@@ -183,15 +188,14 @@ class ObjectStore {
   void startSpill(gc::ObjectId id);
   void finishSpill(gc::ObjectId id, SpillLocation where);
   kj::Promise<void> restore(gc::ObjectId id);
-  // Whether a value of `size` bytes is hashed on the event loop (small, or no pool).
+  // Whether a value of `size` bytes is hashed on the event loop (small, or no background
+  // hashing enabled).
   bool hashesInline(uint64_t size) const;
-  // XXH3-128 of `data`: inline when hashesInline, else on the pool, where setting `stop`
-  // abandons it early. The caller keeps `data` alive and in place (a pin) until it resolves.
-  kj::Promise<XXH128_hash_t> hashOf(
-      kj::ArrayPtr<const kj::byte> data,
-      std::shared_ptr<std::atomic<bool>> stop = std::make_shared<std::atomic<bool>>(false));
-  // Records the hash of the just-sealed `id`, now or (large values) in the background, pinned
-  // meanwhile so it is neither freed nor spilled while a pool thread reads it.
+  // XXH3-128 of `data` someone is waiting for (a restore's check): inline when hashesInline,
+  // else on the pool. The caller keeps `data` alive and in place until it resolves.
+  kj::Promise<XXH128_hash_t> hashOf(kj::ArrayPtr<const kj::byte> data);
+  // Records the hash of the just-sealed `id`, now or (large values) on the background hasher,
+  // pinned meanwhile so it is neither freed nor spilled while that thread reads it.
   void recordHash(gc::ObjectId id);
   // Tells pool threads hashing values that have since died to stop (their pins then go).
   void cancelDeadHashes();
@@ -215,9 +219,10 @@ class ObjectStore {
   struct HashInProgress {
     gc::ObjectId id;
     kj::ForkedPromise<void> done;
-    std::shared_ptr<std::atomic<bool>> cancelled;  // read by the pool thread
+    std::shared_ptr<std::atomic<bool>> cancelled;  // read by the hashing thread
   };
   kj::HashMap<uint64_t, HashInProgress> hashing;  // by id.lo: hashes in progress
+  kj::Maybe<BackgroundHasher&> backgroundHasher;
   kj::Maybe<UvLoop&> hashPool;
   kj::HashMap<uint64_t, gc::MonoMillis> lastUsed;             // by id.lo; absent: createdAt
   struct Counters {
