@@ -1,18 +1,8 @@
 #include "server/background_hasher.h"
 
-#include <errno.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include "server/log.h"
-
 namespace refstore::server {
 
 namespace {
-
-constexpr int kBackgroundNice = 19;  // the lowest CPU priority of ordinary scheduling
 
 // Hashes in 1 MiB steps so that `stop` is noticed quickly.
 XXH128_hash_t hashInSteps(kj::ArrayPtr<const kj::byte> data, const std::atomic<bool>& stop) {
@@ -31,11 +21,6 @@ XXH128_hash_t hashInSteps(kj::ArrayPtr<const kj::byte> data, const std::atomic<b
 
 BackgroundHasher::BackgroundHasher()
     : thread([this]() {
-        // Linux keeps nice per thread: this lowers the hashing thread only.
-        if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kBackgroundNice) !=
-            0) {
-          logError("cannot lower the hashing thread's priority: ", strerror(errno));
-        }
         kj::EventLoop loop;
         kj::WaitScope waitScope(loop);
         auto stopped = kj::newPromiseAndFulfiller<void>();
@@ -57,14 +42,6 @@ kj::Promise<XXH128_hash_t> BackgroundHasher::hash(kj::ArrayPtr<const kj::byte> d
   const kj::Executor& executor = *KJ_ASSERT_NONNULL(*running.lockShared()).executor;
   return executor.executeAsync(
       [data, stop = kj::mv(stop)]() { return hashInSteps(data, *stop); });
-}
-
-int BackgroundHasher::niceness() {
-  const kj::Executor& executor = *KJ_ASSERT_NONNULL(*running.lockShared()).executor;
-  return executor.executeSync([]() {
-    errno = 0;
-    return getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
-  });
 }
 
 }  // namespace refstore::server

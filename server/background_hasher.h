@@ -1,15 +1,18 @@
 // BackgroundHasher: one thread that computes the XXH3-128 hash of large values after they are
-// sealed, at the lowest CPU priority (nice 19).
+// sealed.
 //
-// Why a thread of its own, rather than libuv's pool: the post-seal hash is background work that
-// nobody waits for in the common case (only info(), whenReady() and spilling need it). On a
-// small machine, a pool thread hashing a 64 MiB value at normal priority takes a core from the
-// very processes the value was sealed for: refprobe's handoff measured seal 1.7-2.2 ms instead
-// of 0.55 ms while the hash ran beside it. A thread at nice 19 still runs at full speed on an
-// idle core, yields to everything else, and never starves (nice is a weight, not SCHED_IDLE).
-// libuv's pool threads are shared with spill and restore I/O, which readers do wait for, and an
-// unprivileged thread cannot raise its priority again after lowering it, so the pool cannot
-// lend a thread for this. The thread runs a KJ event loop; jobs reach it through its
+// Why a thread of its own rather than libuv's pool (which spill and restore use):
+//  - The post-seal hash is background work nobody waits for in the common case (only info(),
+//    whenReady() and spilling need it), while spill writes and restores are what readers and
+//    admission wait for. A 1 GiB hash takes ~100 ms; it should not hold a pool thread they need.
+//  - The daemon's busy-polling stops while pool jobs run (BusyPoll: spinning would take the
+//    core they need). Counting a routine post-seal hash as such a job made every large put
+//    switch it off for the length of the hash, so the requests around it paid wakeups.
+//    refprobe's 64 MiB handoff, alternating four times: seal 0.70-1.58 ms on the pool,
+//    0.58-0.85 ms here.
+// It runs at normal priority on purpose: a nice-19 thread measured about the same seal times
+// but starved under load, and spilling and reclaiming a value whose hash is cancelled both wait
+// for the thread to get a turn. The thread runs a KJ event loop; jobs reach it through its
 // kj::Executor, and their results come back as promises on the caller's loop.
 #pragma once
 
@@ -33,12 +36,9 @@ class BackgroundHasher {
   // XXH3-128 of `data`, on the hashing thread. Once `stop` is set the pass gives up within
   // 1 MiB, and the result is meaningless (callers set it when the value died). The caller keeps
   // `data` alive and in place until the promise resolves or is destroyed; destroying it waits
-  // for a pass already running to notice and return, so the bytes are never read after that.
+  // for a pass already running to return, so the bytes are never read after that.
   kj::Promise<XXH128_hash_t> hash(kj::ArrayPtr<const kj::byte> data,
                                   std::shared_ptr<std::atomic<bool>> stop);
-
-  // The hashing thread's nice value (19 unless the system refused to lower it), for tests.
-  int niceness();
 
  private:
   struct Running {
