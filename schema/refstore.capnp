@@ -210,6 +210,23 @@ interface Store {
   # party it came through may exit without breaking it. The daemon proves the caller holds the
   # Ref by minting a single-use token through it, then redeems it here.
   # Errors: INVALID_ARGUMENT (not a Ref of this daemon), NOT_FOUND (object gone).
+
+  putMany @11 (values :List(Data), timeoutMs :UInt32) -> (refs :List(Ref));
+  # `put` for many small values in one call: `refs[i]` holds a copy of `values[i]`. One message
+  # each way instead of one call per value, which is what bounds small-value throughput (each
+  # call costs the daemon more CPU than copying a small value). All or nothing: if any value
+  # cannot be stored, none is (an empty value is reported by its index). At most
+  # `maxBatchValues` values, totalling at most `maxInlineBytes`. No children (use `put`).
+  # Errors: INVALID_ARGUMENT (an empty value), TOO_LARGE (too many values or bytes),
+  # OUT_OF_MEMORY (as `put`).
+
+  readMany @12 (refs :List(Ref)) -> (values :List(Data));
+  # The copy path for many small values in one call: `values[i]` is the whole value of
+  # `refs[i]` (waiting for promises first, like `Ref.read`). The Refs may have come through
+  # other parties. At most `maxBatchValues` Refs, their values totalling at most
+  # `maxInlineBytes`. Errors: INVALID_ARGUMENT (not a Ref of this daemon), NOT_FOUND (an object
+  # is gone), TOO_LARGE (too many Refs or bytes: read the large ones with `Ref.read` or
+  # `Ref.view`), REJECTED, BROKEN_PROMISE.
 }
 
 struct NameBinding {
@@ -316,6 +333,9 @@ const maxObjectBytes :UInt64 = 1099511627776;
 # Largest object (1 TiB). Larger requests fail with TOO_LARGE whatever the configuration.
 
 const maxChunkBytes :UInt64 = 16777216;
+
+const maxBatchValues :UInt32 = 65536;
+# Most values (or Refs) in one `Store.putMany` or `Store.readMany` call.
 # Largest `WriteBuffer.write` chunk and `Ref.read` length (16 MiB).
 
 const maxTokenTtlSeconds :UInt32 = 2592000;

@@ -155,4 +155,76 @@ kj::Promise<void> StoreServer::adopt(AdoptContext context) {
       });
 }
 
+kj::Promise<void> StoreServer::putMany(PutManyContext context) {
+  requireAuthenticated();
+  auto params = context.getParams();
+  auto values = params.getValues();
+  RS_REQUIRE(values.size() <= proto::MAX_BATCH_VALUES, TOO_LARGE, "putMany of ", values.size(),
+             " values exceeds the limit of ", proto::MAX_BATCH_VALUES);
+  uint64_t total = 0;
+  for (uint i = 0; i < values.size(); i++) {
+    RS_REQUIRE(values[i].size() > 0, INVALID_ARGUMENT, "value ", i, " of putMany is empty");
+    total += values[i].size();
+  }
+  RS_REQUIRE(total <= proto::MAX_INLINE_BYTES, TOO_LARGE, "putMany of ", total,
+             " bytes exceeds ", proto::MAX_INLINE_BYTES, " bytes: put large values with create()");
+  auto timeout = params.getTimeoutMs() * kj::MILLISECONDS;
+  // All reservations first: if any fails, the join drops the others, so nothing is stored.
+  auto reservations = kj::heapArrayBuilder<kj::Promise<kj::Own<Reservation>>>(values.size());
+  for (auto value: values) reservations.add(store.reserve(value.size(), timeout));
+  return kj::joinPromises(reservations.finish())
+      .then([this, context](kj::Array<kj::Own<Reservation>> memory) mutable {
+        auto values = context.getParams().getValues();
+        auto refs = context.getResults().initRefs(values.size());
+        for (uint i = 0; i < values.size(); i++) {
+          auto created = store.put(kj::mv(memory[i]), values[i], {}, client);
+          refs.set(i, newRef(store, created.writer, client));
+        }
+      });
+}
+
+kj::Promise<void> StoreServer::readMany(ReadManyContext context) {
+  requireAuthenticated();
+  auto refs = context.getParams().getRefs();
+  RS_REQUIRE(refs.size() <= proto::MAX_BATCH_VALUES, TOO_LARGE, "readMany of ", refs.size(),
+             " Refs exceeds the limit of ", proto::MAX_BATCH_VALUES);
+  // The holds keep every object alive until the values are copied out.
+  return adoptAll(store, refs, client).then([this, context](kj::Own<TemporaryHolds> held) mutable {
+    std::vector<gc::ObjectId> ids = held->ids();
+    auto ready = kj::heapArrayBuilder<kj::Promise<void>>(ids.size());
+    for (gc::ObjectId id: ids) ready.add(store.whenReady(id));
+    return kj::joinPromises(ready.finish())
+        .then([this, context, ids = kj::mv(ids)]() mutable {
+          return copyWhenResident(context, kj::mv(ids));
+        })
+        .attach(kj::mv(held));
+  });
+}
+
+kj::Promise<void> StoreServer::copyWhenResident(ReadManyContext context,
+                                                std::vector<gc::ObjectId> ids) {
+  // Restoring one spilled value may let another be spilled meanwhile, so the copy happens only
+  // in a turn where all of them are in memory.
+  uint64_t total = 0;
+  kj::Vector<kj::Promise<void>> restoring;
+  for (gc::ObjectId id: ids) {
+    gc::ObjectId owner = store.resolve(id);
+    const gc::ObjectRecord& object = store.record(owner);
+    total += object.size;
+    if (object.state == gc::ObjectState::SPILLED) restoring.add(store.ensureResident(owner));
+  }
+  RS_REQUIRE(total <= proto::MAX_INLINE_BYTES, TOO_LARGE, "readMany of ", total,
+             " bytes exceeds ", proto::MAX_INLINE_BYTES,
+             " bytes: read large values with Ref.read or Ref.view");
+  if (!restoring.empty()) {
+    return kj::joinPromises(restoring.releaseAsArray())
+        .then([this, context, ids = kj::mv(ids)]() mutable {
+          return copyWhenResident(context, kj::mv(ids));
+        });
+  }
+  auto values = context.getResults().initValues(ids.size());
+  for (size_t i = 0; i < ids.size(); i++) values.set(i, store.bytes(store.resolve(ids[i])));
+  return kj::READY_NOW;
+}
+
 }  // namespace refstore::server

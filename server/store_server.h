@@ -23,9 +23,13 @@ class StoreServer final: public proto::Store::Server {
   kj::Promise<void> unname(UnnameContext context) override;
   kj::Promise<void> names(NamesContext context) override;
   kj::Promise<void> adopt(AdoptContext context) override;
+  kj::Promise<void> putMany(PutManyContext context) override;
+  kj::Promise<void> readMany(ReadManyContext context) override;
 
  private:
   void requireAuthenticated();
+  // readMany's last step: copies out the values of `ids` once all are in memory at once.
+  kj::Promise<void> copyWhenResident(ReadManyContext context, std::vector<gc::ObjectId> ids);
   ClientInfo& info() { return store.client(client); }
 
   ObjectStore& store;

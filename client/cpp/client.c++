@@ -129,6 +129,37 @@ kj::Promise<Ref> put(Client& client, kj::ArrayPtr<const kj::byte> data,
   });
 }
 
+kj::Promise<std::vector<Ref>> putMany(Client& client,
+                                      std::vector<kj::ArrayPtr<const kj::byte>> values,
+                                      double timeoutSeconds) {
+  auto connection = Factory::connection(client);
+  auto request = connection->store.putManyRequest();
+  auto list = request.initValues(values.size());
+  for (size_t i = 0; i < values.size(); i++) list.set(i, values[i]);
+  request.setTimeoutMs(timeoutMillis(timeoutSeconds));
+  return request.send().then(
+      [connection](capnp::Response<proto::Store::PutManyResults> reply) {
+        std::vector<Ref> refs;
+        refs.reserve(reply.getRefs().size());
+        for (auto ref: reply.getRefs()) refs.push_back(Factory::ref(connection, ref));
+        return refs;
+      });
+}
+
+kj::Promise<std::vector<std::vector<uint8_t>>> readMany(Client& client,
+                                                       std::vector<const Ref*> refs) {
+  auto connection = Factory::connection(client);
+  auto request = connection->store.readManyRequest();
+  auto list = request.initRefs(refs.size());
+  for (size_t i = 0; i < refs.size(); i++) list.set(i, capability(*refs[i]));
+  return request.send().then([](capnp::Response<proto::Store::ReadManyResults> reply) {
+    std::vector<std::vector<uint8_t>> values;
+    values.reserve(reply.getValues().size());
+    for (auto data: reply.getValues()) values.emplace_back(data.begin(), data.end());
+    return values;
+  });
+}
+
 kj::Promise<WriteBuffer> create(Client& client, uint64_t size, double timeoutSeconds) {
   auto connection = Factory::connection(client);
   auto request = connection->store.createRequest();
@@ -376,6 +407,19 @@ Ref Client::put(const void* data, size_t size, const std::vector<const Ref*>& ch
                 double timeoutSeconds) {
   return connection->wait(async::put(
       *this, kj::arrayPtr(static_cast<const kj::byte*>(data), size), children, timeoutSeconds));
+}
+
+std::vector<Ref> Client::putMany(const std::vector<Bytes>& values, double timeoutSeconds) {
+  std::vector<kj::ArrayPtr<const kj::byte>> spans;
+  spans.reserve(values.size());
+  for (const Bytes& v: values) {
+    spans.push_back(kj::arrayPtr(static_cast<const kj::byte*>(v.data), v.size));
+  }
+  return connection->wait(async::putMany(*this, std::move(spans), timeoutSeconds));
+}
+
+std::vector<std::vector<uint8_t>> Client::readMany(const std::vector<const Ref*>& refs) {
+  return connection->wait(async::readMany(*this, refs));
 }
 
 WriteBuffer Client::create(uint64_t size, double timeoutSeconds) {

@@ -18,6 +18,11 @@ kj::AsyncIoContext& ioContext(Client& client);
 
 kj::Promise<Ref> put(Client& client, kj::ArrayPtr<const kj::byte> data,
                      std::vector<const Ref*> children = {}, double timeoutSeconds = 0);
+kj::Promise<std::vector<Ref>> putMany(Client& client,
+                                      std::vector<kj::ArrayPtr<const kj::byte>> values,
+                                      double timeoutSeconds = 0);
+kj::Promise<std::vector<std::vector<uint8_t>>> readMany(Client& client,
+                                                       std::vector<const Ref*> refs);
 kj::Promise<WriteBuffer> create(Client& client, uint64_t size, double timeoutSeconds = 0);
 // Seals `buffer`, which the promise owns until then.
 kj::Promise<Ref> seal(WriteBuffer buffer, std::vector<const Ref*> children = {});

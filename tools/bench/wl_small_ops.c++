@@ -9,6 +9,8 @@
 //   refstore read, unpipelined / pipelined: the same, but the get is Ref.read, the copy path: the
 //     bytes come back inline in the reply, no View capability, no segment descriptor, no
 //     Release for either. Not the zero-copy path, but what a small value is cheapest by.
+//   refstore batched (depth D): Store.putMany of D values, then Store.readMany of their D Refs:
+//     two round trips and two calls for D pairs (at depth 1, one value per call).
 //   Redis, unpipelined: SET key value, GET key (two round trips), read every byte.
 //   Redis, pipelined (depth D): D SETs and D GETs appended, then 2D replies read.
 //
@@ -126,6 +128,27 @@ struct RefstoreReadOp final: Operation {
   refstore::Client client;
   WarmBuffer value;
   bool pipelined;
+};
+
+struct RefstoreBatchedOp final: Operation {
+  RefstoreBatchedOp(const std::string& socket, uint64_t size, int depth)
+      : client(refstore::Client::connect(socket)), value(size), depth(depth) {
+    fillPattern(value.data(), size, 15);
+  }
+  size_t run() override {
+    std::vector<refstore::Bytes> values(depth, refstore::Bytes{value.data(), value.size()});
+    std::vector<refstore::Ref> refs = client.putMany(values);
+    std::vector<const refstore::Ref*> pointers;
+    for (auto& ref: refs) pointers.push_back(&ref);
+    for (auto& bytes: client.readMany(pointers)) {
+      volatile uint64_t sum = checksum(bytes.data(), bytes.size());
+      (void)sum;
+    }
+    return depth;
+  }
+  refstore::Client client;
+  WarmBuffer value;
+  int depth;
 };
 
 struct RedisOp final: Operation {
@@ -295,15 +318,16 @@ void runSmallOps(Context& ctx) {
   std::string refstoreSocket = ctx.daemon->socket(), redisSocket = ctx.redis->socket();
 
   std::vector<std::string> columns = {"size_bytes", "size", "clients", "depth"};
-  for (auto prefix: {"refstore_ops", "refstore_read_ops", "redis_ops"}) {
+  for (auto prefix: {"refstore_ops", "refstore_read_ops", "refstore_batched_ops", "redis_ops"}) {
     for (auto& c: Table::summaryColumns(prefix)) columns.push_back(c);
   }
   columns.push_back("refstore_vs_redis");
   columns.push_back("refstore_read_vs_redis");
+  columns.push_back("refstore_batched_vs_redis");
   Table& table = ctx.report.table("small_ops", columns);
 
   // ratios[clients == 8][pipelined]: view-based gets; readRatios: Ref.read-based gets.
-  std::vector<double> ratios[2][2], readRatios[2][2];
+  std::vector<double> ratios[2][2], readRatios[2][2], batchedRatios[2][2];
   for (uint64_t size: sizes) {
     for (int clients: {1, 8}) {
       for (bool pipelined: {false, true}) {
@@ -316,25 +340,30 @@ void runSmallOps(Context& ctx) {
             [&](int) -> std::unique_ptr<Operation> {
               return std::make_unique<RefstoreReadOp>(refstoreSocket, size, pipelined);
             },
+            [&](int) -> std::unique_ptr<Operation> {
+              return std::make_unique<RefstoreBatchedOp>(refstoreSocket, size,
+                                                         pipelined ? kDepth : 1);
+            },
             [&](int thread) -> std::unique_ptr<Operation> {
               return std::make_unique<RedisOp>(redisSocket, size, thread, pipelined);
             },
         });
-        auto& refstoreRates = rates[0];
-        auto& readRates = rates[1];
-        auto& redisRates = rates[2];
-        Summary ours = summarize(refstoreRates), copied = summarize(readRates),
-                theirs = summarize(redisRates);
-        double ratio = ours.median / theirs.median, readRatio = copied.median / theirs.median;
+        Summary ours = summarize(rates[0]), copied = summarize(rates[1]),
+                batched = summarize(rates[2]), theirs = summarize(rates[3]);
+        double ratio = ours.median / theirs.median, readRatio = copied.median / theirs.median,
+               batchedRatio = batched.median / theirs.median;
         std::vector<Value> row = {size, sizeName(size), clients, pipelined ? kDepth : 1};
         Table::appendSummary(row, ours);
         Table::appendSummary(row, copied);
+        Table::appendSummary(row, batched);
         Table::appendSummary(row, theirs);
         row.push_back(ratio);
         row.push_back(readRatio);
+        row.push_back(batchedRatio);
         table.add(row);
         ratios[clients == 8][pipelined].push_back(ratio);
         readRatios[clients == 8][pipelined].push_back(readRatio);
+        batchedRatios[clients == 8][pipelined].push_back(batchedRatio);
       }
     }
   }
@@ -346,6 +375,8 @@ void runSmallOps(Context& ctx) {
   ctx.report.set("small_ops_8clients_pipelined_vs_redis", geometricMean(ratios[1][1]));
   ctx.report.set("small_ops_read_vs_redis", geometricMean(readRatios[0][0]));
   ctx.report.set("small_ops_read_pipelined_vs_redis", geometricMean(readRatios[0][1]));
+  ctx.report.set("small_ops_batched_vs_redis", geometricMean(batchedRatios[0][1]));
+  ctx.report.set("small_ops_8clients_batched_vs_redis", geometricMean(batchedRatios[1][1]));
   ctx.report.set("small_ops_vs_redis_min",
                  *std::min_element(ratios[0][0].begin(), ratios[0][0].end()));
   ctx.report.set("small_ops_pipeline_depth", kDepth);
