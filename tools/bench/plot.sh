@@ -110,7 +110,7 @@ if [[ -f $csv/small_ops.csv ]]; then
   f=$csv/small_ops.csv
   for clients in 1 8; do
     for depth in 1 16; do
-      for system in refstore refstore_read redis; do
+      for system in refstore refstore_read refstore_batched redis; do
         extract "$f" "$work/${system}_${clients}_${depth}" size_bytes ${system}_ops_median \
           clients=$clients depth=$depth
       done
@@ -133,6 +133,8 @@ plot "$work/refstore_1_1" using 1:2 with linespoints lw 2 lc rgb "#2ca02c" title
      "$work/refstore_8_1" using 1:2 with linespoints lc rgb "#2ca02c" dt 2 title "refstore view, 8 clients", \
      "$work/redis_8_1" using 1:2 with linespoints lc rgb "#d62728" dt 2 title "Redis, 8 clients", \
      "$work/refstore_8_16" using 1:2 with linespoints lc rgb "#1f77b4" dt 2 title "refstore view, 8 clients, depth 16", \
+     "$work/refstore_batched_1_16" using 1:2 with linespoints lw 2 lc rgb "#9467bd" title "refstore putMany+readMany of 16, 1 client", \
+     "$work/refstore_batched_8_16" using 1:2 with linespoints lc rgb "#9467bd" dt 2 title "refstore putMany+readMany of 16, 8 clients", \
      "$work/redis_8_16" using 1:2 with linespoints lc rgb "#ff7f0e" dt 2 title "Redis, 8 clients, depth 16"
 EOF
 fi
