@@ -113,6 +113,28 @@ int main(void) {
   CHECK(refstore_ref_read(ref, 13, out, 1, &n) == REFSTORE_E_OUT_OF_RANGE);
   CHECK(refstore_put(NULL, "x", 1, &ref) == REFSTORE_E_MISUSE);
 
+  /* put_many -> read_many, all or nothing */
+  const char* words[3] = {"alpha", "be", "gamma!"};
+  size_t lengths[3] = {5, 2, 6};
+  refstore_ref* batch[3] = {NULL, NULL, NULL};
+  CHECK(refstore_put_many(client, (const void* const*)words, lengths, 3, batch) == REFSTORE_OK);
+  CHECK(batch[0] != NULL && batch[1] != NULL && batch[2] != NULL);
+  refstore_ref* backwards[3] = {batch[2], batch[1], batch[0]};
+  uint8_t* bytes = NULL;
+  size_t sizes[3] = {0, 0, 0};
+  CHECK(refstore_read_many(client, backwards, 3, &bytes, sizes) == REFSTORE_OK);
+  CHECK(sizes[0] == 6 && sizes[1] == 2 && sizes[2] == 5);
+  CHECK(bytes != NULL && memcmp(bytes, "gamma!bealpha", 13) == 0);
+  refstore_bytes_free(bytes);
+  size_t with_empty[3] = {5, 0, 6};
+  refstore_ref* untouched[3] = {NULL, NULL, NULL};
+  CHECK(refstore_put_many(client, (const void* const*)words, with_empty, 3, untouched) ==
+        REFSTORE_E_INVALID_ARGUMENT);
+  CHECK(untouched[0] == NULL && untouched[2] == NULL);
+  CHECK(strstr(refstore_errmsg(client), "value 1") != NULL);
+  CHECK(refstore_read_many(client, NULL, 1, &bytes, sizes) == REFSTORE_E_MISUSE);
+  for (int i = 0; i < 3; i++) refstore_ref_destroy(batch[i]);
+
   refstore_stats stats;
   CHECK(refstore_stats_get(client, &stats) == REFSTORE_OK);
   CHECK(stats.objects == 2);

@@ -121,6 +121,62 @@ int refstore_put(refstore_client* client, const void* data, size_t size, refstor
   });
 }
 
+int refstore_put_many(refstore_client* client, const void* const* values, const size_t* sizes,
+                      size_t count, refstore_ref** refs_out) {
+  if (client == nullptr || (count > 0 && (values == nullptr || sizes == nullptr ||
+                                          refs_out == nullptr))) {
+    return REFSTORE_E_MISUSE;
+  }
+  for (size_t i = 0; i < count; i++) {
+    if (values[i] == nullptr && sizes[i] > 0) return REFSTORE_E_MISUSE;
+  }
+  return guarded(*client->errors, [&]() {
+    std::vector<refstore::Bytes> batch;
+    batch.reserve(count);
+    for (size_t i = 0; i < count; i++) batch.push_back(refstore::Bytes{values[i], sizes[i]});
+    std::vector<refstore::Ref> refs = client->client->putMany(batch);
+    // Allocate every handle before handing any out, so a failure leaves refs_out untouched.
+    std::vector<std::unique_ptr<refstore_ref>> handles;
+    handles.reserve(refs.size());
+    for (auto& ref: refs) handles.push_back(std::unique_ptr<refstore_ref>(
+        new refstore_ref{client->errors, std::move(ref)}));
+    for (size_t i = 0; i < handles.size(); i++) refs_out[i] = handles[i].release();
+  });
+}
+
+int refstore_read_many(refstore_client* client, refstore_ref* const* refs, size_t count,
+                       uint8_t** data_out, size_t* sizes_out) {
+  if (client == nullptr || data_out == nullptr ||
+      (count > 0 && (refs == nullptr || sizes_out == nullptr))) {
+    return REFSTORE_E_MISUSE;
+  }
+  for (size_t i = 0; i < count; i++) {
+    if (refs[i] == nullptr) return REFSTORE_E_MISUSE;
+  }
+  return guarded(*client->errors, [&]() {
+    std::vector<const refstore::Ref*> batch;
+    batch.reserve(count);
+    for (size_t i = 0; i < count; i++) batch.push_back(&refs[i]->ref);
+    std::vector<std::vector<uint8_t>> values = client->client->readMany(batch);
+    size_t total = 0;
+    for (auto& v: values) total += v.size();
+    uint8_t* data = nullptr;
+    if (total > 0) {
+      data = static_cast<uint8_t*>(malloc(total));
+      if (data == nullptr) throw std::bad_alloc();
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < values.size(); i++) {
+      if (!values[i].empty()) memcpy(data + at, values[i].data(), values[i].size());
+      at += values[i].size();
+      sizes_out[i] = values[i].size();
+    }
+    *data_out = data;
+  });
+}
+
+void refstore_bytes_free(uint8_t* data) { free(data); }
+
 int refstore_restore(refstore_client* client, const char* token, refstore_ref** out) {
   if (client == nullptr || token == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
   return guarded(*client->errors, [&]() {

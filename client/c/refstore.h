@@ -84,6 +84,20 @@ int refstore_errcode(const refstore_client* client);
 
 /* Stores a copy of `size` bytes (1 byte .. 16 MiB). */
 int refstore_put(refstore_client* client, const void* data, size_t size, refstore_ref** out);
+/* refstore_put for `count` values in one round trip: refs_out[i] gets a reference to a copy of
+ * the sizes[i] bytes at values[i]. All or nothing: on failure no value is stored and refs_out
+ * is untouched. At most 65,536 values, 16 MiB in all (REFSTORE_E_TOO_LARGE); an empty value is
+ * REFSTORE_E_INVALID_ARGUMENT. */
+int refstore_put_many(refstore_client* client, const void* const* values, const size_t* sizes,
+                      size_t count, refstore_ref** refs_out);
+/* The whole value of each of `count` references in one round trip (copy path; promises are
+ * waited for). The values are returned back to back in one buffer, *data_out (free it with
+ * refstore_bytes_free; NULL if they are all empty), value i being sizes_out[i] bytes long. At
+ * most 65,536 references, 16 MiB in all (REFSTORE_E_TOO_LARGE). The references must come
+ * from `client`'s daemon. */
+int refstore_read_many(refstore_client* client, refstore_ref* const* refs, size_t count,
+                       uint8_t** data_out, size_t* sizes_out);
+void refstore_bytes_free(uint8_t* data);
 /* Turns a share token into a new reference. */
 int refstore_restore(refstore_client* client, const char* token, refstore_ref** out);
 int refstore_stats_get(refstore_client* client, refstore_stats* out);
