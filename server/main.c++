@@ -199,8 +199,11 @@ class RefstoredMain {
     SegmentPrefaulter prefaulter(uv, arena);
     store.setAllocationListener([&prefaulter]() { prefaulter.refill(); });
     prefaulter.refill();
-    BusyPoll busyPoll(io.waitScope, busyPollMicros * kj::MICROSECONDS,
-                      [&uv]() { return uv.poolBusy(); });
+    // Busy-polling pauses while threads need a core the loop would take: pool jobs (spills,
+    // restores) and hashes of dead values that must stop before their memory is freed.
+    BusyPoll busyPoll(io.waitScope, busyPollMicros * kj::MICROSECONDS, [&uv, &store]() {
+      return uv.poolBusy() || store.cancelledHashesRunning();
+    });
     Listener listener(store, busyPoll);
 
     kj::Maybe<kj::Own<kj::ConnectionReceiver>> tcpReceiver;

@@ -120,6 +120,13 @@ void ObjectStore::cancelDeadHashes() {
   }
 }
 
+bool ObjectStore::cancelledHashesRunning() const {
+  for (auto& entry: hashing) {
+    if (entry.value.cancelled->load()) return true;
+  }
+  return false;
+}
+
 kj::Maybe<kj::Promise<void>> ObjectStore::whenCancelledHashesStop() {
   kj::Vector<kj::Promise<void>> stopping;
   for (auto& entry: hashing) {

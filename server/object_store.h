@@ -124,11 +124,14 @@ class ObjectStore {
   kj::Promise<void> whenReady(gc::ObjectId id);
   // Resolves once the sealed object `owner` (not an alias) has its hash recorded.
   kj::Promise<void> whenHashed(gc::ObjectId owner);
-  // Resolves once every pool hash cancelled because its value died has stopped and unpinned
-  // that value (freeing it); null if there are none.
+  // Resolves once every background hash cancelled because its value died has stopped and
+  // unpinned that value (freeing it); null if there are none.
   kj::Maybe<kj::Promise<void>> whenCancelledHashesStop();
+  // Whether a cancelled background hash is still running: its value's memory is freed only
+  // when the hashing thread notices, so the event loop should not busy-poll and take its core.
+  bool cancelledHashesRunning() const;
   // Values up to this size are hashed on the event loop (~0.1 ms at XXH3's ~10 GB/s); larger
-  // ones on the pool, when enabled.
+  // ones on the background hasher, when enabled.
   static constexpr uint64_t kHashInlineBytes = 1 << 20;
 
   // --- access --------------------------------------------------------------------------
