@@ -9,7 +9,7 @@
 namespace refstore::gc {
 
 // One record per object at up to millions of objects: keep it from growing by accident (with
-// the holder-chain head it makes an 88-byte slab slot).
+// the holder-chain head and the creator's holder it makes a 96-byte slab slot).
 static_assert(sizeof(ObjectRecord) <= 80, "ObjectRecord grew; check field order and padding");
 static_assert(static_cast<size_t>(ObjectState::REMOTE) + 1 == kNumObjectStates,
               "kNumObjectStates must match ObjectState");
@@ -341,7 +341,6 @@ bool ObjectTable::removeHolder(HolderId holder) {
   Holder* h = findHolder(holder);
   if (h == nullptr) return false;
   const Holder entry = *h;
-  holders_.free(static_cast<uint32_t>(holder - 1));
   SlotRef it = atSlot(entry.object);
   assert(it && "holder of an object not in the table");
   if (entry.prev != 0) {
@@ -350,6 +349,7 @@ bool ObjectTable::removeHolder(HolderId holder) {
     it->firstHolder = entry.next;
   }
   if (entry.next != 0) holders_.get(entry.next - 1)->prev = entry.prev;
+  holders_.free(static_cast<uint32_t>(holder - 1));
   --it->rec.holders;
   onRefDropped(it);
   return true;

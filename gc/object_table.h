@@ -30,7 +30,7 @@
 // most objects ever have; further holders are 32-byte slots in a second slab, chained per
 // object by slot number. A holder id names its slot directly (no index). Rarely used data --
 // children lists, alias targets, names -- lives in side maps that hold entries only for objects
-// that have some. One object with its creator's holder costs ~107 heap bytes
+// that have some. One object with its creator's holder costs ~111 heap bytes
 // (object_table_test.c++ checks the budget); with std node containers it was ~205.
 
 #ifndef REFSTORE_GC_OBJECT_TABLE_H_
@@ -339,9 +339,10 @@ class ObjectTable {
  private:
   // Objects live in a Slab (dense chunks, stable addresses) found by `lo` through a SlotIndex;
   // every object here was minted by create*, so its id is {epoch_, lo} (lookups check `hi`).
-  // Together ~100-105 bytes per object: the 96-byte slot plus 4-8 bytes of index. (Until
-  // session 4 this was an unordered_set node of 96 bytes plus buckets, plus a 64-byte holder
-  // node; see slab.h for why it changed.)
+  // Together ~110 bytes per object: the 96-byte slot, its 4-byte generation (slab.h) and
+  // 5-11 bytes of index (4-byte buckets, 3/8 to 3/4 full). (Until session 4 this was an
+  // unordered_set node of 96 bytes plus buckets, plus a 64-byte holder node; see slab.h for why
+  // it changed.)
   //
   // The creator's holder -- the writer of create*, which for most objects is the only holder
   // they ever have -- lives inside the slot: it needs only its client and a flag, since its
@@ -372,6 +373,10 @@ class ObjectTable {
     MonoMillis since;
   };
   static_assert(sizeof(Holder) <= 32, "one Holder per Ref: keep it at 32 bytes");
+  // Generations below 2^31 leave Slot::creator's flag bit and HolderId's bit 63 free.
+  static_assert(Slab<Slot>::kMaxGeneration < kCreatorLive &&
+                    Slab<Holder>::kMaxGeneration < kCreatorLive,
+                "slab generations must fit in 31 bits");
 
   static constexpr HolderId kCreatorHolderBit = HolderId{1} << 63;
   static HolderId holderIdOf(uint32_t slot, uint32_t generation) {

@@ -1585,9 +1585,9 @@ TEST_CASE("per-object memory stays within gc's share of the daemon's 256-byte bu
   // Heap in use (arena + mmapped blocks, so slab chunks and the index count too) before and
   // after 200,000 sealed objects with one holder each. Promises, names and children add nothing
   // to objects that do not use them; this guards the common case against accidental growth.
-  // gc's share: 256 bytes minus Cap'n Proto's export of the Ref (~100-120 bytes, outside our
-  // control) and the daemon's RefHook (32). Measured: ~107 (96-byte slot, which includes the
-  // creator's holder, plus index buckets).
+  // gc's share: 256 bytes minus Cap'n Proto's export of the Ref (~100 bytes at 1M Refs,
+  // outside our control) and the daemon's RefHook (32), so ~124. Measured: ~111 (the 96-byte
+  // slot, which includes the creator's holder, its 4-byte generation, and index buckets).
   constexpr size_t kObjects = 200000;
   auto heapInUse = [] {
     struct mallinfo2 m = mallinfo2();

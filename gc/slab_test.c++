@@ -81,30 +81,54 @@ TEST_CASE("Slab: (slot, generation) never repeats, even after the chunk's memory
   }
 }
 
-TEST_CASE("Slab: a chunk whose generations run out is retired, and its memory released") {
+TEST_CASE("Slab: a slot whose generations run out is retired; the chunk's other slots go on") {
   Slab<Record, 64, /*kGenerationLimit=*/100> slab;
   std::set<std::pair<uint32_t, uint32_t>> seen;
-  // One record at a time: all 100 generations of chunk 0 go to its first slot.
-  for (int i = 0; i < 100; ++i) {
+  // One record at a time: the lowest usable slot is taken every time.
+  for (int i = 0; i < 100; i++) {
     auto a = slab.allocate();
     CHECK(a.slot == 0);
+    CHECK(a.generation == uint32_t(i));
     CHECK(seen.emplace(a.slot, a.generation).second);
     slab.free(a.slot);
   }
-  auto next = slab.allocate();  // chunk 0 is retired: the next record starts chunk 1
-  CHECK(next.slot == 64);
+  auto next = slab.allocate();  // slot 0 is retired
+  CHECK(next.slot == 1);
   CHECK(next.generation == 0);
   CHECK(slab.get(0) == nullptr);
-  CHECK(slab.chunksInMemory() == 1);  // chunk 0's storage moved to chunk 1 (the spare)
-  // A retired chunk's records stay valid until freed; it just takes no new ones.
-  Slab<Record, 64, 100> full;
+  slab.free(next.slot);
+  // Use up every slot of chunk 0: then the next record goes to chunk 1, and chunk 0, holding
+  // nothing, has given its storage back (chunk 1 took it as the spare).
+  int allocations = 101;
+  for (;;) {
+    auto a = slab.allocate();
+    if (a.slot >= 64) {
+      CHECK(a.slot == 64);
+      CHECK(a.generation == 0);
+      break;
+    }
+    CHECK(seen.emplace(a.slot, a.generation).second);
+    slab.free(a.slot);
+    allocations++;
+  }
+  CHECK(allocations == 64 * 100);
+  CHECK(slab.chunksInMemory() == 1);
+}
+
+TEST_CASE("Slab: freeing the records of a chunk whose slots are all retired releases it") {
+  Slab<Record, 64, /*kGenerationLimit=*/1> slab;  // every slot retires at its first use
   std::vector<uint32_t> slots;
-  for (int i = 0; i < 100; ++i) slots.push_back(full.allocate().slot);  // 64 in chunk 0, 36 in 1
-  for (int i = 0; i < 64; ++i) full.free(slots[i]);
-  for (int i = 0; i < 36; ++i) full.allocate();  // chunk 0 again: its generations 64..99
-  CHECK(full.get(0) != nullptr);
-  auto after = full.allocate();
-  CHECK(after.slot >= 64);  // chunk 0 has room but is retired
+  for (int i = 0; i < 64; i++) slots.push_back(slab.allocate().slot);  // chunk 0 full
+  for (uint32_t s : slots) {
+    slab.free(s);
+    CHECK(slab.get(s) == nullptr);
+  }
+  CHECK(slab.size() == 0);
+  auto a = slab.allocate();
+  CHECK(a.slot == 64);  // chunk 0 can never be used again
+  auto b = slab.allocate();
+  CHECK(b.slot == 65);
+  CHECK(slab.chunksInMemory() == 1);
 }
 
 TEST_CASE("Slab: memory follows the live count, keeping one spare chunk") {

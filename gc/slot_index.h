@@ -1,4 +1,4 @@
-// SlotIndex: finds a record's Slab slot from its 64-bit key, at 4-8 bytes per record.
+// SlotIndex: finds a record's Slab slot from its 64-bit key, at 5-11 bytes per record.
 //
 // An open-addressing hash table (linear probing, backward-shift deletion, no tombstones) whose
 // buckets hold only a slot number. Keys are not stored: the caller passes `keyOf(slot)`, which
@@ -8,7 +8,8 @@
 //
 // Keys are hashed with Fibonacci hashing (multiply by 2^64/phi, keep the top bits), which
 // spreads the sequential ids gc mints evenly over the buckets. The table doubles above 3/4 full
-// and halves below 1/8, so memory follows the live count.
+// (so a growing table is 3/8 to 3/4 full: 5.3-10.7 bytes per record) and halves below 1/8, so
+// memory follows the live count (up to 32 bytes per record just before it shrinks).
 #ifndef REFSTORE_GC_SLOT_INDEX_H_
 #define REFSTORE_GC_SLOT_INDEX_H_
 
