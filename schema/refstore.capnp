@@ -333,10 +333,10 @@ const maxObjectBytes :UInt64 = 1099511627776;
 # Largest object (1 TiB). Larger requests fail with TOO_LARGE whatever the configuration.
 
 const maxChunkBytes :UInt64 = 16777216;
+# Largest `WriteBuffer.write` chunk and `Ref.read` length (16 MiB).
 
 const maxBatchValues :UInt32 = 65536;
 # Most values (or Refs) in one `Store.putMany` or `Store.readMany` call.
-# Largest `WriteBuffer.write` chunk and `Ref.read` length (16 MiB).
 
 const maxTokenTtlSeconds :UInt32 = 2592000;
 # Longest token time-to-live (30 days).

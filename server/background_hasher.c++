@@ -24,7 +24,8 @@ BackgroundHasher::BackgroundHasher()
         kj::EventLoop loop;
         kj::WaitScope waitScope(loop);
         auto stopped = kj::newPromiseAndFulfiller<void>();
-        *running.lockExclusive() = Running{&kj::getCurrentThreadExecutor(), stopped.fulfiller.get()};
+        *running.lockExclusive() =
+            Running{kj::getCurrentThreadExecutor().addRef(), stopped.fulfiller.get()};
         stopped.promise.wait(waitScope);
         *running.lockExclusive() = nullptr;
       }) {
@@ -33,14 +34,27 @@ BackgroundHasher::BackgroundHasher()
 }
 
 BackgroundHasher::~BackgroundHasher() noexcept(false) {
-  Running r = KJ_ASSERT_NONNULL(*running.lockShared());
-  r.executor->executeSync([stop = r.stop]() { stop->fulfill(); });
+  kj::PromiseFulfiller<void>* stop;
+  kj::Own<const kj::Executor> on;
+  {
+    auto lock = running.lockShared();
+    const Running& r = KJ_ASSERT_NONNULL(*lock);
+    stop = r.stop;
+    on = r.executor->addRef();
+  }
+  on->executeSync([stop]() { stop->fulfill(); });
+}
+
+kj::Own<const kj::Executor> BackgroundHasher::executor() {
+  auto lock = running.lockShared();
+  KJ_IF_MAYBE(r, *lock) { return r->executor->addRef(); }
+  KJ_FAIL_REQUIRE("the hashing thread has stopped") { break; }
+  KJ_UNREACHABLE;
 }
 
 kj::Promise<XXH128_hash_t> BackgroundHasher::hash(kj::ArrayPtr<const kj::byte> data,
                                                   std::shared_ptr<std::atomic<bool>> stop) {
-  const kj::Executor& executor = *KJ_ASSERT_NONNULL(*running.lockShared()).executor;
-  return executor.executeAsync(
+  return executor()->executeAsync(
       [data, stop = kj::mv(stop)]() { return hashInSteps(data, *stop); });
 }
 

@@ -42,9 +42,12 @@ class BackgroundHasher {
 
  private:
   struct Running {
-    const kj::Executor* executor;
+    kj::Own<const kj::Executor> executor;
     kj::PromiseFulfiller<void>* stop;  // lives on the hashing thread; fulfil it there
   };
+  // A reference to the thread's executor, while it runs (else DISCONNECTED is thrown). Calls
+  // through a reference taken after the thread's loop ended fail instead of touching it.
+  kj::Own<const kj::Executor> executor();
   kj::MutexGuarded<kj::Maybe<Running>> running;
   kj::Thread thread;  // last: destroyed (joined) first, after the destructor asked it to stop
 };

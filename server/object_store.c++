@@ -31,7 +31,11 @@ ObjectStore::ObjectStore(shm::Allocator& memory, kj::Timer& timer, uint64_t orig
       startedAt(timer.now()),
       objects(origin, [this](const gc::ObjectRecord& record) { reclaim(record); }) {}
 
-ObjectStore::~ObjectStore() noexcept(false) {}
+ObjectStore::~ObjectStore() noexcept(false) {
+  // Destroying the hashes' promises waits for passes in progress: make them stop at their next
+  // 1 MiB step rather than read the whole value.
+  for (auto& entry: hashing) entry.value.cancelled->store(true);
+}
 
 gc::MonoMillis ObjectStore::nowMillis() const {
   return (timer.now() - kj::origin<kj::TimePoint>()) / kj::MILLISECONDS;
@@ -101,9 +105,15 @@ void ObjectStore::recordHash(gc::ObjectId id) {
   KJ_ASSERT(objects.pin(id));
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
   auto done = KJ_ASSERT_NONNULL(backgroundHasher).hash(data, cancelled)
-                  .then([this, id, cancelled](XXH128_hash_t hash) {
-                    if (!cancelled->load()) objects.setHash(id, hash.high64, hash.low64);
-                  })
+                  .then(
+                      [this, id, cancelled](XXH128_hash_t hash) {
+                        if (!cancelled->load()) objects.setHash(id, hash.high64, hash.low64);
+                      },
+                      [id](kj::Exception&& e) {
+                        // The value keeps a zero hash; the pin and the entry must go regardless.
+                        logError("hashing object ", gc::toHex(id).c_str(),
+                                 " failed: ", e.getDescription());
+                      })
                   .then([this, id]() {
                     hashing.erase(id.lo);  // the branch in `background` keeps the fork alive
                     objects.unpin(id);

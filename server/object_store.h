@@ -82,7 +82,7 @@ class ObjectStore {
   // store). Without them, requests that do not fit just wait for memory to be freed.
   void enableDisk(SpillStore& spill, shm::Allocator& files);
 
-  // Hashes large values after sealing them, on `hasher`'s low-priority thread, instead of on
+  // Hashes large values after sealing them, on `hasher`'s thread, instead of on
   // the event loop before answering (see seal()); and checks values restored from disk on
   // `pool`'s threads. Without it every hash is computed inline.
   void enableBackgroundHashing(BackgroundHasher& hasher, UvLoop& pool) {
@@ -96,13 +96,20 @@ class ObjectStore {
   // Objects larger than the capacity, or large ones that do not fit now, get file-backed memory
   // when disk is enabled. Throws INVALID_ARGUMENT (0 bytes), TOO_LARGE (can never fit).
   kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout);
+  // Memory for each of `sizes` (Store.putMany), all or nothing: TOO_LARGE at once if together
+  // they can never fit (more than the capacity, and no disk); otherwise as reserve() for each,
+  // failing as soon as one fails and releasing those already granted. Spilling is considered
+  // once for the whole batch rather than once per value.
+  kj::Promise<kj::Array<kj::Own<Reservation>>> reserveMany(kj::ArrayPtr<const uint64_t> sizes,
+                                                           kj::Duration timeout);
 
   // A new object in state CREATING over `memory`, held by the returned writer holder.
   gc::ObjectTable::Created create(kj::Own<Reservation> memory, uint64_t size,
                                   gc::ClientId creator);
   // Seals with `children`, and hashes the bytes (XXH3-128): inline up to kHashInlineBytes,
-  // else on the pool after sealing (the writer does not wait for a pass over its value; the
-  // hash is only needed by info() and spilling, which wait for it: whenHashed()). Throws
+  // else on the background hasher after sealing (the writer does not wait for a pass over its
+  // value; the hash is only needed by info() and spilling, which wait for it: whenHashed()).
+  // Throws
   // FAILED_PRECONDITION if not CREATING, NOT_FOUND if a child is gone, CYCLE if a child
   // contains the object.
   void seal(gc::ObjectId id, const std::vector<gc::ObjectId>& children);
@@ -200,7 +207,7 @@ class ObjectStore {
   // Records the hash of the just-sealed `id`, now or (large values) on the background hasher,
   // pinned meanwhile so it is neither freed nor spilled while that thread reads it.
   void recordHash(gc::ObjectId id);
-  // Tells pool threads hashing values that have since died to stop (their pins then go).
+  // Tells the hashing thread to stop hashing values that have since died (their pins then go).
   void cancelDeadHashes();
   // After gc refused to attach `children` to `id`: throws the precise reason.
   [[noreturn]] void throwChildrenRefused(gc::ObjectId id,
@@ -216,7 +223,8 @@ class ObjectStore {
   } errorLogger;
   kj::TaskSet background{errorLogger};  // pumps, spills, restores
   bool pumpScheduled = false;
-  bool spilling = false;     // between the high and the low watermark (for logs)
+  bool spilling = false;
+  bool spillDeferred = false;  // inside reserveMany: maybeSpill() waits for the whole batch     // between the high and the low watermark (for logs)
   uint64_t spillInFlightBytes = 0;
   kj::HashMap<uint64_t, kj::ForkedPromise<void>> restoring;  // by id.lo
   struct HashInProgress {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "server/errors.h"
+#include "server/join.h"
 #include "server/log.h"
 #include "server/object_store.h"
 #include "server/packed_location.h"
@@ -111,8 +112,25 @@ void ObjectStore::pumpQueue() {
 
 // --- spilling --------------------------------------------------------------------------
 
+kj::Promise<kj::Array<kj::Own<Reservation>>> ObjectStore::reserveMany(
+    kj::ArrayPtr<const uint64_t> sizes, kj::Duration timeout) {
+  uint64_t total = 0;
+  for (uint64_t size: sizes) total += size;
+  RS_REQUIRE(total <= allocator.capacity() || files != nullptr, TOO_LARGE, "a batch of ", total,
+             " bytes exceeds the store's whole capacity of ", allocator.capacity(),
+             " bytes (and no spill directory is configured)");
+  auto reservations = kj::heapArrayBuilder<kj::Promise<kj::Own<Reservation>>>(sizes.size());
+  {
+    spillDeferred = true;
+    KJ_DEFER(spillDeferred = false);
+    for (uint64_t size: sizes) reservations.add(reserve(size, timeout));
+  }
+  maybeSpill();
+  return joinFailFast(reservations.finish());
+}
+
 void ObjectStore::maybeSpill() {
-  if (spill == nullptr) return;
+  if (spill == nullptr || spillDeferred) return;
   uint64_t capacity = allocator.capacity();
   uint64_t demand = allocator.bytesAllocated() + queue.bytesWanted();
   uint64_t high = capacity * policy.highWatermark, low = capacity * policy.lowWatermark;

@@ -5,6 +5,7 @@
 #include "server/errors.h"
 #include "server/adoption.h"
 #include "server/fulfiller_server.h"
+#include "server/join.h"
 #include "server/ref_server.h"
 #include "server/write_buffer_server.h"
 
@@ -162,17 +163,15 @@ kj::Promise<void> StoreServer::putMany(PutManyContext context) {
   RS_REQUIRE(values.size() <= proto::MAX_BATCH_VALUES, TOO_LARGE, "putMany of ", values.size(),
              " values exceeds the limit of ", proto::MAX_BATCH_VALUES);
   uint64_t total = 0;
+  auto sizes = kj::heapArray<uint64_t>(values.size());
   for (uint i = 0; i < values.size(); i++) {
     RS_REQUIRE(values[i].size() > 0, INVALID_ARGUMENT, "value ", i, " of putMany is empty");
-    total += values[i].size();
+    sizes[i] = values[i].size();
+    total += sizes[i];
   }
   RS_REQUIRE(total <= proto::MAX_INLINE_BYTES, TOO_LARGE, "putMany of ", total,
              " bytes exceeds ", proto::MAX_INLINE_BYTES, " bytes: put large values with create()");
-  auto timeout = params.getTimeoutMs() * kj::MILLISECONDS;
-  // All reservations first: if any fails, the join drops the others, so nothing is stored.
-  auto reservations = kj::heapArrayBuilder<kj::Promise<kj::Own<Reservation>>>(values.size());
-  for (auto value: values) reservations.add(store.reserve(value.size(), timeout));
-  return kj::joinPromises(reservations.finish())
+  return store.reserveMany(sizes, params.getTimeoutMs() * kj::MILLISECONDS)
       .then([this, context](kj::Array<kj::Own<Reservation>> memory) mutable {
         auto values = context.getParams().getValues();
         auto refs = context.getResults().initRefs(values.size());
@@ -182,6 +181,29 @@ kj::Promise<void> StoreServer::putMany(PutManyContext context) {
         }
       });
 }
+
+namespace {
+
+// Memory pins on objects (as a View holds): while pinned, a value in memory is not spilled.
+class Pins {
+ public:
+  explicit Pins(ObjectStore& store): store(store) {}
+  ~Pins() noexcept(false) {
+    for (gc::ObjectId id: pinned) store.unpin(id);
+  }
+  KJ_DISALLOW_COPY(Pins);
+  void add(gc::ObjectId id) {
+    pinned.reserve(pinned.size() + 1);  // so that a pin taken is always recorded
+    store.pin(id);
+    pinned.push_back(id);
+  }
+
+ private:
+  ObjectStore& store;
+  std::vector<gc::ObjectId> pinned;
+};
+
+}  // namespace
 
 kj::Promise<void> StoreServer::readMany(ReadManyContext context) {
   requireAuthenticated();
@@ -193,38 +215,33 @@ kj::Promise<void> StoreServer::readMany(ReadManyContext context) {
     std::vector<gc::ObjectId> ids = held->ids();
     auto ready = kj::heapArrayBuilder<kj::Promise<void>>(ids.size());
     for (gc::ObjectId id: ids) ready.add(store.whenReady(id));
-    return kj::joinPromises(ready.finish())
+    return joinFailFast(ready.finish())
         .then([this, context, ids = kj::mv(ids)]() mutable {
-          return copyWhenResident(context, kj::mv(ids));
+          // Pin every value before bringing the spilled ones back, so that restoring one cannot
+          // spill another (a spill in flight is abandoned when it finds a new pin).
+          auto pins = kj::heap<Pins>(store);
+          uint64_t total = 0;
+          auto resident = kj::heapArrayBuilder<kj::Promise<void>>(ids.size());
+          for (gc::ObjectId id: ids) {
+            gc::ObjectId owner = store.resolve(id);
+            total += store.record(owner).size;
+            pins->add(owner);
+            resident.add(store.ensureResident(owner));
+          }
+          RS_REQUIRE(total <= proto::MAX_INLINE_BYTES, TOO_LARGE, "readMany of ", total,
+                     " bytes exceeds ", proto::MAX_INLINE_BYTES,
+                     " bytes: read large values with Ref.read or Ref.view");
+          return joinFailFast(resident.finish())
+              .then([this, context, ids = kj::mv(ids)]() mutable {
+                auto values = context.getResults().initValues(ids.size());
+                for (size_t i = 0; i < ids.size(); i++) {
+                  values.set(i, store.bytes(store.resolve(ids[i])));
+                }
+              })
+              .attach(kj::mv(pins));
         })
         .attach(kj::mv(held));
   });
-}
-
-kj::Promise<void> StoreServer::copyWhenResident(ReadManyContext context,
-                                                std::vector<gc::ObjectId> ids) {
-  // Restoring one spilled value may let another be spilled meanwhile, so the copy happens only
-  // in a turn where all of them are in memory.
-  uint64_t total = 0;
-  kj::Vector<kj::Promise<void>> restoring;
-  for (gc::ObjectId id: ids) {
-    gc::ObjectId owner = store.resolve(id);
-    const gc::ObjectRecord& object = store.record(owner);
-    total += object.size;
-    if (object.state == gc::ObjectState::SPILLED) restoring.add(store.ensureResident(owner));
-  }
-  RS_REQUIRE(total <= proto::MAX_INLINE_BYTES, TOO_LARGE, "readMany of ", total,
-             " bytes exceeds ", proto::MAX_INLINE_BYTES,
-             " bytes: read large values with Ref.read or Ref.view");
-  if (!restoring.empty()) {
-    return kj::joinPromises(restoring.releaseAsArray())
-        .then([this, context, ids = kj::mv(ids)]() mutable {
-          return copyWhenResident(context, kj::mv(ids));
-        });
-  }
-  auto values = context.getResults().initValues(ids.size());
-  for (size_t i = 0; i < ids.size(); i++) values.set(i, store.bytes(store.resolve(ids[i])));
-  return kj::READY_NOW;
 }
 
 }  // namespace refstore::server

@@ -28,8 +28,6 @@ class StoreServer final: public proto::Store::Server {
 
  private:
   void requireAuthenticated();
-  // readMany's last step: copies out the values of `ids` once all are in memory at once.
-  kj::Promise<void> copyWhenResident(ReadManyContext context, std::vector<gc::ObjectId> ids);
   ClientInfo& info() { return store.client(client); }
 
   ObjectStore& store;

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <memory>
@@ -82,8 +83,10 @@ TEST_CASE("dropping a hash's promise waits for the pass, so the bytes may be unm
     memset(p, round + 1, kSize);
     {
       auto promise = hasher.hash(kj::arrayPtr(static_cast<kj::byte*>(p), kSize), notStopped());
-      // Let the thread start (it may or may not have by the time the promise is dropped).
+      // Let the thread start: a 256 MiB pass takes well over 10 ms, so after 2 ms it is
+      // running, and the drop below must wait for it.
       loop.run();
+      usleep(2000);
     }
     CHECK(munmap(p, kSize) == 0);
   }

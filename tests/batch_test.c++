@@ -99,46 +99,60 @@ TEST_CASE("putMany is all or nothing: an empty value, too many values or bytes s
   CHECK(client.stats().objects == start.objects);  // and all freed again
 }
 
-TEST_CASE("putMany that cannot get memory in time stores nothing") {
+TEST_CASE("putMany larger than memory fails at once; one that must wait gives back what it got") {
   Daemon daemon("8M", {"--no-spill"});
   Client client = Client::connect(daemon.socket());
   std::vector<uint8_t> chunk(3 << 20, 2);
-  std::vector<Bytes> values(4, Bytes{chunk.data(), chunk.size()});  // 12 MiB > 8 MiB
   Stats start = client.stats();
-  CHECK(codeOf([&] { client.putMany(values, /*timeoutSeconds=*/0.2); }) ==
+  // 12 MiB can never fit in 8 MiB: refused without waiting for the timeout.
+  std::vector<Bytes> tooMuch(4, Bytes{chunk.data(), chunk.size()});
+  CHECK(codeOf([&] { client.putMany(tooMuch, /*timeoutSeconds=*/60); }) == ErrorCode::TOO_LARGE);
+  // 2 x 3 MiB would fit an empty store, but 4 MiB are held: the first value's memory is granted,
+  // the second waits, times out, and the first is released too.
+  std::vector<uint8_t> held(4 << 20, 1);
+  Ref holder = client.put(held.data(), held.size());
+  Stats holding = client.stats();
+  std::vector<Bytes> two(2, Bytes{chunk.data(), chunk.size()});
+  CHECK(codeOf([&] { client.putMany(two, /*timeoutSeconds=*/0.3); }) ==
         ErrorCode::OUT_OF_MEMORY);
   Stats after = client.stats();
-  CHECK(after.objects == start.objects);
-  CHECK(after.bytesUsed == start.bytesUsed);
-  values.pop_back();
-  values.pop_back();  // 6 MiB fits
-  CHECK(client.putMany(values).size() == 2);
+  CHECK(after.objects == holding.objects);
+  CHECK(after.bytesUsed == holding.bytesUsed);
+  { Ref gone = std::move(holder); }
+  CHECK(client.putMany(two).size() == 2);  // once there is room, the same batch goes in
+  CHECK(client.stats().objects == start.objects);
 }
 
 TEST_CASE("readMany waits for promises and reports failures; refuses oversized batches") {
   Daemon daemon;
   Client client = Client::connect(daemon.socket());
   Ref ready = client.put("ready", 5);
-  // A promise fulfilled by another client, on another thread, while readMany is waiting.
+  // A promise fulfilled by another client, on another thread, once readMany has been sent.
   std::promise<std::string> token;
+  std::promise<void> go;
   std::thread fulfilling([&]() {
     Client other = Client::connect(daemon.socket());
     Promise later = other.promise();
     token.set_value(later.ref.share(60, 1));
-    usleep(200 * 1000);  // readMany is blocked by now
+    go.get_future().wait();
+    usleep(100 * 1000);  // let the main thread's readMany reach the daemon
     later.fulfiller.fulfill("later", 5);
   });
   Ref later = client.restore(token.get_future().get());
   CHECK(later.info().state == "promised");
+  go.set_value();
   auto values = client.readMany({&ready, &later});
   fulfilling.join();
   REQUIRE(values.size() == 2);
   CHECK(text(values[0]) == "ready");
   CHECK(text(values[1]) == "later");
 
+  // One failure is reported at once, even while another Ref in the batch is never settled.
   Promise rejected = client.promise();
+  Promise never = client.promise();
   rejected.fulfiller.reject("no value today");
-  CHECK(codeOf([&] { client.readMany({&ready, &rejected.ref}); }) == ErrorCode::REJECTED);
+  CHECK(codeOf([&] { client.readMany({&never.ref, &ready, &rejected.ref}); }) ==
+        ErrorCode::REJECTED);
 
   std::vector<uint8_t> big(9 << 20, 3);
   Ref first = client.put(big.data(), big.size());
@@ -157,4 +171,21 @@ TEST_CASE("readMany reads Refs that came from another client's connection") {
   Ref mine = consumer.restore(made[0].share(60, 1));
   auto values = consumer.readMany({&mine});
   CHECK(text(values.at(0)) == x);
+}
+
+TEST_CASE("readMany brings spilled values back and returns them all") {
+  Daemon daemon("16M");  // with a spill directory
+  Client client = Client::connect(daemon.socket());
+  std::vector<Ref> refs;
+  std::vector<std::vector<uint8_t>> want;
+  for (int i = 0; i < 10; i++) {  // 20 MiB into 16 MiB: the oldest values go to disk
+    want.emplace_back(2 << 20, uint8_t(i + 1));
+    refs.push_back(client.put(want.back().data(), want.back().size()));
+  }
+  REQUIRE(refstore::testing::eventually([&] { return client.stats().spilled > 0; }));
+  std::vector<const Ref*> first;
+  for (int i = 0; i < 6; i++) first.push_back(&refs[i]);  // 12 MiB, the spilled ones among them
+  auto values = client.readMany(first);
+  REQUIRE(values.size() == 6);
+  for (int i = 0; i < 6; i++) CHECK(values[i] == want[i]);
 }
