@@ -52,7 +52,7 @@ TEST_CASE("Slab: allocated records are found by slot and stay put until freed") 
   CHECK(slab.get(1u << 30) == nullptr);  // far out of range
 }
 
-TEST_CASE("Slab: a freed slot is reused, first in the lowest chunk with room, with a new generation") {
+TEST_CASE("Slab: a freed slot is reused, lowest chunk with room first, with a new generation") {
   SmallSlab slab;
   std::vector<SmallSlab::Allocated> made;
   for (int i = 0; i < 130; ++i) made.push_back(slab.allocate());  // chunks 0, 1 full; 2 started

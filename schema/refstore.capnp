@@ -217,16 +217,19 @@ interface Store {
   # call costs the daemon more CPU than copying a small value). All or nothing: if any value
   # cannot be stored, none is (an empty value is reported by its index). At most
   # `maxBatchValues` values, totalling at most `maxInlineBytes`. No children (use `put`).
-  # Errors: INVALID_ARGUMENT (an empty value), TOO_LARGE (too many values or bytes),
-  # OUT_OF_MEMORY (as `put`).
+  # Errors: INVALID_ARGUMENT (an empty value), TOO_LARGE (too many values or bytes, or more
+  # than the store's whole memory when it has no spill directory), OUT_OF_MEMORY (as `put`; the
+  # values already granted memory are released at once).
 
   readMany @12 (refs :List(Ref)) -> (values :List(Data));
   # The copy path for many small values in one call: `values[i]` is the whole value of
   # `refs[i]` (waiting for promises first, like `Ref.read`). The Refs may have come through
   # other parties. At most `maxBatchValues` Refs, their values totalling at most
-  # `maxInlineBytes`. Errors: INVALID_ARGUMENT (not a Ref of this daemon), NOT_FOUND (an object
-  # is gone), TOO_LARGE (too many Refs or bytes: read the large ones with `Ref.read` or
-  # `Ref.view`), REJECTED, BROKEN_PROMISE.
+  # `maxInlineBytes`. The first failure is reported at once, even while other Refs in the batch
+  # are still unsettled promises. Errors: INVALID_ARGUMENT (not a Ref of this daemon), NOT_FOUND
+  # (an object is gone), TOO_LARGE (too many Refs or bytes: read the large ones with `Ref.read`
+  # or `Ref.view`), REJECTED, BROKEN_PROMISE, OUT_OF_MEMORY (spilled values that cannot all be
+  # back in memory at once).
 }
 
 struct NameBinding {

@@ -223,8 +223,8 @@ class ObjectStore {
   } errorLogger;
   kj::TaskSet background{errorLogger};  // pumps, spills, restores
   bool pumpScheduled = false;
-  bool spilling = false;
-  bool spillDeferred = false;  // inside reserveMany: maybeSpill() waits for the whole batch     // between the high and the low watermark (for logs)
+  bool spilling = false;       // between the high and the low watermark (for logs)
+  bool spillDeferred = false;  // inside reserveMany: maybeSpill() waits for the whole batch
   uint64_t spillInFlightBytes = 0;
   kj::HashMap<uint64_t, kj::ForkedPromise<void>> restoring;  // by id.lo
   struct HashInProgress {

@@ -7,8 +7,9 @@
 // object. A RefHook is just the gc holder id (32 bytes with its vtable and refcount); the
 // object and the client it stands for are looked up in the gc table, which records them per
 // holder anyway. It counts its own references rather than deriving from kj::Refcounted, whose
-// second vtable pointer and padding would put it in the next (48-byte) allocation class. A call to it builds a short-lived RefServer inside an ordinary LocalClient,
-// which dispatches that one call and is freed when the call completes.
+// second vtable pointer and padding would put it in the next (48-byte) allocation class. A
+// call to it builds a short-lived RefServer inside an ordinary LocalClient, which dispatches
+// that one call and is freed when the call completes.
 //
 // Release: the RefHook's destructor removes the holder from the gc table (which may free the
 // object in the same turn). Cap'n Proto destroys the hook when the last reference to it goes:
