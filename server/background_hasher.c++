@@ -21,34 +21,46 @@ XXH128_hash_t hashInSteps(kj::ArrayPtr<const kj::byte> data, const std::atomic<b
 
 BackgroundHasher::BackgroundHasher()
     : thread([this]() {
-        kj::EventLoop loop;
-        kj::WaitScope waitScope(loop);
-        auto stopped = kj::newPromiseAndFulfiller<void>();
-        *running.lockExclusive() =
-            Running{kj::getCurrentThreadExecutor().addRef(), stopped.fulfiller.get()};
-        stopped.promise.wait(waitScope);
-        *running.lockExclusive() = nullptr;
+        // Nothing may escape: the constructor is waiting for this thread to say how it went.
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([this]() {
+          kj::EventLoop loop;
+          kj::WaitScope waitScope(loop);
+          auto stopped = kj::newPromiseAndFulfiller<void>();
+          state.lockExclusive()->running =
+              Running{kj::getCurrentThreadExecutor().addRef(), stopped.fulfiller.get()};
+          stopped.promise.wait(waitScope);
+        })) {
+          state.lockExclusive()->failure = kj::str(e->getDescription());
+        }
+        auto lock = state.lockExclusive();
+        lock->running = nullptr;
+        lock->exited = true;
       }) {
-  running.when([](const kj::Maybe<Running>& r) { return r != nullptr; },
-               [](const kj::Maybe<Running>&) {});
+  auto lock = state.lockExclusive();
+  lock.wait([](const State& s) { return s.running != nullptr || s.exited; });
+  KJ_REQUIRE(lock->running != nullptr, "the background hashing thread failed to start",
+             lock->failure.orDefault(kj::str("no reason given")));
 }
 
 BackgroundHasher::~BackgroundHasher() noexcept(false) {
   kj::PromiseFulfiller<void>* stop;
   kj::Own<const kj::Executor> on;
   {
-    auto lock = running.lockShared();
-    const Running& r = KJ_ASSERT_NONNULL(*lock);
-    stop = r.stop;
-    on = r.executor->addRef();
+    auto lock = state.lockShared();
+    KJ_IF_MAYBE(r, lock->running) {
+      stop = r->stop;
+      on = r->executor->addRef();
+    } else {
+      return;  // the thread has already ended
+    }
   }
   on->executeSync([stop]() { stop->fulfill(); });
 }
 
 kj::Own<const kj::Executor> BackgroundHasher::executor() {
-  auto lock = running.lockShared();
-  KJ_IF_MAYBE(r, *lock) { return r->executor->addRef(); }
-  KJ_FAIL_REQUIRE("the hashing thread has stopped") { break; }
+  auto lock = state.lockShared();
+  KJ_IF_MAYBE(r, lock->running) { return r->executor->addRef(); }
+  KJ_FAIL_REQUIRE("the background hashing thread has stopped") { break; }
   KJ_UNREACHABLE;
 }
 

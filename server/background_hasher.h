@@ -14,6 +14,11 @@
 // but starved under load, and spilling and reclaiming a value whose hash is cancelled both wait
 // for the thread to get a turn. The thread runs a KJ event loop; jobs reach it through its
 // kj::Executor, and their results come back as promises on the caller's loop.
+//
+// One thread, jobs in order: a job cancelled while queued returns at once when its turn comes,
+// but waits behind the pass before it (~100 ms per GiB). That delays freeing a value dropped
+// right after sealing while another large value is still being hashed; with a hash that is
+// only ~10 GB/s behind the writer, the queue is rarely more than one job deep.
 #pragma once
 
 #include <xxhash.h>
@@ -29,7 +34,7 @@ namespace refstore::server {
 
 class BackgroundHasher {
  public:
-  BackgroundHasher();  // starts the thread and waits until it takes jobs
+  BackgroundHasher();  // starts the thread and waits until it takes jobs (throws if it cannot)
   ~BackgroundHasher() noexcept(false);  // stops and joins it; jobs still running finish first
   KJ_DISALLOW_COPY(BackgroundHasher);
 
@@ -45,10 +50,15 @@ class BackgroundHasher {
     kj::Own<const kj::Executor> executor;
     kj::PromiseFulfiller<void>* stop;  // lives on the hashing thread; fulfil it there
   };
-  // A reference to the thread's executor, while it runs (else DISCONNECTED is thrown). Calls
-  // through a reference taken after the thread's loop ended fail instead of touching it.
+  // A reference to the thread's executor, while it runs (else this throws). Calls through a
+  // reference taken after the thread's loop ended fail instead of touching it.
   kj::Own<const kj::Executor> executor();
-  kj::MutexGuarded<kj::Maybe<Running>> running;
+  struct State {
+    kj::Maybe<Running> running;  // set while the thread's loop takes jobs
+    bool exited = false;         // the thread has returned (or failed to start)
+    kj::Maybe<kj::String> failure;
+  };
+  kj::MutexGuarded<State> state;
   kj::Thread thread;  // last: destroyed (joined) first, after the destructor asked it to stop
 };
 
