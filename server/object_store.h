@@ -109,8 +109,7 @@ class ObjectStore {
   // Seals with `children`, and hashes the bytes (XXH3-128): inline up to kHashInlineBytes,
   // else on the background hasher after sealing (the writer does not wait for a pass over its
   // value; the hash is only needed by info() and spilling, which wait for it: whenHashed()).
-  // Throws
-  // FAILED_PRECONDITION if not CREATING, NOT_FOUND if a child is gone, CYCLE if a child
+  // Throws FAILED_PRECONDITION if not CREATING, NOT_FOUND if a child is gone, CYCLE if a child
   // contains the object.
   void seal(gc::ObjectId id, const std::vector<gc::ObjectId>& children);
   // A new sealed object holding a copy of `data` (in `memory`) and the given children.
@@ -186,6 +185,9 @@ class ObjectStore {
   void reclaim(const gc::ObjectRecord& record);  // gc callback: give the memory back
   void armLeaseTimer();                            // one timer at the earliest token expiry
   kj::Promise<void> leaseTimerLoop();
+  // reserve(), starting spills for the new demand only if `spillNow` (reserveMany starts them
+  // once for its whole batch).
+  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout, bool spillNow);
   kj::Maybe<kj::Own<Reservation>> tryReserveNow(uint64_t size);  // shared memory, no waiting
   kj::Own<Reservation> reserveFileBacked(uint64_t size);          // throws OUT_OF_DISK
   shm::Allocator& allocatorFor(uint32_t segmentId) const;
@@ -223,8 +225,7 @@ class ObjectStore {
   } errorLogger;
   kj::TaskSet background{errorLogger};  // pumps, spills, restores
   bool pumpScheduled = false;
-  bool spilling = false;       // between the high and the low watermark (for logs)
-  bool spillDeferred = false;  // inside reserveMany: maybeSpill() waits for the whole batch
+  bool spilling = false;     // between the high and the low watermark (for logs)
   uint64_t spillInFlightBytes = 0;
   kj::HashMap<uint64_t, kj::ForkedPromise<void>> restoring;  // by id.lo
   struct HashInProgress {

@@ -63,6 +63,11 @@ kj::Own<Reservation> ObjectStore::reserveFileBacked(uint64_t size) {
 }
 
 kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Duration timeout) {
+  return reserve(size, timeout, /*spillNow=*/true);
+}
+
+kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Duration timeout,
+                                                       bool spillNow) {
   RS_REQUIRE(size > 0, INVALID_ARGUMENT, "object size must be at least 1 byte");
   RS_REQUIRE(size <= proto::MAX_OBJECT_BYTES, TOO_LARGE, "object of ", size,
              " bytes exceeds the limit of ", proto::MAX_OBJECT_BYTES, " bytes");
@@ -71,6 +76,7 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
     // one 1 MiB step). Wait for that instead of building a new segment beside memory that is
     // about to come back: drop-then-create of the same size reuses the same memory.
     KJ_IF_MAYBE(stopping, whenCancelledHashesStop()) {
+      // By then the batch (if any) has started its spills: this one considers its own.
       return stopping->then([this, size, timeout]() { return reserve(size, timeout); });
     }
   }
@@ -82,7 +88,7 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
   }
   if (queue.empty()) {  // nobody waits ahead of us
     KJ_IF_MAYBE(reservation, tryReserveNow(size)) {
-      maybeSpill();
+      if (spillNow) maybeSpill();
       return kj::mv(*reservation);
     }
   }
@@ -91,7 +97,7 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
   if (disk && size >= threshold) return reserveFileBacked(size);
   if (timeout == 0 * kj::SECONDS) timeout = policy.defaultWait;
   auto waiting = queue.wait(size, timer.now() + timeout);
-  maybeSpill();  // make room for it
+  if (spillNow) maybeSpill();  // make room for it
   return kj::mv(waiting);
 }
 
@@ -120,17 +126,13 @@ kj::Promise<kj::Array<kj::Own<Reservation>>> ObjectStore::reserveMany(
              " bytes exceeds the store's whole capacity of ", allocator.capacity(),
              " bytes (and no spill directory is configured)");
   auto reservations = kj::heapArrayBuilder<kj::Promise<kj::Own<Reservation>>>(sizes.size());
-  {
-    spillDeferred = true;
-    KJ_DEFER(spillDeferred = false);
-    for (uint64_t size: sizes) reservations.add(reserve(size, timeout));
-  }
+  for (uint64_t size: sizes) reservations.add(reserve(size, timeout, /*spillNow=*/false));
   maybeSpill();
   return joinFailFast(reservations.finish());
 }
 
 void ObjectStore::maybeSpill() {
-  if (spill == nullptr || spillDeferred) return;
+  if (spill == nullptr) return;
   uint64_t capacity = allocator.capacity();
   uint64_t demand = allocator.bytesAllocated() + queue.bytesWanted();
   uint64_t high = capacity * policy.highWatermark, low = capacity * policy.lowWatermark;

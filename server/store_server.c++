@@ -187,13 +187,14 @@ namespace {
 // Memory pins on objects (as a View holds): while pinned, a value in memory is not spilled.
 class Pins {
  public:
-  explicit Pins(ObjectStore& store): store(store) {}
+  Pins(ObjectStore& store, size_t capacity): store(store) { pinned.reserve(capacity); }
   ~Pins() noexcept(false) {
     for (gc::ObjectId id: pinned) store.unpin(id);
   }
   KJ_DISALLOW_COPY(Pins);
+  // Within the capacity given, so that a pin taken is always recorded.
   void add(gc::ObjectId id) {
-    pinned.reserve(pinned.size() + 1);  // so that a pin taken is always recorded
+    KJ_ASSERT(pinned.size() < pinned.capacity());
     store.pin(id);
     pinned.push_back(id);
   }
@@ -217,26 +218,30 @@ kj::Promise<void> StoreServer::readMany(ReadManyContext context) {
     for (gc::ObjectId id: ids) ready.add(store.whenReady(id));
     return joinFailFast(ready.finish())
         .then([this, context, ids = kj::mv(ids)]() mutable {
-          // Pin every value before bringing the spilled ones back, so that restoring one cannot
-          // spill another (a spill in flight is abandoned when it finds a new pin).
-          auto pins = kj::heap<Pins>(store);
+          // The objects holding the bytes (an alias's target); checked for size before anything
+          // is pinned or read back from disk.
+          std::vector<gc::ObjectId> owners;
+          owners.reserve(ids.size());
           uint64_t total = 0;
-          auto resident = kj::heapArrayBuilder<kj::Promise<void>>(ids.size());
           for (gc::ObjectId id: ids) {
-            gc::ObjectId owner = store.resolve(id);
-            total += store.record(owner).size;
-            pins->add(owner);
-            resident.add(store.ensureResident(owner));
+            owners.push_back(store.resolve(id));
+            total += store.record(owners.back()).size;
           }
           RS_REQUIRE(total <= proto::MAX_INLINE_BYTES, TOO_LARGE, "readMany of ", total,
                      " bytes exceeds ", proto::MAX_INLINE_BYTES,
                      " bytes: read large values with Ref.read or Ref.view");
+          // Pin every value before bringing the spilled ones back, so that restoring one cannot
+          // spill another (a spill in flight is abandoned when it finds a new pin).
+          auto pins = kj::heap<Pins>(store, owners.size());
+          auto resident = kj::heapArrayBuilder<kj::Promise<void>>(owners.size());
+          for (gc::ObjectId owner: owners) {
+            pins->add(owner);
+            resident.add(store.ensureResident(owner));
+          }
           return joinFailFast(resident.finish())
-              .then([this, context, ids = kj::mv(ids)]() mutable {
-                auto values = context.getResults().initValues(ids.size());
-                for (size_t i = 0; i < ids.size(); i++) {
-                  values.set(i, store.bytes(store.resolve(ids[i])));
-                }
+              .then([this, context, owners = kj::mv(owners)]() mutable {
+                auto values = context.getResults().initValues(owners.size());
+                for (size_t i = 0; i < owners.size(); i++) values.set(i, store.bytes(owners[i]));
               })
               .attach(kj::mv(pins));
         })
