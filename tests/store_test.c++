@@ -7,6 +7,7 @@
 
 #include <xxhash.h>
 
+#include <cstdio>
 #include <cstring>
 #include <functional>
 
@@ -30,6 +31,33 @@ ErrorCode codeOf(const std::function<void()>& body) {
 }
 
 std::string text(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+
+// Size and resident bytes of this process's mapping that contains `address` (/proc/self/smaps).
+struct MappingUse {
+  uint64_t size = 0, resident = 0;
+};
+MappingUse mappingUse(const void* address) {
+  FILE* smaps = fopen("/proc/self/smaps", "r");
+  REQUIRE(smaps != nullptr);
+  MappingUse use;
+  bool inside = false, found = false;
+  char line[512];
+  auto target = reinterpret_cast<uintptr_t>(address);
+  while (fgets(line, sizeof line, smaps) != nullptr) {
+    unsigned long start, end, kib;
+    if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      inside = start <= target && target < end;
+      found |= inside;
+    } else if (inside && sscanf(line, "Size: %lu kB", &kib) == 1) {
+      use.size = uint64_t(kib) << 10;
+    } else if (inside && sscanf(line, "Rss: %lu kB", &kib) == 1) {
+      use.resident = uint64_t(kib) << 10;
+    }
+  }
+  fclose(smaps);
+  REQUIRE(found);
+  return use;
+}
 
 }  // namespace
 
@@ -173,6 +201,33 @@ TEST_CASE("a spare shared-memory segment is pre-faulted ahead of demand") {
   std::vector<Ref> more;
   for (int i = 0; i < 100; i++) more.push_back(client.put("y", 1));
   CHECK(client.stats().segments == 2);  // small puts fit the first segment
+}
+
+TEST_CASE("clients wire in only the shared memory they use: a writer its value, a reader what it reads") {
+  Daemon daemon("64M");  // 8 MiB segments
+  Client writer = Client::connect(daemon.socket());
+  Client reader = Client::connect(daemon.socket());
+  const size_t size = 1 << 20;
+  WriteBuffer buffer = writer.create(size);
+  REQUIRE(buffer.data() != nullptr);
+  // Before a single byte is written, the writer's mapping already has the value's pages (no
+  // page fault per 4 KiB while writing), but not the rest of the segment: a process's wired
+  // pages are torn down when it dies, before its connection closes, delaying reclaim.
+  MappingUse written = mappingUse(buffer.data());
+  REQUIRE(written.size == uint64_t(8) << 20);
+  CHECK(written.resident >= size);
+  CHECK(written.resident <= size + (128 << 10));  // 64 KiB blocks at either end
+  refstore::testing::fillPattern(buffer.data(), size, 7);
+  Ref ref = buffer.seal();
+  // A second value in the same segment wires in only its own blocks.
+  WriteBuffer second = writer.create(size);
+  CHECK(mappingUse(second.data()).resident <= 2 * size + (256 << 10));
+
+  // A reader maps the segment read-only and pays only for the pages it reads.
+  View view = reader.restore(ref.share(60, 1)).view();
+  CHECK(mappingUse(view.data()).resident < size);
+  CHECK(refstore::testing::checkPattern(view.data(), size, 7));
+  CHECK(mappingUse(view.data()).resident >= size);
 }
 
 TEST_CASE("share and restore within one process; uses are counted") {

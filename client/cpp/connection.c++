@@ -1,9 +1,13 @@
 #include "client/cpp/connection.h"
 
+#include <errno.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 
 #include <kj/debug.h>
 #include <kj/io.h>
@@ -79,6 +83,33 @@ uint64_t busyPollFromOptions(int micros) {
 
 Mapping::~Mapping() {
   if (base != nullptr) munmap(base, size);
+}
+
+void Mapping::populateForWrite(size_t offset, size_t length) {
+  static std::atomic<bool> unsupported{false};
+  if (length == 0 || unsupported.load(std::memory_order_relaxed)) return;
+  size_t blocks = (size + kPopulateBlock - 1) / kPopulateBlock;
+  if (populatedBlocks.empty()) populatedBlocks.assign((blocks + 63) / 64, 0);
+  auto isPopulated = [&](size_t b) { return (populatedBlocks[b / 64] >> (b % 64)) & 1; };
+  size_t first = offset / kPopulateBlock;
+  size_t end = std::min(blocks, (offset + length + kPopulateBlock - 1) / kPopulateBlock);
+  for (size_t b = first; b < end;) {
+    if (isPopulated(b)) {
+      b++;
+      continue;
+    }
+    size_t runEnd = b;
+    while (runEnd < end && !isPopulated(runEnd)) runEnd++;
+    size_t start = b * kPopulateBlock, stop = std::min(size, runEnd * kPopulateBlock);
+    if (madvise(base + start, stop - start, MADV_POPULATE_WRITE) < 0) {
+      // EINVAL: a kernel without MADV_POPULATE_WRITE. Anything else (e.g. ENOMEM under memory
+      // pressure) is not an error either: the writes will fault the pages in themselves.
+      if (errno == EINVAL) unsupported.store(true, std::memory_order_relaxed);
+      return;
+    }
+    for (size_t i = b; i < runEnd; i++) populatedBlocks[i / 64] |= uint64_t(1) << (i % 64);
+    b = runEnd;
+  }
 }
 
 void Connection::throwError(const kj::Exception& e) {
@@ -163,10 +194,11 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
                                                       bool writable) {
   if (placement.getSegmentId() == 0) return Resolved{nullptr, nullptr};
   auto key = std::make_tuple(placement.getOrigin(), placement.getSegmentId(), writable);
-  auto inside = [placement](std::shared_ptr<Mapping> mapping) {
+  auto inside = [placement, writable](std::shared_ptr<Mapping> mapping) {
     if (placement.getOffset() + placement.getLength() > mapping->size) {
       throw Error(ErrorCode::INTERNAL, "placement lies outside its segment");
     }
+    if (writable) mapping->populateForWrite(placement.getOffset(), placement.getLength());
     uint8_t* data = mapping->base + placement.getOffset();
     return Resolved{std::move(mapping), data};
   };
@@ -186,14 +218,9 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
         if (again != mappings.end()) return inside(again->second);
         size_t size = placement.getSegmentSize();
         bool dedicated = placement.getDedicated();
-        // A shared segment's pages are already resident in the daemon: wiring them in one
-        // MAP_POPULATE call beats a page fault per 4 KiB later (~0.45 s per GiB). So does a
-        // writer's mapping of a dedicated segment, which it is about to fill. A reader's mapping
-        // of a dedicated segment faults lazily: populating it would make a view's latency grow
-        // with the value's size (refbench: 224x at 1 GiB); a reader pays only for what it reads.
-        int flags = MAP_SHARED | (!dedicated || writable ? MAP_POPULATE : 0);
-        void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, flags,
-                          raw, 0);
+        // No MAP_POPULATE: see Mapping. A view's latency stays flat in the value's size.
+        void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                          MAP_SHARED, raw, 0);
         if (base == MAP_FAILED) {
           throw Error(ErrorCode::IO,
                       std::string("mmap of shared segment failed: ") + strerror(errno));

@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <map>
+#include <vector>
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
@@ -17,9 +18,25 @@
 namespace refstore::detail {
 
 // One mmap of a segment, kept for the life of the connection (map once, read many).
+//
+// Segments are mapped without MAP_POPULATE: a process's page-table entries for shared memory
+// cost it at exit (the kernel tears them down before it closes the process's sockets, so a
+// SIGKILLed client holding a fully wired 256 MiB segment delays the daemon's reclaim by
+// ~15 ms) and a reader should pay only for the pages it reads (read faults map 64 KiB at a
+// time). A writer, though, is about to touch every page of its value, and write faults come
+// one 4 KiB page at a time: populateForWrite wires the value's range in one madvise call the
+// first time, remembering which 64 KiB blocks are already wired (the daemon never punches
+// holes in a live segment, so they stay wired).
 struct Mapping {
   uint8_t* base = nullptr;
   size_t size = 0;
+  std::vector<uint64_t> populatedBlocks;  // bitmap, one bit per kPopulateBlock bytes
+  static constexpr size_t kPopulateBlock = 64 * 1024;
+
+  // Wires [offset, offset + length) into this process's page tables for writing, skipping
+  // blocks wired before. Best effort: where MADV_POPULATE_WRITE is unavailable (Linux < 5.14)
+  // pages are faulted in by the writes themselves.
+  void populateForWrite(size_t offset, size_t length);
   ~Mapping();
 };
 
