@@ -61,8 +61,11 @@ struct ObjectInfo {
   size @1 :UInt64;        # length of the value in bytes
   hash @2 :Hash128;
   # XXH3-128 of the bytes; zero until sealed. Values over 1 MiB are hashed after sealing, on
-  # the daemon's thread pool, so a writer never waits for a pass over its value: Ref.info and
-  # Ref.whenReady wait for the hash, while listings (Store.list) may show zero meanwhile.
+  # a background thread, so a writer never waits for a pass over its value; and only once they
+  # have lived 200 ms, so that a value read and dropped at once never costs one (the daemon
+  # needs the hash only to check a spilled value when it comes back). Ref.info and
+  # Ref.whenReady start the hash at once if needed and wait for it, while listings
+  # (Store.list) may show zero meanwhile.
   state @3 :ObjectState;
 }
 
@@ -115,6 +118,10 @@ struct Stats {
   fileBackedBytes @25 :UInt64;    # file-backed objects (larger than memory)
   queueLength @26 :UInt32;        # requests waiting for memory
   oldestWaiterMs @27 :UInt64;     # how long the first of them has waited
+  backgroundHashesTotal @28 :UInt64;
+  # Values over 1 MiB hashed after sealing, since start (see ObjectInfo.hash). A large value is
+  # hashed once it has lived 200 ms or when its hash is needed (info, whenReady, spilling); one
+  # dropped before that is never hashed and not counted.
 }
 
 struct HolderInfo {

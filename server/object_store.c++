@@ -82,75 +82,6 @@ void ObjectStore::seal(gc::ObjectId id, const std::vector<gc::ObjectId>& childre
   recordHash(id);
 }
 
-bool ObjectStore::hashesInline(uint64_t size) const {
-  return backgroundHasher == nullptr || hashPool == nullptr || size <= kHashInlineBytes;
-}
-
-kj::Promise<XXH128_hash_t> ObjectStore::hashOf(kj::ArrayPtr<const kj::byte> data) {
-  if (hashesInline(data.size())) return XXH3_128bits(data.begin(), data.size());
-  return KJ_ASSERT_NONNULL(hashPool).runInPool<XXH128_hash_t>(
-      [data]() { return XXH3_128bits(data.begin(), data.size()); });
-}
-
-void ObjectStore::recordHash(gc::ObjectId id) {
-  auto data = memoryOf(*objects.find(id));
-  if (hashesInline(data.size())) {
-    XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
-    KJ_ASSERT(objects.setHash(id, hash.high64, hash.low64));
-    return;
-  }
-  // The pin keeps the bytes from being freed under the hashing thread. So that dropping a value
-  // right after sealing it still frees it at once, the thread stops as soon as the value dies
-  // (cancelDeadHashes) instead of holding it for the whole pass.
-  KJ_ASSERT(objects.pin(id));
-  auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  auto done = KJ_ASSERT_NONNULL(backgroundHasher).hash(data, cancelled)
-                  .then(
-                      [this, id, cancelled](XXH128_hash_t hash) {
-                        if (!cancelled->load()) objects.setHash(id, hash.high64, hash.low64);
-                      },
-                      [id](kj::Exception&& e) {
-                        // The value keeps a zero hash; the pin and the entry must go regardless.
-                        logError("hashing object ", gc::toHex(id).c_str(),
-                                 " failed: ", e.getDescription());
-                      })
-                  .then([this, id]() {
-                    hashing.erase(id.lo);  // the branch in `background` keeps the fork alive
-                    objects.unpin(id);
-                  })
-                  .fork();
-  background.add(done.addBranch());
-  hashing.insert(id.lo, HashInProgress{id, kj::mv(done), kj::mv(cancelled)});
-}
-
-void ObjectStore::cancelDeadHashes() {
-  for (auto& entry: hashing) {
-    const gc::ObjectRecord* object = objects.find(entry.value.id);
-    if (object == nullptr || object->dead) entry.value.cancelled->store(true);
-  }
-}
-
-bool ObjectStore::cancelledHashesRunning() const {
-  for (auto& entry: hashing) {
-    if (entry.value.cancelled->load()) return true;
-  }
-  return false;
-}
-
-kj::Maybe<kj::Promise<void>> ObjectStore::whenCancelledHashesStop() {
-  kj::Vector<kj::Promise<void>> stopping;
-  for (auto& entry: hashing) {
-    if (entry.value.cancelled->load()) stopping.add(entry.value.done.addBranch());
-  }
-  if (stopping.empty()) return nullptr;
-  return kj::joinPromises(stopping.releaseAsArray());
-}
-
-kj::Promise<void> ObjectStore::whenHashed(gc::ObjectId owner) {
-  KJ_IF_MAYBE(inProgress, hashing.find(owner.lo)) { return inProgress->done.addBranch(); }
-  return kj::READY_NOW;
-}
-
 gc::ObjectTable::Created ObjectStore::put(kj::Own<Reservation> memory,
                                           kj::ArrayPtr<const kj::byte> data,
                                           const std::vector<gc::ObjectId>& children,
@@ -398,6 +329,7 @@ void ObjectStore::fillStats(proto::Stats::Builder stats) const {
   stats.setUptimeMs((timer.now() - startedAt) / kj::MILLISECONDS);
   stats.setPutsTotal(putsTotal);
   stats.setReclaimedTotal(reclaimedTotal);
+  stats.setBackgroundHashesTotal(backgroundHashesTotal);
   stats.setPromised(counts.perState[size_t(gc::ObjectState::PROMISED)]);
   stats.setFailed(counts.perState[size_t(gc::ObjectState::FAILED)]);
   stats.setNames(counts.names);

@@ -9,6 +9,8 @@
 
 #include <xxhash.h>
 
+#include <deque>
+
 #include <capnp/capability.h>
 #include <kj/async.h>
 #include <kj/function.h>
@@ -107,8 +109,8 @@ class ObjectStore {
   gc::ObjectTable::Created create(kj::Own<Reservation> memory, uint64_t size,
                                   gc::ClientId creator);
   // Seals with `children`, and hashes the bytes (XXH3-128): inline up to kHashInlineBytes,
-  // else on the background hasher after sealing (the writer does not wait for a pass over its
-  // value; the hash is only needed by info() and spilling, which wait for it: whenHashed()).
+  // else later on the background hasher (see kHashDelayMillis; the writer does not wait for a
+  // pass over its value; the hash is only needed by info() and spilling: whenHashed()).
   // Throws FAILED_PRECONDITION if not CREATING, NOT_FOUND if a child is gone, CYCLE if a child
   // contains the object.
   void seal(gc::ObjectId id, const std::vector<gc::ObjectId>& children);
@@ -128,7 +130,8 @@ class ObjectStore {
   bool fail(gc::ObjectId promise, kj::String description);
   // Resolves once `id` (through aliases) is sealed; throws REJECTED/BROKEN_PROMISE if it failed.
   kj::Promise<void> whenReady(gc::ObjectId id);
-  // Resolves once the sealed object `owner` (not an alias) has its hash recorded.
+  // Resolves once the sealed object `owner` (not an alias) has its hash recorded, starting a
+  // deferred hash at once.
   kj::Promise<void> whenHashed(gc::ObjectId owner);
   // Resolves once every background hash cancelled because its value died has stopped and
   // unpinned that value (freeing it); null if there are none.
@@ -139,6 +142,13 @@ class ObjectStore {
   // Values up to this size are hashed on the event loop (~0.1 ms at XXH3's ~10 GB/s); larger
   // ones on the background hasher, when enabled.
   static constexpr uint64_t kHashInlineBytes = 1 << 20;
+  // Larger values are hashed once they have lived this long, or earlier when someone needs the
+  // hash. Most large values in a data pipeline are read and dropped within milliseconds of
+  // sealing, and a pass over each of them took a core and memory bandwidth from the very
+  // readers it raced (refprobe's 64 MiB handoff on 2 cores: restore + view + read every byte
+  // 6-7 ms with an immediate hash, 4.7 without). A value that dies before its turn is never
+  // hashed; one that lives is hashed in the background as before.
+  static constexpr uint64_t kHashDelayMillis = 200;
 
   // --- access --------------------------------------------------------------------------
   const gc::ObjectRecord& record(gc::ObjectId id) const;  // throws NOT_FOUND if reclaimed
@@ -206,9 +216,14 @@ class ObjectStore {
   // XXH3-128 of `data` someone is waiting for (a restore's check): inline when hashesInline,
   // else on the pool. The caller keeps `data` alive and in place until it resolves.
   kj::Promise<XXH128_hash_t> hashOf(kj::ArrayPtr<const kj::byte> data);
-  // Records the hash of the just-sealed `id`, now or (large values) on the background hasher,
-  // pinned meanwhile so it is neither freed nor spilled while that thread reads it.
+  // Records the hash of the just-sealed `id`: now (small values), or queues it to be hashed on
+  // the background hasher after kHashDelayMillis.
   void recordHash(gc::ObjectId id);
+  kj::Promise<void> hashQueueLoop();           // one timer at the earliest queued hash
+  void startDeferredHash(gc::ObjectId id);     // if still queued and alive: start it now
+  // Hashes `id` on the background hasher, pinned meanwhile so that it is neither freed nor
+  // spilled while that thread reads it.
+  void startBackgroundHash(gc::ObjectId id);
   // Tells the hashing thread to stop hashing values that have since died (their pins then go).
   void cancelDeadHashes();
   // After gc refused to attach `children` to `id`: throws the precise reason.
@@ -234,6 +249,15 @@ class ObjectStore {
     std::shared_ptr<std::atomic<bool>> cancelled;  // read by the hashing thread
   };
   kj::HashMap<uint64_t, HashInProgress> hashing;  // by id.lo: hashes in progress
+  kj::HashMap<uint64_t, gc::ObjectId> deferredHashes;  // by id.lo: sealed, hash not started
+  struct QueuedHash {
+    gc::MonoMillis due;
+    gc::ObjectId id;
+  };
+  std::deque<QueuedHash> hashQueue;  // by due time; entries already started or dead are skipped
+  bool hashQueueArmed = false;       // hashQueueTask is waiting for the front's due time
+  kj::Promise<void> hashQueueTask = nullptr;
+  uint64_t backgroundHashesTotal = 0;
   kj::Maybe<BackgroundHasher&> backgroundHasher;
   kj::Maybe<UvLoop&> hashPool;
   kj::HashMap<uint64_t, gc::MonoMillis> lastUsed;             // by id.lo; absent: createdAt

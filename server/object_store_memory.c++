@@ -185,7 +185,11 @@ void ObjectStore::startSpill(gc::ObjectId id) {
   uint64_t size = object.size;
   spillInFlightBytes += size;
   kj::ArrayPtr<const kj::byte> data = memoryOf(object);  // not bytes(): spilling is no "use"
-  background.add(KJ_ASSERT_NONNULL(spill).write(data).then(
+  // Restoring checks the bytes against the hash: a value whose hash was still deferred is
+  // hashed now, before its bytes leave memory.
+  background.add(whenHashed(id).then([this, data]() {
+    return KJ_ASSERT_NONNULL(spill).write(data);
+  }).then(
       [this, id](SpillLocation where) { finishSpill(id, where); },
       [this, id, size](kj::Exception&& e) {
         spillInFlightBytes -= size;

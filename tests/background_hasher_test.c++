@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <vector>
 
+#include <capnp/message.h>
 #include <kj/async-io.h>
 
 #include "server/background_hasher.h"
@@ -112,6 +114,7 @@ TEST_CASE("a value dropped while its hash runs stays pinned, counted as a cancel
   auto memory = store.reserve(kSize, 0 * kj::SECONDS).wait(io.waitScope);
   auto created = store.create(kj::mv(memory), kSize, client);
   store.seal(created.id, {});
+  auto hashed = store.whenHashed(created.id);  // start it now rather than after the delay
   CHECK_FALSE(store.cancelledHashesRunning());  // hashing, but the value is alive
   CHECK(store.whenCancelledHashesStop() == nullptr);
   store.removeHolder(created.writer);           // its only reference
@@ -125,4 +128,81 @@ TEST_CASE("a value dropped while its hash runs stays pinned, counted as a cancel
   }
   CHECK_FALSE(store.cancelledHashesRunning());
   CHECK(store.table().find(created.id) == nullptr);  // freed
+}
+
+namespace {
+
+// An ObjectStore hashing in the background, on this thread's event loop.
+struct StoreFixture {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  UvLoop uv{io.unixEventPort};
+  BackgroundHasher hasher;
+  shm::JemallocArena arena{shm::JemallocArena::Options{256ull << 20, 64ull << 20}};
+  ObjectStore store{arena, io.provider->getTimer(), /*origin=*/42};
+  gc::ClientId client;
+  StoreFixture() {
+    store.enableBackgroundHashing(hasher, uv);
+    client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true});
+  }
+  // Seals a value of `size` bytes of `fill` (far above kHashInlineBytes: hashed in the
+  // background).
+  gc::ObjectTable::Created seal(uint64_t size, kj::byte fill) {
+    auto memory = store.reserve(size, 0 * kj::SECONDS).wait(io.waitScope);
+    auto created = store.create(kj::mv(memory), size, client);
+    memset(store.bytes(created.id).begin(), fill, size);
+    store.seal(created.id, {});
+    return created;
+  }
+  uint64_t backgroundHashes() {
+    capnp::MallocMessageBuilder message;
+    auto stats = message.initRoot<proto::Stats>();
+    store.fillStats(stats);
+    return stats.getBackgroundHashesTotal();
+  }
+  bool hasHash(gc::ObjectId id, kj::byte fill, uint64_t size) {
+    std::vector<kj::byte> expected(size, fill);
+    XXH128_hash_t want = XXH3_128bits(expected.data(), size);
+    auto record = store.table().find(id);
+    return record != nullptr && record->hashHi == want.high64 && record->hashLo == want.low64;
+  }
+  void sleep(kj::Duration duration) {
+    io.provider->getTimer().afterDelay(duration).wait(io.waitScope);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a large value is hashed in the background once it has lived kHashDelayMillis") {
+  StoreFixture f;
+  constexpr uint64_t kSize = 8ull << 20;
+  auto created = f.seal(kSize, 7);
+  // Not at once: a value read and dropped right away should never cost a pass.
+  CHECK(f.store.table().find(created.id)->hashHi == 0);
+  CHECK(f.store.table().find(created.id)->pins == 0);  // nothing holds it in place yet
+  for (int i = 0; i < 500 && !f.hasHash(created.id, 7, kSize); i++) f.sleep(10 * kj::MILLISECONDS);
+  CHECK(f.hasHash(created.id, 7, kSize));
+  CHECK(f.backgroundHashes() == 1);
+  CHECK(f.store.table().find(created.id)->pins == 0);  // the pass's pin is gone
+}
+
+TEST_CASE("a large value dropped before its hash delay is freed at once and never hashed") {
+  StoreFixture f;
+  auto created = f.seal(8ull << 20, 3);
+  f.store.removeHolder(created.writer);  // its only reference
+  CHECK(f.store.table().find(created.id) == nullptr);  // freed: no hash pins it
+  CHECK_FALSE(f.store.cancelledHashesRunning());
+  f.sleep((ObjectStore::kHashDelayMillis + 100) * kj::MILLISECONDS);  // past its turn
+  CHECK(f.backgroundHashes() == 0);
+}
+
+TEST_CASE("whenHashed starts a deferred hash at once instead of waiting for its turn") {
+  StoreFixture f;
+  constexpr uint64_t kSize = 8ull << 20;
+  auto created = f.seal(kSize, 9);
+  f.store.whenHashed(created.id).wait(f.io.waitScope);
+  CHECK(f.hasHash(created.id, 9, kSize));
+  CHECK(f.backgroundHashes() == 1);
+  // Its queue entry is skipped when due: the value is not hashed twice.
+  f.sleep((ObjectStore::kHashDelayMillis + 100) * kj::MILLISECONDS);
+  CHECK(f.backgroundHashes() == 1);
 }

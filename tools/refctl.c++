@@ -211,6 +211,7 @@ class RefctlMain {
           {"file_backed_bytes", s.fileBackedBytes},
           {"queue_length", s.queueLength},
           {"oldest_waiter_ms", s.oldestWaiterMs},
+          {"background_hashes_total", s.backgroundHashesTotal},
       };
       if (json) {
         printf("{");

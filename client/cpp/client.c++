@@ -468,6 +468,7 @@ Stats Client::stats() {
   out.fileBackedBytes = s.getFileBackedBytes();
   out.queueLength = s.getQueueLength();
   out.oldestWaiterMs = s.getOldestWaiterMs();
+  out.backgroundHashesTotal = s.getBackgroundHashesTotal();
   return out;
 }
 

@@ -87,6 +87,7 @@ struct Stats {
   uint64_t restoresTotal = 0, restoredBytesTotal = 0, spillFailuresTotal = 0, fileBackedBytes = 0;
   uint32_t queueLength = 0;
   uint64_t oldestWaiterMs = 0;
+  uint64_t backgroundHashesTotal = 0;  // values over 1 MiB hashed after sealing (see schema)
 };
 
 struct HolderInfo {

@@ -1,0 +1,124 @@
+// ObjectStore's content hashes: every sealed value gets an XXH3-128 hash (ObjectInfo.hash),
+// which info() reports and restores from disk check. Small values are hashed inline when
+// sealed. Large ones are hashed later, on the BackgroundHasher's thread, once they have lived
+// kHashDelayMillis or as soon as someone needs the hash (info, whenReady, spilling), whichever
+// comes first. See kHashDelayMillis in object_store.h for why.
+#include <xxhash.h>
+
+#include "server/log.h"
+#include "server/object_store.h"
+
+namespace refstore::server {
+
+bool ObjectStore::hashesInline(uint64_t size) const {
+  return backgroundHasher == nullptr || hashPool == nullptr || size <= kHashInlineBytes;
+}
+
+kj::Promise<XXH128_hash_t> ObjectStore::hashOf(kj::ArrayPtr<const kj::byte> data) {
+  if (hashesInline(data.size())) return XXH3_128bits(data.begin(), data.size());
+  return KJ_ASSERT_NONNULL(hashPool).runInPool<XXH128_hash_t>(
+      [data]() { return XXH3_128bits(data.begin(), data.size()); });
+}
+
+void ObjectStore::recordHash(gc::ObjectId id) {
+  auto data = memoryOf(*objects.find(id));
+  if (hashesInline(data.size())) {
+    XXH128_hash_t hash = XXH3_128bits(data.begin(), data.size());
+    KJ_ASSERT(objects.setHash(id, hash.high64, hash.low64));
+    return;
+  }
+  deferredHashes.insert(id.lo, id);
+  hashQueue.push_back({nowMillis() + kHashDelayMillis, id});
+  if (!hashQueueArmed) {
+    hashQueueArmed = true;
+    hashQueueTask = hashQueueLoop().eagerlyEvaluate(
+        [](kj::Exception&& e) { logError("hash queue failed: ", e.getDescription()); });
+  }
+}
+
+kj::Promise<void> ObjectStore::hashQueueLoop() {
+  // A chain rather than re-arming from inside the callback: replacing hashQueueTask from its own
+  // continuation would destroy the running promise. recordHash starts a new chain after this
+  // one has ended.
+  if (hashQueue.empty()) {
+    hashQueueArmed = false;
+    return kj::READY_NOW;
+  }
+  gc::MonoMillis due = hashQueue.front().due;
+  return timer.atTime(kj::origin<kj::TimePoint>() + due * kj::MILLISECONDS).then([this]() {
+    gc::MonoMillis now = nowMillis();
+    while (!hashQueue.empty() && hashQueue.front().due <= now) {
+      gc::ObjectId id = hashQueue.front().id;
+      hashQueue.pop_front();
+      startDeferredHash(id);  // nothing to do if it already started or the value died
+    }
+    return hashQueueLoop();
+  });
+}
+
+void ObjectStore::startDeferredHash(gc::ObjectId id) {
+  if (!deferredHashes.erase(id.lo)) return;
+  const gc::ObjectRecord* object = objects.find(id);
+  // A value that died waiting is never hashed: nobody can ask for its hash any more.
+  if (object == nullptr || object->dead) return;
+  startBackgroundHash(id);
+}
+
+void ObjectStore::startBackgroundHash(gc::ObjectId id) {
+  auto data = memoryOf(*objects.find(id));
+  // The pin keeps the bytes from being freed or spilled under the hashing thread. So that
+  // dropping the value during the pass still frees it at once, the thread stops as soon as the
+  // value dies (cancelDeadHashes) instead of holding it for the whole pass.
+  KJ_ASSERT(objects.pin(id));
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
+  auto done = KJ_ASSERT_NONNULL(backgroundHasher).hash(data, cancelled)
+                  .then(
+                      [this, id, cancelled](XXH128_hash_t hash) {
+                        if (cancelled->load()) return;
+                        objects.setHash(id, hash.high64, hash.low64);
+                        backgroundHashesTotal++;
+                      },
+                      [id](kj::Exception&& e) {
+                        // The value keeps a zero hash; the pin and the entry must go regardless.
+                        logError("hashing object ", gc::toHex(id).c_str(),
+                                 " failed: ", e.getDescription());
+                      })
+                  .then([this, id]() {
+                    hashing.erase(id.lo);  // the branch in `background` keeps the fork alive
+                    objects.unpin(id);
+                  })
+                  .fork();
+  background.add(done.addBranch());
+  hashing.insert(id.lo, HashInProgress{id, kj::mv(done), kj::mv(cancelled)});
+}
+
+void ObjectStore::cancelDeadHashes() {
+  for (auto& entry: hashing) {
+    const gc::ObjectRecord* object = objects.find(entry.value.id);
+    if (object == nullptr || object->dead) entry.value.cancelled->store(true);
+  }
+}
+
+bool ObjectStore::cancelledHashesRunning() const {
+  for (auto& entry: hashing) {
+    if (entry.value.cancelled->load()) return true;
+  }
+  return false;
+}
+
+kj::Maybe<kj::Promise<void>> ObjectStore::whenCancelledHashesStop() {
+  kj::Vector<kj::Promise<void>> stopping;
+  for (auto& entry: hashing) {
+    if (entry.value.cancelled->load()) stopping.add(entry.value.done.addBranch());
+  }
+  if (stopping.empty()) return nullptr;
+  return kj::joinPromises(stopping.releaseAsArray());
+}
+
+kj::Promise<void> ObjectStore::whenHashed(gc::ObjectId owner) {
+  startDeferredHash(owner);  // needed now: do not wait for the delay
+  KJ_IF_MAYBE(inProgress, hashing.find(owner.lo)) { return inProgress->done.addBranch(); }
+  return kj::READY_NOW;
+}
+
+}  // namespace refstore::server
