@@ -16,9 +16,9 @@
 // kj::Executor, and their results come back as promises on the caller's loop.
 //
 // One thread, jobs in order: a job cancelled while queued returns at once when its turn comes,
-// but waits behind the pass before it (~100 ms per GiB). That delays freeing a value dropped
-// right after sealing while another large value is still being hashed; with a hash that is
-// only ~10 GB/s behind the writer, the queue is rarely more than one job deep.
+// but waits behind the pass before it (~100 ms per GiB). ObjectStore hands a value over only
+// once it has lived 200 ms or its hash is needed (ObjectStore::kHashDelayMillis), so values
+// dropped right after sealing never get here, and the queue is rarely more than one job deep.
 #pragma once
 
 #include <xxhash.h>
