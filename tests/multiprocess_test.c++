@@ -203,6 +203,14 @@ TEST_CASE("a Ref received through another process survives that process once ado
   Ref proxied = async::wrap(client, response.getValue());
   Ref adopted = async::adopt(client, response.getValue()).wait(io.waitScope);
   CHECK(proxied.read(8, 8) == adopted.read(8, 8));  // both reach the same value now
+  // readMany takes the proxy too: the daemon follows it back to its own object.
+  auto both = client.readMany({&proxied, &adopted});
+  REQUIRE(both.size() == 2);
+  CHECK(both[0].size() == 8000);
+  CHECK(both[0] == both[1]);
+  uint64_t last = 0;
+  memcpy(&last, both[0].data() + 999 * 8, 8);
+  CHECK(last == 5 * 999);
 
   producer.kill(SIGKILL);
   producer.wait();
