@@ -62,10 +62,10 @@ struct ObjectInfo {
   hash @2 :Hash128;
   # XXH3-128 of the bytes; zero until sealed. Values over 1 MiB are hashed after sealing, on
   # a background thread, so a writer never waits for a pass over its value; and only once they
-  # have lived 200 ms, so that a value read and dropped at once never costs one (the daemon
-  # needs the hash only to check a spilled value when it comes back). Ref.info and
-  # Ref.whenReady start the hash at once if needed and wait for it, while listings
-  # (Store.list) may show zero meanwhile.
+  # have lived 200 ms (refstored --hash-delay-ms), so that a value read and dropped at once
+  # never costs one (the daemon itself needs the hash only to check a spilled value when it
+  # comes back, and spilling hashes first). Ref.info starts the hash at once if needed and
+  # waits for it; Ref.whenReady and listings (Store.list) may show zero meanwhile.
   state @3 :ObjectState;
 }
 
@@ -120,8 +120,8 @@ struct Stats {
   oldestWaiterMs @27 :UInt64;     # how long the first of them has waited
   backgroundHashesTotal @28 :UInt64;
   # Values over 1 MiB hashed after sealing, since start (see ObjectInfo.hash). A large value is
-  # hashed once it has lived 200 ms or when its hash is needed (info, whenReady, spilling); one
-  # dropped before that is never hashed and not counted.
+  # hashed once it has lived 200 ms (--hash-delay-ms) or when its hash is needed (Ref.info,
+  # spilling); one dropped before that is never hashed and not counted.
 }
 
 struct HolderInfo {
@@ -302,7 +302,8 @@ interface Ref {
   # random secret and are unguessable. Errors: INVALID_ARGUMENT (ttl 0 or too long).
 
   whenReady @4 () -> (info :ObjectInfo);
-  # Resolves when the object is readable (immediately unless it is a promise). Errors:
+  # Resolves when the object is readable (immediately unless it is a promise). It does not wait
+  # for a large value's hash (`info.hash` may be zero: see ObjectInfo.hash; `info` waits). Errors:
   # REJECTED (the fulfiller rejected it, with its reason), BROKEN_PROMISE (the fulfiller was
   # dropped or its process died unfulfilled).
 

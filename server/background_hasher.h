@@ -2,8 +2,8 @@
 // sealed.
 //
 // Why a thread of its own rather than libuv's pool (which spill and restore use):
-//  - The post-seal hash is background work nobody waits for in the common case (only info(),
-//    whenReady() and spilling need it), while spill writes and restores are what readers and
+//  - The post-seal hash is background work nobody waits for in the common case (only info()
+//    and spilling need it), while spill writes and restores are what readers and
 //    admission wait for. A 1 GiB hash takes ~100 ms; it should not hold a pool thread they need.
 //  - The daemon's busy-polling stops while pool jobs run (BusyPoll: spinning would take the
 //    core they need). Counting a routine post-seal hash as such a job made every large put
@@ -17,7 +17,7 @@
 //
 // One thread, jobs in order: a job cancelled while queued returns at once when its turn comes,
 // but waits behind the pass before it (~100 ms per GiB). ObjectStore hands a value over only
-// once it has lived 200 ms or its hash is needed (ObjectStore::kHashDelayMillis), so values
+// once it has lived 200 ms or its hash is needed (--hash-delay-ms), so values
 // dropped right after sealing never get here, and the queue is rarely more than one job deep.
 #pragma once
 

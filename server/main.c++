@@ -64,6 +64,10 @@ class RefstoredMain {
                           "After client traffic, poll for more instead of sleeping for this many "
                           "microseconds (default 100; 0: never). Trades up to that much CPU per "
                           "burst for round trips without wakeups.")
+        .addOptionWithArg({"hash-delay-ms"}, KJ_BIND_METHOD(*this, setHashDelay), "<ms>",
+                          "Hash values over 1 MiB once they have lived this long (default 200), "
+                          "or sooner when the hash is needed; values dropped before are never "
+                          "hashed.")
         .addOption({"debug"}, KJ_BIND_METHOD(*this, setDebug), "Log every connection and token expiry.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
@@ -146,6 +150,16 @@ class RefstoredMain {
     busyPollMicros = us;
     return true;
   }
+  kj::MainBuilder::Validity setHashDelay(kj::StringPtr text) {
+    char* end = nullptr;
+    unsigned long long ms = strtoull(text.cStr(), &end, 10);
+    if (text.size() == 0 || *end != '\0' || text[0] == '-') {
+      return "expected a number of milliseconds";
+    }
+    if (ms > 3600000) return "--hash-delay-ms must be at most 3600000 (one hour)";
+    hashDelayMillis = ms;
+    return true;
+  }
   kj::MainBuilder::Validity setDebug() {
     setLogLevel(LogLevel::DEBUG);
     return true;
@@ -184,7 +198,7 @@ class RefstoredMain {
     uint64_t origin = randomSecret().hi;
     BackgroundHasher hasher;  // before the store: its hashes must stop before the hasher does
     ObjectStore store(arena, io.provider->getTimer(), origin);
-    store.enableBackgroundHashing(hasher, uv);
+    store.enableBackgroundHashing(hasher, uv, hashDelayMillis);
     kj::Maybe<kj::Own<SpillStore>> spillStore;
     kj::Maybe<kj::Own<FileBackedAllocator>> fileAllocator;
     if (!noSpill) {
@@ -250,6 +264,7 @@ class RefstoredMain {
   bool noSpill = false;
   kj::Maybe<kj::String> secret;
   uint64_t busyPollMicros = 100;
+  uint64_t hashDelayMillis = ObjectStore::kDefaultHashDelayMillis;
 };
 
 }  // namespace

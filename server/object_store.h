@@ -84,12 +84,15 @@ class ObjectStore {
   // store). Without them, requests that do not fit just wait for memory to be freed.
   void enableDisk(SpillStore& spill, shm::Allocator& files);
 
-  // Hashes large values after sealing them, on `hasher`'s thread, instead of on
-  // the event loop before answering (see seal()); and checks values restored from disk on
-  // `pool`'s threads. Without it every hash is computed inline.
-  void enableBackgroundHashing(BackgroundHasher& hasher, UvLoop& pool) {
+  // Hashes large values on `hasher`'s thread once they have lived `delayMillis` (or when their
+  // hash is needed, see kDefaultHashDelayMillis), instead of on the event loop before answering
+  // seal; and checks values restored from disk on `pool`'s threads. Without it every hash is
+  // computed inline.
+  void enableBackgroundHashing(BackgroundHasher& hasher, UvLoop& pool,
+                               uint64_t delayMillis = kDefaultHashDelayMillis) {
     backgroundHasher = hasher;
     hashPool = pool;
+    hashDelayMillis = delayMillis;
   }
 
   // --- objects -------------------------------------------------------------------------
@@ -109,8 +112,8 @@ class ObjectStore {
   gc::ObjectTable::Created create(kj::Own<Reservation> memory, uint64_t size,
                                   gc::ClientId creator);
   // Seals with `children`, and hashes the bytes (XXH3-128): inline up to kHashInlineBytes,
-  // else later on the background hasher (see kHashDelayMillis; the writer does not wait for a
-  // pass over its value; the hash is only needed by info() and spilling: whenHashed()).
+  // else later on the background hasher (see kDefaultHashDelayMillis; the writer does not wait
+  // for a pass over its value; the hash is only needed by info() and spilling: whenHashed()).
   // Throws FAILED_PRECONDITION if not CREATING, NOT_FOUND if a child is gone, CYCLE if a child
   // contains the object.
   void seal(gc::ObjectId id, const std::vector<gc::ObjectId>& children);
@@ -131,7 +134,8 @@ class ObjectStore {
   // Resolves once `id` (through aliases) is sealed; throws REJECTED/BROKEN_PROMISE if it failed.
   kj::Promise<void> whenReady(gc::ObjectId id);
   // Resolves once the sealed object `owner` (not an alias) has its hash recorded, starting a
-  // deferred hash at once.
+  // deferred hash at once. Also resolves, with the hash still zero, if the value died, its hash
+  // was cancelled, or hashing failed (logged). Throws if the hash cannot be started.
   kj::Promise<void> whenHashed(gc::ObjectId owner);
   // Resolves once every background hash cancelled because its value died has stopped and
   // unpinned that value (freeing it); null if there are none.
@@ -142,13 +146,13 @@ class ObjectStore {
   // Values up to this size are hashed on the event loop (~0.1 ms at XXH3's ~10 GB/s); larger
   // ones on the background hasher, when enabled.
   static constexpr uint64_t kHashInlineBytes = 1 << 20;
-  // Larger values are hashed once they have lived this long, or earlier when someone needs the
-  // hash. Most large values in a data pipeline are read and dropped within milliseconds of
+  // Larger values are hashed once they have lived this long (--hash-delay-ms), or earlier when
+  // someone needs the hash (info, spilling). Most large values in a data pipeline are read and dropped within milliseconds of
   // sealing, and a pass over each of them took a core and memory bandwidth from the very
   // readers it raced (refprobe's 64 MiB handoff on 2 cores: restore + view + read every byte
   // 6-7 ms with an immediate hash, 4.7 without). A value that dies before its turn is never
   // hashed; one that lives is hashed in the background as before.
-  static constexpr uint64_t kHashDelayMillis = 200;
+  static constexpr uint64_t kDefaultHashDelayMillis = 200;
 
   // --- access --------------------------------------------------------------------------
   const gc::ObjectRecord& record(gc::ObjectId id) const;  // throws NOT_FOUND if reclaimed
@@ -217,7 +221,7 @@ class ObjectStore {
   // else on the pool. The caller keeps `data` alive and in place until it resolves.
   kj::Promise<XXH128_hash_t> hashOf(kj::ArrayPtr<const kj::byte> data);
   // Records the hash of the just-sealed `id`: now (small values), or queues it to be hashed on
-  // the background hasher after kHashDelayMillis.
+  // the background hasher after hashDelayMillis.
   void recordHash(gc::ObjectId id);
   kj::Promise<void> hashQueueLoop();           // one timer at the earliest queued hash
   void startDeferredHash(gc::ObjectId id);     // if still queued and alive: start it now
@@ -258,6 +262,7 @@ class ObjectStore {
   bool hashQueueArmed = false;       // hashQueueTask is waiting for the front's due time
   kj::Promise<void> hashQueueTask = nullptr;
   uint64_t backgroundHashesTotal = 0;
+  uint64_t hashDelayMillis = kDefaultHashDelayMillis;
   kj::Maybe<BackgroundHasher&> backgroundHasher;
   kj::Maybe<UvLoop&> hashPool;
   kj::HashMap<uint64_t, gc::MonoMillis> lastUsed;             // by id.lo; absent: createdAt

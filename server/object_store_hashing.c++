@@ -1,8 +1,8 @@
 // ObjectStore's content hashes: every sealed value gets an XXH3-128 hash (ObjectInfo.hash),
 // which info() reports and restores from disk check. Small values are hashed inline when
 // sealed. Large ones are hashed later, on the BackgroundHasher's thread, once they have lived
-// kHashDelayMillis or as soon as someone needs the hash (info, whenReady, spilling), whichever
-// comes first. See kHashDelayMillis in object_store.h for why.
+// hashDelayMillis (--hash-delay-ms) or as soon as someone needs the hash (info, spilling),
+// whichever comes first. See kDefaultHashDelayMillis in object_store.h for why.
 #include <xxhash.h>
 
 #include "server/log.h"
@@ -28,11 +28,15 @@ void ObjectStore::recordHash(gc::ObjectId id) {
     return;
   }
   deferredHashes.insert(id.lo, id);
-  hashQueue.push_back({nowMillis() + kHashDelayMillis, id});
+  hashQueue.push_back({nowMillis() + hashDelayMillis, id});
   if (!hashQueueArmed) {
     hashQueueArmed = true;
-    hashQueueTask = hashQueueLoop().eagerlyEvaluate(
-        [](kj::Exception&& e) { logError("hash queue failed: ", e.getDescription()); });
+    hashQueueTask = hashQueueLoop().eagerlyEvaluate([this](kj::Exception&& e) {
+      // Not expected (each entry's failure is caught below), but never leave the queue unserved:
+      // the next recordHash starts a new chain.
+      logError("hash queue failed: ", e.getDescription());
+      hashQueueArmed = false;
+    });
   }
 }
 
@@ -50,28 +54,35 @@ kj::Promise<void> ObjectStore::hashQueueLoop() {
     while (!hashQueue.empty() && hashQueue.front().due <= now) {
       gc::ObjectId id = hashQueue.front().id;
       hashQueue.pop_front();
-      startDeferredHash(id);  // nothing to do if it already started or the value died
+      // Nothing to do if it already started or the value died. If it cannot start (the hashing
+      // thread is gone), the value stays deferred: whenHashed will try again when it is needed.
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { startDeferredHash(id); })) {
+        logError("cannot hash object ", gc::toHex(id).c_str(), ": ", e->getDescription());
+      }
     }
     return hashQueueLoop();
   });
 }
 
 void ObjectStore::startDeferredHash(gc::ObjectId id) {
-  if (!deferredHashes.erase(id.lo)) return;
+  if (deferredHashes.find(id.lo) == nullptr) return;
   const gc::ObjectRecord* object = objects.find(id);
   // A value that died waiting is never hashed: nobody can ask for its hash any more.
-  if (object == nullptr || object->dead) return;
-  startBackgroundHash(id);
+  if (object != nullptr && !object->dead) startBackgroundHash(id);  // may throw: stays deferred
+  deferredHashes.erase(id.lo);
 }
 
 void ObjectStore::startBackgroundHash(gc::ObjectId id) {
   auto data = memoryOf(*objects.find(id));
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
+  // Ask the thread first: if it is gone this throws before anything is pinned. The pass may
+  // start reading at once, but only this thread frees values, and the pin follows right away.
+  auto hashed = KJ_ASSERT_NONNULL(backgroundHasher).hash(data, cancelled);
   // The pin keeps the bytes from being freed or spilled under the hashing thread. So that
   // dropping the value during the pass still frees it at once, the thread stops as soon as the
   // value dies (cancelDeadHashes) instead of holding it for the whole pass.
   KJ_ASSERT(objects.pin(id));
-  auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  auto done = KJ_ASSERT_NONNULL(backgroundHasher).hash(data, cancelled)
+  auto done = kj::mv(hashed)
                   .then(
                       [this, id, cancelled](XXH128_hash_t hash) {
                         if (cancelled->load()) return;

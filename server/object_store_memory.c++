@@ -72,9 +72,10 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
   RS_REQUIRE(size <= proto::MAX_OBJECT_BYTES, TOO_LARGE, "object of ", size,
              " bytes exceeds the limit of ", proto::MAX_OBJECT_BYTES, " bytes");
   if (size > kHashInlineBytes) {
-    // A large value dropped right after sealing is freed when its cancelled hash stops (within
-    // one 1 MiB step). Wait for that instead of building a new segment beside memory that is
-    // about to come back: drop-then-create of the same size reuses the same memory.
+    // A large value dropped while its hash runs (after --hash-delay-ms, or after info()) is
+    // freed when its cancelled hash stops (within one 1 MiB step). Wait for that instead of
+    // building a new segment beside memory that is about to come back: drop-then-create of the
+    // same size reuses the same memory.
     KJ_IF_MAYBE(stopping, whenCancelledHashesStop()) {
       // By then the batch (if any) has started its spills: this one considers its own.
       return stopping->then([this, size, timeout]() { return reserve(size, timeout); });
@@ -186,8 +187,13 @@ void ObjectStore::startSpill(gc::ObjectId id) {
   spillInFlightBytes += size;
   kj::ArrayPtr<const kj::byte> data = memoryOf(object);  // not bytes(): spilling is no "use"
   // Restoring checks the bytes against the hash: a value whose hash was still deferred is
-  // hashed now, before its bytes leave memory.
-  background.add(whenHashed(id).then([this, data]() {
+  // hashed now, before its bytes leave memory. (evalNow: if that throws, the error branch below
+  // still unpins.) A value left without a hash (its hashing failed) stays in memory: written
+  // out, it could never be read back.
+  background.add(kj::evalNow([&]() { return whenHashed(id); }).then([this, id, data]() {
+    const gc::ObjectRecord& hashed = *objects.find(id);  // our pin keeps it in the table
+    KJ_REQUIRE(hashed.dead || hashed.hashHi != 0 || hashed.hashLo != 0,
+               "it has no hash to check it against when it comes back");
     return KJ_ASSERT_NONNULL(spill).write(data);
   }).then(
       [this, id](SpillLocation where) { finishSpill(id, where); },

@@ -74,9 +74,9 @@ kj::Promise<void> RefServer::info(InfoContext context) {
 }
 
 kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
-  return store.whenReady(id)
-      .then([this]() { return store.whenHashed(store.resolve(id)); })
-      .then([this, context]() mutable {
+  // Readiness does not wait for the hash: Ref::size() and copy-path reads ask this, and a
+  // large value's deferred hash would cost them a pass over it (info() waits for it).
+  return store.whenReady(id).then([this, context]() mutable {
         // Report the readable object (an alias reports its target's size and hash).
         fillObjectInfo(context.getResults().initInfo(), store.record(store.resolve(id)));
       });

@@ -172,7 +172,7 @@ struct StoreFixture {
 
 }  // namespace
 
-TEST_CASE("a large value is hashed in the background once it has lived kHashDelayMillis") {
+TEST_CASE("a large value is hashed in the background once it has lived the hash delay") {
   StoreFixture f;
   constexpr uint64_t kSize = 8ull << 20;
   auto created = f.seal(kSize, 7);
@@ -191,7 +191,7 @@ TEST_CASE("a large value dropped before its hash delay is freed at once and neve
   f.store.removeHolder(created.writer);  // its only reference
   CHECK(f.store.table().find(created.id) == nullptr);  // freed: no hash pins it
   CHECK_FALSE(f.store.cancelledHashesRunning());
-  f.sleep((ObjectStore::kHashDelayMillis + 100) * kj::MILLISECONDS);  // past its turn
+  f.sleep((ObjectStore::kDefaultHashDelayMillis + 100) * kj::MILLISECONDS);  // past its turn
   CHECK(f.backgroundHashes() == 0);
 }
 
@@ -199,10 +199,12 @@ TEST_CASE("whenHashed starts a deferred hash at once instead of waiting for its 
   StoreFixture f;
   constexpr uint64_t kSize = 8ull << 20;
   auto created = f.seal(kSize, 9);
-  f.store.whenHashed(created.id).wait(f.io.waitScope);
+  auto hashed = f.store.whenHashed(created.id);
+  CHECK(f.store.table().find(created.id)->pins == 1);  // the pass holds it: it has started
+  hashed.wait(f.io.waitScope);
   CHECK(f.hasHash(created.id, 9, kSize));
   CHECK(f.backgroundHashes() == 1);
   // Its queue entry is skipped when due: the value is not hashed twice.
-  f.sleep((ObjectStore::kHashDelayMillis + 100) * kj::MILLISECONDS);
+  f.sleep((ObjectStore::kDefaultHashDelayMillis + 100) * kj::MILLISECONDS);
   CHECK(f.backgroundHashes() == 1);
 }

@@ -82,7 +82,8 @@ TEST_CASE("put, read back, info and hash") {
 }
 
 TEST_CASE("large values are hashed after sealing: info reports the XXH3-128 of their bytes") {
-  // Above 1 MiB the daemon hashes on its thread pool after answering seal/put; info() waits.
+  // Above 1 MiB the daemon hashes on a thread of its own after answering seal/put, once the
+  // value has lived --hash-delay-ms or when info() asks; info() waits.
   Daemon daemon;
   Client client = Client::connect(daemon.socket());
   for (size_t size: {size_t(1 << 20) + 1, size_t(24) << 20}) {
@@ -104,11 +105,35 @@ TEST_CASE("large values are hashed after sealing: info reports the XXH3-128 of t
   }
 }
 
+TEST_CASE("a large value's hash waits for --hash-delay-ms or info(); whenReady does not ask for it") {
+  Daemon daemon("64M", {"--hash-delay-ms=60000"});
+  Client client = Client::connect(daemon.socket());
+  const size_t size = 6 << 20;
+  WriteBuffer buffer = client.create(size);
+  refstore::testing::fillPattern(buffer.data(), size, 3);
+  XXH128_hash_t expected = XXH3_128bits(buffer.data(), size);
+  Ref ref = buffer.seal();
+  // Readiness and size need no pass over the value.
+  ObjectInfo ready = ref.whenReady();
+  CHECK(ready.size == size);
+  CHECK(ref.size() == size);
+  CHECK(ready.hashHigh == 0);
+  CHECK(ready.hashLow == 0);
+  CHECK(client.stats().backgroundHashesTotal == 0);
+  // info() does: it starts the hash now rather than in a minute.
+  ObjectInfo info = ref.info();
+  CHECK(info.hashHigh == expected.high64);
+  CHECK(info.hashLow == expected.low64);
+  CHECK(client.stats().backgroundHashesTotal == 1);
+  CHECK(ref.info().hashLow == expected.low64);  // recorded once, not hashed again
+  CHECK(client.stats().backgroundHashesTotal == 1);
+}
+
 TEST_CASE("a large value dropped right after sealing frees its memory for the next create") {
-  // Its hash is still running on the pool when it dies; the next create of the same size waits
-  // for that hash to stop (one 1 MiB step) and reuses the memory instead of building another
-  // segment beside it.
-  Daemon daemon("1G");
+  // With --hash-delay-ms=0 its hash starts at once and is still running when it dies; the next
+  // create of the same size waits for that hash to stop (one 1 MiB step) and reuses the memory
+  // instead of building another segment beside it.
+  Daemon daemon("1G", {"--hash-delay-ms=0"});
   Client client = Client::connect(daemon.socket());
   const size_t size = 384 << 20;  // more than half a segment: a dedicated segment of its own
   auto putAndDrop = [&]() {
@@ -221,6 +246,7 @@ TEST_CASE("clients wire in only the shared memory they use: a writer its value, 
   Ref ref = buffer.seal();
   // A second value in the same segment wires in only its own blocks.
   WriteBuffer second = writer.create(size);
+  CHECK(mappingUse(second.data()).resident >= 2 * size);
   CHECK(mappingUse(second.data()).resident <= 2 * size + (256 << 10));
 
   // A reader maps the segment read-only and pays only for the pages it reads.

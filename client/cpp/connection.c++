@@ -85,6 +85,10 @@ Mapping::~Mapping() {
   if (base != nullptr) munmap(base, size);
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older headers lack it, older kernels say EINVAL
+#endif
+
 void Mapping::populateForWrite(size_t offset, size_t length) {
   static std::atomic<bool> unsupported{false};
   if (length == 0 || unsupported.load(std::memory_order_relaxed)) return;
@@ -102,8 +106,10 @@ void Mapping::populateForWrite(size_t offset, size_t length) {
     while (runEnd < end && !isPopulated(runEnd)) runEnd++;
     size_t start = b * kPopulateBlock, stop = std::min(size, runEnd * kPopulateBlock);
     if (madvise(base + start, stop - start, MADV_POPULATE_WRITE) < 0) {
-      // EINVAL: a kernel without MADV_POPULATE_WRITE. Anything else (e.g. ENOMEM under memory
-      // pressure) is not an error either: the writes will fault the pages in themselves.
+      // EINVAL: a kernel without MADV_POPULATE_WRITE; stop asking for the rest of the process
+      // (writers then take a page fault per 4 KiB, as without any populating). Anything else
+      // (e.g. ENOMEM under memory pressure) is not an error either: the writes will fault the
+      // pages in themselves.
       if (errno == EINVAL) unsupported.store(true, std::memory_order_relaxed);
       return;
     }

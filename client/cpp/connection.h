@@ -35,7 +35,7 @@ struct Mapping {
 
   // Wires [offset, offset + length) into this process's page tables for writing, skipping
   // blocks wired before. Best effort: where MADV_POPULATE_WRITE is unavailable (Linux < 5.14)
-  // pages are faulted in by the writes themselves.
+  // pages are faulted in by the writes themselves, one page fault per 4 KiB.
   void populateForWrite(size_t offset, size_t length);
   ~Mapping();
 };
