@@ -140,25 +140,25 @@ class RefstoredMain {
     }
     return "cannot read the secret file";
   }
-  kj::MainBuilder::Validity setBusyPoll(kj::StringPtr text) {
+  // A whole number in [0, max] into `out`, or why not (`unit` and `tooLarge` name it).
+  static kj::MainBuilder::Validity parseCount(kj::StringPtr text, uint64_t max, const char* unit,
+                                              const char* tooLarge, uint64_t& out) {
     char* end = nullptr;
-    unsigned long long us = strtoull(text.cStr(), &end, 10);
+    unsigned long long value = strtoull(text.cStr(), &end, 10);
     if (text.size() == 0 || *end != '\0' || text[0] == '-') {
-      return "expected a number of microseconds";
+      return kj::str("expected a number of ", unit);
     }
-    if (us > 1000000) return "--busy-poll-us must be at most 1000000 (one second)";
-    busyPollMicros = us;
+    if (value > max) return kj::str(tooLarge);
+    out = value;
     return true;
   }
+  kj::MainBuilder::Validity setBusyPoll(kj::StringPtr text) {
+    return parseCount(text, 1000000, "microseconds",
+                      "--busy-poll-us must be at most 1000000 (one second)", busyPollMicros);
+  }
   kj::MainBuilder::Validity setHashDelay(kj::StringPtr text) {
-    char* end = nullptr;
-    unsigned long long ms = strtoull(text.cStr(), &end, 10);
-    if (text.size() == 0 || *end != '\0' || text[0] == '-') {
-      return "expected a number of milliseconds";
-    }
-    if (ms > 3600000) return "--hash-delay-ms must be at most 3600000 (one hour)";
-    hashDelayMillis = ms;
-    return true;
+    return parseCount(text, 3600000, "milliseconds",
+                      "--hash-delay-ms must be at most 3600000 (one hour)", hashDelayMillis);
   }
   kj::MainBuilder::Validity setDebug() {
     setLogLevel(LogLevel::DEBUG);

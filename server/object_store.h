@@ -147,11 +147,11 @@ class ObjectStore {
   // ones on the background hasher, when enabled.
   static constexpr uint64_t kHashInlineBytes = 1 << 20;
   // Larger values are hashed once they have lived this long (--hash-delay-ms), or earlier when
-  // someone needs the hash (info, spilling). Most large values in a data pipeline are read and dropped within milliseconds of
-  // sealing, and a pass over each of them took a core and memory bandwidth from the very
-  // readers it raced (refprobe's 64 MiB handoff on 2 cores: restore + view + read every byte
-  // 6-7 ms with an immediate hash, 4.7 without). A value that dies before its turn is never
-  // hashed; one that lives is hashed in the background as before.
+  // someone needs the hash (info, spilling). Most large values in a data pipeline are read and
+  // dropped within milliseconds of sealing, and a pass over each of them took a core and memory
+  // bandwidth from the very readers it raced (refprobe's 64 MiB handoff on 2 cores: seal to
+  // reading every byte 7.4-10.1 ms with an immediate hash, 5.2 without). A value that dies
+  // before its turn is never hashed; one that lives is hashed in the background as before.
   static constexpr uint64_t kDefaultHashDelayMillis = 200;
 
   // --- access --------------------------------------------------------------------------
@@ -224,7 +224,9 @@ class ObjectStore {
   // the background hasher after hashDelayMillis.
   void recordHash(gc::ObjectId id);
   kj::Promise<void> hashQueueLoop();           // one timer at the earliest queued hash
-  void startDeferredHash(gc::ObjectId id);     // if still queued and alive: start it now
+  // Whether `object` still waits for its deferred hash (none recorded, none running, alive).
+  bool awaitsHash(const gc::ObjectRecord& object) const;
+  void startDeferredHash(gc::ObjectId id);     // if it awaitsHash: start it now
   // Hashes `id` on the background hasher, pinned meanwhile so that it is neither freed nor
   // spilled while that thread reads it.
   void startBackgroundHash(gc::ObjectId id);
@@ -253,12 +255,11 @@ class ObjectStore {
     std::shared_ptr<std::atomic<bool>> cancelled;  // read by the hashing thread
   };
   kj::HashMap<uint64_t, HashInProgress> hashing;  // by id.lo: hashes in progress
-  kj::HashMap<uint64_t, gc::ObjectId> deferredHashes;  // by id.lo: sealed, hash not started
   struct QueuedHash {
     gc::MonoMillis due;
     gc::ObjectId id;
   };
-  std::deque<QueuedHash> hashQueue;  // by due time; entries already started or dead are skipped
+  std::deque<QueuedHash> hashQueue;  // by due time; entries no longer awaitsHash are skipped
   bool hashQueueArmed = false;       // hashQueueTask is waiting for the front's due time
   kj::Promise<void> hashQueueTask = nullptr;
   uint64_t backgroundHashesTotal = 0;

@@ -27,7 +27,6 @@ void ObjectStore::recordHash(gc::ObjectId id) {
     KJ_ASSERT(objects.setHash(id, hash.high64, hash.low64));
     return;
   }
-  deferredHashes.insert(id.lo, id);
   hashQueue.push_back({nowMillis() + hashDelayMillis, id});
   if (!hashQueueArmed) {
     hashQueueArmed = true;
@@ -55,7 +54,7 @@ kj::Promise<void> ObjectStore::hashQueueLoop() {
       gc::ObjectId id = hashQueue.front().id;
       hashQueue.pop_front();
       // Nothing to do if it already started or the value died. If it cannot start (the hashing
-      // thread is gone), the value stays deferred: whenHashed will try again when it is needed.
+      // thread is gone), the value still awaits it: whenHashed tries again when it is needed.
       KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { startDeferredHash(id); })) {
         logError("cannot hash object ", gc::toHex(id).c_str(), ": ", e->getDescription());
       }
@@ -64,12 +63,18 @@ kj::Promise<void> ObjectStore::hashQueueLoop() {
   });
 }
 
+bool ObjectStore::awaitsHash(const gc::ObjectRecord& object) const {
+  // A zero hash means "not hashed yet": small values are hashed when sealed, and values
+  // restored from disk keep theirs. A value that died waiting is never hashed: nobody can ask
+  // for its hash any more.
+  return object.state == gc::ObjectState::SEALED && !object.alias && !object.dead &&
+         !hashesInline(object.size) && object.hashHi == 0 && object.hashLo == 0 &&
+         hashing.find(object.id.lo) == nullptr;
+}
+
 void ObjectStore::startDeferredHash(gc::ObjectId id) {
-  if (deferredHashes.find(id.lo) == nullptr) return;
   const gc::ObjectRecord* object = objects.find(id);
-  // A value that died waiting is never hashed: nobody can ask for its hash any more.
-  if (object != nullptr && !object->dead) startBackgroundHash(id);  // may throw: stays deferred
-  deferredHashes.erase(id.lo);
+  if (object != nullptr && awaitsHash(*object)) startBackgroundHash(id);  // may throw
 }
 
 void ObjectStore::startBackgroundHash(gc::ObjectId id) {
