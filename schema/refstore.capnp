@@ -73,8 +73,12 @@ struct Placement {
   # Where a value's bytes live in shared memory: `length` bytes at `offset` inside segment
   # `segmentId` of the daemon whose epoch is `origin`. `segment` carries the segment's file
   # descriptor (Cap'n Proto fd passing); a client keeps one mapping per (origin, segmentId)
-  # and reuses it, closing fds it already has a mapping for. A placement with segmentId 0 means
-  # "no shared memory for this connection": use the copy path instead.
+  # and reuses it. For a shared (not dedicated) segment the daemon sends each connection one
+  # Segment capability and attaches the fd only the first time: while the client holds that
+  # capability, later placements name the same import, whose fd the client already has. So a
+  # client keeps a shared segment's capability as long as its mapping (dropping it is allowed:
+  # the next placement then brings a new capability with the fd). A placement with segmentId 0
+  # means "no shared memory for this connection": use the copy path instead.
   origin @0 :UInt64;
   segmentId @1 :UInt32;
   offset @2 :UInt64;
@@ -84,7 +88,8 @@ struct Placement {
   dedicated @6 :Bool;
   # The segment holds only this object (large values get a segment of their own). Do not cache
   # its mapping: unmap it when the View or WriteBuffer it was mapped for is dropped, or the
-  # client's mapping would keep the memory alive after the daemon frees it.
+  # client's mapping would keep the memory alive after the daemon frees it. Every placement in
+  # a dedicated segment carries a new Segment capability with its fd attached.
 }
 
 struct Stats {
@@ -326,9 +331,10 @@ interface View {
 
 interface Segment {
   # A shared-memory segment. The capability carries the segment's memfd as an attached file
-  # descriptor (Cap'n Proto `getFd()`); map it MAP_SHARED with the size from `info`. Readers
-  # receive a read-only descriptor (PROT_WRITE mappings fail), so a sealed value cannot be
-  # changed through a reader's mapping.
+  # descriptor (Cap'n Proto `getFd()`, attached when the capability first reaches a connection:
+  # see Placement); map it MAP_SHARED with the size from `info`. Readers receive a read-only
+  # descriptor (PROT_WRITE mappings fail), so a sealed value cannot be changed through a
+  # reader's mapping.
 
   info @0 () -> (id :UInt32, size :UInt64, writable :Bool);
 }

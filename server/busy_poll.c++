@@ -2,6 +2,8 @@
 
 #include <kj/time.h>
 
+#include "schema/batching_message_stream.h"
+
 namespace refstore::server {
 namespace {
 
@@ -33,10 +35,14 @@ void BusyPoll::activity() {
 }
 
 kj::Promise<void> BusyPoll::spin() {
-  // Each evalLater is one loop turn; between turns KJ polls epoll (setBusyPollInterval), so
-  // arriving messages are handled while we spin. The chain stays constant-depth: each
-  // returned promise replaces the one before it.
-  return kj::evalLater([this]() -> kj::Promise<void> {
+  // Each evalLast is one loop turn; between turns KJ polls epoll (setBusyPollInterval), so
+  // arriving messages are handled while we spin. evalLast, not evalLater: the spinner runs only
+  // when nothing else is queued, so it never delays real work. That is also the moment the
+  // connections' batched replies should go out; their own evalLast flushes would wait behind
+  // the re-armed spinner (KJ runs evalLast callbacks newest first), so the spinner sends them.
+  // The chain stays constant-depth: each returned promise replaces the one before it.
+  return kj::evalLast([this]() -> kj::Promise<void> {
+    BatchingMessageStream::flushAll();
     if (monotonicNs() - lastActivityNs < windowNs && !othersNeedCpu()) return spin();
     isSpinning = false;
     waitScope.setBusyPollInterval(kj::maxValue);  // back to blocking in epoll_wait

@@ -7,6 +7,7 @@
 
 #include <capnp/rpc-twoparty.h>
 
+#include "schema/batching_message_stream.h"
 #include "server/client_stream.h"
 #include "server/log.h"
 #include "server/store_server.h"
@@ -66,9 +67,9 @@ kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
   return fd;
 }
 
-// One client connection: stream, Cap'n Proto network and RPC system. Member order matters:
-// the RPC system is destroyed first (releasing the client's capabilities), then the network,
-// then the stream, and finally the client's registry entry.
+// One client connection: stream, message framing, Cap'n Proto network and RPC system. Member
+// order matters: the RPC system is destroyed first (releasing the client's capabilities), then
+// the network, the framing, the stream, and finally the client's registry entry.
 struct Listener::Connection {
   Connection(ObjectStore& store, BusyPoll& busyPoll, kj::Own<kj::AsyncIoStream> accepted,
              ClientInfo info, kj::Maybe<kj::StringPtr> secret)
@@ -77,10 +78,13 @@ struct Listener::Connection {
     if (store.client(client).sharedMemory) {
       // We send segment fds; clients never need to send us any, but capnp 0.9.2 only
       // attaches outgoing fds on a network created with maxFdsPerMessage > 0.
-      network = kj::heap<capnp::TwoPartyVatNetwork>(*stream, /*maxFdsPerMessage=*/1,
+      messages = kj::heap<BatchingMessageStream>(*stream, *stream);
+      network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, /*maxFdsPerMessage=*/1,
                                                     capnp::rpc::twoparty::Side::SERVER);
     } else {
-      network = kj::heap<capnp::TwoPartyVatNetwork>(*stream, capnp::rpc::twoparty::Side::SERVER);
+      messages = kj::heap<BatchingMessageStream>(*stream);
+      network =
+          kj::heap<capnp::TwoPartyVatNetwork>(*messages, capnp::rpc::twoparty::Side::SERVER);
     }
     rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcServer(
         *network, capnp::Capability::Client(kj::heap<StoreServer>(store, client, secret))));
@@ -88,6 +92,7 @@ struct Listener::Connection {
   ~Connection() noexcept(false) {
     rpc = nullptr;
     network = nullptr;
+    messages = nullptr;
     stream = nullptr;
     store.removeClient(client);
   }
@@ -95,6 +100,7 @@ struct Listener::Connection {
   ObjectStore& store;
   gc::ClientId client;
   kj::Own<ClientStream> stream;
+  kj::Own<BatchingMessageStream> messages;
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
 };

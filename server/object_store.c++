@@ -306,9 +306,26 @@ kj::Promise<void> ObjectStore::leaseTimerLoop() {
 
 // --- segments --------------------------------------------------------------------------
 
-proto::Segment::Client ObjectStore::segmentCap(uint32_t segmentId, bool writable) {
-  // A fresh server per placement (one fcntl): nothing cached can outlive a released segment.
-  return kj::heap<SegmentServer>(allocatorFor(segmentId).segment(segmentId), writable);
+proto::Segment::Client ObjectStore::segmentCap(uint32_t segmentId, bool writable,
+                                               gc::ClientId clientId) {
+  auto& owner = allocatorFor(segmentId);
+  if (owner.isDedicated(segmentId)) {
+    return kj::heap<SegmentServer>(owner.segment(segmentId), writable, nullptr);
+  }
+  auto& caps = client(clientId).segmentCaps;
+  uint64_t key = uint64_t(segmentId) << 1 | uint64_t(writable);
+  KJ_IF_MAYBE(server, caps.find(key)) { return (*server)->self(); }
+  // Segment ids are never reused, so a cached capability can never name another segment.
+  kj::Function<void(SegmentServer*)> forget = [this, clientId, key](SegmentServer* gone) {
+    KJ_IF_MAYBE(info, clients.find(clientId)) {
+      KJ_IF_MAYBE(cached, info->segmentCaps.find(key)) {
+        if (*cached == gone) info->segmentCaps.erase(key);
+      }
+    }
+  };
+  auto server = kj::heap<SegmentServer>(owner.segment(segmentId), writable, kj::mv(forget));
+  caps.insert(key, server.get());
+  return kj::mv(server);
 }
 
 // --- introspection ---------------------------------------------------------------------
@@ -403,14 +420,14 @@ void fillObjectInfo(proto::ObjectInfo::Builder info, const gc::ObjectRecord& obj
 }
 
 void fillPlacement(proto::Placement::Builder placement, ObjectStore& store, gc::ObjectId id,
-                   bool writable) {
+                   bool writable, gc::ClientId client) {
   Location where = store.location(store.resolve(id));
   placement.setOrigin(store.origin());
   placement.setSegmentId(where.segmentId);
   placement.setOffset(where.offset);
   placement.setLength(where.length);
   placement.setSegmentSize(where.segmentSize);
-  placement.setSegment(store.segmentCap(where.segmentId, writable));
+  placement.setSegment(store.segmentCap(where.segmentId, writable, client));
   placement.setDedicated(where.dedicated);
 }
 

@@ -34,6 +34,8 @@
 
 namespace refstore::server {
 
+class SegmentServer;
+
 // Who is on the other end of a connection.
 struct ClientInfo {
   kj::String label;         // from Store.hello, "" until then
@@ -41,6 +43,10 @@ struct ClientInfo {
   uint uid = 0;
   bool sharedMemory = false;          // Unix socket: may receive segment fds
   bool writableSharedMemory = false;  // and the same uid as the daemon
+  // The shared segments' Segment capabilities this connection holds, by (segment id << 1 | writable): each is
+  // sent with its fd once and then reused (ObjectStore::segmentCap). Entries remove themselves
+  // when the client releases the capability.
+  kj::HashMap<uint64_t, SegmentServer*> segmentCaps;
 };
 
 // A value's location in shared memory, as sent in `Placement`.
@@ -183,8 +189,12 @@ class ObjectStore {
   std::pair<gc::ObjectId, gc::HolderId> restore(kj::StringPtr token, gc::ClientId client);
 
   // --- segments ------------------------------------------------------------------------
-  // A capability carrying a segment's fd (read-only or read-write).
-  proto::Segment::Client segmentCap(uint32_t segmentId, bool writable);
+  // The capability carrying a segment's fd (read-only or read-write) to `client`. A shared
+  // segment has one per connection, sent with its fd the first time only: Cap'n Proto reuses
+  // the export while the client holds it, and the client keeps it with its mapping, so later
+  // placements in that segment cost no fd passing and no Release. A dedicated segment gets a
+  // fresh one per placement (its fd always attached): it may be freed and its mapping dropped.
+  proto::Segment::Client segmentCap(uint32_t segmentId, bool writable, gc::ClientId client);
 
   // --- introspection -------------------------------------------------------------------
   void fillStats(proto::Stats::Builder stats) const;
@@ -290,9 +300,9 @@ class ObjectStore {
 // list the states in the same order.
 void fillObjectInfo(proto::ObjectInfo::Builder info, const gc::ObjectRecord& record);
 
-// Writes where `id`'s bytes are (after resolving aliases), with the Segment capability carrying
-// the fd (read-only unless `writable`).
+// Writes where `id`'s bytes are (after resolving aliases), for `client`, with the Segment
+// capability carrying the fd (read-only unless `writable`).
 void fillPlacement(proto::Placement::Builder placement, ObjectStore& store, gc::ObjectId id,
-                   bool writable);
+                   bool writable, gc::ClientId client);
 
 }  // namespace refstore::server

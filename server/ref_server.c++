@@ -108,8 +108,9 @@ kj::Promise<void> RefServer::view(ViewContext context) {
     // Same turn as ensureResident: nothing can spill it before the View pins it.
     gc::ObjectId owner = store.resolve(id);
     auto results = context.getResults();
-    results.setView(kj::heap<ViewServer>(store, owner));
-    fillPlacement(results.initPlacement(), store, owner, /*writable=*/false);
+    gc::ClientId client = ref->held().client;
+    results.setView(kj::heap<ViewServer>(store, owner, client));
+    fillPlacement(results.initPlacement(), store, owner, /*writable=*/false, client);
   });
 }
 
@@ -134,14 +135,15 @@ kj::Promise<void> RefServer::saveAs(SaveAsContext context) {
   return kj::READY_NOW;
 }
 
-ViewServer::ViewServer(ObjectStore& store, gc::ObjectId owner): store(store), owner(owner) {
+ViewServer::ViewServer(ObjectStore& store, gc::ObjectId owner, gc::ClientId client)
+    : store(store), owner(owner), client(client) {
   store.pin(owner);
 }
 
 ViewServer::~ViewServer() noexcept(false) { store.unpin(owner); }
 
 kj::Promise<void> ViewServer::placement(PlacementContext context) {
-  fillPlacement(context.getResults().initPlacement(), store, owner, /*writable=*/false);
+  fillPlacement(context.getResults().initPlacement(), store, owner, /*writable=*/false, client);
   return kj::READY_NOW;
 }
 

@@ -91,7 +91,8 @@ class RefServer final: public proto::Ref::Server {
 // its target); destroying it unpins.
 class ViewServer final: public proto::View::Server {
  public:
-  ViewServer(ObjectStore& store, gc::ObjectId owner);  // pins
+  // `client`: the connection the View is returned to (its placements are for that client).
+  ViewServer(ObjectStore& store, gc::ObjectId owner, gc::ClientId client);  // pins
   ~ViewServer() noexcept(false);                       // unpins
 
   kj::Promise<void> placement(PlacementContext context) override;
@@ -99,6 +100,7 @@ class ViewServer final: public proto::View::Server {
  private:
   ObjectStore& store;
   gc::ObjectId owner;
+  gc::ClientId client;
 };
 
 // Makes a Ref capability (a RefHook) for a fresh holder held by `client`.

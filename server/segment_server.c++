@@ -6,11 +6,22 @@
 
 namespace refstore::server {
 
-SegmentServer::SegmentServer(const shm::Segment& segment, bool writable)
-    : id(segment.id()), size(segment.size()), writable(writable) {
+SegmentServer::SegmentServer(const shm::Segment& segment, bool writable,
+                             kj::Maybe<kj::Function<void(SegmentServer*)>> onDestroy)
+    : id(segment.id()), size(segment.size()), writable(writable), onDestroy(kj::mv(onDestroy)) {
   int copy;
   KJ_SYSCALL(copy = fcntl(writable ? segment.fd() : segment.readOnlyFd(), F_DUPFD_CLOEXEC, 0));
   fd = kj::AutoCloseFd(copy);
+}
+
+SegmentServer::~SegmentServer() noexcept(false) {
+  KJ_IF_MAYBE(notify, onDestroy) { (*notify)(this); }
+}
+
+kj::Maybe<int> SegmentServer::getFd() {
+  if (fdSent) return nullptr;
+  fdSent = true;
+  return fd.get();
 }
 
 kj::Promise<void> SegmentServer::info(InfoContext context) {

@@ -2,6 +2,7 @@
 // through Cap'n Proto fd passing (Capability::Server::getFd).
 #pragma once
 
+#include <kj/function.h>
 #include <kj/io.h>
 
 #include "schema/refstore.capnp.h"
@@ -14,16 +15,28 @@ class SegmentServer final: public proto::Segment::Server {
   // Keeps its own duplicate of the descriptor: the allocator may release a dedicated segment
   // while a client still holds this capability, and the client must still be able to map it.
   // Readers get the O_RDONLY descriptor, so their mappings can never be made writable.
-  SegmentServer(const shm::Segment& segment, bool writable);
+  // `onDestroy` (optional) runs when the last reference (the client's) is released.
+  SegmentServer(const shm::Segment& segment, bool writable,
+                kj::Maybe<kj::Function<void(SegmentServer*)>> onDestroy);
+  ~SegmentServer() noexcept(false);
 
-  kj::Maybe<int> getFd() override { return fd.get(); }
+  // The descriptor is attached only the first time the capability is written into a message:
+  // Cap'n Proto sends the same export again as the same import, and the client's import keeps
+  // the descriptor it came with. Once the client releases it, this server is destroyed and the
+  // next placement makes a new one.
+  kj::Maybe<int> getFd() override;
   kj::Promise<void> info(InfoContext context) override;
+
+  // A new reference to this capability (for reuse while the client holds it).
+  proto::Segment::Client self() { return thisCap(); }
 
  private:
   kj::AutoCloseFd fd;
   uint32_t id;
   uint64_t size;
   bool writable;
+  bool fdSent = false;
+  kj::Maybe<kj::Function<void(SegmentServer*)>> onDestroy;
 };
 
 }  // namespace refstore::server

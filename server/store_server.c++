@@ -84,7 +84,7 @@ kj::Promise<void> StoreServer::create(CreateContext context) {
         // the buffer aborts the object and frees its memory.
         auto buffer = kj::heap<WriteBufferServer>(store, created, client);
         if (info().writableSharedMemory) {
-          fillPlacement(results.initPlacement(), store, created.id, /*writable=*/true);
+          fillPlacement(results.initPlacement(), store, created.id, /*writable=*/true, client);
         }
         results.setBuffer(kj::mv(buffer));
       });

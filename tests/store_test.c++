@@ -11,6 +11,12 @@
 #include <cstring>
 #include <functional>
 
+#include <sys/stat.h>
+
+#include <capnp/capability.h>
+#include <kj/debug.h>
+
+#include "client/cpp/refstore_async.h"
 #include "client/cpp/refstore_client.h"
 #include "tests/daemon.h"
 
@@ -185,6 +191,47 @@ TEST_CASE("dropping refs frees memory at once; a View pins memory after the last
   Stats after = client.stats();
   CHECK(after.objects == 0);
   CHECK(after.bytesUsed == baseline);
+}
+
+TEST_CASE("a shared segment's capability carries its fd once per connection, again after release") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  auto& io = async::ioContext(client);
+  auto store = async::store(client);
+  // Raw protocol, as any Cap'n Proto client sees it: put small values, view them.
+  auto viewOf = [&](const char* bytes) {
+    auto put = store.putRequest();
+    put.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes), strlen(bytes)));
+    auto ref = put.send().getRef();
+    return ref.viewRequest().send().wait(io.waitScope);
+  };
+  auto fdOf = [&](proto::Segment::Client segment) {
+    auto fd = segment.getFd().wait(io.waitScope);
+    REQUIRE(fd != nullptr);
+    return KJ_ASSERT_NONNULL(fd);
+  };
+  auto inode = [](int fd) {
+    struct stat st;
+    REQUIRE(fstat(fd, &st) == 0);
+    return st.st_ino;
+  };
+  ino_t segmentInode;
+  {
+    auto first = viewOf("first value");
+    auto second = viewOf("second value");
+    REQUIRE(first.getPlacement().getSegmentId() == second.getPlacement().getSegmentId());
+    REQUIRE_FALSE(first.getPlacement().getDedicated());
+    // The same export both times: one import on our side, holding the fd from the first.
+    auto a = first.getPlacement().getSegment(), b = second.getPlacement().getSegment();
+    CHECK(capnp::ClientHook::from(kj::cp(a)).get() == capnp::ClientHook::from(kj::cp(b)).get());
+    segmentInode = inode(fdOf(a));
+    CHECK(inode(fdOf(b)) == segmentInode);
+  }  // every reference to the Segment capability is dropped: its Release goes out
+  io.waitScope.poll();
+  client.stats();  // a round trip: the daemon has processed the Release
+  // A new placement in the same segment must bring the fd again (a new export).
+  auto third = viewOf("third value");
+  CHECK(inode(fdOf(third.getPlacement().getSegment())) == segmentInode);
 }
 
 TEST_CASE("1,000 objects put and dropped: objects back to 0, bytes_used back to start") {

@@ -164,15 +164,21 @@ Connection::Connection(const ConnectOptions& options)
       throw Error(ErrorCode::DISCONNECTED,
                   "cannot connect to refstored at " + address + ": " + e.getDescription().cStr());
     }
-    rpc = kj::heap<capnp::TwoPartyClient>(*stream);
+    messages = kj::heap<BatchingMessageStream>(*stream);
+    network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, capnp::rpc::twoparty::Side::CLIENT);
   } else {
     if (address.rfind("unix:", 0) == 0) address = address.substr(5);
     auto unixStream = connectUnix(io, address);
+    messages = kj::heap<BatchingMessageStream>(*unixStream, *unixStream);
     // Up to 2 fds per message: a result carries at most one or two Segment capabilities.
-    rpc = kj::heap<capnp::TwoPartyClient>(*unixStream, /*maxFdsPerMessage=*/2);
+    network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, /*maxFdsPerMessage=*/2,
+                                                  capnp::rpc::twoparty::Side::CLIENT);
     stream = kj::mv(unixStream);
   }
-  store = rpc->bootstrap().castAs<proto::Store>();
+  rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcClient(*network));
+  capnp::MallocMessageBuilder vatId(4);
+  vatId.getRoot<capnp::rpc::twoparty::VatId>().setSide(capnp::rpc::twoparty::Side::SERVER);
+  store = rpc->bootstrap(vatId.getRoot<capnp::rpc::twoparty::VatId>()).castAs<proto::Store>();
   auto hello = store.helloRequest();
   std::string name = options.clientName.empty() ? programName() : options.clientName;
   hello.setClientName(name);
@@ -210,8 +216,9 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
   };
   auto found = mappings.find(key);
   if (found != mappings.end()) return inside(found->second);
-  // The fd arrived attached to this message and belongs to the Segment capability: map it
-  // now; the mapping stays valid after the capability (and fd) are released.
+  // The fd belongs to the Segment capability (it arrived attached to the message that first
+  // brought the capability to this connection): map it now. A dedicated segment's mapping
+  // stays valid after its capability (and fd) are released; a shared one keeps its capability.
   return placement.getSegment().getFd().then(
       [this, key, placement, writable, inside](kj::Maybe<int> fd) {
         int raw = -1;
@@ -235,6 +242,7 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
         mapping->base = static_cast<uint8_t*>(base);
         mapping->size = size;
         mappings.emplace(key, mapping);
+        if (!dedicated) mapping->segment = placement.getSegment();
         if (dedicated) {
           // The daemon keeps freed dedicated segments idle and reuses them (same id) for the
           // next value of that size, so a writer putting large values again and again writes

@@ -9,10 +9,12 @@
 #include <vector>
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.h>
 #include <kj/async-io.h>
 #include <kj/time.h>
 
 #include "client/cpp/refstore_client.h"
+#include "schema/batching_message_stream.h"
 #include "schema/refstore.capnp.h"
 
 namespace refstore::detail {
@@ -31,6 +33,10 @@ struct Mapping {
   uint8_t* base = nullptr;
   size_t size = 0;
   std::vector<uint64_t> populatedBlocks;  // bitmap, one bit per kPopulateBlock bytes
+  // A shared segment's capability, held as long as the mapping: refstored attaches the fd only
+  // the first time it sends the capability on a connection and reuses the export while we hold
+  // it, so later placements in this segment need neither an fd nor a Release.
+  proto::Segment::Client segment = nullptr;
   static constexpr size_t kPopulateBlock = 64 * 1024;
 
   // Wires [offset, offset + length) into this process's page tables for writing, skipping
@@ -99,7 +105,9 @@ struct Connection {
   std::shared_ptr<ThreadLoop> loop;  // first member: destroyed last
   kj::AsyncIoContext& io;
   kj::Own<kj::AsyncIoStream> stream;
-  kj::Own<capnp::TwoPartyClient> rpc;
+  kj::Own<BatchingMessageStream> messages;  // small messages go out one write per loop turn
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
   proto::Store::Client store = nullptr;
   bool sharedMemory = false;
   bool writableSharedMemory = false;

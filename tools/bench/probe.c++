@@ -2,7 +2,7 @@
 // time per operation. For profiling (perf, strace -c) what refbench's small-ops workload
 // measures, without refbench's threads and baselines around it.
 //
-//   refprobe SOCKET put|put-view|put-read|stats|hold|handoff [COUNT] [SIZE]
+//   refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff [COUNT] [SIZE]
 //
 // `hold` puts COUNT values, keeps every Ref and waits for a line on stdin before dropping them:
 // for looking at the daemon's memory per live object (heaptrack, /proc/PID/status).
@@ -16,12 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "client/cpp/refstore_async.h"
 #include "client/cpp/refstore_client.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
     fprintf(stderr,
-            "usage: refprobe SOCKET put|put-view|put-read|stats|hold|handoff [COUNT] [SIZE]\n");
+            "usage: refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff [COUNT] [SIZE]\n");
     return 2;
   }
   std::string mode = argv[2];
@@ -84,6 +85,26 @@ int main(int argc, char** argv) {
     return 0;
   }
   auto once = [&]() {
+    if (mode == "put-view-pipelined") {  // refbench's pipelined small op, depth 16
+      constexpr int kDepth = 16;
+      auto& io = refstore::async::ioContext(client);
+      auto store = refstore::async::store(client);
+      auto puts = kj::heapArrayBuilder<kj::Promise<void>>(kDepth);
+      auto views = kj::heapArrayBuilder<kj::Promise<refstore::View>>(kDepth);
+      std::vector<refstore::Ref> refs;
+      refs.reserve(kDepth);
+      for (int i = 0; i < kDepth; i++) {
+        auto request = store.putRequest();
+        request.setData(kj::arrayPtr(value.data(), value.size()));
+        auto put = request.send();
+        refs.push_back(refstore::async::wrap(client, put.getRef()));
+        views.add(refstore::async::view(refs.back()));
+        puts.add(put.ignoreResult());
+      }
+      kj::joinPromises(views.finish()).wait(io.waitScope);
+      kj::joinPromises(puts.finish()).wait(io.waitScope);
+      return;
+    }
     if (mode == "stats") {
       client.stats();
       return;
