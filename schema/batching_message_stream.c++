@@ -1,5 +1,6 @@
 #include "schema/batching_message_stream.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -61,12 +62,29 @@ kj::Promise<void> BatchingMessageStream::writeMessage(
     return kj::READY_NOW;
   }
   flushPending();  // what was sent before goes first
-  return enqueue([this, fds, segments]() {
+  if (fds.size() > 0 && fdStream != nullptr) return writeWithFds(fds, segments);
+  return enqueue([this, segments]() {
     ++messages;
-    KJ_IF_MAYBE(capabilities, fdStream) {
-      if (fds.size() > 0) return capnp::writeMessage(*capabilities, fds, segments);
-    }
     return capnp::writeMessage(stream, segments);
+  });
+}
+
+kj::Promise<void> BatchingMessageStream::writeWithFds(
+    kj::ArrayPtr<const int> fds, kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
+  auto copies = kj::heapArray<kj::AutoCloseFd>(fds.size());
+  auto numbers = kj::heapArray<int>(fds.size());
+  for (size_t i = 0; i < fds.size(); i++) {
+    int copy;
+    KJ_SYSCALL(copy = fcntl(fds[i], F_DUPFD_CLOEXEC, 0));
+    copies[i] = kj::AutoCloseFd(copy);
+    numbers[i] = copy;
+  }
+  auto& capabilities = KJ_ASSERT_NONNULL(fdStream);
+  return enqueue([this, &capabilities, segments, copies = kj::mv(copies),
+                  numbers = kj::mv(numbers)]() mutable {
+    ++messages;
+    return capnp::writeMessage(capabilities, numbers, segments)
+        .attach(kj::mv(copies), kj::mv(numbers));
   });
 }
 
@@ -113,6 +131,10 @@ void BatchingMessageStream::addPending(
   if (pending.get() == nullptr) pending = kj::heap<kj::VectorOutputStream>();
   capnp::writeMessage(*pending, segments);
   ++pendingMessages;
+  if (pending->getArray().size() >= kFlushAtBytes) {
+    flushPending();
+    return;
+  }
   if (!listed) {
     listed = true;
     streamsWithPending().push_back(this);
@@ -142,24 +164,44 @@ void BatchingMessageStream::flushPending() {
 }
 
 kj::Promise<void> BatchingMessageStream::enqueue(kj::Function<kj::Promise<void>()> write) {
-  auto done = writeQueue
-                  .then([this, write = kj::mv(write)]() mutable {
-                    throwIfFailed();
-                    ++writes;
-                    return write();
-                  })
-                  .catch_([this](kj::Exception&& e) -> kj::Promise<void> {
-                    if (failure == nullptr) {
-                      failure = kj::cp(e);
-                      // Writes that already reported success are lost: make the RPC system
-                      // notice by ending its reads, as capnp does for a failed write.
-                      stream.abortRead();
-                    }
-                    return kj::mv(e);
-                  })
-                  .fork();
-  writeQueue = done.addBranch().catch_([](kj::Exception&&) {}).eagerlyEvaluate(nullptr);
-  return done.addBranch();
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  jobs.push_back(Job{kj::mv(write), kj::mv(paf.fulfiller)});
+  startNext();
+  return kj::mv(paf.promise);
+}
+
+void BatchingMessageStream::startNext() {
+  if (writing || jobs.empty()) return;
+  writing = true;
+  kj::Promise<void> write = nullptr;
+  KJ_IF_MAYBE(e, failure) {
+    write = kj::cp(*e);
+  } else {
+    ++writes;
+    write = kj::evalNow([this]() { return jobs.front().write(); });
+  }
+  // Each write's continuation starts the next one: no chain grows, however many wait.
+  flushes.add(write.then(
+      [this]() {
+        Job job = kj::mv(jobs.front());
+        jobs.pop_front();
+        writing = false;
+        job.done->fulfill();
+        startNext();
+      },
+      [this](kj::Exception&& e) {
+        if (failure == nullptr) {
+          failure = kj::cp(e);
+          // Writes that already reported success are lost: make the RPC system notice by
+          // ending its reads, as capnp does for a failed write.
+          stream.abortRead();
+        }
+        Job job = kj::mv(jobs.front());
+        jobs.pop_front();
+        writing = false;
+        job.done->reject(kj::mv(e));
+        startNext();  // the rest fail with the same error
+      }));
 }
 
 void BatchingMessageStream::throwIfFailed() {

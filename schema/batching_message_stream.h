@@ -25,6 +25,9 @@
 #pragma once
 
 #include <capnp/serialize-async.h>
+#include <kj/function.h>
+
+#include <deque>
 #include <kj/async-io.h>
 #include <kj/io.h>
 
@@ -34,6 +37,10 @@ class BatchingMessageStream final: public capnp::MessageStream {
  public:
   // Messages larger than this are written straight from the caller's memory (no copy).
   static constexpr size_t kMaxBatchedBytes = 16 * 1024;
+  // A batch this large is written at once, without waiting for the loop to go idle: a peer
+  // whose requests keep the loop busy must not hold back every reply, or grow the buffer
+  // without bound.
+  static constexpr size_t kFlushAtBytes = 64 * 1024;
 
   // `stream` must outlive this object. Pass the same stream as `fdStream` when it can carry
   // file descriptors (a Unix socket), to send and receive them.
@@ -66,8 +73,17 @@ class BatchingMessageStream final: public capnp::MessageStream {
   void addPending(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
   // Queues the pending buffer's write (if any) behind the writes already queued.
   void flushPending();
-  // Runs `write` after every write queued before it; its result is also the queue's next link.
+  // Writes a message with fds after everything queued, from duplicates of the fds: the
+  // caller's may be closed before the write happens (a Finish can release the capability).
+  kj::Promise<void> writeWithFds(kj::ArrayPtr<const int> fds,
+                                 kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
+  // Runs `write` after every write queued before it; resolves when it is done. Writes wait in
+  // `jobs`, not in a chain of promises: thousands of queued writes (a peer that stops reading)
+  // would otherwise make a promise chain thousands of links deep, whose destruction overflows
+  // the stack.
   kj::Promise<void> enqueue(kj::Function<kj::Promise<void>()> write);
+  // Starts the oldest queued write unless one is running.
+  void startNext();
   void throwIfFailed();
 
   kj::AsyncIoStream& stream;
@@ -78,8 +94,13 @@ class BatchingMessageStream final: public capnp::MessageStream {
   bool flushScheduled = false;  // an evalLast flush is armed
   bool listed = false;          // in this thread's list of streams with pending messages
 
-  kj::Promise<void> writeQueue = kj::READY_NOW;  // resolves when every queued write is done
-  kj::Maybe<kj::Exception> failure;              // the first failed write's error
+  struct Job {
+    kj::Function<kj::Promise<void>()> write;
+    kj::Own<kj::PromiseFulfiller<void>> done;
+  };
+  std::deque<Job> jobs;  // the front one is being written while `writing`
+  bool writing = false;
+  kj::Maybe<kj::Exception> failure;  // the first failed write's error
 
   uint64_t writes = 0;
   uint64_t messages = 0;
@@ -87,7 +108,7 @@ class BatchingMessageStream final: public capnp::MessageStream {
   class ErrorLogger final: public kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}  // failures are recorded in `failure`
   } errorLogger;
-  kj::TaskSet flushes{errorLogger};  // the scheduled evalLast flush
+  kj::TaskSet flushes{errorLogger};  // the scheduled evalLast flush and the running write
 };
 
 }  // namespace refstore

@@ -76,9 +76,11 @@ struct Placement {
   # and reuses it. For a shared (not dedicated) segment the daemon sends each connection one
   # Segment capability and attaches the fd only the first time: while the client holds that
   # capability, later placements name the same import, whose fd the client already has. So a
-  # client keeps a shared segment's capability as long as its mapping (dropping it is allowed:
-  # the next placement then brings a new capability with the fd). A placement with segmentId 0
-  # means "no shared memory for this connection": use the copy path instead.
+  # client keeps a shared segment's capability as long as its mapping. Dropping it is allowed:
+  # the next placement then brings a new capability with the fd, except a placement already in
+  # flight when it was dropped, whose capability arrives without an fd: `Segment.reattach` on
+  # it gets one. A placement with segmentId 0 means "no shared memory for this connection": use
+  # the copy path instead.
   origin @0 :UInt64;
   segmentId @1 :UInt32;
   offset @2 :UInt64;
@@ -337,6 +339,12 @@ interface Segment {
   # reader's mapping.
 
   info @0 () -> (id :UInt32, size :UInt64, writable :Bool);
+
+  reattach @1 () -> (segment :Segment);
+  # A new capability for the same segment with its fd attached. For a client whose import of
+  # this capability arrived without an fd: that happens when it dropped the capability while a
+  # placement naming it was already on its way (Cap'n Proto then builds a new import, and the
+  # daemon attached the fd only the first time).
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,18 @@ SegmentServer::SegmentServer(const shm::Segment& segment, bool writable,
   fd = kj::AutoCloseFd(copy);
 }
 
+SegmentServer::SegmentServer(int segmentFd, uint32_t id, uint64_t size, bool writable)
+    : id(id), size(size), writable(writable) {
+  int copy;
+  KJ_SYSCALL(copy = fcntl(segmentFd, F_DUPFD_CLOEXEC, 0));
+  fd = kj::AutoCloseFd(copy);
+}
+
+kj::Promise<void> SegmentServer::reattach(ReattachContext context) {
+  context.getResults().setSegment(kj::heap<SegmentServer>(fd.get(), id, size, writable));
+  return kj::READY_NOW;
+}
+
 SegmentServer::~SegmentServer() noexcept(false) {
   KJ_IF_MAYBE(notify, onDestroy) { (*notify)(this); }
 }

@@ -18,6 +18,8 @@ class SegmentServer final: public proto::Segment::Server {
   // `onDestroy` (optional) runs when the last reference (the client's) is released.
   SegmentServer(const shm::Segment& segment, bool writable,
                 kj::Maybe<kj::Function<void(SegmentServer*)>> onDestroy);
+  // The same from a descriptor (duplicated) and the segment's id and size.
+  SegmentServer(int segmentFd, uint32_t id, uint64_t size, bool writable);
   ~SegmentServer() noexcept(false);
 
   // The descriptor is attached only the first time the capability is written into a message:
@@ -26,6 +28,8 @@ class SegmentServer final: public proto::Segment::Server {
   // next placement makes a new one.
   kj::Maybe<int> getFd() override;
   kj::Promise<void> info(InfoContext context) override;
+  // A fresh, uncached capability for the same segment, its fd attached (see the schema).
+  kj::Promise<void> reattach(ReattachContext context) override;
 
   // A new reference to this capability (for reuse while the client holds it).
   proto::Segment::Client self() { return thisCap(); }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <capnp/serialize-async.h>
 #include <kj/async-io.h>
 
@@ -104,6 +105,44 @@ TEST_CASE("bulk messages and messages with fds keep their order, and fds their m
   // a | b (straight from the caller's memory) | c | d with its fd | e
   CHECK(p.stream.streamWrites() == 5);
   CHECK(p.stream.messagesWritten() == 5);
+}
+
+TEST_CASE("a long burst goes out in pieces without waiting for the loop to go idle") {
+  Pair p;
+  std::vector<kj::Own<capnp::MallocMessageBuilder>> sent;
+  size_t bytes = 0;
+  int count = 0;
+  while (bytes < BatchingMessageStream::kFlushAtBytes + 1000) {
+    sent.push_back(message(std::string(1000, char('a' + count % 26))));
+    bytes += capnp::computeSerializedSizeInWords(*sent.back()) * sizeof(capnp::word);
+    CHECK(p.stream.writeMessage(nullptr, sent.back()->getSegmentsForOutput()).poll(p.io.waitScope));
+    count++;
+  }
+  p.io.waitScope.poll();
+  CHECK(p.stream.streamWrites() == 2);  // one at the threshold, the rest when idle
+  CHECK(p.stream.messagesWritten() == uint64_t(count));
+  for (int i = 0; i < count; i++) CHECK(p.receive().first == std::string(1000, char('a' + i % 26)));
+}
+
+TEST_CASE("a message's fds are duplicated: the caller may close them before the write") {
+  Pair p;
+  int fd = memfd_create("batching-test", MFD_CLOEXEC);
+  REQUIRE(fd >= 0);
+  struct stat sent;
+  REQUIRE(fstat(fd, &sent) == 0);
+  auto before = message("queued before"), carrier = message("carries the fd");
+  CHECK(p.stream.writeMessage(nullptr, before->getSegmentsForOutput()).poll(p.io.waitScope));
+  int fds[] = {fd};
+  auto done = p.stream.writeMessage(fds, carrier->getSegmentsForOutput());
+  REQUIRE(close(fd) == 0);  // e.g. a Finish released the capability that owned it
+  done.wait(p.io.waitScope);
+  CHECK(p.receive().first == "queued before");
+  auto got = p.receive();
+  CHECK(got.first == "carries the fd");
+  REQUIRE(got.second.size() == 1);
+  struct stat received;
+  REQUIRE(fstat(got.second[0].get(), &received) == 0);
+  CHECK(received.st_ino == sent.st_ino);
 }
 
 TEST_CASE("flushAll sends pending messages now, ending the batch") {

@@ -108,10 +108,13 @@ TEST_CASE("busy polling sends the connections' batched messages instead of holdi
   BusyPoll busyPoll(io.waitScope, 10 * kj::SECONDS);
   auto pipe = io.provider->newCapabilityPipe();
   refstore::BatchingMessageStream messages(*pipe.ends[0], *pipe.ends[0]);
-  busyPoll.activity();  // spinning from now on, for up to 10 s
   capnp::MallocMessageBuilder reply;
   reply.initRoot<capnp::AnyPointer>().setAs<capnp::Text>("reply");
-  CHECK(messages.writeMessage(nullptr, reply.getSegmentsForOutput()).poll(io.waitScope));
+  // The write first, then the spinner: the spinner's evalLast is newer, so it runs (and keeps
+  // re-arming itself) ahead of the stream's own flush, and only flushAll can send the reply.
+  auto written = messages.writeMessage(nullptr, reply.getSegmentsForOutput());
+  busyPoll.activity();  // spinning from now on, for up to 10 s
+  CHECK(written.poll(io.waitScope));
   auto received = capnp::tryReadMessage(*pipe.ends[1]).then(
       [](kj::Maybe<kj::Own<capnp::MessageReader>> got) { return got != nullptr; });
   auto tooLate = io.provider->getTimer().afterDelay(2 * kj::SECONDS).then([]() { return false; });

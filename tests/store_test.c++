@@ -229,9 +229,24 @@ TEST_CASE("a shared segment's capability carries its fd once per connection, aga
   }  // every reference to the Segment capability is dropped: its Release goes out
   io.waitScope.poll();
   client.stats();  // a round trip: the daemon has processed the Release
-  // A new placement in the same segment must bring the fd again (a new export).
-  auto third = viewOf("third value");
-  CHECK(inode(fdOf(third.getPlacement().getSegment())) == segmentInode);
+  kj::Maybe<kj::Promise<capnp::Response<proto::Ref::ViewResults>>> inFlight;
+  {
+    // A new placement in the same segment must bring the fd again (a new export).
+    auto third = viewOf("third value");
+    CHECK(inode(fdOf(third.getPlacement().getSegment())) == segmentInode);
+    // Dropping the capability while a placement naming it is on its way: that placement's
+    // capability arrives as a new import without the fd (the daemon sent it once, before).
+    // Segment.reattach on it brings one.
+    auto put = store.putRequest();
+    put.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>("fourth"), 6));
+    inFlight = kj::Promise<capnp::Response<proto::Ref::ViewResults>>(
+        put.send().getRef().viewRequest().send());  // sent, not yet answered
+  }  // `third` goes: our only import of the Segment capability is released after that call
+  auto fourth = KJ_ASSERT_NONNULL(inFlight).wait(io.waitScope);
+  auto fdless = fourth.getPlacement().getSegment();
+  CHECK(fdless.getFd().wait(io.waitScope) == nullptr);
+  auto again = fdless.reattachRequest().send().wait(io.waitScope).getSegment();
+  CHECK(inode(fdOf(again)) == segmentInode);
 }
 
 TEST_CASE("1,000 objects put and dropped: objects back to 0, bytes_used back to start") {
