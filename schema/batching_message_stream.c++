@@ -36,7 +36,7 @@ BatchingMessageStream::BatchingMessageStream(kj::AsyncIoStream& stream,
     : stream(stream), fdStream(fdStream) {}
 
 BatchingMessageStream::~BatchingMessageStream() noexcept(false) {
-  if (listed) unlist(this);
+  if (pendingMessages > 0) unlist(this);
 }
 
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BatchingMessageStream::tryReadMessage(
@@ -130,14 +130,10 @@ void BatchingMessageStream::addPending(
     kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
   if (pending.get() == nullptr) pending = kj::heap<kj::VectorOutputStream>();
   capnp::writeMessage(*pending, segments);
-  ++pendingMessages;
+  if (++pendingMessages == 1) streamsWithPending().push_back(this);
   if (pending->getArray().size() >= kFlushAtBytes) {
     flushPending();
     return;
-  }
-  if (!listed) {
-    listed = true;
-    streamsWithPending().push_back(this);
   }
   if (!flushScheduled) {
     flushScheduled = true;
@@ -149,11 +145,8 @@ void BatchingMessageStream::addPending(
 }
 
 void BatchingMessageStream::flushPending() {
-  if (listed) {
-    listed = false;
-    unlist(this);
-  }
   if (pendingMessages == 0) return;
+  unlist(this);
   size_t count = pendingMessages;
   pendingMessages = 0;
   enqueue([this, buffer = kj::mv(pending), count]() mutable {

@@ -90,9 +90,8 @@ class BatchingMessageStream final: public capnp::MessageStream {
   kj::Maybe<kj::AsyncCapabilityStream&> fdStream;
 
   kj::Own<kj::VectorOutputStream> pending;
-  size_t pendingMessages = 0;
+  size_t pendingMessages = 0;    // while non-zero, in this thread's list (streamsWithPending)
   bool flushScheduled = false;  // an evalLast flush is armed
-  bool listed = false;          // in this thread's list of streams with pending messages
 
   struct Job {
     kj::Function<kj::Promise<void>()> write;

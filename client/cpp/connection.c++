@@ -219,56 +219,57 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
   // The fd belongs to the Segment capability (it arrived attached to the message that first
   // brought the capability to this connection): map it now. A dedicated segment's mapping
   // stays valid after its capability (and fd) are released; a shared one keeps its capability.
-  proto::Segment::Client segment = placement.getSegment();
-  return segment.getFd()
-      .then([segment](kj::Maybe<int> fd) mutable -> kj::Promise<proto::Segment::Client> {
-        if (fd != nullptr) return segment;
-        // The capability came without its fd: we dropped our import of it while this placement
-        // was on its way (see Placement in the schema). Ask for one that carries the fd.
-        return segment.reattachRequest().send().then(
-            [](capnp::Response<proto::Segment::ReattachResults> reply) {
-              return reply.getSegment();
-            });
-      })
-      .then([this, key, placement, writable, inside](proto::Segment::Client segment) {
-        return segment.getFd().then([this, key, placement, writable, inside,
-                                     segment](kj::Maybe<int> fd) mutable {
-          int raw = -1;
-          KJ_IF_MAYBE(f, fd) { raw = *f; }
-          if (raw < 0) {
-            throw Error(ErrorCode::IO, "refstored sent a placement without a segment descriptor");
+  return segmentWithFd(placement.getSegment())
+      .then([this, key, placement, writable, inside](SegmentFd segment) {
+        // Another resolve may have mapped it meanwhile.
+        auto again = mappings.find(key);
+        if (again != mappings.end()) return inside(again->second);
+        size_t size = placement.getSegmentSize();
+        bool dedicated = placement.getDedicated();
+        // No MAP_POPULATE: see Mapping. A view's latency stays flat in the value's size.
+        void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                          MAP_SHARED, segment.fd, 0);
+        if (base == MAP_FAILED) {
+          throw Error(ErrorCode::IO,
+                      std::string("mmap of shared segment failed: ") + strerror(errno));
+        }
+        auto mapping = std::make_shared<Mapping>();
+        mapping->base = static_cast<uint8_t*>(base);
+        mapping->size = size;
+        mappings.emplace(key, mapping);
+        if (!dedicated) {
+          mapping->segment = kj::mv(segment.capability);
+        } else {
+          // The daemon keeps freed dedicated segments idle and reuses them (same id) for the
+          // next value of that size, so a writer putting large values again and again writes
+          // into pages it already has. But a cached mapping keeps the pages allocated even after
+          // the daemon frees the segment for good: keep only the most recent few.
+          dedicatedOrder.push_back(key);
+          if (dedicatedOrder.size() > kCachedDedicatedMappings) {
+            mappings.erase(dedicatedOrder.front());  // users still holding it keep it mapped
+            dedicatedOrder.pop_front();
           }
-          // Another resolve may have mapped it meanwhile.
-          auto again = mappings.find(key);
-          if (again != mappings.end()) return inside(again->second);
-          size_t size = placement.getSegmentSize();
-          bool dedicated = placement.getDedicated();
-          // No MAP_POPULATE: see Mapping. A view's latency stays flat in the value's size.
-          void* base = mmap(nullptr, size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                            MAP_SHARED, raw, 0);
-          if (base == MAP_FAILED) {
-            throw Error(ErrorCode::IO,
-                        std::string("mmap of shared segment failed: ") + strerror(errno));
-          }
-          auto mapping = std::make_shared<Mapping>();
-          mapping->base = static_cast<uint8_t*>(base);
-          mapping->size = size;
-          mappings.emplace(key, mapping);
-          if (!dedicated) mapping->segment = kj::mv(segment);
-          if (dedicated) {
-            // The daemon keeps freed dedicated segments idle and reuses them (same id) for the
-            // next value of that size, so a writer putting large values again and again writes
-            // into pages it already has. But a cached mapping keeps the pages allocated even after
-            // the daemon frees the segment for good: keep only the most recent few.
-            dedicatedOrder.push_back(key);
-            if (dedicatedOrder.size() > kCachedDedicatedMappings) {
-              mappings.erase(dedicatedOrder.front());  // users still holding it keep it mapped
-              dedicatedOrder.pop_front();
-            }
-          }
-          return inside(std::move(mapping));
-        });
+        }
+        return inside(std::move(mapping));
       });
+}
+
+kj::Promise<Connection::SegmentFd> Connection::segmentWithFd(proto::Segment::Client segment,
+                                                             bool reattached) {
+  auto fd = segment.getFd();
+  return fd.then([this, segment = kj::mv(segment),
+                  reattached](kj::Maybe<int> fd) mutable -> kj::Promise<SegmentFd> {
+    KJ_IF_MAYBE(f, fd) { return SegmentFd{kj::mv(segment), *f}; }
+    if (reattached) {
+      throw Error(ErrorCode::IO, "refstored sent a placement without a segment descriptor");
+    }
+    // The capability came without its fd: we dropped our import of it while this placement
+    // was on its way (see Placement in the schema). Ask for one that carries the fd.
+    return segment.reattachRequest().send().then(
+        [this](capnp::Response<proto::Segment::ReattachResults> reply) {
+          return segmentWithFd(reply.getSegment(), /*reattached=*/true);
+        });
+  });
 }
 
 RefState::~RefState() {

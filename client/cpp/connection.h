@@ -102,6 +102,14 @@ struct Connection {
   // `placement` must stay valid until the promise resolves (attach its response).
   kj::Promise<Resolved> resolve(proto::Placement::Reader placement, bool writable);
 
+  // A Segment capability and the fd it carries (owned by the capability).
+  struct SegmentFd {
+    proto::Segment::Client capability;
+    int fd;
+  };
+  // `segment` with its fd; if it arrived without one, a reattached capability that has one.
+  kj::Promise<SegmentFd> segmentWithFd(proto::Segment::Client segment, bool reattached = false);
+
   std::shared_ptr<ThreadLoop> loop;  // first member: destroyed last
   kj::AsyncIoContext& io;
   kj::Own<kj::AsyncIoStream> stream;
