@@ -32,8 +32,11 @@ void BatchingMessageStream::flushAll() {
 }
 
 BatchingMessageStream::BatchingMessageStream(kj::AsyncIoStream& stream,
-                                             kj::Maybe<kj::AsyncCapabilityStream&> fdStream)
-    : stream(stream), fdStream(fdStream) {}
+                                             kj::Maybe<kj::AsyncCapabilityStream&> fdStream,
+                                             Reading reading)
+    : stream(stream), fdStream(fdStream) {
+  if (reading == Reading::READ_AHEAD) readAhead = kj::heap<ReadAheadMessageReader>(stream, fdStream);
+}
 
 BatchingMessageStream::~BatchingMessageStream() noexcept(false) {
   if (pendingMessages > 0) unlist(this);
@@ -42,6 +45,7 @@ BatchingMessageStream::~BatchingMessageStream() noexcept(false) {
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BatchingMessageStream::tryReadMessage(
     kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options,
     kj::ArrayPtr<capnp::word> scratchSpace) {
+  KJ_IF_MAYBE(reader, readAhead) { return (*reader)->tryReadMessage(fdSpace, options); }
   KJ_IF_MAYBE(capabilities, fdStream) {
     return capnp::tryReadMessage(*capabilities, fdSpace, options, scratchSpace);
   }
@@ -51,6 +55,11 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BatchingMessageStream::tryRea
         KJ_IF_MAYBE(r, reader) { return capnp::MessageReaderAndFds{kj::mv(*r), nullptr}; }
         return nullptr;
       });
+}
+
+uint64_t BatchingMessageStream::streamReads() const {
+  KJ_IF_MAYBE(reader, readAhead) { return (*reader)->streamReads(); }
+  return 0;
 }
 
 kj::Promise<void> BatchingMessageStream::writeMessage(

@@ -164,12 +164,14 @@ Connection::Connection(const ConnectOptions& options)
       throw Error(ErrorCode::DISCONNECTED,
                   "cannot connect to refstored at " + address + ": " + e.getDescription().cStr());
     }
-    messages = kj::heap<BatchingMessageStream>(*stream);
+    messages = kj::heap<BatchingMessageStream>(*stream, nullptr,
+                                               BatchingMessageStream::Reading::READ_AHEAD);
     network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, capnp::rpc::twoparty::Side::CLIENT);
   } else {
     if (address.rfind("unix:", 0) == 0) address = address.substr(5);
     auto unixStream = connectUnix(io, address);
-    messages = kj::heap<BatchingMessageStream>(*unixStream, *unixStream);
+    messages = kj::heap<BatchingMessageStream>(*unixStream, *unixStream,
+                                               BatchingMessageStream::Reading::READ_AHEAD);
     // Up to 2 fds per message: a result carries at most one or two Segment capabilities.
     network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, /*maxFdsPerMessage=*/2,
                                                   capnp::rpc::twoparty::Side::CLIENT);

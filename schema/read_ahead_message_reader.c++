@@ -1,0 +1,188 @@
+#include "schema/read_ahead_message_reader.h"
+
+#include <string.h>
+
+#include <kj/debug.h>
+#include <kj/io.h>
+
+namespace refstore {
+
+namespace {
+
+// A message copied out of the read-ahead buffer (or read straight into its own array).
+class OwnedMessageReader final: public capnp::MessageReader {
+ public:
+  OwnedMessageReader(capnp::ReaderOptions options, kj::Array<capnp::word> words,
+                     kj::Array<kj::ArrayPtr<const capnp::word>> segments)
+      : capnp::MessageReader(options), words(kj::mv(words)), segments(kj::mv(segments)) {}
+
+  kj::ArrayPtr<const capnp::word> getSegment(capnp::uint id) override {
+    return id < segments.size() ? segments[id] : nullptr;
+  }
+
+ private:
+  kj::Array<capnp::word> words;
+  kj::Array<kj::ArrayPtr<const capnp::word>> segments;
+};
+
+uint32_t littleEndian32(const kj::byte* bytes) {
+  uint32_t value;
+  memcpy(&value, bytes, sizeof(value));
+  return value;  // Cap'n Proto's framing is little-endian, as is every machine refstore runs on
+}
+
+// capnp rejects more (readAfterFirstWord); a malicious peer could otherwise make us allocate a
+// huge segment table.
+constexpr uint32_t kMaxSegments = 512;
+
+}  // namespace
+
+ReadAheadMessageReader::ReadAheadMessageReader(kj::AsyncInputStream& stream,
+                                               kj::Maybe<kj::AsyncCapabilityStream&> fdStream)
+    : stream(stream), fdStream(fdStream), buffer(kj::heapArray<kj::byte>(kBufferBytes)) {}
+
+kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::tryReadMessage(
+    kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options) {
+  // The first word: the segment count (minus one) and the first segment's size.
+  return fill(sizeof(capnp::word))
+      .then([this, fdSpace, options](bool any)
+                -> kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> {
+        if (!any) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);
+        uint32_t countMinusOne = littleEndian32(buffer.begin() + begin);
+        KJ_REQUIRE(countMinusOne < kMaxSegments, "Message has too many segments.",
+                   countMinusOne);
+        uint32_t segmentCount = countMinusOne + 1;
+        // The count and one size per segment, in 32-bit words, padded to a whole 64-bit word.
+        size_t headerBytes = (segmentCount / 2 + 1) * sizeof(capnp::word);
+        return fill(headerBytes).then([this, fdSpace, options, segmentCount, headerBytes](bool) {
+          return readBody(fdSpace, options, segmentCount, headerBytes);
+        });
+      });
+}
+
+kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::readBody(
+    kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options, uint32_t segmentCount,
+    size_t headerBytes) {
+  const kj::byte* header = buffer.begin() + begin;
+  auto sizes = kj::heapArray<uint32_t>(segmentCount);
+  uint64_t totalWords = 0;
+  for (uint32_t i = 0; i < segmentCount; i++) {
+    sizes[i] = littleEndian32(header + 4 + 4 * i);
+    totalWords += sizes[i];
+  }
+  // As capnp does: refuse to allocate for a message the receiver could never traverse.
+  KJ_REQUIRE(totalWords <= options.traversalLimitInWords,
+             "Message is too large.  To increase the limit on the receiving end, see "
+             "capnp::ReaderOptions.", totalWords);
+
+  uint64_t start = position;
+  size_t bodyBytes = totalWords * sizeof(capnp::word);
+  uint64_t finish = start + headerBytes + bodyBytes;
+  auto words = kj::heapArray<capnp::word>(totalWords);
+
+  // Builds the reader once every byte of the body is in `words`.
+  auto complete = [this, fdSpace, options, start, finish](
+                      kj::Array<capnp::word> words, kj::Array<uint32_t> sizes) mutable {
+    auto segments = kj::heapArray<kj::ArrayPtr<const capnp::word>>(sizes.size());
+    size_t offset = 0;
+    for (size_t i = 0; i < sizes.size(); i++) {
+      segments[i] = words.slice(offset, offset + sizes[i]);
+      offset += sizes[i];
+    }
+    size_t fdCount = takeFds(start, finish, fdSpace);
+    capnp::MessageReaderAndFds result{
+        kj::heap<OwnedMessageReader>(options, kj::mv(words), kj::mv(segments)),
+        fdSpace.slice(0, fdCount)};
+    return kj::Maybe<capnp::MessageReaderAndFds>(kj::mv(result));
+  };
+
+  if (headerBytes + bodyBytes <= kBufferBytes) {
+    // Small: all of it comes through the buffer (with whatever follows it).
+    return fill(headerBytes + bodyBytes)
+        .then([this, headerBytes, bodyBytes, words = kj::mv(words), sizes = kj::mv(sizes),
+               complete](bool) mutable {
+          memcpy(words.begin(), buffer.begin() + begin + headerBytes, bodyBytes);
+          begin += headerBytes + bodyBytes;
+          position += headerBytes + bodyBytes;
+          return complete(kj::mv(words), kj::mv(sizes));
+        });
+  }
+  // Big: take what is buffered, then read the rest straight into place.
+  size_t have = buffered() - headerBytes;  // fill() never reads past a buffer's worth
+  KJ_ASSERT(have < bodyBytes);
+  memcpy(words.begin(), buffer.begin() + begin + headerBytes, have);
+  position += headerBytes + have;
+  begin = end = 0;
+  kj::byte* rest = reinterpret_cast<kj::byte*>(words.begin()) + have;
+  size_t restBytes = bodyBytes - have;
+  return stream.read(rest, restBytes)
+      .then([this, restBytes, words = kj::mv(words), sizes = kj::mv(sizes),
+             complete]() mutable {
+        position += restBytes;
+        return complete(kj::mv(words), kj::mv(sizes));
+      });
+}
+
+kj::Promise<bool> ReadAheadMessageReader::fill(size_t bytes) {
+  KJ_ASSERT(bytes <= kBufferBytes);
+  if (buffered() >= bytes) return true;
+  return readOnce().then([this, bytes](size_t n) -> kj::Promise<bool> {
+    if (n == 0) {
+      if (buffered() == 0) return false;  // a clean end, between messages
+      return KJ_EXCEPTION(DISCONNECTED, "Premature EOF.");
+    }
+    return fill(bytes);
+  });
+}
+
+kj::Promise<size_t> ReadAheadMessageReader::readOnce() {
+  if (begin > 0) {
+    memmove(buffer.begin(), buffer.begin() + begin, buffered());
+    end -= begin;
+    begin = 0;
+  }
+  ++reads;
+  kj::byte* space = buffer.begin() + end;
+  size_t spaceBytes = kBufferBytes - end;
+  KJ_IF_MAYBE(capabilities, fdStream) {
+    // minBytes 1: one recvmsg per call, so the fds it returns are attributed to its bytes only.
+    auto fds = kj::heapArray<kj::AutoCloseFd>(kMaxFdsPerRead);
+    auto* fdBuffer = fds.begin();
+    return capabilities->tryReadWithFds(space, 1, spaceBytes, fdBuffer, kMaxFdsPerRead)
+        .then([this, fds = kj::mv(fds)](kj::AsyncCapabilityStream::ReadResult result) mutable {
+          uint64_t readStart = position + buffered();
+          end += result.byteCount;
+          if (result.capCount > 0) {
+            auto kept = kj::heapArrayBuilder<kj::AutoCloseFd>(result.capCount);
+            for (size_t i = 0; i < result.capCount; i++) kept.add(kj::mv(fds[i]));
+            received.push_back(ReceivedFds{readStart, position + buffered(), kept.finish()});
+          }
+          return result.byteCount;
+        });
+  }
+  return stream.tryRead(space, 1, spaceBytes).then([this](size_t n) {
+    end += n;
+    return n;
+  });
+}
+
+size_t ReadAheadMessageReader::takeFds(uint64_t start, uint64_t finish,
+                                       kj::ArrayPtr<kj::AutoCloseFd> fdSpace) {
+  // Reads whose fds no message claimed (the peer broke the one-write-per-fd-message rule):
+  // their fds are closed.
+  while (!received.empty() && received.front().endPosition <= start) received.pop_front();
+  if (received.empty()) return 0;
+  ReceivedFds& front = received.front();
+  // The message owns the read's fds if it is the last to start within the read's bytes.
+  if (front.endPosition > finish) return 0;  // a later message starts within that read
+  if (front.startPosition > start) {
+    received.pop_front();  // the read lay inside this message: no message owns them
+    return 0;
+  }
+  size_t count = kj::min(front.fds.size(), fdSpace.size());
+  for (size_t i = 0; i < count; i++) fdSpace[i] = kj::mv(front.fds[i]);
+  received.pop_front();  // any beyond fdSpace are closed
+  return count;
+}
+
+}  // namespace refstore

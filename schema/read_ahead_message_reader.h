@@ -1,0 +1,82 @@
+// Reads Cap'n Proto messages from a byte stream with read-ahead: one system call brings in as
+// many messages as have arrived, instead of two per message.
+//
+// Why: capnp 0.9 reads every message with two system calls (its first word, then the rest), so
+// a client receiving the replies to 16 pipelined puts and 16 views made 64 recvmsg calls where
+// one would do. (The daemon has its own byte-level read-ahead, server/client_stream.h; it never
+// receives file descriptors, which is what makes a byte-level buffer enough there.)
+//
+// How: reads of up to kBufferBytes go into a buffer; each message is parsed out of it (segment
+// table, then segments) and copied into its own word-aligned array, because the RPC system may
+// keep a message long after the buffer has moved on. A message too big for the buffer has its
+// remainder read straight into that array: bulk data is not copied twice.
+//
+// File descriptors: the kernel hands out a message's fds with the read that brings the first
+// bytes of the write that carried them, and ends that read there. The sender (a
+// BatchingMessageStream, or capnp's own stream) starts every message that carries fds with a
+// write of its own, so the fds of a read belong to the last message that starts within that
+// read's bytes. Each read is one recvmsg, so this attribution is exact.
+#pragma once
+
+#include <capnp/serialize-async.h>
+#include <kj/async-io.h>
+
+#include <deque>
+
+namespace refstore {
+
+class ReadAheadMessageReader {
+ public:
+  static constexpr size_t kBufferBytes = 64 * 1024;
+  // The most fds accepted with one read (a message carries at most a few Segment fds). Extra
+  // fds in a read are closed.
+  static constexpr size_t kMaxFdsPerRead = 8;
+
+  // `stream` must outlive this object. With `fdStream` (the same stream, when it is a Unix
+  // socket) file descriptors are received too.
+  explicit ReadAheadMessageReader(kj::AsyncInputStream& stream,
+                                  kj::Maybe<kj::AsyncCapabilityStream&> fdStream = nullptr);
+  KJ_DISALLOW_COPY(ReadAheadMessageReader);
+
+  // The next message and its fds (moved into `fdSpace`; fds beyond its size are closed), or
+  // null at a clean end of stream. Throws DISCONNECTED on an end of stream inside a message, and
+  // FAILED on a malformed segment table or a message over `options.traversalLimitInWords`.
+  // One call at a time.
+  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> tryReadMessage(
+      kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options);
+
+  // How many reads went to the stream (for tests).
+  uint64_t streamReads() const { return reads; }
+
+ private:
+  struct ReceivedFds {
+    // The stream positions of the bytes of the read that brought them: [start, end).
+    uint64_t startPosition;
+    uint64_t endPosition;
+    kj::Array<kj::AutoCloseFd> fds;
+  };
+
+  // Reads until at least `bytes` are buffered; false at a clean end of stream with nothing
+  // buffered, DISCONNECTED at an end of stream after some.
+  kj::Promise<bool> fill(size_t bytes);
+  // One read into the buffer's free space (compacting it first), keeping its fds.
+  kj::Promise<size_t> readOnce();
+  // Parses the buffered message header and collects the message (the header is buffered).
+  kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> readBody(
+      kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options, uint32_t segmentCount,
+      size_t headerBytes);
+  // Moves the fds that belong to the message at stream positions [start, end) into `fdSpace`;
+  // returns how many.
+  size_t takeFds(uint64_t start, uint64_t end, kj::ArrayPtr<kj::AutoCloseFd> fdSpace);
+  size_t buffered() const { return end - begin; }
+
+  kj::AsyncInputStream& stream;
+  kj::Maybe<kj::AsyncCapabilityStream&> fdStream;
+  kj::Array<kj::byte> buffer;
+  size_t begin = 0, end = 0;      // unread bytes are buffer[begin, end)
+  uint64_t position = 0;          // stream position of buffer[begin]
+  std::deque<ReceivedFds> received;
+  uint64_t reads = 0;
+};
+
+}  // namespace refstore
