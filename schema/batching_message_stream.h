@@ -86,6 +86,9 @@ class BatchingMessageStream final: public capnp::MessageStream {
   void flushPending();
   // Writes a message with fds after everything queued, from duplicates of the fds: the
   // caller's may be closed before the write happens (a Finish can release the capability).
+  // The receiver's ReadAheadMessageReader depends on this message starting a write of its own
+  // (after flushPending) and being the only message in it: that is how it knows which message
+  // the fds of a read belong to. Never coalesce anything into or before an fd message's write.
   kj::Promise<void> writeWithFds(kj::ArrayPtr<const int> fds,
                                  kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments);
   // Runs `write` after every write queued before it; resolves when it is done. Writes wait in

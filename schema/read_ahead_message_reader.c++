@@ -1,5 +1,6 @@
 #include "schema/read_ahead_message_reader.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include <kj/debug.h>
@@ -25,15 +26,18 @@ class OwnedMessageReader final: public capnp::MessageReader {
   kj::Array<kj::ArrayPtr<const capnp::word>> segments;
 };
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the framing is read by memcpy: a big-endian host would need byte swapping");
+
 uint32_t littleEndian32(const kj::byte* bytes) {
   uint32_t value;
   memcpy(&value, bytes, sizeof(value));
   return value;  // Cap'n Proto's framing is little-endian, as is every machine refstore runs on
 }
 
-// capnp rejects more (readAfterFirstWord); a malicious peer could otherwise make us allocate a
-// huge segment table.
-constexpr uint32_t kMaxSegments = 512;
+// As capnp (readAfterFirstWord): a message has fewer segments than this. A malicious peer could
+// otherwise make us allocate a huge segment table.
+constexpr uint64_t kSegmentLimit = 512;
 
 }  // namespace
 
@@ -48,10 +52,9 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::tryRe
       .then([this, fdSpace, options](bool any)
                 -> kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> {
         if (!any) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);
-        uint32_t countMinusOne = littleEndian32(buffer.begin() + begin);
-        KJ_REQUIRE(countMinusOne < kMaxSegments, "Message has too many segments.",
-                   countMinusOne);
-        uint32_t segmentCount = countMinusOne + 1;
+        uint64_t segmentCount = uint64_t(littleEndian32(buffer.begin() + begin)) + 1;
+        KJ_REQUIRE(segmentCount < kSegmentLimit, "Message has too many segments.",
+                   segmentCount);
         // The count and one size per segment, in 32-bit words, padded to a whole 64-bit word.
         size_t headerBytes = (segmentCount / 2 + 1) * sizeof(capnp::word);
         return fill(headerBytes).then([this, fdSpace, options, segmentCount, headerBytes](bool) {
@@ -74,6 +77,7 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::readB
   KJ_REQUIRE(totalWords <= options.traversalLimitInWords,
              "Message is too large.  To increase the limit on the receiving end, see "
              "capnp::ReaderOptions.", totalWords);
+  KJ_REQUIRE(totalWords <= SIZE_MAX / sizeof(capnp::word), "Message is too large.", totalWords);
 
   uint64_t start = position;
   size_t bodyBytes = totalWords * sizeof(capnp::word);
@@ -101,7 +105,7 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::readB
     return fill(headerBytes + bodyBytes)
         .then([this, headerBytes, bodyBytes, words = kj::mv(words), sizes = kj::mv(sizes),
                complete](bool) mutable {
-          memcpy(words.begin(), buffer.begin() + begin + headerBytes, bodyBytes);
+          if (bodyBytes > 0) memcpy(words.begin(), buffer.begin() + begin + headerBytes, bodyBytes);
           begin += headerBytes + bodyBytes;
           position += headerBytes + bodyBytes;
           return complete(kj::mv(words), kj::mv(sizes));

@@ -23,12 +23,9 @@ using refstore::ReadAheadMessageReader;
 
 namespace {
 
-// A message whose root is the text `body`. A small `firstSegmentWords` with FIXED_SIZE spreads
-// it over several segments.
-kj::Own<capnp::MallocMessageBuilder> message(
-    const std::string& body, uint firstSegmentWords = capnp::SUGGESTED_FIRST_SEGMENT_WORDS) {
-  auto builder = kj::heap<capnp::MallocMessageBuilder>(firstSegmentWords,
-                                                       capnp::AllocationStrategy::FIXED_SIZE);
+// A message whose root is the text `body`.
+kj::Own<capnp::MallocMessageBuilder> message(const std::string& body) {
+  auto builder = kj::heap<capnp::MallocMessageBuilder>();
   builder->initRoot<capnp::AnyPointer>().setAs<capnp::Text>(body);
   return builder;
 }
@@ -111,16 +108,43 @@ TEST_CASE("messages of several segments and messages split across reads arrive i
   Pair p;
   std::string text(3000, 'x');
   for (size_t i = 0; i < text.size(); i++) text[i] = char('a' + i % 26);
-  auto multi = message(text, /*firstSegmentWords=*/8);  // the root pointer and text must spill
-  std::string bytes = wire(*multi);
-  REQUIRE(multi->getSegmentsForOutput().size() > 1);
-  // Byte by byte for the first message's header, so every parsing step waits for more input.
-  for (size_t i = 0; i < 20; i++) p.send(bytes.substr(i, 1));
-  p.send(bytes.substr(20) + wire(*message("after")));
-  Received first = p.receive();
-  CHECK(first.body == text);
-  CHECK(first.segments == multi->getSegmentsForOutput().size());
+  // Two texts that do not fit the 8-word first segment: each goes to a segment of its own.
+  capnp::MallocMessageBuilder builder(8, capnp::AllocationStrategy::FIXED_SIZE);
+  auto texts = builder.initRoot<capnp::AnyPointer>().initAs<capnp::List<capnp::Text>>(2);
+  texts.set(0, text);
+  texts.set(1, text + "2");
+  std::string bytes = wire(builder);
+  REQUIRE(builder.getSegmentsForOutput().size() == 3);  // an odd count: a padded segment table
+  // Byte by byte through the first word, the segment table and into the body: the reader must
+  // wait for more at every step, and not return until the message is complete.
+  kj::AutoCloseFd fdSpace[2];
+  auto reading = p.reader.tryReadMessage(fdSpace, capnp::ReaderOptions());
+  for (size_t i = 0; i < 40; i++) {
+    p.send(bytes.substr(i, 1));
+    CHECK(!reading.poll(p.io.waitScope));
+  }
+  p.send(bytes.substr(40) + wire(*message("after")));
+  auto first = KJ_ASSERT_NONNULL(reading.wait(p.io.waitScope));
+  auto got = first.reader->getRoot<capnp::AnyPointer>().getAs<capnp::List<capnp::Text>>();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0] == text);
+  CHECK(got[1] == text + "2");
+  CHECK(first.reader->getSegment(2) != nullptr);
+  CHECK(first.reader->getSegment(3) == nullptr);
+  CHECK(p.reader.streamReads() > 40);
   CHECK(p.receive().body == "after");
+}
+
+TEST_CASE("a message that straddles the end of the buffer is completed after compaction") {
+  Pair p;
+  // ~120 KiB of 1 KiB messages in one write: the first read fills the buffer and ends inside
+  // a message, whose start must be kept while the buffer is refilled.
+  std::string burst;
+  for (int i = 0; i < 120; i++) burst += wire(*message(std::string(1000, char('a' + i % 26))));
+  auto writing = p.writerEnd.write(burst.data(), burst.size());
+  for (int i = 0; i < 120; i++) CHECK(p.receive().body == std::string(1000, char('a' + i % 26)));
+  writing.wait(p.io.waitScope);
+  CHECK(p.reader.streamReads() >= 2);
 }
 
 TEST_CASE("a message bigger than the buffer is read straight into place, and what follows too") {
@@ -167,6 +191,36 @@ TEST_CASE("fds go to the message they were sent with, not to those read with the
   Received last = p.receive();
   CHECK(last.body == "last");
   CHECK(last.fds.empty());
+  // The kernel glued the plain messages to the first fd message, and stopped after each fd one.
+  CHECK(p.reader.streamReads() == 3);
+}
+
+TEST_CASE("an fd message after more than a buffer of plain data, and one with too many fds") {
+  Pair p;
+  kj::AutoCloseFd a = newMemfd(), b = newMemfd(), c = newMemfd();
+  std::string plain;  // 100 KiB: the read that brings the fds starts inside an earlier message
+  for (int i = 0; i < 100; i++) plain += wire(*message(std::string(1000, 'p')));
+  auto writing = p.writerEnd.write(plain.data(), plain.size());
+  auto withThree = message("with three");
+  auto segments = withThree->getSegmentsForOutput();
+  int fds[] = {a.get(), b.get(), c.get()};
+  for (int i = 0; i < 100; i++) {
+    Received r = p.receive();
+    CHECK(r.fds.empty());
+    if (i == 0) {
+      writing.wait(p.io.waitScope);
+      capnp::writeMessage(p.writerEnd, fds, segments).wait(p.io.waitScope);
+    }
+  }
+  Received r = p.receive();  // fdSpace holds two: the third is closed, not leaked or passed on
+  CHECK(r.body == "with three");
+  REQUIRE(r.fds.size() == 2);
+  CHECK(inodeOf(r.fds[0].get()) == inodeOf(a.get()));
+  CHECK(inodeOf(r.fds[1].get()) == inodeOf(b.get()));
+  p.send(wire(*message("then plain")));
+  Received next = p.receive();
+  CHECK(next.body == "then plain");
+  CHECK(next.fds.empty());
 }
 
 TEST_CASE("a big message keeps its fds") {
