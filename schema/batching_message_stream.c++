@@ -57,11 +57,6 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BatchingMessageStream::tryRea
       });
 }
 
-uint64_t BatchingMessageStream::streamReads() const {
-  KJ_IF_MAYBE(reader, readAhead) { return (*reader)->streamReads(); }
-  return 0;
-}
-
 kj::Promise<void> BatchingMessageStream::writeMessage(
     kj::ArrayPtr<const int> fds, kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
   throwIfFailed();

@@ -76,8 +76,6 @@ class BatchingMessageStream final: public capnp::MessageStream {
   // How many writes went to the stream, and how many messages they carried (for tests).
   uint64_t streamWrites() const { return writes; }
   uint64_t messagesWritten() const { return messages; }
-  // How many reads went to the stream while reading ahead (for tests); 0 when reading DIRECT.
-  uint64_t streamReads() const;
 
  private:
   // Appends one message, in wire format, to `pending`; schedules the flush.
