@@ -113,6 +113,32 @@ int main(void) {
   CHECK(refstore_ref_read(ref, 13, out, 1, &n) == REFSTORE_E_OUT_OF_RANGE);
   CHECK(refstore_put(NULL, "x", 1, &ref) == REFSTORE_E_MISUSE);
 
+  /* handoff in one round trip each: seal_and_share -> restore_view */
+  refstore_buffer* handed = NULL;
+  CHECK(refstore_create(client, 70000, &handed) == REFSTORE_OK);
+  for (int i = 0; i < 70000; i++) refstore_buffer_data(handed)[i] = (uint8_t)(i * 3);
+  char* handoff_token = NULL;
+  CHECK(refstore_buffer_seal_and_share(handed, 60, 1, NULL, &handoff_token) == REFSTORE_OK);
+  CHECK(handoff_token != NULL);
+  CHECK(refstore_buffer_seal_and_share(handed, 60, 1, NULL, &handoff_token) ==
+        REFSTORE_E_FAILED_PRECONDITION);
+  refstore_buffer_destroy(handed);
+  refstore_view* handed_view = NULL;
+  CHECK(refstore_restore_view(client, handoff_token, &handed_view) == REFSTORE_OK);
+  CHECK(refstore_view_size(handed_view) == 70000);
+  CHECK(refstore_view_data(handed_view)[69999] == (uint8_t)(69999 * 3));
+  refstore_view* spent = NULL;
+  CHECK(refstore_restore_view(client, handoff_token, &spent) == REFSTORE_E_NOT_FOUND);
+  CHECK(spent == NULL);
+  refstore_view_destroy(handed_view); /* the last hold: the value is freed */
+  refstore_string_free(handoff_token);
+  CHECK(refstore_create(client, 10, &handed) == REFSTORE_OK);
+  refstore_ref* kept = NULL;
+  CHECK(refstore_buffer_seal_and_share(handed, 0, 1, &kept, &handoff_token) ==
+        REFSTORE_E_INVALID_ARGUMENT); /* ttl 0: the share fails, the sealed value is dropped */
+  CHECK(kept == NULL);
+  refstore_buffer_destroy(handed);
+
   /* put_many -> read_many, all or nothing */
   const char* words[3] = {"alpha", "be", "gamma!"};
   size_t lengths[3] = {5, 2, 6};

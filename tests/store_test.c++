@@ -336,6 +336,52 @@ TEST_CASE("share and restore within one process; uses are counted") {
   CHECK(client.stats().objects == 0);
 }
 
+TEST_CASE("sealAndShare and restoreView: a handoff in one round trip each, with their errors") {
+  Daemon daemon;
+  Client producer = Client::connect(daemon.socket());
+  Client consumer = Client::connect(daemon.socket());
+  const size_t size = 3 << 20;
+  Ref child = producer.put("child", 5);
+  std::string token;
+  {
+    WriteBuffer buffer = producer.create(size);
+    refstore::testing::fillPattern(buffer.data(), size, 4);
+    SharedValue shared = buffer.sealAndShare(60, 1, {&child});
+    CHECK(buffer.data() == nullptr);  // sealed: the buffer is empty
+    CHECK(codeOf([&]() { buffer.sealAndShare(60); }) == ErrorCode::FAILED_PRECONDITION);
+    CHECK(shared.ref.info().state == "sealed");
+    REQUIRE(shared.ref.children().size() == 1);
+    token = shared.token;
+  }
+  // Only the token keeps the value (and, through it, the child) alive.
+  CHECK(producer.stats().objects == 2);
+  CHECK(producer.stats().tokens == 1);
+  {
+    View view = consumer.restoreView(token);
+    REQUIRE(view.size() == size);
+    CHECK(refstore::testing::checkPattern(view.data(), size, 4));
+    // The single use is spent and no Ref was kept: the View alone pins the value.
+    Stats held = producer.stats();
+    CHECK(held.tokens == 0);
+    CHECK(held.objects == 2);
+    CHECK(codeOf([&]() { consumer.restoreView(token); }) == ErrorCode::NOT_FOUND);
+  }
+  CHECK(consumer.stats().objects == 1);  // the View was the last hold; the child is ours
+
+  // restoreView reports restore's errors.
+  std::string otherStore = producer.put("x", 1).share(60);  // freed again once spent or expired
+  otherStore[4] = otherStore[4] == 'a' ? 'b' : 'a';
+  CHECK(codeOf([&]() { consumer.restoreView(otherStore); }) == ErrorCode::WRONG_STORE);
+  CHECK(codeOf([&]() { consumer.restoreView("rs1.nonsense"); }) == ErrorCode::MALFORMED);
+  // A share that fails after the seal succeeded leaks nothing: the new Ref is dropped.
+  uint64_t objects = producer.stats().objects;
+  WriteBuffer refused = producer.create(1024);
+  CHECK(codeOf([&]() { refused.sealAndShare(0); }) == ErrorCode::INVALID_ARGUMENT);
+  CHECK(refused.data() == nullptr);
+  CHECK(producer.stats().objects == objects);
+  CHECK(daemon.alive());
+}
+
 TEST_CASE("token expiry frees memory; expired tokens get EXPIRED") {
   Daemon daemon;
   Client client = Client::connect(daemon.socket());
@@ -441,6 +487,10 @@ TEST_CASE("copy path over loopback TCP: same semantics, no shared memory") {
   View view = local.restore(token).view();
   CHECK(refstore::testing::checkPattern(view.data(), size, 9));
   CHECK(codeOf([&]() { written.view(); }) == ErrorCode::FAILED_PRECONDITION);
+  // restoreView fails with view's error over TCP, and the Ref its restore made is dropped.
+  uint32_t holders = local.stats().holders;
+  CHECK(codeOf([&]() { remote.restoreView(token); }) == ErrorCode::FAILED_PRECONDITION);
+  CHECK(eventually([&]() { return local.stats().holders == holders; }, 5));
 }
 
 TEST_CASE("TCP with a cluster secret: refused until hello presents it") {

@@ -41,6 +41,14 @@ int guarded(ErrorSlot& slot, Body&& body) {
   }
 }
 
+// A malloc'd copy of `text`, for strings the caller frees with refstore_string_free.
+char* copyString(const std::string& text) {
+  char* copy = static_cast<char*>(malloc(text.size() + 1));
+  if (copy == nullptr) throw std::bad_alloc();
+  memcpy(copy, text.c_str(), text.size() + 1);
+  return copy;
+}
+
 }  // namespace
 
 struct refstore_client {
@@ -184,6 +192,13 @@ int refstore_restore(refstore_client* client, const char* token, refstore_ref** 
   });
 }
 
+int refstore_restore_view(refstore_client* client, const char* token, refstore_view** out) {
+  if (client == nullptr || token == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
+  return guarded(*client->errors, [&]() {
+    *out = new refstore_view{client->errors, client->client->restoreView(token)};
+  });
+}
+
 int refstore_stats_get(refstore_client* client, refstore_stats* out) {
   if (client == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
   return guarded(*client->errors, [&]() {
@@ -227,6 +242,22 @@ int refstore_buffer_seal(refstore_buffer* buffer, refstore_ref** out) {
   });
 }
 
+int refstore_buffer_seal_and_share(refstore_buffer* buffer, uint32_t ttl_seconds, uint32_t uses,
+                                   refstore_ref** ref_out, char** token_out) {
+  if (buffer == nullptr || token_out == nullptr) return REFSTORE_E_MISUSE;
+  if (!buffer->buffer) {
+    return fail(*buffer->errors, REFSTORE_E_FAILED_PRECONDITION, "buffer already sealed");
+  }
+  return guarded(*buffer->errors, [&]() {
+    // The buffer is spent whatever happens: a failed seal aborts it, a failed share drops it.
+    auto buffered = std::move(buffer->buffer);
+    refstore::SharedValue shared = buffered->sealAndShare(ttl_seconds, uses);
+    char* token = copyString(shared.token);
+    if (ref_out != nullptr) *ref_out = new refstore_ref{buffer->errors, std::move(shared.ref)};
+    *token_out = token;
+  });
+}
+
 void refstore_buffer_destroy(refstore_buffer* buffer) { delete buffer; }
 
 void refstore_ref_destroy(refstore_ref* ref) { delete ref; }
@@ -262,11 +293,7 @@ int refstore_ref_read(refstore_ref* ref, uint64_t offset, void* dst, size_t leng
 int refstore_ref_share(refstore_ref* ref, uint32_t ttl_seconds, uint32_t uses, char** token_out) {
   if (ref == nullptr || token_out == nullptr) return REFSTORE_E_MISUSE;
   return guarded(*ref->errors, [&]() {
-    std::string token = ref->ref.share(ttl_seconds, uses);
-    char* copy = static_cast<char*>(malloc(token.size() + 1));
-    if (copy == nullptr) throw std::bad_alloc();
-    memcpy(copy, token.c_str(), token.size() + 1);
-    *token_out = copy;
+    *token_out = copyString(ref->ref.share(ttl_seconds, uses));
   });
 }
 

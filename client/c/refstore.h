@@ -100,6 +100,10 @@ int refstore_read_many(refstore_client* client, refstore_ref* const* refs, size_
 void refstore_bytes_free(uint8_t* data);
 /* Turns a share token into a new reference. */
 int refstore_restore(refstore_client* client, const char* token, refstore_ref** out);
+/* refstore_restore, then refstore_ref_view, in one round trip instead of two: what a consumer
+ * handed a token calls. No reference is kept: the view alone pins the value. Errors are
+ * restore's (NOT_FOUND, EXPIRED, MALFORMED, WRONG_STORE), then view's. */
+int refstore_restore_view(refstore_client* client, const char* token, refstore_view** out);
 int refstore_stats_get(refstore_client* client, refstore_stats* out);
 
 /* Reserves `size` bytes: fill refstore_buffer_data() (or use refstore_buffer_write), then
@@ -112,6 +116,13 @@ int refstore_buffer_write(refstore_buffer* buffer, uint64_t offset, const void* 
                           size_t length);
 /* Seals the value and returns its first reference. The buffer must still be destroyed. */
 int refstore_buffer_seal(refstore_buffer* buffer, refstore_ref** out);
+/* refstore_buffer_seal, then refstore_ref_share on the new reference, in one round trip
+ * instead of two: what a producer handing the value to another process calls. *token_out gets
+ * the token (free it with refstore_string_free); *ref_out the first reference, or pass
+ * ref_out = NULL to drop it at once so that only the token keeps the value. On failure nothing
+ * is returned and the value is gone (a failed share drops the sealed value). */
+int refstore_buffer_seal_and_share(refstore_buffer* buffer, uint32_t ttl_seconds, uint32_t uses,
+                                   refstore_ref** ref_out, char** token_out);
 void refstore_buffer_destroy(refstore_buffer* buffer);
 
 void refstore_ref_destroy(refstore_ref* ref);

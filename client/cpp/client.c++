@@ -196,6 +196,33 @@ kj::Promise<Ref> seal(WriteBuffer buffer, std::vector<const Ref*> children) {
       });
 }
 
+kj::Promise<SharedValue> sealAndShare(WriteBuffer buffer, uint32_t ttlSeconds, uint32_t uses,
+                                      std::vector<const Ref*> children) {
+  auto& state = Factory::state(buffer);
+  auto request = state.buffer.sealRequest();
+  setChildren(request, children);
+  auto connection = state.connection;
+  auto sealed = request.send();
+  // Pipelined on the seal's answer, so one round trip does both; if the seal fails, so does
+  // the share, and the seal's error is the one reported.
+  auto shareRequest = sealed.getRef().shareRequest();
+  shareRequest.setTtlSeconds(ttlSeconds);
+  shareRequest.setUses(uses);
+  auto shared = shareRequest.send();
+  return sealed
+      .then([connection, buffer = std::move(buffer)](
+                capnp::Response<proto::WriteBuffer::SealResults> reply) mutable {
+        Factory::clear(buffer);  // the buffer's hold passed to the Ref
+        return Factory::ref(connection, reply.getRef());
+      })
+      .then([shared = kj::mv(shared)](Ref ref) mutable {
+        return shared.then([ref = std::move(ref)](
+                               capnp::Response<proto::Ref::ShareResults> reply) mutable {
+          return SharedValue{std::move(ref), reply.getToken().cStr()};
+        });
+      });
+}
+
 kj::Promise<Ref> restore(Client& client, std::string token) {
   auto connection = Factory::connection(client);
   auto request = connection->store.restoreRequest();
@@ -205,22 +232,45 @@ kj::Promise<Ref> restore(Client& client, std::string token) {
   });
 }
 
+// Maps the placement of a View reply. `ref` may be a pipelined capability (restoreView).
+static kj::Promise<View> mapView(std::shared_ptr<detail::Connection> connection,
+                                 capnp::Response<proto::Ref::ViewResults> reply) {
+  auto placement = reply.getPlacement();
+  auto state = std::make_unique<detail::ViewState>();
+  state->connection = connection;
+  state->view = reply.getView();
+  state->size = placement.getLength();
+  return connection->resolve(placement, /*writable=*/false)
+      .attach(kj::mv(reply))
+      .then([state = std::move(state)](detail::Connection::Resolved resolved) mutable {
+        state->mapping = std::move(resolved.mapping);
+        state->data = resolved.data;
+        return Factory::view(std::move(state));
+      });
+}
+
 kj::Promise<View> view(const Ref& ref) {
   auto connection = Factory::state(ref).connection;
   return Factory::state(ref).ref.viewRequest().send().then(
       [connection](capnp::Response<proto::Ref::ViewResults> reply) {
-        auto placement = reply.getPlacement();
-        auto state = std::make_unique<detail::ViewState>();
-        state->connection = connection;
-        state->view = reply.getView();
-        state->size = placement.getLength();
-        return connection->resolve(placement, /*writable=*/false)
-            .attach(kj::mv(reply))
-            .then([state = std::move(state)](detail::Connection::Resolved resolved) mutable {
-              state->mapping = std::move(resolved.mapping);
-              state->data = resolved.data;
-              return Factory::view(std::move(state));
-            });
+        return mapView(connection, kj::mv(reply));
+      });
+}
+
+kj::Promise<View> restoreView(Client& client, std::string token) {
+  auto connection = Factory::connection(client);
+  auto request = connection->store.restoreRequest();
+  request.setToken(token);
+  auto restored = request.send();
+  // Pipelined on the restore's answer: both calls leave in one write, and the daemon answers
+  // both in one turn. A bad token fails the view with the restore's own error.
+  auto viewed = restored.getRef().viewRequest().send();
+  // Waiting for the restore first keeps its question open until the view is answered; its
+  // Ref is then dropped, since the View pins the value by itself.
+  return restored.ignoreResult()
+      .then([viewed = kj::mv(viewed)]() mutable { return kj::mv(viewed); })
+      .then([connection](capnp::Response<proto::Ref::ViewResults> reply) {
+        return mapView(connection, kj::mv(reply));
       });
 }
 
@@ -355,6 +405,13 @@ Ref WriteBuffer::seal(const std::vector<const Ref*>& children) {
   return connection->wait(async::seal(std::move(*this), children));
 }
 
+SharedValue WriteBuffer::sealAndShare(uint32_t ttlSeconds, uint32_t uses,
+                                      const std::vector<const Ref*>& children) {
+  if (!state) throw Error(ErrorCode::FAILED_PRECONDITION, "buffer already sealed");
+  auto connection = state->connection;
+  return connection->wait(async::sealAndShare(std::move(*this), ttlSeconds, uses, children));
+}
+
 // --- Fulfiller -------------------------------------------------------------------------
 
 Fulfiller::Fulfiller(std::unique_ptr<detail::FulfillerState> state): state(std::move(state)) {}
@@ -434,6 +491,10 @@ Ref Client::putLarge(const void* data, uint64_t size) {
 
 Ref Client::restore(const std::string& token) {
   return connection->wait(async::restore(*this, token));
+}
+
+View Client::restoreView(const std::string& token, double timeoutSeconds) {
+  return connection->wait(async::restoreView(*this, token), timeoutSeconds);
 }
 
 Stats Client::stats() {

@@ -26,8 +26,13 @@ kj::Promise<std::vector<std::vector<uint8_t>>> readMany(Client& client,
 kj::Promise<WriteBuffer> create(Client& client, uint64_t size, double timeoutSeconds = 0);
 // Seals `buffer`, which the promise owns until then.
 kj::Promise<Ref> seal(WriteBuffer buffer, std::vector<const Ref*> children = {});
+// WriteBuffer::sealAndShare: seal and share in one round trip.
+kj::Promise<SharedValue> sealAndShare(WriteBuffer buffer, uint32_t ttlSeconds, uint32_t uses = 0,
+                                      std::vector<const Ref*> children = {});
 kj::Promise<Ref> restore(Client& client, std::string token);
 kj::Promise<View> view(const Ref& ref);
+// Client::restoreView: restore and view in one round trip.
+kj::Promise<View> restoreView(Client& client, std::string token);
 kj::Promise<ObjectInfo> whenReady(const Ref& ref);
 
 // The Store capability of the client's connection, for calls the client API does not wrap

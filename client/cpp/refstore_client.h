@@ -177,6 +177,8 @@ class Ref {
   std::unique_ptr<detail::RefState> state;
 };
 
+struct SharedValue;
+
 // A reserved value being written. Write it (in place via data(), or with write()), then seal().
 // Destroying it unsealed aborts the value and frees the space.
 class WriteBuffer {
@@ -194,6 +196,11 @@ class WriteBuffer {
   // Makes the value immutable and returns its first Ref. The buffer is empty afterwards.
   // `children` are nested references the value keeps alive (see Client::put).
   Ref seal(const std::vector<const Ref*>& children = {});
+  // seal() and then Ref::share(ttlSeconds, uses) on the new Ref, in one round trip instead of
+  // two (the share is pipelined on the seal): what a producer handing a value to another
+  // process calls. Errors as seal's, then as share's.
+  SharedValue sealAndShare(uint32_t ttlSeconds, uint32_t uses = 0,
+                           const std::vector<const Ref*>& children = {});
 
  private:
   friend struct detail::Factory;
@@ -226,6 +233,12 @@ class Fulfiller {
 struct Promise {
   Ref ref;
   Fulfiller fulfiller;
+};
+
+// WriteBuffer::sealAndShare's result: the sealed value's first Ref and a share token for it.
+struct SharedValue {
+  Ref ref;
+  std::string token;
 };
 
 // One value for Client::putMany: `size` bytes at `data`.
@@ -278,6 +291,11 @@ class Client {
   Ref putLarge(const void* data, uint64_t size);
   // Turns a share token into a new Ref.
   Ref restore(const std::string& token);
+  // restore(token).view(timeoutSeconds) in one round trip instead of two (the view is pipelined
+  // on the restore): what a consumer handed a token calls. No Ref is kept; the View alone pins
+  // the value. Errors as restore's (NOT_FOUND, EXPIRED, MALFORMED, WRONG_STORE), then as
+  // Ref::view's.
+  View restoreView(const std::string& token, double timeoutSeconds = -1);
   Stats stats();
   std::vector<ObjectListing> list();
 

@@ -2,13 +2,14 @@
 // time per operation. For profiling (perf, strace -c) what refbench's small-ops workload
 // measures, without refbench's threads and baselines around it.
 //
-//   refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff [COUNT] [SIZE]
+//   refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff|handoff-pipelined [COUNT] [SIZE]
 //
 // `hold` puts COUNT values, keeps every Ref and waits for a line on stdin before dropping them:
 // for looking at the daemon's memory per live object (heaptrack, /proc/PID/status).
 // `handoff` times each step of refbench's in-place handoff (create, write, seal, share, drop,
 // then on a second connection restore, view, read every byte, drop) and prints the median of
-// each over COUNT rounds.
+// each over COUNT rounds; `handoff-pipelined` the same through WriteBuffer::sealAndShare and
+// Client::restoreView (one round trip each instead of two).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,7 +23,7 @@
 int main(int argc, char** argv) {
   if (argc < 3) {
     fprintf(stderr,
-            "usage: refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff [COUNT] [SIZE]\n");
+            "usage: refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff|handoff-pipelined [COUNT] [SIZE]\n");
     return 2;
   }
   std::string mode = argv[2];
@@ -72,6 +73,49 @@ int main(int argc, char** argv) {
     for (int s = 0; s < kSteps; s++) {
       std::sort(ms[s].begin(), ms[s].end());
       printf("%-10s %8.3f ms\n", steps[s], ms[s][ms[s].size() / 2]);
+    }
+    printf("(checksum %llu)\n", (unsigned long long)sum);
+    return 0;
+  }
+  if (mode == "handoff-pipelined") {  // the same handoff through sealAndShare + restoreView
+    auto consumer = refstore::Client::connect(argv[1]);
+    const char* steps[] = {"create", "write", "seal+share", "drop", "restoreView", "read",
+                           "drop view"};
+    constexpr int kSteps = 7;
+    std::vector<std::vector<double>> ms(kSteps);
+    uint64_t sum = 0;
+    for (int i = 0; i < count; i++) {
+      auto t = std::chrono::steady_clock::now();
+      int step = 0;
+      auto lap = [&]() {
+        auto now = std::chrono::steady_clock::now();
+        ms[step++].push_back(std::chrono::duration<double, std::milli>(now - t).count());
+        t = now;
+      };
+      refstore::WriteBuffer buffer = client.create(size);
+      lap();
+      std::fill(buffer.data(), buffer.data() + size, uint8_t(i));
+      lap();
+      std::string token;
+      {
+        refstore::SharedValue shared = buffer.sealAndShare(60, 1);
+        token = shared.token;
+        lap();
+      }
+      lap();
+      {
+        refstore::View view = consumer.restoreView(token);
+        lap();
+        const uint8_t* data = view.data();
+        size_t n = view.size();
+        for (size_t b = 0; b < n; b += 64) sum += data[b];  // every cache line
+        lap();
+      }
+      lap();
+    }
+    for (int s = 0; s < kSteps; s++) {
+      std::sort(ms[s].begin(), ms[s].end());
+      printf("%-12s %8.3f ms\n", steps[s], ms[s][ms[s].size() / 2]);
     }
     printf("(checksum %llu)\n", (unsigned long long)sum);
     return 0;

@@ -35,8 +35,7 @@ int runConsumer(const std::vector<std::string>& args) {
     // The answer goes out before the value is released: releasing (unmapping, freeing) is not
     // part of receiving it, for refstore and Redis alike.
     if (command == "refstore") {
-      refstore::Ref ref = client.restore(argument);
-      refstore::View view = ref.view();
+      refstore::View view = client.restoreView(argument);
       writeLine(std::to_string(checksum(view.data(), view.size())));
     } else if (command == "redis") {
       auto reply = static_cast<redisReply*>(

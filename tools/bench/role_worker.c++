@@ -75,14 +75,12 @@ class AddJobImpl final: public proto::AddJob::Server {
   std::shared_ptr<WarmBuffer> a, b;
 };
 
-// Mints a single-use share token for `ref` (then drops the Ref: only the token keeps the value).
-kj::Promise<kj::String> shareOnce(refstore::Ref ref) {
-  auto request = refstore::async::capability(ref).shareRequest();
-  request.setTtlSeconds(60);
-  request.setUses(1);  // the adder's restore spends it, so dropping the adder's Ref frees the value
-  return request.send().attach(kj::mv(ref)).then([](auto reply) {
-    return kj::str(reply.getToken());
-  });
+// Seals `buffer` and mints a single-use share token for it in one round trip, then drops the
+// Ref: only the token keeps the value (the adder's restore spends it, so dropping the adder's
+// View frees the value).
+kj::Promise<kj::String> sealAndShareOnce(refstore::WriteBuffer buffer) {
+  return refstore::async::sealAndShare(std::move(buffer), 60, 1)
+      .then([](refstore::SharedValue shared) { return kj::str(shared.token); });
 }
 
 class WorkerImpl final: public proto::Worker::Server {
@@ -118,9 +116,8 @@ class WorkerImpl final: public proto::Worker::Server {
         .then([size, seed](refstore::WriteBuffer buffer) {
           // Produce the value in place: its bytes never exist anywhere else.
           fillPattern(buffer.data(), size, seed);
-          return refstore::async::seal(std::move(buffer));
+          return sealAndShareOnce(std::move(buffer));
         })
-        .then([](refstore::Ref ref) { return shareOnce(std::move(ref)); })
         .then([context](kj::String token) mutable { context.getResults().setToken(token); });
   }
 
@@ -137,16 +134,9 @@ class WorkerImpl final: public proto::Worker::Server {
 
   kj::Promise<void> addByRef(AddByRefContext context) override {
     auto params = context.getParams();
-    // Each restore is pipelined with its view: both operands arrive in one round trip.
-    auto restore = [this](capnp::Text::Reader token) {
-      auto request = refstore::async::store(client).restoreRequest();
-      request.setToken(token);
-      refstore::Ref ref = refstore::async::wrap(client, request.send().getRef());
-      auto view = refstore::async::view(ref);
-      return view.attach(kj::mv(ref));  // the Ref goes when the View arrives; the View pins
-    };
-    auto viewA = restore(params.getA());
-    auto viewB = restore(params.getB());
+    // Both operands' restore + view calls leave together: one round trip for both.
+    auto viewA = refstore::async::restoreView(client, params.getA());
+    auto viewB = refstore::async::restoreView(client, params.getB());
     return viewA.then([this, viewB = kj::mv(viewB)](refstore::View a) mutable {
       return viewB.then([this, a = std::move(a)](refstore::View b) mutable {
         KJ_REQUIRE(a.size() == b.size(), "operands differ in size");
@@ -157,11 +147,10 @@ class WorkerImpl final: public proto::Worker::Server {
               // Dropping the operands' Views frees a and b: their single-use tokens are spent
               // and no Ref is left.
               { auto dropA = std::move(a), dropB = std::move(b); }
-              return refstore::async::seal(std::move(c));
+              return sealAndShareOnce(std::move(c));
             });
       });
     })
-        .then([](refstore::Ref ref) { return shareOnce(std::move(ref)); })
         .then([context](kj::String token) mutable { context.getResults().setToken(token); });
   }
 

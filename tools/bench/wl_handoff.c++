@@ -2,9 +2,10 @@
 // in warm private memory; the consumer (a `consumer` or `worker` helper process) must end up
 // having read every byte. Timed from the producer's first step to the consumer's answer:
 //
-//   refstore:          create, memcpy into shared memory, seal, share (single-use token), drop
-//                      the Ref; the token goes to the consumer over its stdin; it restores the
-//                      token, views (zero-copy) and reads every byte.
+//   refstore:          create, memcpy into shared memory, seal and share (single-use token) in
+//                      one round trip, drop the Ref; the token goes to the consumer over its
+//                      stdin; it restores and views (zero-copy) in one round trip and reads
+//                      every byte.
 //   refstore in place: the same, but the producer had written the value straight into the
 //                      WriteBuffer before the clock started (the zero-copy ideal: the value was
 //                      produced in shared memory), so the clock starts at seal.
@@ -79,11 +80,8 @@ void runHandoff(Context& ctx) {
       } else {
         memcpy(buffer.data(), value.data(), size);
       }
-      std::string token;
-      {
-        refstore::Ref ref = buffer.seal();
-        token = ref.share(60, 1);
-      }  // the producer's Ref is dropped: only the token keeps the value
+      std::string token = buffer.sealAndShare(60, 1).token;
+      // The producer's Ref is dropped with the SharedValue: only the token keeps the value.
       consumer.send("refstore " + token);
       uint64_t got = std::stoull(consumer.receive());
       double seconds = now() - start;
