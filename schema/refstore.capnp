@@ -195,6 +195,8 @@ interface Store {
   # Errors: MALFORMED (not a refstore token), EXPIRED (its time-to-live has passed),
   # NOT_FOUND (unknown, forged, used up, or its object is gone), WRONG_STORE (minted by another
   # daemon).
+  # A consumer that wants the bytes calls `view` on the returned ref without waiting (promise
+  # pipelining): restore + view in one round trip, as the C++ client's `restoreView` does.
 
   stats @4 () -> (stats :Stats);
   # Counters describing the daemon right now.
@@ -282,6 +284,8 @@ interface WriteBuffer {
   # above 1 MiB, in the background (see ObjectInfo.hash). The buffer's hold on the object
   # passes to the returned Ref. `children` as in `Store.put`.
   # Errors: FAILED_PRECONDITION (already sealed), NOT_FOUND (a child is gone).
+  # A producer handing the value on calls `share` on the returned ref without waiting (promise
+  # pipelining): seal + share in one round trip, as the C++ client's `sealAndShare` does.
 }
 
 interface Ref {
