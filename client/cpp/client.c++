@@ -183,38 +183,40 @@ kj::Promise<WriteBuffer> create(Client& client, uint64_t size, double timeoutSec
       });
 }
 
-kj::Promise<Ref> seal(WriteBuffer buffer, std::vector<const Ref*> children) {
-  auto& state = Factory::state(buffer);
-  auto request = state.buffer.sealRequest();
+// Sends `buffer`'s seal; sealedRef turns the answer into the Ref. Split so that sealAndShare
+// can pipeline its share on the answer in between.
+static capnp::RemotePromise<proto::WriteBuffer::SealResults> sendSeal(
+    WriteBuffer& buffer, const std::vector<const Ref*>& children) {
+  auto request = Factory::state(buffer).buffer.sealRequest();
   setChildren(request, children);
-  auto connection = state.connection;
-  return request.send().then(
-      [connection, buffer = std::move(buffer)](
-          capnp::Response<proto::WriteBuffer::SealResults> reply) mutable {
-        Factory::clear(buffer);  // the buffer's hold passed to the Ref
-        return Factory::ref(connection, reply.getRef());
-      });
+  return request.send();
+}
+
+static kj::Promise<Ref> sealedRef(
+    kj::Promise<capnp::Response<proto::WriteBuffer::SealResults>> sealed, WriteBuffer buffer) {
+  auto connection = Factory::state(buffer).connection;
+  return sealed.then([connection, buffer = std::move(buffer)](
+                         capnp::Response<proto::WriteBuffer::SealResults> reply) mutable {
+    Factory::clear(buffer);  // the buffer's hold passed to the Ref
+    return Factory::ref(connection, reply.getRef());
+  });
+}
+
+kj::Promise<Ref> seal(WriteBuffer buffer, std::vector<const Ref*> children) {
+  auto sealed = sendSeal(buffer, children);
+  return sealedRef(kj::mv(sealed), std::move(buffer));
 }
 
 kj::Promise<SharedValue> sealAndShare(WriteBuffer buffer, uint32_t ttlSeconds, uint32_t uses,
                                       std::vector<const Ref*> children) {
-  auto& state = Factory::state(buffer);
-  auto request = state.buffer.sealRequest();
-  setChildren(request, children);
-  auto connection = state.connection;
-  auto sealed = request.send();
+  auto sealed = sendSeal(buffer, children);
   // Pipelined on the seal's answer, so one round trip does both; if the seal fails, so does
   // the share, and the seal's error is the one reported.
   auto shareRequest = sealed.getRef().shareRequest();
   shareRequest.setTtlSeconds(ttlSeconds);
   shareRequest.setUses(uses);
   auto shared = shareRequest.send();
-  return sealed
-      .then([connection, buffer = std::move(buffer)](
-                capnp::Response<proto::WriteBuffer::SealResults> reply) mutable {
-        Factory::clear(buffer);  // the buffer's hold passed to the Ref
-        return Factory::ref(connection, reply.getRef());
-      })
+  return sealedRef(kj::mv(sealed), std::move(buffer))
       .then([shared = kj::mv(shared)](Ref ref) mutable {
         return shared.then([ref = std::move(ref)](
                                capnp::Response<proto::Ref::ShareResults> reply) mutable {
@@ -232,7 +234,7 @@ kj::Promise<Ref> restore(Client& client, std::string token) {
   });
 }
 
-// Maps the placement of a View reply. `ref` may be a pipelined capability (restoreView).
+// Turns a View reply into a View: maps the placement's segment (cached) and keeps the pin.
 static kj::Promise<View> mapView(std::shared_ptr<detail::Connection> connection,
                                  capnp::Response<proto::Ref::ViewResults> reply) {
   auto placement = reply.getPlacement();

@@ -18,11 +18,45 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "client/cpp/refstore_async.h"
 #include "client/cpp/refstore_client.h"
+
+namespace {
+
+double median(std::vector<double>& values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+// Times consecutive steps of a round, over many rounds; prints each step's median.
+class Laps {
+ public:
+  explicit Laps(std::vector<const char*> steps): steps(std::move(steps)), ms(this->steps.size()) {}
+  void start() {
+    step = 0;
+    last = std::chrono::steady_clock::now();
+  }
+  void lap() {
+    auto now = std::chrono::steady_clock::now();
+    ms.at(step++).push_back(std::chrono::duration<double, std::milli>(now - last).count());
+    last = now;
+  }
+  void print() {
+    for (size_t s = 0; s < steps.size(); s++) printf("%-12s %8.3f ms\n", steps[s], median(ms[s]));
+  }
+
+ private:
+  std::vector<const char*> steps;
+  std::vector<std::vector<double>> ms;
+  std::chrono::steady_clock::time_point last;
+  size_t step = 0;
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -35,92 +69,48 @@ int main(int argc, char** argv) {
   size_t size = argc > 4 ? strtoull(argv[4], nullptr, 10) : 64;
   auto client = refstore::Client::connect(argv[1]);
   std::vector<uint8_t> value(size, 7);
-  if (mode == "handoff") {
+  if (mode == "handoff" || mode == "handoff-pipelined") {
+    bool pipelined = mode == "handoff-pipelined";  // sealAndShare + restoreView
     auto consumer = refstore::Client::connect(argv[1]);
-    const char* steps[] = {"create", "write", "seal", "share", "drop", "restore", "view",
-                           "read", "drop view"};
-    constexpr int kSteps = 9;
-    std::vector<std::vector<double>> ms(kSteps);
+    Laps laps(pipelined ? std::vector<const char*>{"create", "write", "seal+share", "drop",
+                                                   "restoreView", "read", "drop view"}
+                        : std::vector<const char*>{"create", "write", "seal", "share", "drop",
+                                                   "restore", "view", "read", "drop view"});
     uint64_t sum = 0;
     for (int i = 0; i < count; i++) {
-      auto t = std::chrono::steady_clock::now();
-      int step = 0;
-      auto lap = [&]() {
-        auto now = std::chrono::steady_clock::now();
-        ms[step++].push_back(std::chrono::duration<double, std::milli>(now - t).count());
-        t = now;
-      };
+      laps.start();
       refstore::WriteBuffer buffer = client.create(size);
-      lap();
+      laps.lap();
       std::fill(buffer.data(), buffer.data() + size, uint8_t(i));
-      lap();
+      laps.lap();
       std::string token;
-      {
-        refstore::Ref ref = buffer.seal();
-        lap();
-        token = ref.share(60, 1);
-        lap();
-      }
-      lap();
-      {
-        refstore::Ref ref = consumer.restore(token);
-        lap();
-        refstore::View view = ref.view();
-        lap();
-        const uint8_t* data = view.data();
-        size_t n = view.size();
-        for (size_t b = 0; b < n; b += 64) sum += data[b];  // every cache line
-        lap();
-      }
-      lap();
-    }
-    for (int s = 0; s < kSteps; s++) {
-      std::sort(ms[s].begin(), ms[s].end());
-      printf("%-10s %8.3f ms\n", steps[s], ms[s][ms[s].size() / 2]);
-    }
-    printf("(checksum %llu)\n", (unsigned long long)sum);
-    return 0;
-  }
-  if (mode == "handoff-pipelined") {  // the same handoff through sealAndShare + restoreView
-    auto consumer = refstore::Client::connect(argv[1]);
-    const char* steps[] = {"create", "write", "seal+share", "drop", "restoreView", "read",
-                           "drop view"};
-    constexpr int kSteps = 7;
-    std::vector<std::vector<double>> ms(kSteps);
-    uint64_t sum = 0;
-    for (int i = 0; i < count; i++) {
-      auto t = std::chrono::steady_clock::now();
-      int step = 0;
-      auto lap = [&]() {
-        auto now = std::chrono::steady_clock::now();
-        ms[step++].push_back(std::chrono::duration<double, std::milli>(now - t).count());
-        t = now;
-      };
-      refstore::WriteBuffer buffer = client.create(size);
-      lap();
-      std::fill(buffer.data(), buffer.data() + size, uint8_t(i));
-      lap();
-      std::string token;
-      {
+      if (pipelined) {
         refstore::SharedValue shared = buffer.sealAndShare(60, 1);
         token = shared.token;
-        lap();
+        laps.lap();
+      } else {
+        refstore::Ref ref = buffer.seal();
+        laps.lap();
+        token = ref.share(60, 1);
+        laps.lap();
       }
-      lap();
+      laps.lap();  // the producer's Ref is dropped
       {
-        refstore::View view = consumer.restoreView(token);
-        lap();
+        std::optional<refstore::Ref> ref;
+        refstore::View view = pipelined ? consumer.restoreView(token) : [&]() {
+          ref.emplace(consumer.restore(token));
+          laps.lap();
+          return ref->view();
+        }();
+        laps.lap();
         const uint8_t* data = view.data();
         size_t n = view.size();
         for (size_t b = 0; b < n; b += 64) sum += data[b];  // every cache line
-        lap();
+        laps.lap();
       }
-      lap();
+      laps.lap();
     }
-    for (int s = 0; s < kSteps; s++) {
-      std::sort(ms[s].begin(), ms[s].end());
-      printf("%-12s %8.3f ms\n", steps[s], ms[s][ms[s].size() / 2]);
-    }
+    laps.print();
     printf("(checksum %llu)\n", (unsigned long long)sum);
     return 0;
   }
@@ -145,10 +135,7 @@ int main(int argc, char** argv) {
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count());
       }
     }
-    for (int k = 0; k < 3; k++) {
-      std::sort(ms[k].begin(), ms[k].end());
-      printf("seal %-50s %8.3f ms\n", befores[k], ms[k][ms[k].size() / 2]);
-    }
+    for (int k = 0; k < 3; k++) printf("seal %-50s %8.3f ms\n", befores[k], median(ms[k]));
     return 0;
   }
   if (mode == "hold") {
