@@ -35,11 +35,8 @@ int runConsumer(const std::vector<std::string>& args) {
     // The answer goes out before the value is released: releasing (unmapping, freeing) is not
     // part of receiving it, for refstore and Redis alike.
     if (command == "refstore") {
-      // restore, then view: in interleaved runs this session, Client::restoreView (one round
-      // trip instead of two) made the 1 GiB in-place handoff slower (80-87 ms against 73-81),
-      // for a reason not yet found, and no faster at 64 MiB. See BENCHMARKS.md, session 8.
-      refstore::Ref ref = client.restore(argument);
-      refstore::View view = ref.view();
+      // One round trip: the view is pipelined on the restore (no Ref is kept; the View pins).
+      refstore::View view = client.restoreView(argument);
       writeLine(std::to_string(checksum(view.data(), view.size())));
     } else if (command == "redis") {
       auto reply = static_cast<redisReply*>(

@@ -4,7 +4,8 @@
 //
 //   refstore:          create, memcpy into shared memory, seal and share (single-use token) in
 //                      one round trip, drop the Ref; the token goes to the consumer over its
-//                      stdin; it restores the token, views (zero-copy) and reads every byte.
+//                      stdin; it restores the token and views it (zero-copy) in one round
+//                      trip (Client::restoreView) and reads every byte.
 //   refstore in place: the same, but the producer had written the value straight into the
 //                      WriteBuffer before the clock started (the zero-copy ideal: the value was
 //                      produced in shared memory), so the clock starts at seal.
