@@ -3,6 +3,8 @@
 #include <time.h>
 
 #include <algorithm>
+#include <numeric>
+#include <random>
 
 namespace refbench {
 
@@ -40,10 +42,12 @@ std::vector<std::vector<double>> interleave(int warmup, int reps,
                                             const std::vector<std::function<double()>>& variants) {
   size_t n = variants.size();
   std::vector<std::vector<double>> samples(n);
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937 random(12345);  // fixed: every run uses the same orders
   for (int round = -warmup; round < reps; round++) {
-    size_t first = size_t(round + warmup) % n;
-    for (size_t k = 0; k < n; k++) {
-      size_t v = (first + k) % n;
+    std::shuffle(order.begin(), order.end(), random);
+    for (size_t v: order) {
       double seconds = variants[v]();
       if (round >= 0) samples[v].push_back(seconds);
     }

@@ -18,9 +18,11 @@ struct Summary {
 };
 Summary summarize(std::vector<double> samples);
 
-// Interleaved repetitions of competing variants (refstore and its baselines): round r runs
-// every variant once, starting with variant r mod n so that none always runs first, and the
-// first `warmup` rounds are discarded. Background load on this shared machine drifts over
+// Interleaved repetitions of competing variants (refstore and its baselines): every round runs
+// each variant once, in a freshly shuffled order, and the first `warmup` rounds are discarded.
+// Shuffling (rather than rotating a fixed cycle) varies what runs just before each variant:
+// a variant that always followed another refstore variant would always find the daemon still
+// busy-polling and be spared its ~0.1 ms wake-up. Background load on this shared machine drifts over
 // seconds; interleaving makes the drift hit every variant alike, so their ratio stays fair.
 // Each variant returns the seconds it measured itself (leaving set-up and clean-up out).
 // Returns samples[variant][rep].
