@@ -32,11 +32,8 @@ void BatchingMessageStream::flushAll() {
 }
 
 BatchingMessageStream::BatchingMessageStream(kj::AsyncIoStream& stream,
-                                             kj::Maybe<kj::AsyncCapabilityStream&> fdStream,
-                                             Reading reading)
-    : stream(stream), fdStream(fdStream) {
-  if (reading == Reading::READ_AHEAD) readAhead = kj::heap<ReadAheadMessageReader>(stream, fdStream);
-}
+                                             kj::Maybe<kj::AsyncCapabilityStream&> fdStream)
+    : stream(stream), fdStream(fdStream), reader(stream, fdStream) {}
 
 BatchingMessageStream::~BatchingMessageStream() noexcept(false) {
   if (pendingMessages > 0) unlist(this);
@@ -44,17 +41,8 @@ BatchingMessageStream::~BatchingMessageStream() noexcept(false) {
 
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BatchingMessageStream::tryReadMessage(
     kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options,
-    kj::ArrayPtr<capnp::word> scratchSpace) {
-  KJ_IF_MAYBE(reader, readAhead) { return (*reader)->tryReadMessage(fdSpace, options); }
-  KJ_IF_MAYBE(capabilities, fdStream) {
-    return capnp::tryReadMessage(*capabilities, fdSpace, options, scratchSpace);
-  }
-  return capnp::tryReadMessage(stream, options, scratchSpace)
-      .then([](kj::Maybe<kj::Own<capnp::MessageReader>> reader)
-                -> kj::Maybe<capnp::MessageReaderAndFds> {
-        KJ_IF_MAYBE(r, reader) { return capnp::MessageReaderAndFds{kj::mv(*r), nullptr}; }
-        return nullptr;
-      });
+    kj::ArrayPtr<capnp::word>) {
+  return reader.tryReadMessage(fdSpace, options);
 }
 
 kj::Promise<void> BatchingMessageStream::writeMessage(

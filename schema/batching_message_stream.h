@@ -19,9 +19,8 @@
 // the stream remembers the error, fails every later write with it, and aborts reading, so the
 // RPC system sees the connection as broken (as capnp itself does for failed writes).
 //
-// Reading: with Reading::READ_AHEAD, incoming messages come through a ReadAheadMessageReader
-// (one system call for a burst of messages instead of two per message). The daemon reads
-// DIRECT: its ClientStream already reads ahead, below this layer.
+// Reading: incoming messages come through a ReadAheadMessageReader (one system call for a burst
+// of messages instead of two per message), on both ends.
 //
 // A task that keeps re-arming itself with kj::evalLast (refstored's busy-polling spinner) would
 // starve the streams' own evalLast flushes, since KJ runs evalLast callbacks newest first: such
@@ -48,13 +47,10 @@ class BatchingMessageStream final: public capnp::MessageStream {
   // without bound.
   static constexpr size_t kFlushAtBytes = 64 * 1024;
 
-  enum class Reading { DIRECT, READ_AHEAD };
-
   // `stream` must outlive this object. Pass the same stream as `fdStream` when it can carry
   // file descriptors (a Unix socket), to send and receive them.
   explicit BatchingMessageStream(kj::AsyncIoStream& stream,
-                                 kj::Maybe<kj::AsyncCapabilityStream&> fdStream = nullptr,
-                                 Reading reading = Reading::DIRECT);
+                                 kj::Maybe<kj::AsyncCapabilityStream&> fdStream = nullptr);
   ~BatchingMessageStream() noexcept(false);
   KJ_DISALLOW_COPY(BatchingMessageStream);
 
@@ -100,7 +96,7 @@ class BatchingMessageStream final: public capnp::MessageStream {
 
   kj::AsyncIoStream& stream;
   kj::Maybe<kj::AsyncCapabilityStream&> fdStream;
-  kj::Maybe<kj::Own<ReadAheadMessageReader>> readAhead;
+  ReadAheadMessageReader reader;
 
   kj::Own<kj::VectorOutputStream> pending;
   size_t pendingMessages = 0;    // while non-zero, in this thread's list (streamsWithPending)

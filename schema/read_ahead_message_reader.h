@@ -3,8 +3,7 @@
 //
 // Why: capnp 0.9 reads every message with two system calls (its first word, then the rest), so
 // a client receiving the replies to 16 pipelined puts and 16 views made 64 recvmsg calls where
-// one would do. (The daemon has its own byte-level read-ahead, server/client_stream.h; it never
-// receives file descriptors, which is what makes a byte-level buffer enough there.)
+// one would do. Both ends read through it (BatchingMessageStream).
 //
 // How: reads of up to kBufferBytes go into a buffer; each message is parsed out of it (segment
 // table, then segments) and copied into its own word-aligned array, because the RPC system may

@@ -1,7 +1,5 @@
 #include "server/client_stream.h"
 
-#include <string.h>
-
 #include <kj/debug.h>
 
 namespace refstore::server {
@@ -19,42 +17,11 @@ kj::AsyncCapabilityStream& ClientStream::capabilities() {
   KJ_FAIL_REQUIRE("file descriptors cannot be sent over a TCP connection");
 }
 
-size_t ClientStream::takeBuffered(kj::byte* out, size_t maxBytes) {
-  size_t n = kj::min(maxBytes, bufferedEnd - bufferedBegin);
-  memcpy(out, readAhead.begin() + bufferedBegin, n);
-  bufferedBegin += n;
-  if (bufferedBegin == bufferedEnd) bufferedBegin = bufferedEnd = 0;
-  return n;
-}
-
 kj::Promise<size_t> ClientStream::tryRead(void* buffer, size_t minBytes, size_t maxBytes) {
-  auto* out = static_cast<kj::byte*>(buffer);
-  size_t done = takeBuffered(out, maxBytes);
-  if (done >= minBytes) return done;
-  return readMore(out, done, minBytes, maxBytes);
-}
-
-kj::Promise<size_t> ClientStream::readMore(kj::byte* out, size_t done, size_t minBytes,
-                                           size_t maxBytes) {
-  // The buffer is empty here. A read at least as big as the buffer goes straight to the
-  // caller (bulk data); a small one refills the buffer with whatever has arrived.
-  if (maxBytes - done >= kReadAhead) {
-    return inner->tryRead(out + done, minBytes - done, maxBytes - done)
-        .then([this, done](size_t n) {
-          if (n > 0) busyPoll.activity();
-          return done + n;
-        });
-  }
-  return inner->tryRead(readAhead.begin(), 1, kReadAhead)
-      .then([this, out, done, minBytes, maxBytes](size_t n) -> kj::Promise<size_t> {
-        if (n == 0) return done;  // end of stream
-        busyPoll.activity();
-        bufferedBegin = 0;
-        bufferedEnd = n;
-        size_t total = done + takeBuffered(out + done, maxBytes - done);
-        if (total >= minBytes) return total;
-        return readMore(out, total, minBytes, maxBytes);
-      });
+  return inner->tryRead(buffer, minBytes, maxBytes).then([this](size_t n) {
+    if (n > 0) busyPoll.activity();
+    return n;
+  });
 }
 
 kj::Promise<kj::AsyncCapabilityStream::ReadResult> ClientStream::tryReadWithFds(

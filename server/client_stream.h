@@ -1,13 +1,10 @@
 // The daemon's side of one client connection's byte stream, as Cap'n Proto RPC reads it.
 //
-// Two jobs, both about small requests:
-//  - Read-ahead. capnp 0.9 reads each message with two or three system calls (the first word,
-//    the segment table, the body). This wrapper reads up to 64 KiB at a time and serves those
-//    reads from memory, so a burst of small messages (a call, its Finish, a Release...) costs one
-//    recvmsg instead of a dozen. Reads larger than the buffer go straight to the caller's memory:
-//    bulk copy-path data is never copied twice.
+// It passes reads and writes through, with two additions:
 //  - Activity. Every read that brings bytes tells BusyPoll, which keeps the loop spinning for
-//    the client's next request (busy_poll.h).
+//    the client's next request (busy_poll.h). Reads come from the connection's
+//    ReadAheadMessageReader (schema/read_ahead_message_reader.h), one per burst of messages.
+//  - Segment fds go out only where they can: writing fds over a TCP connection is an error.
 //
 // Clients never send file descriptors to the daemon (it only sends them segment fds): incoming
 // fds are not accepted; the kernel closes any that a misbehaving client attaches.
@@ -26,7 +23,7 @@ class ClientStream final: public kj::AsyncCapabilityStream {
   // all makes sending them an error.
   ClientStream(kj::Own<kj::AsyncIoStream> inner, BusyPoll& busyPoll);
 
-  // Reading (buffered).
+  // Reading (passed through; reports activity; never accepts fds).
   kj::Promise<size_t> tryRead(void* buffer, size_t minBytes, size_t maxBytes) override;
   kj::Promise<ReadResult> tryReadWithFds(void* buffer, size_t minBytes, size_t maxBytes,
                                          kj::AutoCloseFd* fdBuffer, size_t maxFds) override;
@@ -53,19 +50,11 @@ class ClientStream final: public kj::AsyncCapabilityStream {
   kj::Maybe<int> getFd() const override { return inner->getFd(); }
 
  private:
-  static constexpr size_t kReadAhead = 64 * 1024;
-
-  // Copies buffered bytes into `out`; returns how many.
-  size_t takeBuffered(kj::byte* out, size_t maxBytes);
-  // Reads into `out` until `minBytes` (total, counting `done` already there) or end of stream.
-  kj::Promise<size_t> readMore(kj::byte* out, size_t done, size_t minBytes, size_t maxBytes);
   kj::AsyncCapabilityStream& capabilities();
 
   kj::Own<kj::AsyncIoStream> inner;
   kj::Maybe<kj::AsyncCapabilityStream&> capabilityStream;
   BusyPoll& busyPoll;
-  kj::Array<kj::byte> readAhead = kj::heapArray<kj::byte>(kReadAhead);
-  size_t bufferedBegin = 0, bufferedEnd = 0;
 };
 
 }  // namespace refstore::server

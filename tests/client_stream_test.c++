@@ -1,13 +1,15 @@
 // Unit tests of the daemon's connection stream (server/client_stream.h) and busy polling
-// (server/busy_poll.h), over a real socketpair: read-ahead must hand every byte back in order,
-// whatever mix of small and large reads Cap'n Proto makes, and report client activity; the
-// spinner must not hold back batched writes.
+// (server/busy_poll.h), over a real socketpair: the daemon's read stack must hand every message
+// back in order, accept no fds and report client activity; the spinner must not hold back
+// batched writes.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <kj/async-io.h>
 #include <kj/io.h>
+#include <unistd.h>
 
+#include <string>
 #include <vector>
 
 #include <capnp/message.h>
@@ -21,57 +23,62 @@ using namespace refstore::server;
 
 namespace {
 
-std::vector<kj::byte> pattern(size_t size, int seed) {
-  std::vector<kj::byte> bytes(size);
-  for (size_t i = 0; i < size; i++) bytes[i] = kj::byte((i * 131 + seed * 7) ^ (i >> 9));
-  return bytes;
+// A message whose root is the text `body`.
+kj::Own<capnp::MallocMessageBuilder> message(const std::string& body) {
+  auto builder = kj::heap<capnp::MallocMessageBuilder>();
+  builder->initRoot<capnp::AnyPointer>().setAs<capnp::Text>(body);
+  return builder;
 }
 
 }  // namespace
 
-TEST_CASE("read-ahead returns every byte in order across small and bulk reads") {
+TEST_CASE("the daemon's read stack returns every message in order, accepts no fds, reports activity") {
+  // The stack a connection reads through (server/listener.c++): BatchingMessageStream (with its
+  // read-ahead) over ClientStream over the accepted Unix socket.
   auto io = kj::setupAsyncIo();
   BusyPoll busyPoll(io.waitScope, 50 * kj::MICROSECONDS);
   auto pipe = io.provider->newCapabilityPipe();
   ClientStream stream(kj::mv(pipe.ends[0]), busyPoll);
+  refstore::BatchingMessageStream daemonSide(stream, stream);
   kj::Own<kj::AsyncCapabilityStream> peer = kj::mv(pipe.ends[1]);
+  refstore::BatchingMessageStream clientSide(*peer, *peer);
 
-  // What a client sends: small messages back to back, then a bulk chunk bigger than the
-  // read-ahead buffer, then small ones again.
-  auto small = pattern(1000, 1), bulk = pattern(300 * 1024, 2), tail = pattern(5000, 3);
-  std::vector<kj::byte> all;
-  for (auto* part: {&small, &bulk, &tail}) all.insert(all.end(), part->begin(), part->end());
-  auto writing = peer->write(all.data(), all.size());
+  // What a client sends: a burst of small messages, a bulk one bigger than the read-ahead
+  // buffer, a message carrying an fd (which the daemon must not accept), small ones again.
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 20; i++) bodies.push_back("small " + std::to_string(i));
+  bodies.push_back(std::string(300 * 1024, 'b'));
+  bodies.push_back("with an fd");
+  for (int i = 0; i < 5; i++) bodies.push_back("tail " + std::to_string(i));
+  int fdIndex = 21;
+  kj::AutoCloseFd sentFd(dup(STDERR_FILENO));
+  int fds[1] = {sentFd.get()};
+  std::vector<kj::Own<capnp::MallocMessageBuilder>> sent;
+  kj::Vector<kj::Promise<void>> writes;
+  for (size_t i = 0; i < bodies.size(); i++) {
+    sent.push_back(message(bodies[i]));
+    auto withFds = int(i) == fdIndex ? kj::arrayPtr(fds, 1) : nullptr;
+    writes.add(clientSide.writeMessage(withFds, sent.back()->getSegmentsForOutput()));
+  }
+  auto written = kj::joinPromises(writes.releaseAsArray());
 
-  std::vector<kj::byte> got(all.size());
-  size_t at = 0;
-  // Reads shaped like capnp's: an 8-byte header via tryReadWithFds, then a body via read().
-  for (size_t want: {size_t(8), size_t(992), size_t(8), size_t(300 * 1024 - 8), size_t(8)}) {
-    if (want == 8) {
-      kj::AutoCloseFd fds[1];
-      auto result = stream.tryReadWithFds(got.data() + at, 8, 8, fds, 1).wait(io.waitScope);
-      CHECK(result.byteCount == 8);
-      CHECK(result.capCount == 0);
-    } else {
-      size_t n = stream.read(got.data() + at, want, want).wait(io.waitScope);
-      CHECK(n == want);
-    }
-    at += want;
+  for (size_t i = 0; i < bodies.size(); i++) {
+    kj::AutoCloseFd fdSpace[2];
+    auto got = daemonSide.tryReadMessage(fdSpace, capnp::ReaderOptions(), nullptr)
+                   .wait(io.waitScope);
+    auto& read = KJ_ASSERT_NONNULL(got);
+    CHECK(std::string(read.reader->getRoot<capnp::AnyPointer>().getAs<capnp::Text>()) ==
+          bodies[i]);
+    CHECK(read.fds.size() == 0);  // no fd is ever handed to the daemon
   }
-  // The rest with a min smaller than what is there: gets at least min, at most max.
-  while (at < all.size()) {
-    size_t n = stream.tryRead(got.data() + at, 1, all.size() - at).wait(io.waitScope);
-    REQUIRE(n > 0);
-    at += n;
-  }
-  writing.wait(io.waitScope);
-  CHECK(got == all);
+  written.wait(io.waitScope);
   CHECK(busyPoll.spinning());  // bytes arrived: the loop spins for the next request
 
-  // End of stream: a short read returns what there is, then 0.
+  // A clean end of stream ends the messages.
   peer->shutdownWrite();
-  kj::byte extra[16];
-  CHECK(stream.tryRead(extra, 1, sizeof(extra)).wait(io.waitScope) == 0);
+  kj::AutoCloseFd fdSpace[2];
+  CHECK(daemonSide.tryReadMessage(fdSpace, capnp::ReaderOptions(), nullptr).wait(io.waitScope) ==
+        nullptr);
 }
 
 TEST_CASE("busy polling stops after its window, and a zero window never spins") {

@@ -164,14 +164,12 @@ Connection::Connection(const ConnectOptions& options)
       throw Error(ErrorCode::DISCONNECTED,
                   "cannot connect to refstored at " + address + ": " + e.getDescription().cStr());
     }
-    messages = kj::heap<BatchingMessageStream>(*stream, nullptr,
-                                               BatchingMessageStream::Reading::READ_AHEAD);
+    messages = kj::heap<BatchingMessageStream>(*stream);
     network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, capnp::rpc::twoparty::Side::CLIENT);
   } else {
     if (address.rfind("unix:", 0) == 0) address = address.substr(5);
     auto unixStream = connectUnix(io, address);
-    messages = kj::heap<BatchingMessageStream>(*unixStream, *unixStream,
-                                               BatchingMessageStream::Reading::READ_AHEAD);
+    messages = kj::heap<BatchingMessageStream>(*unixStream, *unixStream);
     // Up to 2 fds per message: a result carries at most one or two Segment capabilities.
     network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, /*maxFdsPerMessage=*/2,
                                                   capnp::rpc::twoparty::Side::CLIENT);
