@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <future>
+#include <thread>
 
 #include <sys/stat.h>
 
@@ -191,6 +193,39 @@ TEST_CASE("dropping refs frees memory at once; a View pins memory after the last
   Stats after = client.stats();
   CHECK(after.objects == 0);
   CHECK(after.bytesUsed == baseline);
+}
+
+TEST_CASE("a dropped Ref or unsealed buffer is freed with no further call from its client") {
+  // The blocking client sends a dropped handle's Release at once, and whatever it deferred
+  // with it (a sealed buffer's Release and the seal's Finish wait for the next message): the
+  // daemon frees the value although the producer then stays silent. The producer runs on a
+  // thread of its own, so no other client's calls run its event loop; it blocks between steps.
+  Daemon daemon;
+  Client watcher = Client::connect(daemon.socket());
+  uint64_t baseline = watcher.stats().bytesUsed;
+  std::promise<void> sealedAndDropped, abandoned;
+  std::promise<void> goOn, finish;
+  std::thread producer([&]() {
+    Client client = Client::connect(daemon.socket());
+    {
+      WriteBuffer buffer = client.create(1 << 20);
+      memset(buffer.data(), 3, 1 << 20);
+      Ref ref = buffer.seal();
+    }
+    sealedAndDropped.set_value();
+    goOn.get_future().wait();  // silent: no call runs this thread's loop meanwhile
+    { WriteBuffer unsealed = client.create(1 << 20); }  // dropped before seal: aborted
+    abandoned.set_value();
+    finish.get_future().wait();
+  });
+  sealedAndDropped.get_future().wait();
+  CHECK(eventually([&]() { return watcher.stats().objects == 0; }, 5));
+  CHECK(watcher.stats().bytesUsed == baseline);
+  goOn.set_value();
+  abandoned.get_future().wait();
+  CHECK(eventually([&]() { return watcher.stats().bytesUsed == baseline; }, 5));
+  finish.set_value();
+  producer.join();
 }
 
 TEST_CASE("a shared segment's capability carries its fd once per connection, again after release") {

@@ -194,8 +194,19 @@ Connection::~Connection() {
 }
 
 void Connection::flush() {
-  // Inside an event callback (async users) poll() is not allowed, and not needed: the running
-  // loop sends the queued messages itself.
+  if (loop->waitsRunning > 0) {  // called from a callback of a blocking wait: flush after it
+    loop->flushDeferred = true;
+    return;
+  }
+  // poll() runs the loop until nothing is left, so messages queued by callbacks it runs go
+  // out in the same poll; handles those callbacks drop must not poll again (counted as a wait).
+  loop->waitsRunning++;
+  KJ_DEFER({
+    loop->waitsRunning--;
+    loop->flushDeferred = false;
+  });
+  // Inside an event callback of a loop the application runs itself (async users) poll() is not
+  // allowed, and not needed: the running loop sends the queued messages itself.
   try {
     io.waitScope.poll();
   } catch (kj::Exception&) {
@@ -284,7 +295,7 @@ ViewState::~ViewState() {
 
 BufferState::~BufferState() {
   buffer = nullptr;
-  connection->flush();
+  if (releaseAtOnce) connection->flush();
 }
 
 FulfillerState::~FulfillerState() {

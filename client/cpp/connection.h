@@ -51,6 +51,15 @@ struct Mapping {
 struct ThreadLoop {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   static std::shared_ptr<ThreadLoop> forThisThread();
+
+  // How many of the blocking API's waits are running this loop right now (Connection::wait
+  // nests when a callback it runs waits again). While one is, a handle dropped inside one of
+  // its callbacks must not poll the loop itself: KJ forbids that from a callback, and finding
+  // out by catching the exception KJ throws (with its stack trace) cost tens of microseconds
+  // on every seal, whose continuation drops the WriteBuffer handle.
+  int waitsRunning = 0;
+  // A handle was dropped inside a wait's callbacks: its Release is queued but not yet sent.
+  bool flushDeferred = false;
 };
 
 struct Connection {
@@ -61,6 +70,11 @@ struct Connection {
   // With a non-negative timeout, gives up with ErrorCode::TIMEOUT (cancelling the wait only).
   template <typename T>
   T wait(kj::Promise<T>&& promise, double timeoutSeconds = -1) {
+    loop->waitsRunning++;
+    KJ_DEFER({
+      loop->waitsRunning--;
+      if (loop->waitsRunning == 0 && loop->flushDeferred) flush();
+    });
     try {
       if (timeoutSeconds >= 0) {
         promise = promise.exclusiveJoin(
@@ -149,6 +163,10 @@ struct BufferState {
   std::shared_ptr<Mapping> mapping;
   uint8_t* data;  // null without writable shared memory
   uint64_t size;
+  // Dropping an unsealed buffer aborts the object and frees its space: say so at once. After
+  // a seal the Release frees nothing (the hold passed to the Ref), so it waits for the
+  // connection's next message instead of costing a write before seal() returns.
+  bool releaseAtOnce = true;
   ~BufferState();
 };
 
@@ -179,7 +197,11 @@ struct Factory {
     if (!buffer.state) throw Error(ErrorCode::FAILED_PRECONDITION, "buffer already sealed");
     return *buffer.state;
   }
-  static void clear(WriteBuffer& buffer) { buffer.state.reset(); }
+  // The buffer was sealed: drop its handle (see BufferState::releaseAtOnce).
+  static void clear(WriteBuffer& buffer) {
+    buffer.state->releaseAtOnce = false;
+    buffer.state.reset();
+  }
 };
 
 }  // namespace refstore::detail
