@@ -205,8 +205,9 @@ void Connection::flush() {
     loop->waitsRunning--;
     loop->flushDeferred = false;
   });
-  // Inside an event callback of a loop the application runs itself (async users) poll() is not
-  // allowed, and not needed: the running loop sends the queued messages itself.
+  // A handle dropped inside a callback of a loop the application runs itself (async API) gets
+  // here too: the poll is then a nested run of that loop, and not needed (the running loop
+  // sends the queued messages itself); a failure inside it must not escape a destructor.
   try {
     io.waitScope.poll();
   } catch (kj::Exception&) {

@@ -52,11 +52,11 @@ struct ThreadLoop {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   static std::shared_ptr<ThreadLoop> forThisThread();
 
-  // How many of the blocking API's waits are running this loop right now (Connection::wait
-  // nests when a callback it runs waits again). While one is, a handle dropped inside one of
-  // its callbacks must not poll the loop itself: KJ forbids that from a callback, and finding
-  // out by catching the exception KJ throws (with its stack trace) cost tens of microseconds
-  // on every seal, whose continuation drops the WriteBuffer handle.
+  // How many of the blocking API's waits (and flushes) are running this loop right now. While
+  // one is, a handle dropped inside one of its callbacks must not poll the loop itself: KJ 0.9
+  // lets poll() run there, as a nested run of the loop that re-enters other callbacks, and on
+  // every seal (whose continuation drops the WriteBuffer handle) it cost an epoll_wait and a
+  // write before seal() could return. The wait flushes once it is over instead.
   int waitsRunning = 0;
   // A handle was dropped inside a wait's callbacks: its Release is queued but not yet sent.
   bool flushDeferred = false;
