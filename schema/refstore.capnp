@@ -129,6 +129,11 @@ struct Stats {
   # Values over 1 MiB hashed after sealing, since start (see ObjectInfo.hash). A large value is
   # hashed once it has lived 200 ms (--hash-delay-ms) or when its hash is needed (Ref.info,
   # spilling); one dropped before that is never hashed and not counted.
+  lastReclaimMonoUs @29 :UInt64;
+  # When the daemon last freed an object (reclaimedTotal advanced), on this host's
+  # CLOCK_MONOTONIC in microseconds; 0 if it never has. Processes on the same host share that
+  # clock, so a client can time "last reference dropped -> memory freed" without polling for it
+  # (refbench's reclaim workload does).
 }
 
 struct HolderInfo {

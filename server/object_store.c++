@@ -210,6 +210,9 @@ void ObjectStore::reclaim(const gc::ObjectRecord& object) {
   lastUsed.erase(object.id.lo);
   waiters.forget(object.id);
   reclaimedTotal++;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  lastReclaimMonoUs = uint64_t(now.tv_sec) * 1000000 + uint64_t(now.tv_nsec) / 1000;
 }
 
 // --- names -----------------------------------------------------------------------------
@@ -346,6 +349,7 @@ void ObjectStore::fillStats(proto::Stats::Builder stats) const {
   stats.setUptimeMs((timer.now() - startedAt) / kj::MILLISECONDS);
   stats.setPutsTotal(putsTotal);
   stats.setReclaimedTotal(reclaimedTotal);
+  stats.setLastReclaimMonoUs(lastReclaimMonoUs);
   stats.setBackgroundHashesTotal(backgroundHashesTotal);
   stats.setPromised(counts.perState[size_t(gc::ObjectState::PROMISED)]);
   stats.setFailed(counts.perState[size_t(gc::ObjectState::FAILED)]);

@@ -294,6 +294,7 @@ class ObjectStore {
   kj::Maybe<kj::Function<void()>> afterAllocate;
   uint64_t putsTotal = 0;
   uint64_t reclaimedTotal = 0;
+  uint64_t lastReclaimMonoUs = 0;  // Stats.lastReclaimMonoUs
 };
 
 // Writes a record into the wire form (`ObjectInfo`); gc::ObjectState and proto::ObjectState

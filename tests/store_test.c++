@@ -195,6 +195,27 @@ TEST_CASE("dropping refs frees memory at once; a View pins memory after the last
   CHECK(after.bytesUsed == baseline);
 }
 
+TEST_CASE("Stats.lastReclaimMonoUs stamps the last free on this host's monotonic clock") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  CHECK(client.stats().lastReclaimMonoUs == 0);  // nothing freed yet
+  auto monoUs = []() {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return uint64_t(now.tv_sec) * 1000000 + uint64_t(now.tv_nsec) / 1000;
+  };
+  Ref ref = client.put("stamped", 7);
+  Stats held = client.stats();
+  CHECK(held.lastReclaimMonoUs == 0);
+  uint64_t beforeDrop = monoUs();
+  { Ref gone = std::move(ref); }
+  Stats freed = client.stats();
+  uint64_t afterStats = monoUs();
+  REQUIRE(freed.reclaimedTotal == held.reclaimedTotal + 1);
+  CHECK(freed.lastReclaimMonoUs >= beforeDrop);
+  CHECK(freed.lastReclaimMonoUs <= afterStats);
+}
+
 TEST_CASE("a dropped Ref or unsealed buffer is freed with no further call from its client") {
   // The blocking client sends a dropped handle's Release at once, and whatever it deferred
   // with it (a sealed buffer's Release and the seal's Finish wait for the next message): the

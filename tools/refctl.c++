@@ -212,6 +212,7 @@ class RefctlMain {
           {"queue_length", s.queueLength},
           {"oldest_waiter_ms", s.oldestWaiterMs},
           {"background_hashes_total", s.backgroundHashesTotal},
+          {"last_reclaim_mono_us", s.lastReclaimMonoUs},
       };
       if (json) {
         printf("{");

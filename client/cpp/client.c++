@@ -532,6 +532,7 @@ Stats Client::stats() {
   out.queueLength = s.getQueueLength();
   out.oldestWaiterMs = s.getOldestWaiterMs();
   out.backgroundHashesTotal = s.getBackgroundHashesTotal();
+  out.lastReclaimMonoUs = s.getLastReclaimMonoUs();
   return out;
 }
 

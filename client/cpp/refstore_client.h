@@ -88,6 +88,7 @@ struct Stats {
   uint32_t queueLength = 0;
   uint64_t oldestWaiterMs = 0;
   uint64_t backgroundHashesTotal = 0;  // values over 1 MiB hashed after sealing (see schema)
+  uint64_t lastReclaimMonoUs = 0;      // when an object was last freed: CLOCK_MONOTONIC, µs
 };
 
 struct HolderInfo {
