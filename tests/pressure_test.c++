@@ -179,7 +179,11 @@ TEST_CASE("a value larger than the whole capacity is file-backed and still zero-
     REQUIRE(view.size() == size);
     CHECK(refstore::testing::checkPattern(view.data(), size, 4242));
   }
-  CHECK(client.stats().fileBackedBytes == 0);
+  // Freed promptly, but not always by the next call: if the value lived past --hash-delay-ms
+  // (200 ms; a loaded machine gets there while the test writes and reads 48 MiB), the
+  // background hasher holds a pin on it, and drops that pin on the event loop once it has
+  // noticed the value died (within a 1 MiB step). Seen as a 5-10% flake of an immediate check.
+  CHECK(eventually([&]() { return client.stats().fileBackedBytes == 0; }, 5));
   CHECK(countFiles(daemon.spillDir(), "filebacked-") == 0);
 }
 
