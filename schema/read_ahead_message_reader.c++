@@ -150,15 +150,14 @@ kj::Promise<size_t> ReadAheadMessageReader::readOnce() {
   size_t spaceBytes = kBufferBytes - end;
   KJ_IF_MAYBE(capabilities, fdStream) {
     // minBytes 1: one recvmsg per call, so the fds it returns are attributed to its bytes only.
-    auto fds = kj::heapArray<kj::AutoCloseFd>(kMaxFdsPerRead);
-    auto* fdBuffer = fds.begin();
+    // One read at a time, so one buffer serves them all; each read's fds are moved out of it.
     return capabilities->tryReadWithFds(space, 1, spaceBytes, fdBuffer, kMaxFdsPerRead)
-        .then([this, fds = kj::mv(fds)](kj::AsyncCapabilityStream::ReadResult result) mutable {
+        .then([this](kj::AsyncCapabilityStream::ReadResult result) {
           uint64_t readStart = position + buffered();
           end += result.byteCount;
           if (result.capCount > 0) {
             auto kept = kj::heapArrayBuilder<kj::AutoCloseFd>(result.capCount);
-            for (size_t i = 0; i < result.capCount; i++) kept.add(kj::mv(fds[i]));
+            for (size_t i = 0; i < result.capCount; i++) kept.add(kj::mv(fdBuffer[i]));
             received.push_back(ReceivedFds{readStart, position + buffered(), kept.finish()});
           }
           return result.byteCount;

@@ -19,6 +19,7 @@
 
 #include <capnp/serialize-async.h>
 #include <kj/async-io.h>
+#include <kj/io.h>
 
 #include <deque>
 
@@ -75,6 +76,7 @@ class ReadAheadMessageReader {
   size_t begin = 0, end = 0;      // unread bytes are buffer[begin, end)
   uint64_t position = 0;          // stream position of buffer[begin]
   std::deque<ReceivedFds> received;
+  kj::AutoCloseFd fdBuffer[kMaxFdsPerRead];  // where each read's fds land (empty between reads)
   uint64_t reads = 0;
 };
 

@@ -8,10 +8,9 @@ namespace refstore::server {
 
 SegmentServer::SegmentServer(const shm::Segment& segment, bool writable,
                              kj::Maybe<kj::Function<void(SegmentServer*)>> onDestroy)
-    : id(segment.id()), size(segment.size()), writable(writable), onDestroy(kj::mv(onDestroy)) {
-  int copy;
-  KJ_SYSCALL(copy = fcntl(writable ? segment.fd() : segment.readOnlyFd(), F_DUPFD_CLOEXEC, 0));
-  fd = kj::AutoCloseFd(copy);
+    : SegmentServer(writable ? segment.fd() : segment.readOnlyFd(), segment.id(), segment.size(),
+                    writable) {
+  this->onDestroy = kj::mv(onDestroy);
 }
 
 SegmentServer::SegmentServer(int segmentFd, uint32_t id, uint64_t size, bool writable)

@@ -38,11 +38,11 @@ struct Reclaimed {
   double freed;  // when the daemon freed it (its Stats.lastReclaimMonoUs), same clock as now()
 };
 
-// Polls until the daemon has reclaimed `count` more objects than `before`.
-Reclaimed waitReclaimed(refstore::Client& monitor, uint64_t before, uint64_t count) {
+// Polls until the daemon has reclaimed one more object than `before`.
+Reclaimed waitReclaimed(refstore::Client& monitor, uint64_t before) {
   for (;;) {
     refstore::Stats stats = monitor.stats();
-    if (stats.reclaimedTotal >= before + count) {
+    if (stats.reclaimedTotal > before) {
       return {now(), double(stats.lastReclaimMonoUs) * 1e-6};
     }
   }
@@ -76,7 +76,7 @@ KillTimes killAndWait(Child& holder, refstore::Client& monitor, uint64_t before)
   holder.signal(SIGKILL);
   gone.wait();
   double exited = now();
-  Reclaimed reclaimed = waitReclaimed(monitor, before, 1);
+  Reclaimed reclaimed = waitReclaimed(monitor, before);
   return {exited - start, reclaimed.freed - start};
 }
 
@@ -104,7 +104,7 @@ void runReclaim(Context& ctx) {
       uint64_t before = monitor.stats().reclaimedTotal;
       double start = now();
       { refstore::Ref last = std::move(ref); }  // ~Ref flushes the Release
-      Reclaimed reclaimed = waitReclaimed(monitor, before, 1);
+      Reclaimed reclaimed = waitReclaimed(monitor, before);
       if (rep >= 0) {
         drop.push_back(reclaimed.freed - start);
         dropPolled.push_back(reclaimed.seen - start);
