@@ -2,14 +2,16 @@
 // time per operation. For profiling (perf, strace -c) what refbench's small-ops workload
 // measures, without refbench's threads and baselines around it.
 //
-//   refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff|handoff-pipelined|idle-wake [COUNT] [SIZE]
+//   refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff|handoff-pipelined|handoff-copy|idle-wake [COUNT] [SIZE]
 //
 // `hold` puts COUNT values, keeps every Ref and waits for a line on stdin before dropping them:
 // for looking at the daemon's memory per live object (heaptrack, /proc/PID/status).
 // `handoff` times each step of refbench's in-place handoff (create, write, seal, share, drop,
 // then on a second connection restore, view, read every byte, drop) and prints the median of
 // each over COUNT rounds; `handoff-pipelined` the same through WriteBuffer::sealAndShare and
-// Client::restoreView (one round trip each instead of two).
+// Client::restoreView (one round trip each instead of two); `handoff-copy` like
+// handoff-pipelined, but the producer memcpys the value in from warm private memory (refbench's
+// copy-in handoff) instead of writing it in place.
 // `idle-wake` times a seal of SIZE bytes right after the last request, after the client wrote
 // 64 MiB of unrelated memory, and after 5 ms of the client spinning. On the 2-vCPU VM the last
 // two cost the same (~0.2 ms more than at once), so the extra is not cold caches; it stays with
@@ -18,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,7 +64,7 @@ class Laps {
 int main(int argc, char** argv) {
   if (argc < 3) {
     fprintf(stderr,
-            "usage: refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff|handoff-pipelined|idle-wake [COUNT] [SIZE]\n");
+            "usage: refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff|handoff-pipelined|handoff-copy|idle-wake [COUNT] [SIZE]\n");
     return 2;
   }
   std::string mode = argv[2];
@@ -69,8 +72,10 @@ int main(int argc, char** argv) {
   size_t size = argc > 4 ? strtoull(argv[4], nullptr, 10) : 64;
   auto client = refstore::Client::connect(argv[1]);
   std::vector<uint8_t> value(size, 7);
-  if (mode == "handoff" || mode == "handoff-pipelined") {
-    bool pipelined = mode == "handoff-pipelined";  // sealAndShare + restoreView
+  if (mode == "handoff" || mode == "handoff-pipelined" || mode == "handoff-copy") {
+    // handoff-copy: pipelined, and the value is memcpy'd in from warm private memory
+    bool pipelined = mode != "handoff";  // sealAndShare + restoreView
+    bool copy = mode == "handoff-copy";
     auto consumer = refstore::Client::connect(argv[1]);
     Laps laps(pipelined ? std::vector<const char*>{"create", "write", "seal+share", "drop",
                                                    "restoreView", "read", "drop view"}
@@ -81,7 +86,11 @@ int main(int argc, char** argv) {
       laps.start();
       refstore::WriteBuffer buffer = client.create(size);
       laps.lap();
-      std::fill(buffer.data(), buffer.data() + size, uint8_t(i));
+      if (copy) {
+        memcpy(buffer.data(), value.data(), size);
+      } else {
+        std::fill(buffer.data(), buffer.data() + size, uint8_t(i));
+      }
       laps.lap();
       std::string token;
       if (pipelined) {
