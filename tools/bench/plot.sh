@@ -5,8 +5,8 @@
 #   tools/bench/plot.sh /tmp/refbench-csv /tmp/charts  # or somewhere else
 #
 # Charts (small PNGs, committed with BENCHMARKS.md):
-#   throughput.png  bytes per second vs object size: put vs memcpy, handoff vs Redis / by value,
-#                   raw sockets
+#   throughput.png  bytes per second vs object size: put vs memcpy, handoff (produced in place and
+#                   copied in) vs Redis / by value, raw sockets
 #   latency.png     time vs object size: view vs echo, put, handoff
 #   small_ops.png   put+get pairs per second vs value size, refstore vs Redis
 #   scale.png       daemon bytes per live object vs live objects
@@ -58,7 +58,7 @@ if [[ -f $csv/put_large.csv && -f $csv/transfer.csv ]]; then
   extract "$csv/put_large.csv" "$work/memcpy" size_bytes memcpy_gbps_median
   extract "$csv/transfer.csv" "$work/unix" size_bytes unix_gbps_median
   extract "$csv/transfer.csv" "$work/tcp" size_bytes tcp_gbps_median
-  for v in refstore redis by_value; do
+  for v in refstore refstore_in_place redis by_value; do
     c=$(col "$csv/handoff.csv" "${v}_ms_median") || exit 1
     awk -F, -v c="$c" 'NR > 1 { print $1, $1 / ($c / 1000) / 1e9 }' "$csv/handoff.csv" \
       >"$work/handoff_$v"
@@ -70,10 +70,13 @@ $size_axis
 set logscale y 10
 set ylabel "GB/s (log)"
 set xlabel "object size"
+set yrange [0.001:100]
+set key bottom right box opaque
 set title "Throughput by object size (same run; higher is better)"
 plot "$work/memcpy" using 1:2 with linespoints lw 2 lc rgb "#555555" title "memcpy (warm buffers)", \
      "$work/put" using 1:2 with linespoints lw 2 lc rgb "#1f77b4" title "refstore put (create + write + seal)", \
-     "$work/handoff_refstore" using 1:2 with linespoints lw 2 lc rgb "#2ca02c" title "refstore handoff to a 2nd process", \
+     "$work/handoff_refstore_in_place" using 1:2 with linespoints lw 2 lc rgb "#2ca02c" title "refstore handoff to a 2nd process, produced in place", \
+     "$work/handoff_refstore" using 1:2 with linespoints lc rgb "#2ca02c" dt 2 title "refstore handoff, copied in from private memory", \
      "$work/handoff_redis" using 1:2 with linespoints lc rgb "#d62728" title "Redis SET/GET handoff", \
      "$work/handoff_by_value" using 1:2 with linespoints lc rgb "#9467bd" title "by-value Cap'n Proto RPC handoff", \
      "$work/unix" using 1:2 with lines dt 2 lc rgb "#ff7f0e" title "raw Unix socket", \
@@ -85,7 +88,7 @@ if [[ -f $csv/view.csv ]]; then
   extract "$csv/view.csv" "$work/view" size_bytes view_us_median
   extract "$csv/view.csv" "$work/echo" size_bytes echo_us_median
   extract "$csv/put_large.csv" "$work/put_us" size_bytes put_ms_median
-  for v in refstore redis by_value; do
+  for v in refstore refstore_in_place redis by_value; do
     c=$(col "$csv/handoff.csv" "${v}_ms_median") || exit 1
     awk -F, -v c="$c" 'NR > 1 { print $1, $c * 1000 }' "$csv/handoff.csv" >"$work/handoff_us_$v"
   done
@@ -100,7 +103,8 @@ set title "Latency by object size (same run; lower is better)"
 plot "$work/view" using 1:2 with linespoints lw 2 lc rgb "#2ca02c" title "refstore view() (zero-copy, first byte)", \
      "$work/echo" using 1:2 with lines dt 2 lw 2 lc rgb "#555555" title "bare Cap'n Proto echo round trip", \
      "$work/put_us" using 1:(\$2 * 1000) with linespoints lc rgb "#1f77b4" title "refstore put", \
-     "$work/handoff_us_refstore" using 1:2 with linespoints lc rgb "#17becf" title "refstore handoff", \
+     "$work/handoff_us_refstore_in_place" using 1:2 with linespoints lw 2 lc rgb "#17becf" title "refstore handoff, produced in place", \
+     "$work/handoff_us_refstore" using 1:2 with linespoints lc rgb "#17becf" dt 2 title "refstore handoff, copied in", \
      "$work/handoff_us_redis" using 1:2 with linespoints lc rgb "#d62728" title "Redis handoff", \
      "$work/handoff_us_by_value" using 1:2 with linespoints lc rgb "#9467bd" title "by-value RPC handoff"
 EOF
