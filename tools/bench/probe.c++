@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <vector>
@@ -121,6 +122,31 @@ int main(int argc, char** argv) {
     }
     laps.print();
     printf("(checksum %llu)\n", (unsigned long long)sum);
+    return 0;
+  }
+  if (mode == "after-idle") {  // stats() and view() of a SIZE value, each after GAP us idle
+    long gapUs = argc > 5 ? atol(argv[5]) : 300;  // default: longer than either side's busy poll
+    refstore::Ref ref = client.put(value.data(), value.size());
+    std::vector<double> statsMs, viewMs;
+    auto idle = [gapUs]() {
+      struct timespec gap = {gapUs / 1000000, gapUs % 1000000 * 1000};
+      nanosleep(&gap, nullptr);
+    };
+    auto since = [](std::chrono::steady_clock::time_point t) {
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+    };
+    for (int i = 0; i < count; i++) {
+      idle();
+      auto t = std::chrono::steady_clock::now();
+      client.stats();
+      statsMs.push_back(since(t));
+      idle();
+      t = std::chrono::steady_clock::now();
+      refstore::View view = ref.view();
+      viewMs.push_back(since(t));  // the View is dropped after the clock stops
+    }
+    printf("after %ld us idle: stats %.3f ms, view %.3f ms\n", gapUs, median(statsMs),
+           median(viewMs));
     return 0;
   }
   if (mode == "idle-wake") {  // what a request costs once the daemon has been idle a while

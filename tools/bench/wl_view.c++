@@ -4,11 +4,21 @@
 // the same kind of socket to a `worker` helper process, which is the floor for any request;
 // echo and view calls alternate at every size.
 //
+// Both start from the same state: every call follows an untimed idle gap longer than any busy
+// poll (refstored's --busy-poll-us, 100 us by default), so the daemon is asleep like the echo
+// helper and each call pays one wake-up of its server; and refbench waits for the echo's reply
+// with the same 100 us busy poll the refstore client uses for the view's. (Until session 10 the
+// calls ran back to back: a view then often found the daemon still spinning from the previous
+// view, while the echo helper, which never spins, always had to be woken.)
+//
 // A view sample is view() plus a read of the first byte (time to first byte: with a dedicated
 // segment this includes mapping it); the View is dropped untimed. Also measured: reading
 // through a View already held (no round trip at all), and scanning all its bytes, first through
 // a fresh View (page faults of a new mapping included) and then again (warm), against a scan of
 // private memory.
+#include <sched.h>
+#include <time.h>
+
 #include "client/cpp/refstore_async.h"
 #include "client/cpp/refstore_client.h"
 #include "tools/bench/bytes.h"
@@ -17,6 +27,19 @@
 #include "tools/bench/workloads.h"
 
 namespace refbench {
+namespace {
+
+// The refstore client's default busy poll for a reply (client/cpp/refstore_client.h).
+constexpr double kClientBusyPollSeconds = 100e-6;
+
+// Sleeps long enough (300 us) that every busy poll has ended: refstored's after its last
+// message (--busy-poll-us, 100 us by default) and the client's.
+void idleLongerThanBusyPolls() {
+  struct timespec gap = {0, 300 * 1000};
+  nanosleep(&gap, nullptr);
+}
+
+}  // namespace
 
 void runView(Context& ctx) {
   uint64_t largest = ctx.quick() ? 64 * MiB : GiB;
@@ -55,13 +78,19 @@ void runView(Context& ctx) {
     // way both see the same drift.
     std::vector<double> echoSamples, viewSamples;
     auto echoOnce = [&]() {
+      idleLongerThanBusyPolls();
       double t0 = now();
       auto request = echo.worker.echoRequest();
       request.setData(kj::arrayPtr(payload, sizeof(payload)));
-      request.send().wait(io.waitScope);
+      auto reply = request.send();
+      // What refstore::Client does for every call (ConnectOptions::busyPollMicros, 100 us).
+      double spinUntil = t0 + kClientBusyPollSeconds;
+      while (!reply.poll(io.waitScope) && now() < spinUntil) sched_yield();
+      reply.wait(io.waitScope);
       return now() - t0;
     };
     auto viewOnce = [&]() {
+      idleLongerThanBusyPolls();
       double t0 = now();
       refstore::View view = ref.view();
       volatile uint8_t first = view.data()[0];
