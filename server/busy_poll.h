@@ -41,6 +41,7 @@ class BusyPoll {
   kj::Function<bool()> othersNeedCpu;
   uint64_t lastActivityNs = 0;
   bool isSpinning = false;
+  uint64_t spinTurns = 0;
   kj::Promise<void> task = nullptr;
 };
 
