@@ -56,12 +56,26 @@ class ReadAheadMessageReader {
     kj::Array<kj::AutoCloseFd> fds;
   };
 
+  // A message's framing: its segment count, and the bytes of its segment table (padded) and
+  // of its segments.
+  struct Framing {
+    uint32_t segmentCount;
+    size_t headerBytes;
+    size_t bodyBytes;
+  };
+  // The framing of the buffered message, if its segment table is buffered and valid and the
+  // message fits the buffer; null otherwise (then the slow path reads on, or reports the error).
+  kj::Maybe<Framing> bufferedFraming(capnp::ReaderOptions options) const;
+  // Takes the message at the front of the buffer, all of which is buffered.
+  capnp::MessageReaderAndFds takeBuffered(kj::ArrayPtr<kj::AutoCloseFd> fdSpace,
+                                          capnp::ReaderOptions options, Framing framing);
   // Reads until at least `bytes` are buffered; false at a clean end of stream with nothing
   // buffered, DISCONNECTED at an end of stream after some.
   kj::Promise<bool> fill(size_t bytes);
   // One read into the buffer's free space (compacting it first), keeping its fds.
   kj::Promise<size_t> readOnce();
-  // Parses the buffered message header and collects the message (the header is buffered).
+  // Parses the buffered message header and collects the message (the header is buffered):
+  // the slow path, for a message that is not all buffered yet.
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> readBody(
       kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options, uint32_t segmentCount,
       size_t headerBytes);

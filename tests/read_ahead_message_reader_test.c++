@@ -268,4 +268,22 @@ TEST_CASE("a malformed segment table is refused with an error that names it") {
     p.send(std::string(reinterpret_cast<const char*>(header), sizeof(header)));
     CHECK_THROWS_WITH(p.receive(), doctest::Contains("Message is too large"));
   }
+  // Read with a good message before them, so that they are already buffered when their turn
+  // comes (the path that takes a whole buffered message without reading).
+  SUBCASE("too many segments, behind a good message in the same read") {
+    Pair p;
+    uint32_t header[2] = {600, 1};
+    p.send(wire(*message("fine")) +
+           std::string(reinterpret_cast<const char*>(header), sizeof(header)));
+    CHECK(p.receive().body == "fine");
+    CHECK_THROWS_WITH(p.receive(), doctest::Contains("too many segments"));
+  }
+  SUBCASE("bigger than the traversal limit, behind a good message in the same read") {
+    Pair p;
+    uint32_t header[2] = {0, 0x7fffffff};
+    p.send(wire(*message("fine")) +
+           std::string(reinterpret_cast<const char*>(header), sizeof(header)));
+    CHECK(p.receive().body == "fine");
+    CHECK_THROWS_WITH(p.receive(), doctest::Contains("Message is too large"));
+  }
 }

@@ -2,7 +2,9 @@
 // time per operation. For profiling (perf, strace -c) what refbench's small-ops workload
 // measures, without refbench's threads and baselines around it.
 //
-//   refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff|handoff-pipelined|handoff-copy|idle-wake [COUNT] [SIZE]
+//   refprobe SOCKET MODE [COUNT] [SIZE] [GAP_US]
+//   MODE: put put-view put-view-pipelined put-read stats hold handoff handoff-pipelined
+//         handoff-copy idle-wake after-idle
 //
 // `hold` puts COUNT values, keeps every Ref and waits for a line on stdin before dropping them:
 // for looking at the daemon's memory per live object (heaptrack, /proc/PID/status).
@@ -16,6 +18,8 @@
 // 64 MiB of unrelated memory, and after 5 ms of the client spinning. On the 2-vCPU VM the last
 // two cost the same (~0.2 ms more than at once), so the extra is not cold caches; it stays with
 // the daemon busy-polling for 10 ms (--busy-poll-us 10000), so it is not only the daemon's wake.
+// `after-idle` times stats() and view() of a SIZE value, each after GAP_US (default 300) of
+// idleness: longer than the busy polls, the first request after idle time.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -65,7 +69,9 @@ class Laps {
 int main(int argc, char** argv) {
   if (argc < 3) {
     fprintf(stderr,
-            "usage: refprobe SOCKET put|put-view|put-view-pipelined|put-read|stats|hold|handoff|handoff-pipelined|handoff-copy|idle-wake [COUNT] [SIZE]\n");
+            "usage: refprobe SOCKET MODE [COUNT] [SIZE] [GAP_US]\n"
+            "MODE: put put-view put-view-pipelined put-read stats hold handoff handoff-pipelined\n"
+            "      handoff-copy idle-wake after-idle\n");
     return 2;
   }
   std::string mode = argv[2];
@@ -133,7 +139,8 @@ int main(int argc, char** argv) {
       nanosleep(&gap, nullptr);
     };
     auto since = [](std::chrono::steady_clock::time_point t) {
-      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+      auto elapsed = std::chrono::steady_clock::now() - t;
+      return std::chrono::duration<double, std::milli>(elapsed).count();
     };
     for (int i = 0; i < count; i++) {
       idle();
