@@ -153,6 +153,12 @@ kj::Promise<void> ObjectStore::whenReady(gc::ObjectId id) {
   }
 }
 
+bool ObjectStore::readableNow(gc::ObjectId id) const {
+  gc::ObjectState state = record(resolve(id)).state;
+  return state != gc::ObjectState::PROMISED && state != gc::ObjectState::FAILED &&
+         state != gc::ObjectState::SPILLED;
+}
+
 // --- access ----------------------------------------------------------------------------
 
 const gc::ObjectRecord& ObjectStore::record(gc::ObjectId id) const {

@@ -107,6 +107,10 @@ class ObjectStore {
   // Objects larger than the capacity, or large ones that do not fit now, get file-backed memory
   // when disk is enabled. Throws INVALID_ARGUMENT (0 bytes), TOO_LARGE (can never fit).
   kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout);
+  // reserve() when it would grant shared memory at once, without waiting for anything; null
+  // otherwise (then call reserve()). For the request paths: a promise costs several heap
+  // allocations and event-loop turns even when it is ready.
+  kj::Maybe<kj::Own<Reservation>> reserveNow(uint64_t size);
   // Memory for each of `sizes` (Store.putMany), all or nothing: TOO_LARGE at once if together
   // they can never fit (more than the capacity, and no disk); otherwise as reserve() for each,
   // failing as soon as one fails and releasing those already granted. Spilling is considered
@@ -139,6 +143,9 @@ class ObjectStore {
   bool fail(gc::ObjectId promise, kj::String description);
   // Resolves once `id` (through aliases) is sealed; throws REJECTED/BROKEN_PROMISE if it failed.
   kj::Promise<void> whenReady(gc::ObjectId id);
+  // Whether whenReady(id) and then ensureResident(resolve(id)) would both resolve at once: the
+  // object is readable and its bytes are in memory now. Throws NOT_FOUND if it is gone.
+  bool readableNow(gc::ObjectId id) const;
   // Resolves once the sealed object `owner` (not an alias) has its hash recorded, starting a
   // deferred hash at once. Also resolves, with the hash still zero, if the value died, its hash
   // was cancelled, or hashing failed (logged). Throws if the hash cannot be started.

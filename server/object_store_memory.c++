@@ -66,6 +66,18 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
   return reserve(size, timeout, /*spillNow=*/true);
 }
 
+kj::Maybe<kj::Own<Reservation>> ObjectStore::reserveNow(uint64_t size) {
+  // The cases in which reserve() grants shared memory without waiting (see there).
+  if (size == 0 || size > kHashInlineBytes || size > allocator.capacity() || !queue.empty()) {
+    return nullptr;
+  }
+  KJ_IF_MAYBE(reservation, tryReserveNow(size)) {
+    maybeSpill();
+    return kj::mv(*reservation);
+  }
+  return nullptr;
+}
+
 kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Duration timeout,
                                                        bool spillNow) {
   RS_REQUIRE(size > 0, INVALID_ARGUMENT, "object size must be at least 1 byte");

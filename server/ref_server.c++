@@ -82,10 +82,20 @@ kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
       });
 }
 
+kj::Promise<void> RefServer::whenReadable(kj::Function<void()> answer) {
+  // A value that is readable and in memory (nearly always) is answered in this turn: a chain
+  // of ready promises would cost several heap allocations and event-loop turns per call.
+  if (store.readableNow(id)) {
+    answer();
+    return kj::READY_NOW;
+  }
+  return store.whenReady(id)
+      .then([this]() { return store.ensureResident(store.resolve(id)); })
+      .then([answer = kj::mv(answer)]() mutable { answer(); });
+}
+
 kj::Promise<void> RefServer::read(ReadContext context) {
-  return store.whenReady(id).then([this]() {
-    return store.ensureResident(store.resolve(id));
-  }).then([this, context]() mutable {
+  return whenReadable([this, context]() mutable {
     auto params = context.getParams();
     gc::ObjectId owner = store.resolve(id);
     auto& object = store.record(owner);
@@ -102,9 +112,7 @@ kj::Promise<void> RefServer::read(ReadContext context) {
 kj::Promise<void> RefServer::view(ViewContext context) {
   RS_REQUIRE(ref->sharedMemory, FAILED_PRECONDITION,
              "this connection has no shared memory (TCP): use read() instead");
-  return store.whenReady(id).then([this]() {
-    return store.ensureResident(store.resolve(id));
-  }).then([this, context]() mutable {
+  return whenReadable([this, context]() mutable {
     // Same turn as ensureResident: nothing can spill it before the View pins it.
     gc::ObjectId owner = store.resolve(id);
     auto results = context.getResults();

@@ -16,6 +16,8 @@
 // the client dropped the capability, or its connection went away.
 #pragma once
 
+#include <kj/function.h>
+
 #include "server/object_store.h"
 
 namespace refstore::server {
@@ -82,6 +84,10 @@ class RefServer final: public proto::Ref::Server {
   kj::Promise<void> saveAs(SaveAsContext context) override;
 
  private:
+  // Runs `answer` once the value is readable and in memory (waiting for a promise, restoring a
+  // spilled value); throws, or rejects, as ObjectStore::whenReady and ensureResident do.
+  kj::Promise<void> whenReadable(kj::Function<void()> answer);
+
   kj::Own<RefHook> ref;
   ObjectStore& store;
   gc::ObjectId id;  // looked up once per call

@@ -58,6 +58,13 @@ kj::Promise<void> StoreServer::put(PutContext context) {
   RS_REQUIRE(data.size() > 0, INVALID_ARGUMENT, "cannot put an empty value");
   RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline put of ", data.size(),
              " bytes exceeds ", proto::MAX_INLINE_BYTES, " bytes: use create() instead");
+  if (!params.hasChildren() || params.getChildren().size() == 0) {
+    KJ_IF_MAYBE(memory, store.reserveNow(data.size())) {  // the common case, without promises
+      auto created = store.put(kj::mv(*memory), data, {}, client);
+      context.getResults().setRef(newRef(store, created.writer, client));
+      return kj::READY_NOW;
+    }
+  }
   auto memory = store.reserve(data.size(), params.getTimeoutMs() * kj::MILLISECONDS);
   return adoptAll(store, params.getChildren(), client)
       .then([this, memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
