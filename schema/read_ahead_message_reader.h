@@ -75,7 +75,8 @@ class ReadAheadMessageReader {
   // One read into the buffer's free space (compacting it first), keeping its fds.
   kj::Promise<size_t> readOnce();
   // Parses the buffered message header and collects the message (the header is buffered):
-  // the slow path, for a message that is not all buffered yet.
+  // the slow path, for a message not all buffered yet, or malformed or over the traversal
+  // limit (which it refuses by name).
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> readBody(
       kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options, uint32_t segmentCount,
       size_t headerBytes);

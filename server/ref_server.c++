@@ -82,16 +82,20 @@ kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
       });
 }
 
-kj::Promise<void> RefServer::whenReadable(kj::Function<void()> answer) {
+template <typename Answer>
+kj::Promise<void> RefServer::whenReadable(Answer answer) {
   // A value that is readable and in memory (nearly always) is answered in this turn: a chain
   // of ready promises would cost several heap allocations and event-loop turns per call.
   if (store.readableNow(id)) {
     answer();
     return kj::READY_NOW;
   }
+  // Otherwise wait, then check again: the answer must run in the same turn as a true
+  // readableNow(). A value restored from disk, for one, could be picked to spill again (it
+  // is still the least recently used) between the restore's end and a later turn.
   return store.whenReady(id)
       .then([this]() { return store.ensureResident(store.resolve(id)); })
-      .then([answer = kj::mv(answer)]() mutable { answer(); });
+      .then([this, answer = kj::mv(answer)]() mutable { return whenReadable(kj::mv(answer)); });
 }
 
 kj::Promise<void> RefServer::read(ReadContext context) {
@@ -113,7 +117,7 @@ kj::Promise<void> RefServer::view(ViewContext context) {
   RS_REQUIRE(ref->sharedMemory, FAILED_PRECONDITION,
              "this connection has no shared memory (TCP): use read() instead");
   return whenReadable([this, context]() mutable {
-    // Same turn as ensureResident: nothing can spill it before the View pins it.
+    // Same turn as readableNow (whenReadable): nothing can spill it before the View pins it.
     gc::ObjectId owner = store.resolve(id);
     auto results = context.getResults();
     gc::ClientId client = ref->held().client;

@@ -16,8 +16,6 @@
 // the client dropped the capability, or its connection went away.
 #pragma once
 
-#include <kj/function.h>
-
 #include "server/object_store.h"
 
 namespace refstore::server {
@@ -84,9 +82,11 @@ class RefServer final: public proto::Ref::Server {
   kj::Promise<void> saveAs(SaveAsContext context) override;
 
  private:
-  // Runs `answer` once the value is readable and in memory (waiting for a promise, restoring a
-  // spilled value); throws, or rejects, as ObjectStore::whenReady and ensureResident do.
-  kj::Promise<void> whenReadable(kj::Function<void()> answer);
+  // Runs `answer()` in a turn in which the value is readable and in memory (waiting for a
+  // promise, restoring a spilled value first); throws, or rejects, as ObjectStore::whenReady and
+  // ensureResident do. A template, not a kj::Function: that would allocate on every call.
+  template <typename Answer>
+  kj::Promise<void> whenReadable(Answer answer);
 
   kj::Own<RefHook> ref;
   ObjectStore& store;

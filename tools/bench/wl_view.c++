@@ -17,6 +17,7 @@
 // a fresh View (page faults of a new mapping included) and then again (warm), against a scan of
 // private memory.
 #include <sched.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "client/cpp/refstore_async.h"
@@ -29,11 +30,16 @@
 namespace refbench {
 namespace {
 
-// The refstore client's default busy poll for a reply (client/cpp/refstore_client.h).
-constexpr double kClientBusyPollSeconds = 100e-6;
+// How long the refstore client busy-polls for a reply: $REFSTORE_BUSY_POLL_US, else 100 us
+// (ConnectOptions::busyPollMicros in client/cpp/refstore_client.h). The echo gets the same.
+double clientBusyPollSeconds() {
+  const char* env = getenv("REFSTORE_BUSY_POLL_US");
+  return (env != nullptr && *env != '\0' ? atof(env) : 100.0) * 1e-6;
+}
 
 // Sleeps long enough (300 us) that every busy poll has ended: refstored's after its last
-// message (--busy-poll-us, 100 us by default) and the client's.
+// message (--busy-poll-us, 100 us by default: a larger one passed with --refstored-arg would
+// need a longer gap) and the client's.
 void idleLongerThanBusyPolls() {
   struct timespec gap = {0, 300 * 1000};
   nanosleep(&gap, nullptr);
@@ -51,6 +57,7 @@ void runView(Context& ctx) {
   WorkerConnection echo(io, echoSocket);
   uint8_t payload[64] = {0};
   const int steps = ctx.quick() ? 150 : 500, warmupSteps = 20;
+  const double busyPollSeconds = clientBusyPollSeconds();
 
   WarmBuffer privateCopy(largest);
   fillPattern(privateCopy.data(), largest, 3);
@@ -84,7 +91,7 @@ void runView(Context& ctx) {
       request.setData(kj::arrayPtr(payload, sizeof(payload)));
       auto reply = request.send();
       // What refstore::Client does for every call (ConnectOptions::busyPollMicros, 100 us).
-      double spinUntil = t0 + kClientBusyPollSeconds;
+      double spinUntil = t0 + busyPollSeconds;
       while (!reply.poll(io.waitScope) && now() < spinUntil) sched_yield();
       reply.wait(io.waitScope);
       return now() - t0;
