@@ -39,6 +39,10 @@ uint32_t littleEndian32(const kj::byte* bytes) {
 // otherwise make us allocate a huge segment table.
 constexpr uint64_t kSegmentLimit = 512;
 
+void checkSegmentCount(uint64_t segmentCount) {
+  KJ_REQUIRE(segmentCount < kSegmentLimit, "Message has too many segments.", segmentCount);
+}
+
 }  // namespace
 
 ReadAheadMessageReader::ReadAheadMessageReader(kj::AsyncInputStream& stream,
@@ -50,9 +54,12 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::tryRe
   // In a burst the next message is usually buffered whole already: take it without a read and
   // without a chain of continuations (each a heap-allocated promise node and an event-loop turn:
   // ~10 allocations per message that this path does not make).
-  KJ_IF_MAYBE(framing, bufferedFraming(options)) {
-    if (buffered() >= framing->headerBytes + framing->bodyBytes) {
-      return kj::Maybe<capnp::MessageReaderAndFds>(takeBuffered(fdSpace, options, *framing));
+  KJ_IF_MAYBE(framing, bufferedFraming()) {
+    if (wholeBuffered(*framing)) {
+      return kj::evalNow([&]() {  // a refused message rejects the promise, as on the slow path
+        checkFraming(*framing, options);
+        return kj::Maybe<capnp::MessageReaderAndFds>(takeBuffered(fdSpace, options, *framing));
+      });
     }
   }
   // The first word: the segment count (minus one) and the first segment's size.
@@ -61,84 +68,98 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::tryRe
                 -> kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> {
         if (!any) return kj::Maybe<capnp::MessageReaderAndFds>(nullptr);
         uint64_t segmentCount = uint64_t(littleEndian32(buffer.begin() + begin)) + 1;
-        KJ_REQUIRE(segmentCount < kSegmentLimit, "Message has too many segments.",
-                   segmentCount);
-        // The count and one size per segment, in 32-bit words, padded to a whole 64-bit word.
-        size_t headerBytes = (segmentCount / 2 + 1) * sizeof(capnp::word);
-        return fill(headerBytes).then([this, fdSpace, options, segmentCount, headerBytes](bool) {
-          return readBody(fdSpace, options, segmentCount, headerBytes);
+        checkSegmentCount(segmentCount);  // before filling a table that might not fit the buffer
+        return fill(headerBytesFor(segmentCount)).then([this, fdSpace, options](bool) {
+          return readBody(fdSpace, options);
         });
       });
 }
 
-kj::Maybe<ReadAheadMessageReader::Framing> ReadAheadMessageReader::bufferedFraming(
-    capnp::ReaderOptions options) const {
+uint64_t ReadAheadMessageReader::headerBytesFor(uint64_t segmentCount) {
+  // The count and one size per segment, in 32-bit words, padded to a whole 64-bit word.
+  return (segmentCount / 2 + 1) * sizeof(capnp::word);
+}
+
+kj::Maybe<ReadAheadMessageReader::Framing> ReadAheadMessageReader::bufferedFraming() const {
   if (buffered() < sizeof(capnp::word)) return nullptr;
   const kj::byte* header = buffer.begin() + begin;
   uint64_t segmentCount = uint64_t(littleEndian32(header)) + 1;
-  if (segmentCount >= kSegmentLimit) return nullptr;  // the slow path reports it
-  size_t headerBytes = (segmentCount / 2 + 1) * sizeof(capnp::word);
+  uint64_t headerBytes = headerBytesFor(segmentCount);
   if (buffered() < headerBytes) return nullptr;
-  uint64_t totalWords = 0;
-  for (uint32_t i = 0; i < segmentCount; i++) totalWords += littleEndian32(header + 4 + 4 * i);
-  if (totalWords > options.traversalLimitInWords) return nullptr;  // the slow path reports it
-  if (totalWords > kBufferBytes / sizeof(capnp::word)) return nullptr;  // bigger than a buffer
-  return Framing{uint32_t(segmentCount), headerBytes, size_t(totalWords) * sizeof(capnp::word)};
+  uint64_t bodyWords = 0;
+  for (uint64_t i = 0; i < segmentCount; i++) bodyWords += littleEndian32(header + 4 + 4 * i);
+  return Framing{segmentCount, size_t(headerBytes), bodyWords};
 }
 
-capnp::MessageReaderAndFds ReadAheadMessageReader::takeBuffered(
-    kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options, Framing framing) {
-  const kj::byte* header = buffer.begin() + begin;
-  auto words = kj::heapArray<capnp::word>(framing.bodyBytes / sizeof(capnp::word));
-  if (framing.bodyBytes > 0) memcpy(words.begin(), header + framing.headerBytes, framing.bodyBytes);
-  auto segments = kj::heapArray<kj::ArrayPtr<const capnp::word>>(framing.segmentCount);
+bool ReadAheadMessageReader::wholeBuffered(const Framing& framing) const {
+  return (buffered() - framing.headerBytes) / sizeof(capnp::word) >= framing.bodyWords;
+}
+
+void ReadAheadMessageReader::checkFraming(const Framing& framing, capnp::ReaderOptions options) {
+  checkSegmentCount(framing.segmentCount);
+  // As capnp does: refuse to allocate for a message the receiver could never traverse.
+  KJ_REQUIRE(framing.bodyWords <= options.traversalLimitInWords,
+             "Message is too large.  To increase the limit on the receiving end, see "
+             "capnp::ReaderOptions.", framing.bodyWords);
+  KJ_REQUIRE(framing.bodyWords <= SIZE_MAX / sizeof(capnp::word), "Message is too large.",
+             framing.bodyWords);
+}
+
+template <typename SizeOf>
+capnp::MessageReaderAndFds ReadAheadMessageReader::finishMessage(
+    kj::Array<capnp::word> words, size_t segmentCount, SizeOf sizeOf, uint64_t start,
+    uint64_t finish, kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options) {
+  auto segments = kj::heapArray<kj::ArrayPtr<const capnp::word>>(segmentCount);
   size_t offset = 0;
-  for (uint32_t i = 0; i < framing.segmentCount; i++) {
-    size_t size = littleEndian32(header + 4 + 4 * i);
+  for (size_t i = 0; i < segmentCount; i++) {
+    size_t size = sizeOf(i);
     segments[i] = words.slice(offset, offset + size);
     offset += size;
   }
-  uint64_t start = position;
-  size_t length = framing.headerBytes + framing.bodyBytes;
-  begin += length;
-  position += length;
-  size_t fdCount = takeFds(start, start + length, fdSpace);
+  size_t fdCount = takeFds(start, finish, fdSpace);
   return capnp::MessageReaderAndFds{
       kj::heap<OwnedMessageReader>(options, kj::mv(words), kj::mv(segments)),
       fdSpace.slice(0, fdCount)};
 }
 
-kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::readBody(
-    kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options, uint32_t segmentCount,
-    size_t headerBytes) {
+capnp::MessageReaderAndFds ReadAheadMessageReader::takeBuffered(
+    kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options, const Framing& framing) {
   const kj::byte* header = buffer.begin() + begin;
-  auto sizes = kj::heapArray<uint32_t>(segmentCount);
-  uint64_t totalWords = 0;
-  for (uint32_t i = 0; i < segmentCount; i++) {
-    sizes[i] = littleEndian32(header + 4 + 4 * i);
-    totalWords += sizes[i];
-  }
-  // As capnp does: refuse to allocate for a message the receiver could never traverse.
-  KJ_REQUIRE(totalWords <= options.traversalLimitInWords,
-             "Message is too large.  To increase the limit on the receiving end, see "
-             "capnp::ReaderOptions.", totalWords);
-  KJ_REQUIRE(totalWords <= SIZE_MAX / sizeof(capnp::word), "Message is too large.", totalWords);
-  size_t bodyBytes = totalWords * sizeof(capnp::word);
+  size_t bodyBytes = framing.bodyWords * sizeof(capnp::word);
+  auto words = kj::heapArray<capnp::word>(framing.bodyWords);
+  if (bodyBytes > 0) memcpy(words.begin(), header + framing.headerBytes, bodyBytes);
+  uint64_t start = position;
+  size_t length = framing.headerBytes + bodyBytes;
+  begin += length;  // the header's bytes stay in place until the next read
+  position += length;
+  return finishMessage(
+      kj::mv(words), framing.segmentCount,
+      [header](size_t i) { return littleEndian32(header + 4 + 4 * i); }, start, start + length,
+      fdSpace, options);
+}
 
+kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::readBody(
+    kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options) {
+  Framing framing = KJ_ASSERT_NONNULL(bufferedFraming());  // the caller filled the header
+  checkFraming(framing, options);
+  size_t headerBytes = framing.headerBytes, bodyBytes = framing.bodyWords * sizeof(capnp::word);
   if (headerBytes + bodyBytes <= kBufferBytes) {
     // Small: all of it comes through the buffer (with whatever follows it).
-    Framing framing{segmentCount, headerBytes, bodyBytes};
     return fill(headerBytes + bodyBytes).then([this, fdSpace, options, framing](bool) {
       return kj::Maybe<capnp::MessageReaderAndFds>(takeBuffered(fdSpace, options, framing));
     });
   }
-  // Big: take what is buffered, then read the rest straight into place.
+  // Big: take what is buffered, then read the rest straight into place. The segment sizes are
+  // copied out first: the buffer is reused once this message is done.
+  const kj::byte* header = buffer.begin() + begin;
+  auto sizes = kj::heapArray<uint32_t>(framing.segmentCount);
+  for (size_t i = 0; i < sizes.size(); i++) sizes[i] = littleEndian32(header + 4 + 4 * i);
   uint64_t start = position;
   uint64_t finish = start + headerBytes + bodyBytes;
-  auto words = kj::heapArray<capnp::word>(totalWords);
+  auto words = kj::heapArray<capnp::word>(framing.bodyWords);
   size_t have = buffered() - headerBytes;  // fill() never reads past a buffer's worth
   KJ_ASSERT(have < bodyBytes);
-  memcpy(words.begin(), buffer.begin() + begin + headerBytes, have);
+  memcpy(words.begin(), header + headerBytes, have);
   position += headerBytes + have;
   begin = end = 0;
   kj::byte* rest = reinterpret_cast<kj::byte*>(words.begin()) + have;
@@ -147,17 +168,10 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::readB
       .then([this, fdSpace, options, start, finish, restBytes, words = kj::mv(words),
              sizes = kj::mv(sizes)]() mutable {
         position += restBytes;
-        auto segments = kj::heapArray<kj::ArrayPtr<const capnp::word>>(sizes.size());
-        size_t offset = 0;
-        for (size_t i = 0; i < sizes.size(); i++) {
-          segments[i] = words.slice(offset, offset + sizes[i]);
-          offset += sizes[i];
-        }
-        size_t fdCount = takeFds(start, finish, fdSpace);
-        capnp::MessageReaderAndFds result{
-            kj::heap<OwnedMessageReader>(options, kj::mv(words), kj::mv(segments)),
-            fdSpace.slice(0, fdCount)};
-        return kj::Maybe<capnp::MessageReaderAndFds>(kj::mv(result));
+        size_t count = sizes.size();
+        return kj::Maybe<capnp::MessageReaderAndFds>(finishMessage(
+            kj::mv(words), count, [&sizes](size_t i) { return sizes[i]; }, start, finish,
+            fdSpace, options));
       });
 }
 

@@ -56,30 +56,41 @@ class ReadAheadMessageReader {
     kj::Array<kj::AutoCloseFd> fds;
   };
 
-  // A message's framing: its segment count, and the bytes of its segment table (padded) and
-  // of its segments.
+  // A message's framing, from its segment table: the segment count, the table's bytes
+  // (padded), and the words of all segments together.
   struct Framing {
-    uint32_t segmentCount;
+    uint64_t segmentCount;
     size_t headerBytes;
-    size_t bodyBytes;
+    uint64_t bodyWords;
   };
-  // The framing of the buffered message, if its segment table is buffered and valid and the
-  // message fits the buffer; null otherwise (then the slow path reads on, or reports the error).
-  kj::Maybe<Framing> bufferedFraming(capnp::ReaderOptions options) const;
+  static uint64_t headerBytesFor(uint64_t segmentCount);
+  // The framing of the message at the front of the buffer, once its segment table is buffered
+  // (unchecked: see checkFraming); null before.
+  kj::Maybe<Framing> bufferedFraming() const;
+  // Whether all of that message is buffered.
+  bool wholeBuffered(const Framing& framing) const;
+  // Refuses, by name, what capnp refuses: too many segments, more words than the receiver may
+  // traverse (or than memory can address).
+  static void checkFraming(const Framing& framing, capnp::ReaderOptions options);
   // Takes the message at the front of the buffer, all of which is buffered.
   capnp::MessageReaderAndFds takeBuffered(kj::ArrayPtr<kj::AutoCloseFd> fdSpace,
-                                          capnp::ReaderOptions options, Framing framing);
+                                          capnp::ReaderOptions options, const Framing& framing);
+  // The message whose segments (sizeOf(i) words each) are `words`, with the fds of the reads
+  // that brought stream positions [start, finish).
+  template <typename SizeOf>
+  capnp::MessageReaderAndFds finishMessage(kj::Array<capnp::word> words, size_t segmentCount,
+                                           SizeOf sizeOf, uint64_t start, uint64_t finish,
+                                           kj::ArrayPtr<kj::AutoCloseFd> fdSpace,
+                                           capnp::ReaderOptions options);
   // Reads until at least `bytes` are buffered; false at a clean end of stream with nothing
   // buffered, DISCONNECTED at an end of stream after some.
   kj::Promise<bool> fill(size_t bytes);
   // One read into the buffer's free space (compacting it first), keeping its fds.
   kj::Promise<size_t> readOnce();
-  // Parses the buffered message header and collects the message (the header is buffered):
-  // the slow path, for a message not all buffered yet, or malformed or over the traversal
-  // limit (which it refuses by name).
+  // Collects the message whose segment table is buffered (the slow path: it may need more
+  // reads, or a message bigger than the buffer read straight into place).
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> readBody(
-      kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options, uint32_t segmentCount,
-      size_t headerBytes);
+      kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options);
   // Moves the fds that belong to the message at stream positions [start, end) into `fdSpace`;
   // returns how many.
   size_t takeFds(uint64_t start, uint64_t end, kj::ArrayPtr<kj::AutoCloseFd> fdSpace);

@@ -107,9 +107,9 @@ class ObjectStore {
   // Objects larger than the capacity, or large ones that do not fit now, get file-backed memory
   // when disk is enabled. Throws INVALID_ARGUMENT (0 bytes), TOO_LARGE (can never fit).
   kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout);
-  // reserve() when it would grant shared memory at once, without waiting for anything; null
-  // otherwise (then call reserve()). For the request paths: a promise costs several heap
-  // allocations and event-loop turns even when it is ready.
+  // Shared memory at once, when reserve() would grant it without waiting for anything (it
+  // starts with this); null otherwise (then call reserve()). For the request paths: a promise
+  // costs several heap allocations and event-loop turns even when it is ready.
   kj::Maybe<kj::Own<Reservation>> reserveNow(uint64_t size);
   // Memory for each of `sizes` (Store.putMany), all or nothing: TOO_LARGE at once if together
   // they can never fit (more than the capacity, and no disk); otherwise as reserve() for each,
@@ -220,6 +220,8 @@ class ObjectStore {
   // once for its whole batch).
   kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout, bool spillNow);
   kj::Maybe<kj::Own<Reservation>> tryReserveNow(uint64_t size);  // shared memory, no waiting
+  // reserveNow(), starting spills only if `spillNow`.
+  kj::Maybe<kj::Own<Reservation>> reserveNow(uint64_t size, bool spillNow);
   kj::Own<Reservation> reserveFileBacked(uint64_t size);          // throws OUT_OF_DISK
   shm::Allocator& allocatorFor(uint32_t segmentId) const;
   // The memory of a resident object that owns bytes (no "recently used" mark, unlike bytes()).

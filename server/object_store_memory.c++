@@ -67,12 +67,17 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
 }
 
 kj::Maybe<kj::Own<Reservation>> ObjectStore::reserveNow(uint64_t size) {
-  // The cases in which reserve() grants shared memory without waiting (see there).
-  if (size == 0 || size > kHashInlineBytes || size > allocator.capacity() || !queue.empty()) {
-    return nullptr;
-  }
-  KJ_IF_MAYBE(reservation, tryReserveNow(size)) {
-    maybeSpill();
+  return reserveNow(size, /*spillNow=*/true);
+}
+
+kj::Maybe<kj::Own<Reservation>> ObjectStore::reserveNow(uint64_t size, bool spillNow) {
+  if (size == 0 || size > allocator.capacity() || !queue.empty()) return nullptr;
+  // A large value dropped while its hash runs (after --hash-delay-ms, or after info()) is freed
+  // when its cancelled hash stops (within one 1 MiB step): reserve() waits for that instead of
+  // building a new segment beside memory that is about to come back.
+  if (size > kHashInlineBytes && cancelledHashesRunning()) return nullptr;
+  KJ_IF_MAYBE(reservation, tryReserveNow(size)) {  // nobody waits ahead of us
+    if (spillNow) maybeSpill();
     return kj::mv(*reservation);
   }
   return nullptr;
@@ -83,11 +88,10 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
   RS_REQUIRE(size > 0, INVALID_ARGUMENT, "object size must be at least 1 byte");
   RS_REQUIRE(size <= proto::MAX_OBJECT_BYTES, TOO_LARGE, "object of ", size,
              " bytes exceeds the limit of ", proto::MAX_OBJECT_BYTES, " bytes");
+  KJ_IF_MAYBE(reservation, reserveNow(size, spillNow)) return kj::mv(*reservation);
   if (size > kHashInlineBytes) {
-    // A large value dropped while its hash runs (after --hash-delay-ms, or after info()) is
-    // freed when its cancelled hash stops (within one 1 MiB step). Wait for that instead of
-    // building a new segment beside memory that is about to come back: drop-then-create of the
-    // same size reuses the same memory.
+    // Wait for cancelled hashes to free their values first (see reserveNow): drop-then-create
+    // of the same size reuses the same memory.
     KJ_IF_MAYBE(stopping, whenCancelledHashesStop()) {
       // By then the batch (if any) has started its spills: this one considers its own.
       return stopping->then([this, size, timeout]() { return reserve(size, timeout); });
@@ -98,12 +102,6 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
     RS_REQUIRE(disk, TOO_LARGE, "object of ", size, " bytes exceeds the store's whole capacity of ",
                allocator.capacity(), " bytes (and no spill directory is configured)");
     return reserveFileBacked(size);
-  }
-  if (queue.empty()) {  // nobody waits ahead of us
-    KJ_IF_MAYBE(reservation, tryReserveNow(size)) {
-      if (spillNow) maybeSpill();
-      return kj::mv(*reservation);
-    }
   }
   uint64_t threshold =
       policy.fileBackedThreshold != 0 ? policy.fileBackedThreshold : allocator.capacity() / 4;

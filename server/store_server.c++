@@ -58,25 +58,25 @@ kj::Promise<void> StoreServer::put(PutContext context) {
   RS_REQUIRE(data.size() > 0, INVALID_ARGUMENT, "cannot put an empty value");
   RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline put of ", data.size(),
              " bytes exceeds ", proto::MAX_INLINE_BYTES, " bytes: use create() instead");
+  auto answer = [this, context](kj::Own<Reservation> memory,
+                                const std::vector<gc::ObjectId>& children) mutable {
+    auto created = store.put(kj::mv(memory), context.getParams().getData(), children, client);
+    context.getResults().setRef(newRef(store, created.writer, client));
+  };
   if (!params.hasChildren() || params.getChildren().size() == 0) {
     KJ_IF_MAYBE(memory, store.reserveNow(data.size())) {  // the common case, without promises
-      auto created = store.put(kj::mv(*memory), data, {}, client);
-      context.getResults().setRef(newRef(store, created.writer, client));
+      answer(kj::mv(*memory), {});
       return kj::READY_NOW;
     }
   }
   auto memory = store.reserve(data.size(), params.getTimeoutMs() * kj::MILLISECONDS);
   return adoptAll(store, params.getChildren(), client)
-      .then([this, memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
+      .then([memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
         return memory.then([children = kj::mv(children)](kj::Own<Reservation> reserved) mutable {
           return std::make_pair(kj::mv(children), kj::mv(reserved));
         });
       })
-      .then([this, context](auto both) mutable {
-        auto created =
-            store.put(kj::mv(both.second), context.getParams().getData(), both.first->ids(), client);
-        context.getResults().setRef(newRef(store, created.writer, client));
-      });
+      .then([answer](auto both) mutable { answer(kj::mv(both.second), both.first->ids()); });
 }
 
 kj::Promise<void> StoreServer::create(CreateContext context) {

@@ -90,7 +90,7 @@ void runView(Context& ctx) {
       auto request = echo.worker.echoRequest();
       request.setData(kj::arrayPtr(payload, sizeof(payload)));
       auto reply = request.send();
-      // What refstore::Client does for every call (ConnectOptions::busyPollMicros, 100 us).
+      // What refstore::Client does for every call (ConnectOptions::busyPollMicros).
       double spinUntil = t0 + busyPollSeconds;
       while (!reply.poll(io.waitScope) && now() < spinUntil) sched_yield();
       reply.wait(io.waitScope);
