@@ -23,7 +23,7 @@
 # Errors. Every failure is a Cap'n Proto exception whose description starts with a stable
 # code word followed by ": " and a human explanation, e.g.
 #     refstore.NOT_FOUND: token unknown or expired
-# The code words are the `err*` constants at the end of this file. Bad input gets an error and
+# The codes are the `ErrorCode` enum at the end of this file. Bad input gets an error and
 # changes nothing.
 
 @0x94354fc2987ef65e;
@@ -376,58 +376,96 @@ const maxTokenTtlSeconds :UInt32 = 2592000;
 # Longest token time-to-live (30 days).
 
 # ---------------------------------------------------------------------------------------------
-# Error codes: the first word of every exception description.
+# Error codes
 
-const errInvalidArgument :Text = "refstore.INVALID_ARGUMENT";
-# A parameter is out of its documented domain (zero size, bad ttl, ...).
+annotation summary(enumerant) :Text;
+# A one-line description of an error code. schema/error_codes_gen copies it, with the code's
+# number and name, into the generated header every client builds its tables from.
 
-const errTooLarge :Text = "refstore.TOO_LARGE";
-# A size exceeds a hard limit (the whole capacity, an inline or chunk limit). Retrying the same
-# request can never succeed.
+enum ErrorCode {
+  # The one list of error codes. The daemon's exceptions describe a failure as
+  # "refstore.<NAME>: <explanation>", NAME being the code's name in UPPER_SNAKE_CASE (notFound ->
+  # NOT_FOUND); the C++ client's `refstore::ErrorCode` and the C client's `REFSTORE_E_<NAME>` use
+  # the same numbers, generated from this enum, so a new code is added here and nowhere else.
+  # Codes marked "client" are never sent by the daemon: client libraries report them for failures
+  # on their side. Numbers are stable: add new codes at the end.
+  #
+  # Some Cap'n Proto implementations prefix a remote exception's description (Rust's capnp-rpc
+  # adds "remote exception: "): search the description for the "refstore.<NAME>" word rather
+  # than assume it starts the string.
 
-const errOutOfMemory :Text = "refstore.OUT_OF_MEMORY";
-# The request fits the capacity in principle but not in the memory free right now.
+  ok @0 $summary("success (never sent)");
 
-const errNotFound :Text = "refstore.NOT_FOUND";
-# A token is unknown, forged, used up, or its object no longer exists.
+  invalidArgument @1 $summary("a parameter is outside its documented domain");
+  # A parameter is out of its documented domain (zero size, bad ttl, a label too long, ...).
 
-const errExpired :Text = "refstore.EXPIRED";
-# A token's time-to-live has passed.
+  tooLarge @2 $summary("a size exceeds a hard limit");
+  # A size exceeds a hard limit (the whole capacity, an inline or chunk limit). Retrying the same
+  # request can never succeed.
 
-const errMalformed :Text = "refstore.MALFORMED";
-# A token is not syntactically a refstore token.
+  outOfMemory @3 $summary("the store has no room right now");
+  # The request fits the capacity in principle but not in the memory free right now.
 
-const errWrongStore :Text = "refstore.WRONG_STORE";
-# A token was minted by a different daemon (another origin epoch).
+  notFound @4 $summary("token unknown, used up, or object gone");
+  # A token is unknown, forged, used up, or its object no longer exists.
 
-const errOutOfRange :Text = "refstore.OUT_OF_RANGE";
-# An offset/length lies outside the object.
+  expired @5 $summary("token past its time-to-live");
+  # A token's time-to-live has passed.
 
-const errFailedPrecondition :Text = "refstore.FAILED_PRECONDITION";
-# The object is not in a state that allows the call (e.g. reading before seal, sealing twice).
+  malformed @6 $summary("not a refstore token");
+  # A token is not syntactically a refstore token.
 
-const errUnauthenticated :Text = "refstore.UNAUTHENTICATED";
-# A TCP connection to a daemon with a cluster secret has not presented it (`Store.hello`).
+  wrongStore @7 $summary("token minted by another daemon");
+  # A token was minted by a different daemon (another origin epoch).
 
-const errRejected :Text = "refstore.REJECTED";
-# The promise was rejected by its fulfiller; the reason follows.
+  outOfRange @8 $summary("offset/length outside the object");
+  # An offset/length lies outside the object.
 
-const errBrokenPromise :Text = "refstore.BROKEN_PROMISE";
-# The promise's Fulfiller was dropped (or its process died) before fulfilling it.
+  failedPrecondition @9 $summary("wrong state, e.g. sealing twice");
+  # The object is not in a state that allows the call (e.g. reading before seal, sealing twice).
 
-const errCycle :Text = "refstore.CYCLE";
-# A fulfilment or seal would make an object contain itself (directly or through nested refs).
+  unauthenticated @10 $summary("the listener needs the cluster secret");
+  # A TCP connection to a daemon with a cluster secret has not presented it (`Store.hello`).
 
-const errAlreadyExists :Text = "refstore.ALREADY_EXISTS";
-# A name is already taken.
+  internal @11 $summary("daemon-side failure");
+  # A bug or an operating-system failure inside the daemon; the description says which.
 
-const errOutOfDisk :Text = "refstore.OUT_OF_DISK";
-# The spill directory's disk is full (or over its quota/file-size limit): a spill or a
-# file-backed allocation could not be written. Nothing was lost; the value stays where it was.
+  disconnected @12 $summary("daemon unreachable or gone (client)");
+  # Client: the connection to the daemon could not be made or was lost.
 
-const errCorrupted :Text = "refstore.CORRUPTED";
-# Bytes read back from disk do not match the object's XXH3-128 hash (or are missing). The
-# object cannot be restored; it is never returned silently wrong.
+  io @13 $summary("a local system call failed (client)");
+  # Client: a system call on the client's side failed (mmap, connect, ...).
 
-const errInternal :Text = "refstore.INTERNAL";
-# A bug or an operating-system failure inside the daemon; the description says which.
+  misuse @14 $summary("the API was misused (client)");
+  # Client: a NULL handle or out-parameter, a handle used from another thread or in a forked
+  # child, ... The call did nothing.
+
+  rejected @15 $summary("a promise was rejected (the message has the reason)");
+  # The promise was rejected by its fulfiller; the reason follows.
+
+  brokenPromise @16 $summary("a promise's fulfiller went away unfulfilled");
+  # The promise's Fulfiller was dropped (or its process died) before fulfilling it.
+
+  cycle @17 $summary("an object would contain itself");
+  # A fulfilment or seal would make an object contain itself (directly or through nested refs).
+
+  alreadyExists @18 $summary("a name is taken");
+  # A name is already taken.
+
+  timeout @19 $summary("a client-side wait ran out (client)");
+  # Client: a wait with a deadline on the client's side ran out (the daemon is unaffected).
+
+  outOfDisk @20 $summary("the spill directory's disk is full");
+  # The spill directory's disk is full (or over its quota/file-size limit): a spill or a
+  # file-backed allocation could not be written. Nothing was lost; the value stays where it was.
+
+  corrupted @21 $summary("bytes failed their hash check");
+  # Bytes read back from disk do not match the object's XXH3-128 hash (or are missing). The
+  # object cannot be restored; it is never returned silently wrong.
+
+  resourceExhausted @22 $summary("a per-client or per-daemon limit is reached");
+  # A bound on what one client (or all of them) may make the daemon hold is reached: live share
+  # tokens, names, requests waiting for memory, Segment capabilities, connections. Nothing
+  # changed; release some (drop Refs, let tokens expire, unname) and retry. The description names
+  # the limit and its value. See "Bounds" at the top of this file.
+}

@@ -12,7 +12,7 @@ FulfillerServer::FulfillerServer(ObjectStore& store, gc::ObjectId promise, gc::C
 
 FulfillerServer::~FulfillerServer() noexcept(false) {
   if (!settled) {
-    store.fail(promise, kj::str(proto::ERR_BROKEN_PROMISE.get(),
+    store.fail(promise, kj::str(RS_ERROR_WORD(BROKEN_PROMISE),
                                 ": the fulfiller was dropped before fulfilling the promise"));
   }
 }
@@ -63,7 +63,7 @@ kj::Promise<void> FulfillerServer::fulfillWith(FulfillWithContext context) {
 kj::Promise<void> FulfillerServer::reject(RejectContext context) {
   requireUnsettled();
   kj::StringPtr reason = context.getParams().getReason();
-  RS_REQUIRE(store.fail(promise, kj::str(proto::ERR_REJECTED.get(), ": ", reason)),
+  RS_REQUIRE(store.fail(promise, kj::str(RS_ERROR_WORD(REJECTED), ": ", reason)),
              NOT_FOUND, "the promise no longer exists");
   settled = true;
   return kj::READY_NOW;

@@ -67,26 +67,11 @@ using detail::Factory;
 
 const char* errorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case ErrorCode::TOO_LARGE: return "TOO_LARGE";
-    case ErrorCode::OUT_OF_MEMORY: return "OUT_OF_MEMORY";
-    case ErrorCode::NOT_FOUND: return "NOT_FOUND";
-    case ErrorCode::EXPIRED: return "EXPIRED";
-    case ErrorCode::MALFORMED: return "MALFORMED";
-    case ErrorCode::WRONG_STORE: return "WRONG_STORE";
-    case ErrorCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case ErrorCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case ErrorCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case ErrorCode::INTERNAL: return "INTERNAL";
-    case ErrorCode::DISCONNECTED: return "DISCONNECTED";
-    case ErrorCode::IO: return "IO";
-    case ErrorCode::REJECTED: return "REJECTED";
-    case ErrorCode::BROKEN_PROMISE: return "BROKEN_PROMISE";
-    case ErrorCode::CYCLE: return "CYCLE";
-    case ErrorCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case ErrorCode::TIMEOUT: return "TIMEOUT";
-    case ErrorCode::OUT_OF_DISK: return "OUT_OF_DISK";
-    case ErrorCode::CORRUPTED: return "CORRUPTED";
+#define REFSTORE_ERROR_CODE_NAME(number, NAME, summary) \
+  case ErrorCode::NAME:                                \
+    return #NAME;
+    REFSTORE_ERROR_CODES(REFSTORE_ERROR_CODE_NAME)
+#undef REFSTORE_ERROR_CODE_NAME
   }
   return "UNKNOWN";
 }
