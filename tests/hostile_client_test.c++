@@ -1,0 +1,143 @@
+// Integration tests: one buggy or hostile client must not freeze, starve or leak the daemon for
+// the others (issue 21). Each case talks the raw protocol where a well-behaved client library
+// would never send what it sends, and then checks, as another client, that the daemon is still
+// whole: answering, and holding nothing it should not.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <kj/debug.h>
+
+#include "client/cpp/refstore_async.h"
+#include "tests/daemon.h"
+
+using namespace refstore;
+using refstore::testing::Daemon;
+using refstore::testing::eventually;
+
+namespace {
+
+kj::ArrayPtr<const kj::byte> bytesOf(const std::string& text) {
+  return kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()), text.size());
+}
+
+// The exception a raw call failed with (its description), or FAIL if it succeeded.
+template <typename Promise>
+std::string failureOf(Promise&& promise, kj::WaitScope& waitScope) {
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { promise.wait(waitScope); })) {
+    return e->getDescription();
+  }
+  FAIL("expected the call to fail");
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// A Ref hosted by the client itself (not the daemon's) whose every call fails: what a buggy
+// framework might pass where a Ref is expected.
+class BrokenRef final: public proto::Ref::Server {
+ protected:
+  kj::Promise<void> share(ShareContext context) override {
+    KJ_FAIL_REQUIRE("this Ref refuses to share");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a children list with one bad Ref fails by name and leaks none of the good holders") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  Client watcher = Client::connect(daemon.socket());
+  auto& io = async::ioContext(client);
+  auto store = async::store(client);
+  Ref good = client.put("good child", 10);
+  REQUIRE(watcher.stats().holders == 1);
+
+  // Each way a parent can list children: put, seal, fulfill, and readMany's Refs.
+  std::vector<proto::Ref::Client> badRefs;
+  badRefs.push_back(proto::Ref::Client(nullptr));                     // a null capability
+  badRefs.push_back(proto::Ref::Client(kj::heap<BrokenRef>()));       // share() throws
+  for (auto& bad: badRefs) {
+    auto withChildren = [&](auto& builder) {
+      auto list = builder.initChildren(2);
+      list.set(0, async::capability(good));
+      list.set(1, bad);
+    };
+    auto put = store.putRequest();
+    put.setData(bytesOf("parent"));
+    withChildren(put);
+    std::string putError = failureOf(put.send(), io.waitScope);
+    CHECK(contains(putError, "refstore.INVALID_ARGUMENT"));
+    CHECK_FALSE(contains(putError, "ArrayBuilder"));
+
+    auto buffer = store.createRequest();
+    buffer.setSize(6);
+    auto writer = buffer.send().wait(io.waitScope).getBuffer();
+    auto seal = writer.sealRequest();
+    withChildren(seal);
+    CHECK(contains(failureOf(seal.send(), io.waitScope), "refstore.INVALID_ARGUMENT"));
+
+    auto promised = store.promiseRequest().send().wait(io.waitScope);
+    auto fulfill = promised.getFulfiller().fulfillRequest();
+    fulfill.setData(bytesOf("value"));
+    withChildren(fulfill);
+    CHECK(contains(failureOf(fulfill.send(), io.waitScope), "refstore.INVALID_ARGUMENT"));
+    // The refused fulfilment changed nothing: the promise can still be fulfilled.
+    auto retry = promised.getFulfiller().fulfillRequest();
+    retry.setData(bytesOf("value"));
+    retry.send().wait(io.waitScope);
+
+    auto read = store.readManyRequest();
+    auto refs = read.initRefs(2);
+    refs.set(0, async::capability(good));
+    refs.set(1, bad);
+    CHECK(contains(failureOf(read.send(), io.waitScope), "refstore.INVALID_ARGUMENT"));
+  }
+  // Only `good`'s own holder is left once the raw objects above are dropped.
+  io.waitScope.poll();
+  CHECK(eventually([&]() { return watcher.stats().holders == 1; }, 5));
+  CHECK(watcher.stats().objects == 1);
+  { Ref drop = std::move(good); }
+  CHECK(eventually([&]() { return watcher.stats().objects == 0; }, 5));
+}
+
+TEST_CASE("a refused fulfil changes nothing: retry works, and a dropped Fulfiller still breaks") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  auto& io = async::ioContext(client);
+  auto store = async::store(client);
+
+  SUBCASE("an empty value, then a good one") {
+    auto promised = store.promiseRequest().send().wait(io.waitScope);
+    Ref reader = async::wrap(client, promised.getRef());
+    auto empty = promised.getFulfiller().fulfillRequest();
+    CHECK(contains(failureOf(empty.send(), io.waitScope), "refstore.INVALID_ARGUMENT"));
+    auto good = promised.getFulfiller().fulfillRequest();
+    good.setData(bytesOf("settled"));
+    good.send().wait(io.waitScope);
+    auto value = reader.readAll(5);
+    CHECK(std::string(value.begin(), value.end()) == "settled");
+  }
+  SUBCASE("a value over the inline limit, then the Fulfiller is dropped") {
+    std::optional<Ref> reader;
+    {
+      auto promised = store.promiseRequest().send().wait(io.waitScope);
+      reader.emplace(async::wrap(client, promised.getRef()));
+      auto huge = promised.getFulfiller().fulfillRequest();
+      std::string big(proto::MAX_INLINE_BYTES + 1, 'x');
+      huge.setData(bytesOf(big));
+      CHECK(contains(failureOf(huge.send(), io.waitScope), "refstore.TOO_LARGE"));
+    }  // the Fulfiller goes: the promise must break, not stay pending forever
+    try {
+      reader->whenReady(5);
+      FAIL("expected BROKEN_PROMISE");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::BROKEN_PROMISE);
+    }
+  }
+}
