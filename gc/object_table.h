@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstddef>
 #include <exception>
 #include <functional>
 #include <map>
@@ -66,6 +67,10 @@ const char* stateName(ObjectState state);
 // Identifies one holder (one handed-out Ref). Never 0, so 0 can mean "refused"; never reused
 // within a table, so removing a stale holder id is always a harmless no-op.
 using HolderId = uint64_t;
+// Identifies one share-token lease (addLease). Never 0; never reused within a table, so a stale
+// or forged id is simply not found. Not secret: a token carries it, next to the secret that
+// is the authority, so that redemption finds its lease in O(1).
+using LeaseId = uint64_t;
 // Who holds a reference (in practice a connection). Opaque to gc: only stored and reported.
 using ClientId = uint64_t;
 // Monotonic milliseconds supplied by the caller. The table never reads a clock, which keeps it
@@ -261,26 +266,35 @@ class ObjectTable {
 
   // Adds a share-token lease: a reference that lasts until `expiresAt` (expired by
   // expireLeases or discovered by redeemLease) or until `uses` redemptions (0 = unlimited).
-  // Returns false if the object is unknown or dead. Secrets should be random: if two leases on
-  // one object share a secret, which of them a redemption consumes is unspecified.
-  bool addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses);
-  // Redeems a lease on `id` whose secret matches (constant-time compare):
-  //  - no such object/lease (or object dead): NOT_FOUND, no effect;
+  // `minter` is who made it (counted by leasesMintedBy while the lease lives). Returns its id,
+  // or 0 if the object is unknown or dead. Cost: O(log leases).
+  LeaseId addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses,
+                   ClientId minter = 0);
+  // Live leases made by `minter` (for per-client bounds). O(1).
+  uint64_t leasesMintedBy(ClientId minter) const;
+  // Redeems lease `lease`, which must be on object `id` and carry `secret` (constant-time
+  // compare):
+  //  - no such live lease, another object's, a wrong secret, or the object dead: NOT_FOUND, no
+  //    effect (the cases are indistinguishable on purpose);
   //  - lease expiry <= now: EXPIRED, and the lease is removed (which may reclaim the object);
   //  - otherwise OK: a holder for `client` is added and stored in *holderOut, then one use is
   //    consumed (removing the lease on its last use). The holder is added first, so using up the
   //    last lease can never reclaim the object the caller is being handed.
-  // `holderOut` must not be null; it is set to 0 unless the result is OK.
-  RedeemResult redeemLease(ObjectId id, Secret secret, MonoMillis now, ClientId client,
-                           HolderId* holderOut);
-  // Removes every lease whose expiry <= now, reclaiming objects that were only kept alive by
-  // them. Returns how many leases were removed. Cost: O(removed * log leases).
-  size_t expireLeases(MonoMillis now);
+  // `holderOut` must not be null; it is set to 0 unless the result is OK. Cost: O(log leases),
+  // whatever the number of leases on the object.
+  RedeemResult redeemLease(LeaseId lease, ObjectId id, Secret secret, MonoMillis now,
+                           ClientId client, HolderId* holderOut);
+  // Removes leases whose expiry <= now, soonest first, at most `limit` of them, reclaiming
+  // objects that were only kept alive by them. Returns how many were removed; when that is
+  // `limit`, more may be due (the server expires in bounded slices so that a million tokens
+  // expiring at once never stall its event loop). Cost: O(removed * log leases).
+  size_t expireLeases(MonoMillis now, size_t limit = SIZE_MAX);
   // Earliest expiry among all leases (nullopt if none), so the server can arm exactly one timer
-  // and call expireLeases when it fires, instead of polling.
+  // and call expireLeases when it fires, instead of polling. O(1).
   std::optional<MonoMillis> nextLeaseExpiry() const;
-  // Expiry times of the live leases on `id`, soonest first (for "who holds what" listings).
-  std::vector<MonoMillis> leaseExpiriesOf(ObjectId id) const;
+  // Expiry times of the live leases on `id`, soonest first, at most `limit` of them (for "who
+  // holds what" listings). Cost: O(leases of this object).
+  std::vector<MonoMillis> leaseExpiriesOf(ObjectId id, size_t limit = SIZE_MAX) const;
 
   // Memory pins (one per View). Pinning needs a live object (a dead one is on its way out);
   // returns false otherwise. Pins do not count as references: an object whose references are
@@ -388,15 +402,40 @@ class ObjectTable {
   // The live Holder `id` names, or null (0, removed, a creator holder, or never issued).
   Holder* findHolder(HolderId id) const;
 
-  // Leases are ordered by expiry (expireLeases walks the front; nextLeaseExpiry reads it) and
-  // indexed by object for redemption (the secret is never used as a lookup key, so finding a
-  // lease leaks nothing about it beyond the constant-time compare).
+  // One share-token lease (48 bytes), in a slab like holders: a LeaseId names its slot and
+  // generation, so redemption and removal are O(1) plus the expiry heap's O(log n), whatever the
+  // number of leases on one object (that was a linear scan, which made a million tokens on one
+  // object take the daemon down for twenty minutes as they expired). The secret is never a
+  // lookup key: finding a lease leaks nothing about it beyond the one constant-time compare.
+  // Leases of one object are chained (for listings), the chain's head in leaseChains_.
   struct Lease {
-    uint64_t objectLo;
     Secret secret;
-    uint32_t usesLeft;  // 0 = unlimited
+    MonoMillis expiresAt;
+    uint32_t object;      // the object's slot
+    uint32_t generation;  // of this lease's slot when the lease was made
+    uint32_t prev = 0, next = 0;  // neighbours in the object's chain: lease slot + 1, 0 = none
+    uint32_t heapIndex;   // position in leaseHeap_
+    uint32_t usesLeft;    // 0 = unlimited
+    ClientId minter;
   };
-  using LeaseMap = std::multimap<MonoMillis, Lease>;
+  static_assert(sizeof(Lease) <= 56, "one Lease per token: keep it at 56 bytes");
+  static LeaseId leaseIdOf(uint32_t slot, uint32_t generation) { return holderIdOf(slot, generation); }
+  // The live Lease `id` names, and its slot; null if none.
+  Lease* findLease(LeaseId id, uint32_t* slotOut) const;
+  // The expiry heap: a 4-ary min-heap on expiry, each lease knowing its index. Entries carry
+  // the expiry so that sifting compares within the heap's own array (a node's four children
+  // share one cache line) and touches a lease only to record its new index when it moves; a
+  // sift moves a hole rather than swapping, so that is one lease touched per level.
+  struct HeapEntry {
+    MonoMillis expiresAt;
+    uint32_t slot;  // the lease's
+  };
+  static constexpr size_t kHeapArity = 4;
+  // Puts `entry` at `index` and tells its lease.
+  void heapPlace(size_t index, HeapEntry entry);
+  // Moves `entry`, for the hole at `index`, up or down to where it belongs.
+  void heapUp(size_t index, HeapEntry entry);
+  void heapDown(size_t index, HeapEntry entry);
 
   // Sets busy_ for its lifetime (exception-safe, nestable); see checkNotBusy.
   class BusyScope;
@@ -424,7 +463,8 @@ class ObjectTable {
   }
   Created insert(ObjectRecord rec, ClientId creator);
   HolderId linkHolder(uint32_t objectSlot, ClientId client, MonoMillis now);
-  void removeLease(LeaseMap::iterator lease);
+  // Unlinks and frees a lease, then drops its reference (which may reclaim the object).
+  void removeLease(uint32_t slot);
   // Resolves a child list to `lo`s; false if any child is unknown or dead.
   bool liveChildren(const std::vector<ObjectId>& children, std::vector<uint64_t>* out) const;
   // Whether `self` is among `from` or reachable from them over child and alias links: adding
@@ -454,8 +494,10 @@ class ObjectTable {
   Slab<Slot> objects_;
   SlotIndex objectsByLo_;  // lo -> slot in objects_
   Slab<Holder> holders_;
-  LeaseMap leasesByExpiry_;
-  std::unordered_multimap<uint64_t, LeaseMap::iterator> leasesByObject_;
+  Slab<Lease> leases_;
+  std::vector<HeapEntry> leaseHeap_;                       // soonest expiry first
+  std::unordered_map<uint64_t, uint32_t> leaseChains_;     // object lo -> first lease slot + 1
+  std::unordered_map<ClientId, uint64_t> leasesByMinter_;  // live leases per minter (none: absent)
   // Side maps, holding entries only for the (few) objects concerned, and only while they live:
   // a dying object's entries are erased when it releases its links.
   std::unordered_map<uint64_t, std::vector<uint64_t>> children_;  // container lo -> child los

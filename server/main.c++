@@ -68,6 +68,16 @@ class RefstoredMain {
                           "Hash values over 1 MiB once they have lived this long (default 200), "
                           "or sooner when the hash is needed; values dropped before are never "
                           "hashed.")
+        .addOptionWithArg({"max-tokens"}, KJ_BIND_METHOD(*this, setMaxTokens), "<n>",
+                          "Live share tokens the daemon keeps at most (default 4194304); "
+                          "Ref.share beyond fails with RESOURCE_EXHAUSTED.")
+        .addOptionWithArg({"max-tokens-per-client"}, KJ_BIND_METHOD(*this, setMaxTokensPerClient),
+                          "<n>", "Live share tokens one connection may have minted (default "
+                          "1048576).")
+        .addOptionWithArg({"max-names"}, KJ_BIND_METHOD(*this, setMaxNames), "<n>",
+                          "Names the daemon keeps at most (default 1048576).")
+        .addOptionWithArg({"max-clients"}, KJ_BIND_METHOD(*this, setMaxClients), "<n>",
+                          "Open connections at most (default 4096); more are closed at once.")
         .addOption({"debug"}, KJ_BIND_METHOD(*this, setDebug), "Log every connection and token expiry.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
@@ -160,6 +170,25 @@ class RefstoredMain {
     return parseCount(text, 3600000, "milliseconds",
                       "--hash-delay-ms must be at most 3600000 (one hour)", hashDelayMillis);
   }
+  kj::MainBuilder::Validity setMaxTokens(kj::StringPtr text) {
+    return parseCount(text, uint64_t(1) << 32, "tokens", "--max-tokens must be at most 2^32",
+                      limits.maxTokens);
+  }
+  kj::MainBuilder::Validity setMaxTokensPerClient(kj::StringPtr text) {
+    return parseCount(text, uint64_t(1) << 32, "tokens",
+                      "--max-tokens-per-client must be at most 2^32", limits.maxTokensPerClient);
+  }
+  kj::MainBuilder::Validity setMaxNames(kj::StringPtr text) {
+    return parseCount(text, uint64_t(1) << 32, "names", "--max-names must be at most 2^32",
+                      limits.maxNames);
+  }
+  kj::MainBuilder::Validity setMaxClients(kj::StringPtr text) {
+    uint64_t value = 0;
+    auto valid = parseCount(text, 1000000, "connections", "--max-clients must be at most 1000000",
+                            value);
+    limits.maxClients = value;
+    return valid;
+  }
   kj::MainBuilder::Validity setDebug() {
     setLogLevel(LogLevel::DEBUG);
     return true;
@@ -197,7 +226,7 @@ class RefstoredMain {
     shm::JemallocArena arena(shm::JemallocArena::Options{capacity, segmentSize});
     uint64_t origin = randomSecret().hi;
     BackgroundHasher hasher;  // before the store: its hashes must stop before the hasher does
-    ObjectStore store(arena, io.provider->getTimer(), origin);
+    ObjectStore store(arena, io.provider->getTimer(), origin, MemoryPolicy(), limits);
     store.enableBackgroundHashing(hasher, uv, hashDelayMillis);
     kj::Maybe<kj::Own<SpillStore>> spillStore;
     kj::Maybe<kj::Own<FileBackedAllocator>> fileAllocator;
@@ -265,6 +294,7 @@ class RefstoredMain {
   kj::Maybe<kj::String> secret;
   uint64_t busyPollMicros = 100;
   uint64_t hashDelayMillis = ObjectStore::kDefaultHashDelayMillis;
+  Limits limits;
 };
 
 }  // namespace

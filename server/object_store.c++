@@ -22,9 +22,10 @@ uint64_t unixSecondsNow() {
 }  // namespace
 
 ObjectStore::ObjectStore(shm::Allocator& memory, kj::Timer& timer, uint64_t origin,
-                         MemoryPolicy policy)
+                         MemoryPolicy policy, Limits limits)
     : allocator(memory),
       policy(policy),
+      bounds(limits),
       queue(timer),
       timer(timer),
       originEpoch(origin),
@@ -225,6 +226,8 @@ void ObjectStore::reclaim(const gc::ObjectRecord& object) {
 
 void ObjectStore::addName(gc::ObjectId id, kj::StringPtr name) {
   validateName(name);
+  RS_REQUIRE(objects.stats().names < bounds.maxNames, RESOURCE_EXHAUSTED, "the daemon holds ",
+             bounds.maxNames, " names, its limit (--max-names): unname some");
   switch (objects.addName(id, std::string(name.cStr(), name.size()))) {
     case gc::NameResult::OK: return;
     case gc::NameResult::DUPLICATE: RS_FAIL(ALREADY_EXISTS, "the name '", name, "' is taken");
@@ -248,15 +251,26 @@ void ObjectStore::removeName(kj::StringPtr name) {
 
 // --- tokens ----------------------------------------------------------------------------
 
-kj::String ObjectStore::share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses) {
+kj::String ObjectStore::share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses,
+                              gc::ClientId client) {
   RS_REQUIRE(ttlSeconds >= 1 && ttlSeconds <= proto::MAX_TOKEN_TTL_SECONDS, INVALID_ARGUMENT,
              "ttlSeconds must be between 1 and ", proto::MAX_TOKEN_TTL_SECONDS, ", got ",
              ttlSeconds);
+  RS_REQUIRE(objects.stats().leases < bounds.maxTokens, RESOURCE_EXHAUSTED, "the daemon holds ",
+             bounds.maxTokens, " live share tokens, its limit (--max-tokens): let some expire "
+             "or be used up");
+  RS_REQUIRE(objects.leasesMintedBy(client) < bounds.maxTokensPerClient, RESOURCE_EXHAUSTED,
+             "this connection has minted ", bounds.maxTokensPerClient,
+             " live share tokens, the limit per connection: let some expire or be used up");
   // Any referenced object can be shared, promises included (a reader waits for the value).
-  Token token{id, unixSecondsNow() + ttlSeconds, randomSecret()};
+  Token token;
+  token.id = id;
+  token.expiresUnixSeconds = unixSecondsNow() + ttlSeconds;
+  token.secret = randomSecret();
   gc::MonoMillis expiresAt = nowMillis() + uint64_t(ttlSeconds) * 1000;
-  RS_REQUIRE(objects.addLease(id, token.secret, expiresAt, uses), NOT_FOUND, "object ",
-             gc::toHex(id).c_str(), " no longer exists");
+  token.lease = objects.addLease(id, token.secret, expiresAt, uses, client);
+  RS_REQUIRE(token.lease != 0, NOT_FOUND, "object ", gc::toHex(id).c_str(),
+             " no longer exists");
   armLeaseTimer();
   return formatToken(token);
 }
@@ -265,16 +279,18 @@ std::pair<gc::ObjectId, gc::HolderId> ObjectStore::restore(kj::StringPtr text,
                                                            gc::ClientId client) {
   Token token;
   KJ_IF_MAYBE(parsed, parseToken(text)) {
-    token = *parsed;
+    token = kj::mv(*parsed);
   } else {
-    RS_FAIL(MALFORMED, "not a refstore token (expected rs1.<32 hex>.<16 hex>.<32 hex>)");
+    RS_FAIL(MALFORMED,
+            "not a refstore token (expected rs2.<32 hex>.<16 hex>.<16 hex>.<32 hex>[@host:port])");
   }
   RS_REQUIRE(token.id.hi == originEpoch, WRONG_STORE, "token was minted by another refstored (",
              kj::hex(token.id.hi), "), this one is ", kj::hex(originEpoch));
-  // Expire due leases first so that the answer does not depend on timer scheduling.
-  objects.expireLeases(nowMillis());
+  // The lease's own expiry is checked by the redemption, so the answer does not depend on when
+  // the lease timer last ran.
   gc::HolderId holder = 0;
-  switch (objects.redeemLease(token.id, token.secret, nowMillis(), client, &holder)) {
+  switch (objects.redeemLease(token.lease, token.id, token.secret, nowMillis(), client,
+                              &holder)) {
     case gc::RedeemResult::OK:
       armLeaseTimer();
       return {token.id, holder};
@@ -285,6 +301,16 @@ std::pair<gc::ObjectId, gc::HolderId> ObjectStore::restore(kj::StringPtr text,
   }
   RS_REQUIRE(token.expiresUnixSeconds > unixSecondsNow(), EXPIRED, "token expired");
   RS_FAIL(NOT_FOUND, "token unknown, used up, or its object is gone");
+}
+
+kj::Promise<void> ObjectStore::expireDueLeases() {
+  size_t expired = objects.expireLeases(nowMillis(), kLeaseExpirySlice);
+  if (expired > 0) logDebug("expired ", expired, " share token(s)");
+  if (expired == kLeaseExpirySlice) {
+    // More may be due: go on in a later turn, after whatever else the loop has to do.
+    return kj::evalLater([this]() { return expireDueLeases(); });
+  }
+  return leaseTimerLoop();
 }
 
 void ObjectStore::armLeaseTimer() {
@@ -307,9 +333,7 @@ kj::Promise<void> ObjectStore::leaseTimerLoop() {
   }
   leaseTimerAt = *next;
   return timer.atTime(kj::origin<kj::TimePoint>() + *next * kj::MILLISECONDS).then([this]() {
-    size_t expired = objects.expireLeases(nowMillis());
-    if (expired > 0) logDebug("expired ", expired, " share token(s)");
-    return leaseTimerLoop();
+    return expireDueLeases();
   });
 }
 

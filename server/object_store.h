@@ -27,6 +27,7 @@
 #include "schema/refstore.capnp.h"
 #include "server/admission_queue.h"
 #include "server/background_hasher.h"
+#include "server/limits.h"
 #include "server/promise_waiters.h"
 #include "server/shm/allocator.h"
 #include "server/spill/spill_store.h"
@@ -71,11 +72,12 @@ struct MemoryPolicy {
 class ObjectStore {
  public:
   ObjectStore(shm::Allocator& memory, kj::Timer& timer, uint64_t origin,
-              MemoryPolicy policy = MemoryPolicy());
+              MemoryPolicy policy = MemoryPolicy(), Limits limits = Limits());
   ~ObjectStore() noexcept(false);
   KJ_DISALLOW_COPY(ObjectStore);
 
   uint64_t origin() const { return originEpoch; }
+  const Limits& limits() const { return bounds; }
 
   // --- clients -------------------------------------------------------------------------
   gc::ClientId addClient(ClientInfo info);
@@ -190,7 +192,9 @@ class ObjectStore {
   void removeName(kj::StringPtr name);                // NOT_FOUND
 
   // --- tokens --------------------------------------------------------------------------
-  kj::String share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses);
+  // A token for `id` minted by `client`. Throws INVALID_ARGUMENT (bad ttl), NOT_FOUND (object
+  // gone), RESOURCE_EXHAUSTED (too many live tokens in the daemon or from this client).
+  kj::String share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses, gc::ClientId client);
   // Returns the object and a new holder for `client`. Throws MALFORMED / EXPIRED / NOT_FOUND /
   // WRONG_STORE.
   std::pair<gc::ObjectId, gc::HolderId> restore(kj::StringPtr token, gc::ClientId client);
@@ -216,6 +220,10 @@ class ObjectStore {
   void reclaim(const gc::ObjectRecord& record);  // gc callback: give the memory back
   void armLeaseTimer();                            // one timer at the earliest token expiry
   kj::Promise<void> leaseTimerLoop();
+  kj::Promise<void> expireDueLeases();  // one slice, then the next slice or the timer
+  // Leases expired per event-loop turn: a million tokens expiring at once must not stall the
+  // loop (other clients, signals); the rest go in the next turns.
+  static constexpr size_t kLeaseExpirySlice = 10000;
   // reserve(), starting spills for the new demand only if `spillNow` (reserveMany starts them
   // once for its whole batch).
   kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout, bool spillNow);
@@ -259,6 +267,7 @@ class ObjectStore {
   kj::Maybe<shm::Allocator&> files;
   kj::Maybe<SpillStore&> spill;
   MemoryPolicy policy;
+  Limits bounds;
   AdmissionQueue queue;
   struct ErrorLogger: kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&& e) override;

@@ -128,7 +128,8 @@ kj::Promise<void> RefServer::view(ViewContext context) {
 
 kj::Promise<void> RefServer::share(ShareContext context) {
   auto params = context.getParams();
-  context.getResults().setToken(store.share(id, params.getTtlSeconds(), params.getUses()));
+  context.getResults().setToken(
+      store.share(id, params.getTtlSeconds(), params.getUses(), ref->held().client));
   return kj::READY_NOW;
 }
 

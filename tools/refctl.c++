@@ -12,6 +12,9 @@
 namespace refstore::tools {
 namespace {
 
+// Share tokens start "rs<version>." (server/token.h); anything else is a name.
+bool isToken(kj::StringPtr what) { return what.startsWith("rs1.") || what.startsWith("rs2."); }
+
 // JSON string escaping for labels (the only free text we print).
 std::string jsonString(const std::string& text) {
   std::string out = "\"";
@@ -158,7 +161,7 @@ class RefctlMain {
     return guarded([&]() {
       Client client = connect();
       // Tokens have a fixed prefix; anything else is a name.
-      Ref ref = what.startsWith("rs1.") ? client.restore(what.cStr()) : client.lookup(what.cStr());
+      Ref ref = isToken(what) ? client.restore(what.cStr()) : client.lookup(what.cStr());
       int fd = STDOUT_FILENO;
       if (!output.empty()) {
         fd = open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
