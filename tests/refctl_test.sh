@@ -27,7 +27,7 @@ export REFSTORE_SOCKET=$socket   # refctl and refstored share this override
 head -c 300000 /dev/urandom > "$work/value.bin"
 
 token=$("$refctl" put "$work/value.bin" --ttl 60)
-check "put prints a token" grep -qE '^rs1\.[0-9a-f]{32}\.[0-9a-f]{16}\.[0-9a-f]{32}$' <<< "$token"
+check "put prints a token" grep -qE '^rs2\.[0-9a-f]{32}\.[0-9a-f]{16}\.[0-9a-f]{16}\.[0-9a-f]{32}$' <<< "$token"
 "$refctl" get "$token" -o "$work/back.bin"
 check "get by token returns identical bytes" cmp -s "$work/value.bin" "$work/back.bin"
 
@@ -70,7 +70,7 @@ check "a killed holder's reference is released" test "$("$refctl" ls --leaks --t
 "$refctl" unname models/v1
 check "unname frees the value" grep -q '"objects": 1,' <<< "$("$refctl" stats --json)"
 
-if "$refctl" get rs1.bogus 2> "$work/err.txt"; then
+if "$refctl" get rs2.bogus 2> "$work/err.txt"; then
   check "a malformed token fails" false
 else
   check "a malformed token fails with a clear message" grep -q "refstore.MALFORMED" "$work/err.txt"
