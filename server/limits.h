@@ -24,7 +24,7 @@ struct Limits {
   uint32_t maxWaitingPerClient = 1024;
   // Segment capabilities (each holds a file descriptor in the daemon) per connection: shared
   // segments are cached per connection; dedicated ones and Segment.reattach make new ones.
-  uint32_t maxSegmentCapsPerClient = 4096;
+  uint32_t maxSegmentCapsPerClient = 1024;
   // Open connections; the daemon also raises its file-descriptor limit to the hard limit.
   uint32_t maxClients = 4096;                       // --max-clients
   // Incoming messages: the largest a connection may send (the biggest legitimate one is a

@@ -105,8 +105,8 @@ struct Listener::Connection {
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
 };
 
-Listener::Listener(ObjectStore& store, BusyPoll& busyPoll)
-    : store(store), busyPoll(busyPoll), connections(kj::heap<kj::TaskSet>(*this)) {}
+Listener::Listener(ObjectStore& store, BusyPoll& busyPoll, kj::Timer& timer)
+    : store(store), busyPoll(busyPoll), timer(timer), connections(kj::heap<kj::TaskSet>(*this)) {}
 
 void Listener::taskFailed(kj::Exception&& exception) {
   logWarning("connection ended with error: ", exception.getDescription());
@@ -114,6 +114,16 @@ void Listener::taskFailed(kj::Exception&& exception) {
 
 void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
                                kj::Maybe<kj::StringPtr> secret) {
+  uint32_t maxClients = store.limits().maxClients;
+  if (store.clientCount() >= maxClients) {
+    // Closed at once (the stream is dropped): accepting and closing keeps the backlog moving and
+    // tells the client, where leaving it in the backlog would make it hang.
+    if (refusedForLimit++ % 1000 == 0) {
+      logWarning("refused a connection: ", maxClients, " clients are connected (--max-clients; ",
+                 refusedForLimit, " refused so far)");
+    }
+    return;
+  }
   ClientInfo info;
   if (isUnix) {
     auto& identity = kj::downcast<kj::LocalPeerIdentity>(*accepted.peerIdentity);
@@ -132,18 +142,38 @@ void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
 }
 
 kj::Promise<void> Listener::serveUnix(kj::ConnectionReceiver& receiver) {
-  return receiver.acceptAuthenticated().then([this, &receiver](kj::AuthenticatedStream accepted) {
-    startConnection(kj::mv(accepted), /*isUnix=*/true, nullptr);
-    return serveUnix(receiver);
-  });
+  return acceptLoop(receiver, /*isUnix=*/true, nullptr, 0 * kj::MILLISECONDS);
 }
 
 kj::Promise<void> Listener::serveTcp(kj::ConnectionReceiver& receiver,
                                      kj::Maybe<kj::StringPtr> secret) {
-  return receiver.acceptAuthenticated().then(
-      [this, &receiver, secret](kj::AuthenticatedStream accepted) {
-        startConnection(kj::mv(accepted), /*isUnix=*/false, secret);
-        return serveTcp(receiver, secret);
+  return acceptLoop(receiver, /*isUnix=*/false, secret, 0 * kj::MILLISECONDS);
+}
+
+kj::Promise<void> Listener::acceptLoop(kj::ConnectionReceiver& receiver, bool isUnix,
+                                       kj::Maybe<kj::StringPtr> secret, kj::Duration backoff) {
+  // evalNow: kj's accept can throw (EMFILE) before it returns a promise.
+  return kj::evalNow([&]() { return receiver.acceptAuthenticated(); }).then(
+      [this, &receiver, isUnix, secret](kj::AuthenticatedStream accepted) {
+        // A connection that fails to start (e.g. no fd left for a segment) is dropped, not
+        // the listener.
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+          startConnection(kj::mv(accepted), isUnix, secret);
+        })) {
+          logWarning("could not start a connection: ", e->getDescription());
+        }
+        return acceptLoop(receiver, isUnix, secret, 0 * kj::MILLISECONDS);
+      },
+      [this, &receiver, isUnix, secret, backoff](kj::Exception&& e) {
+        kj::Duration wait = backoff == 0 * kj::MILLISECONDS ? 10 * kj::MILLISECONDS
+                                                             : kj::min(backoff * 2, 1 * kj::SECONDS);
+        if (backoff == 0 * kj::MILLISECONDS || wait == 1 * kj::SECONDS) {
+          logWarning(isUnix ? "unix" : "tcp", " listener: accept failed (", e.getDescription(),
+                     "); retrying in ", wait / kj::MILLISECONDS, " ms");
+        }
+        return timer.afterDelay(wait).then([this, &receiver, isUnix, secret, wait]() {
+          return acceptLoop(receiver, isUnix, secret, wait);
+        });
       });
 }
 

@@ -21,8 +21,8 @@ void requireSocketFree(kj::StringPtr path);
 
 class Listener final: public kj::TaskSet::ErrorHandler {
  public:
-  // `busyPoll` is told about every client's traffic (busy_poll.h).
-  Listener(ObjectStore& store, BusyPoll& busyPoll);
+  // `busyPoll` is told about every client's traffic (busy_poll.h); `timer` paces retries.
+  Listener(ObjectStore& store, BusyPoll& busyPoll, kj::Timer& timer);
   KJ_DISALLOW_COPY(Listener);
 
   // Serve until the returned promise is dropped.
@@ -36,12 +36,20 @@ class Listener final: public kj::TaskSet::ErrorHandler {
  private:
   struct Connection;
   void taskFailed(kj::Exception&& exception) override;
+  // Accepts connections until the promise is dropped. A failed accept (EMFILE when the process
+  // is out of file descriptors, ENOBUFS, ...) never ends it: it logs, waits (10 ms, doubling up
+  // to 1 s while failures go on) and tries again, so the daemon accepts again as soon as
+  // descriptors come back.
+  kj::Promise<void> acceptLoop(kj::ConnectionReceiver& receiver, bool isUnix,
+                               kj::Maybe<kj::StringPtr> secret, kj::Duration backoff);
   void startConnection(kj::AuthenticatedStream accepted, bool isUnix,
                        kj::Maybe<kj::StringPtr> secret);
 
   ObjectStore& store;
   BusyPoll& busyPoll;
+  kj::Timer& timer;
   kj::Own<kj::TaskSet> connections;
+  uint64_t refusedForLimit = 0;  // connections closed at once because of --max-clients
 };
 
 }  // namespace refstore::server

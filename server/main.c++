@@ -1,5 +1,6 @@
 // refstored: the per-host object-store daemon. Runs in the foreground; see README.md.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -204,8 +205,18 @@ class RefstoredMain {
     }
   }
 
+  // Every connection and Segment capability costs a descriptor: take all the kernel allows.
+  static void raiseDescriptorLimit() {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+      limit.rlim_cur = limit.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &limit);
+    }
+  }
+
   kj::MainBuilder::Validity run() {
     signal(SIGPIPE, SIG_IGN);
+    raiseDescriptorLimit();
     // A spill write past a file-size limit must fail with EFBIG (OUT_OF_DISK), not kill us.
     signal(SIGXFSZ, SIG_IGN);
     KJ_IF_MAYBE(address, tcpAddress) {
@@ -247,7 +258,7 @@ class RefstoredMain {
     BusyPoll busyPoll(io.waitScope, busyPollMicros * kj::MICROSECONDS, [&uv, &store]() {
       return uv.poolBusy() || store.cancelledHashesRunning();
     });
-    Listener listener(store, busyPoll);
+    Listener listener(store, busyPoll, io.provider->getTimer());
 
     kj::Maybe<kj::Own<kj::ConnectionReceiver>> tcpReceiver;
     kj::Promise<void> tcpServing = nullptr;

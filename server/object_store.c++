@@ -46,6 +46,7 @@ gc::MonoMillis ObjectStore::nowMillis() const {
 
 gc::ClientId ObjectStore::addClient(ClientInfo info) {
   gc::ClientId id = nextClientId++;
+  info.segmentCapBudget = kj::refcounted<SegmentCapBudget>(bounds.maxSegmentCapsPerClient);
   clients.insert(id, kj::mv(info));
   return id;
 }
@@ -343,7 +344,8 @@ proto::Segment::Client ObjectStore::segmentCap(uint32_t segmentId, bool writable
                                                gc::ClientId clientId) {
   auto& owner = allocatorFor(segmentId);
   if (owner.isDedicated(segmentId)) {
-    return kj::heap<SegmentServer>(owner.segment(segmentId), writable, nullptr);
+    return kj::heap<SegmentServer>(owner.segment(segmentId), writable, nullptr,
+                                   kj::addRef(*client(clientId).segmentCapBudget));
   }
   auto& caps = client(clientId).segmentCaps;
   uint64_t key = uint64_t(segmentId) << 1 | uint64_t(writable);
@@ -356,7 +358,8 @@ proto::Segment::Client ObjectStore::segmentCap(uint32_t segmentId, bool writable
       }
     }
   };
-  auto server = kj::heap<SegmentServer>(owner.segment(segmentId), writable, kj::mv(forget));
+  auto server = kj::heap<SegmentServer>(owner.segment(segmentId), writable, kj::mv(forget),
+                                       kj::addRef(*client(clientId).segmentCapBudget));
   caps.insert(key, server.get());
   return kj::mv(server);
 }

@@ -29,13 +29,13 @@
 #include "server/background_hasher.h"
 #include "server/limits.h"
 #include "server/promise_waiters.h"
+#include "server/segment_server.h"
 #include "server/shm/allocator.h"
 #include "server/spill/spill_store.h"
 #include "server/uv_loop.h"
 
 namespace refstore::server {
 
-class SegmentServer;
 
 // Who is on the other end of a connection.
 struct ClientInfo {
@@ -48,6 +48,8 @@ struct ClientInfo {
   // sent with its fd once and then reused (ObjectStore::segmentCap). Entries remove themselves
   // when the client releases the capability.
   kj::HashMap<uint64_t, SegmentServer*> segmentCaps;
+  // Every Segment capability of this connection, cached or not, counts against this.
+  kj::Own<SegmentCapBudget> segmentCapBudget;
 };
 
 // A value's location in shared memory, as sent in `Placement`.

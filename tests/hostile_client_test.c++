@@ -5,6 +5,11 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -208,4 +213,74 @@ TEST_CASE("share tokens are bounded per connection and per daemon; the limit nam
     CHECK(e.code() == ErrorCode::RESOURCE_EXHAUSTED);
   }
   CHECK(polite.stats().tokens == 300);
+}
+
+namespace {
+
+// A connected, idle Unix socket to `path` (-1 if the connection failed).
+int connectIdle(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+TEST_CASE("out of file descriptors, the daemon keeps its listener and accepts again later") {
+  // Regression: the accept loop ended at the first EMFILE ('unix listener failed: accept: Too
+  // many open files') and the daemon never accepted another connection.
+  Daemon daemon("64M", {}, 0, /*descriptorLimit=*/128);
+  std::vector<int> idle;
+  for (int i = 0; i < 300; i++) {
+    int fd = connectIdle(daemon.socket());
+    if (fd >= 0) idle.push_back(fd);
+  }
+  // The kernel completes connections into the backlog whatever the daemon does; the daemon
+  // runs out of descriptors accepting them.
+  CHECK(eventually([&]() { return contains(daemon.log(), "accept failed"); }, 20));
+  CHECK(daemon.alive());
+  for (int fd: idle) close(fd);
+  // Descriptors come back as the daemon sees those connections close: it accepts again.
+  Client client = Client::connect(daemon.socket());
+  Ref ref = client.put("after the storm", 15);
+  CHECK(ref.readAll().size() == 15);
+  CHECK(eventually([&]() { return client.stats().clients == 1; }, 20));
+}
+
+TEST_CASE("Segment capabilities one connection can make the daemon hold are bounded") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  auto& io = async::ioContext(client);
+  auto store = async::store(client);
+  auto put = store.putRequest();
+  put.setData(bytesOf("mapped"));
+  auto view = put.send().getRef().viewRequest().send().wait(io.waitScope);
+  auto segment = view.getPlacement().getSegment();
+  // Each reattach is a new capability and a new descriptor in the daemon.
+  std::vector<proto::Segment::Client> held;
+  std::string error;
+  for (int i = 0; i < 1100 && error.empty(); i++) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      held.push_back(segment.reattachRequest().send().wait(io.waitScope).getSegment());
+    })) {
+      error = e->getDescription();
+    }
+  }
+  CHECK(contains(error, "refstore.RESOURCE_EXHAUSTED"));
+  CHECK(held.size() < 1024);
+  CHECK(held.size() > 1000);
+  // Dropping them gives the budget back.
+  held.clear();
+  io.waitScope.poll();
+  client.stats();  // a round trip: the Releases are processed
+  segment.reattachRequest().send().wait(io.waitScope);
+  // Another connection was never affected.
+  Client other = Client::connect(daemon.socket());
+  CHECK(other.put("fine", 4).view().size() == 4);
 }
