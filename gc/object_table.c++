@@ -551,7 +551,14 @@ NameResult ObjectTable::addName(ObjectId id, std::string name) {
   checkNotBusy();
   auto it = lookupLive(id);
   if (!it) return NameResult::NOT_FOUND;
-  if (!names_.emplace(std::move(name), id.lo).second) return NameResult::DUPLICATE;
+  auto added = names_.emplace(std::move(name), id.lo);
+  if (!added.second) return NameResult::DUPLICATE;
+  try {
+    namesByObject_.emplace(id.lo, std::string_view(added.first->first));
+  } catch (...) {
+    names_.erase(added.first);
+    throw;
+  }
   ++it->rec.names;
   return NameResult::OK;
 }
@@ -562,6 +569,13 @@ NameResult ObjectTable::removeName(const std::string& name) {
   if (n == names_.end()) return NameResult::NOT_FOUND;
   auto it = findLo(n->second);
   assert(it && "name of an object not in the table");
+  auto range = namesByObject_.equal_range(n->second);
+  for (auto i = range.first; i != range.second; ++i) {
+    if (i->second.data() == n->first.data()) {
+      namesByObject_.erase(i);
+      break;
+    }
+  }
   names_.erase(n);
   --it->rec.names;
   onRefDropped(it);
@@ -579,11 +593,21 @@ std::vector<std::string> ObjectTable::namesOf(ObjectId id) const {
   auto it = lookup(id);
   if (!it || it->rec.names == 0) return out;
   out.reserve(it->rec.names);
-  for (const auto& [name, lo] : names_) {
-    if (lo != id.lo) continue;
-    out.push_back(name);
-    if (out.size() == it->rec.names) break;  // found them all: skip the rest of the names
+  auto range = namesByObject_.equal_range(id.lo);
+  for (auto i = range.first; i != range.second; ++i) out.emplace_back(i->second);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::pair<std::string, ObjectId>> ObjectTable::listNames(const std::string& after,
+                                                                     size_t limit,
+                                                                     bool* more) const {
+  std::vector<std::pair<std::string, ObjectId>> out;
+  auto n = after.empty() ? names_.begin() : names_.upper_bound(after);
+  for (; n != names_.end() && out.size() < limit; ++n) {
+    out.emplace_back(n->first, ObjectId{epoch_, n->second});
   }
+  *more = n != names_.end();
   return out;
 }
 
@@ -724,20 +748,48 @@ void ObjectTable::forEach(const std::function<void(const ObjectRecord&)>& fn) co
   objects_.forEach([&](uint32_t, const Slot& slot) { fn(slot.rec); });
 }
 
-std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id) const {
+uint64_t ObjectTable::listPage(uint64_t cursor, size_t limit,
+                               std::vector<const ObjectRecord*>* out) const {
+  if (limit == 0) return cursor;
+  size_t taken = 0;
+  // The cursor is the next slot + 1, so that 0 can mean both "start" and "done".
+  uint64_t next = objects_.visitFrom(cursor == 0 ? 0 : cursor - 1, [&](uint32_t, const Slot& slot) {
+    if (taken == limit) return false;
+    out->push_back(&slot.rec);
+    ++taken;
+    return true;
+  });
+  return next == Slab<Slot>::kEnd ? 0 : next + 1;
+}
+
+std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id,
+                                                                   size_t limit) const {
   std::vector<std::pair<HolderId, ClientId>> out;
   auto it = lookup(id);
   if (!it) return out;
-  out.reserve(it->rec.holders);
-  if ((it->creator & kCreatorLive) != 0) {
+  out.reserve(std::min<size_t>(it->rec.holders, limit));
+  if ((it->creator & kCreatorLive) != 0 && limit > 0) {
     out.emplace_back(creatorHolderIdOf(it.number, it->creator & ~kCreatorLive), it->creatorClient);
   }
-  for (uint32_t h = it->firstHolder; h != 0;) {
+  for (uint32_t h = it->firstHolder; h != 0 && out.size() < limit;) {
     const Holder& entry = *holders_.get(h - 1);
     out.emplace_back(holderIdOf(h - 1, entry.generation), entry.client);
     h = entry.next;
   }
   return out;
+}
+
+std::optional<MonoMillis> ObjectTable::oldestHolderSince(ObjectId id) const {
+  auto it = lookup(id);
+  if (!it) return std::nullopt;
+  std::optional<MonoMillis> oldest;
+  if ((it->creator & kCreatorLive) != 0) oldest = it->rec.createdAt;
+  for (uint32_t h = it->firstHolder; h != 0;) {
+    const Holder& entry = *holders_.get(h - 1);
+    if (!oldest || entry.since < *oldest) oldest = entry.since;
+    h = entry.next;
+  }
+  return oldest;
 }
 
 std::optional<ObjectTable::HolderInfo> ObjectTable::holderInfo(HolderId holder) const {

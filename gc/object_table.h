@@ -44,6 +44,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -251,10 +252,14 @@ class ObjectTable {
   NameResult removeName(const std::string& name);
   // The object a name pins (always live: a named object cannot die), or nullopt.
   std::optional<ObjectId> lookupName(const std::string& name) const;
-  // An object's names, sorted. Cost: O(all names) (names are few; no reverse index).
+  // An object's names, sorted. Cost: O(its names).
   std::vector<std::string> namesOf(ObjectId id) const;
   // Every (name, object), sorted by name.
   std::vector<std::pair<std::string, ObjectId>> listNames() const;
+  // One page of that: up to `limit` names after `after` ("" for the first page), sorted; sets
+  // *more if names follow the last one returned. Cost: O(log names + limit).
+  std::vector<std::pair<std::string, ObjectId>> listNames(const std::string& after, size_t limit,
+                                                          bool* more) const;
 
   // Adds a holder held by `client` since `now` to a live object. Returns its id, or 0 if the
   // object is unknown or dead (a dead object must not come back to life).
@@ -309,9 +314,16 @@ class ObjectTable {
   // Visits every object in the table (unspecified order). `fn` must not mutate the table
   // (guarded like the reclaim callback).
   void forEach(const std::function<void(const ObjectRecord&)>& fn) const;
+  // One page of a listing: up to `limit` objects from `cursor` on (0 for the first page), in a
+  // stable order (their slots), appended to `out`. Returns the cursor of the next page, 0 after
+  // the last. Objects added or removed between pages may or may not be seen; none is seen
+  // twice, and an object present throughout is seen once. The pointers are valid until the
+  // next mutating call. Cost: O(limit) plus the empty slots skipped.
+  uint64_t listPage(uint64_t cursor, size_t limit, std::vector<const ObjectRecord*>* out) const;
   // Holders of one object as (HolderId, ClientId) pairs, for "who holds what" listings.
   // Unspecified order; empty for unknown or dead objects. Cost: O(holders of this object).
-  std::vector<std::pair<HolderId, ClientId>> holdersOf(ObjectId id) const;
+  std::vector<std::pair<HolderId, ClientId>> holdersOf(ObjectId id,
+                                                       size_t limit = SIZE_MAX) const;
   // One live holder: the object it holds, the client holding it, and since when (the `now` of
   // create*, addHolder or redeemLease). nullopt for unknown or removed holders. Lets a holder
   // id alone stand for a Ref (the daemon keeps nothing else per Ref), and answers "held for
@@ -322,6 +334,9 @@ class ObjectTable {
     MonoMillis since;
   };
   std::optional<HolderInfo> holderInfo(HolderId holder) const;
+  // When the longest-standing live holder of `id` started holding it (nullopt: no holders).
+  // Cost: O(holders of this object), no allocation.
+  std::optional<MonoMillis> oldestHolderSince(ObjectId id) const;
 
   struct Stats {
     uint64_t objects;     // objects in the table (live + dead-pinned) == size()
@@ -503,6 +518,8 @@ class ObjectTable {
   std::unordered_map<uint64_t, std::vector<uint64_t>> children_;  // container lo -> child los
   std::unordered_map<uint64_t, uint64_t> aliases_;                // alias lo -> target lo
   std::map<std::string, uint64_t, std::less<>> names_;            // name -> object lo (sorted)
+  // object lo -> its names (views of names_'s keys, which std::map keeps in place)
+  std::unordered_multimap<uint64_t, std::string_view> namesByObject_;
 
   // Incremental counters behind stats() (the rest come from container sizes).
   uint64_t parentRefs_ = 0;

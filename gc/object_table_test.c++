@@ -1776,3 +1776,54 @@ TEST_CASE("setHash records a hash computed after sealing, only for objects with 
   table.removeHolder(a.writer);
   CHECK_FALSE(table.setHash(a.id, 9, 9));  // gone
 }
+
+TEST_CASE("listPage pages through every object once, in bounded pages") {
+  Fixture f;
+  std::vector<ObjectId> ids;
+  for (int i = 0; i < 10000; ++i) ids.push_back(f.table.create(1, 0, 1, 0).id);
+  // Free some, so that pages skip holes.
+  for (int i = 0; i < 10000; i += 3) {
+    REQUIRE(f.table.removeHolder(f.table.holdersOf(ids[i]).front().first));
+  }
+  std::set<uint64_t> seen;
+  uint64_t cursor = 0;
+  size_t pages = 0;
+  do {
+    std::vector<const ObjectRecord*> page;
+    cursor = f.table.listPage(cursor, 1000, &page);
+    CHECK(page.size() <= 1000);
+    for (auto* r : page) CHECK(seen.insert(r->id.lo).second);  // never twice
+    ++pages;
+  } while (cursor != 0);
+  CHECK(seen.size() == f.table.size());
+  CHECK(pages >= 7);
+  // An empty table: one empty page.
+  ObjectTable empty(kEpoch, nullptr);
+  std::vector<const ObjectRecord*> none;
+  CHECK(empty.listPage(0, 10, &none) == 0);
+  CHECK(none.empty());
+}
+
+TEST_CASE("listNames pages through names in order") {
+  Fixture f;
+  auto a = f.table.create(1, 0, 1, 0);
+  for (int i = 0; i < 25; ++i) {
+    char name[8];
+    snprintf(name, sizeof(name), "n%02d", i);
+    REQUIRE(f.table.addName(a.id, name) == NameResult::OK);
+  }
+  bool more = false;
+  auto first = f.table.listNames("", 10, &more);
+  CHECK(first.size() == 10);
+  CHECK(first.front().first == "n00");
+  CHECK(more);
+  auto second = f.table.listNames(first.back().first, 10, &more);
+  CHECK(second.front().first == "n10");
+  CHECK(more);
+  auto last = f.table.listNames(second.back().first, 10, &more);
+  CHECK(last.size() == 5);
+  CHECK_FALSE(more);
+  CHECK(f.table.namesOf(a.id).size() == 25);
+  REQUIRE(f.table.removeName("n03") == NameResult::OK);
+  CHECK(f.table.namesOf(a.id).size() == 24);
+}

@@ -144,18 +144,24 @@ struct HolderInfo {
 }
 
 struct ObjectListing {
-  # One row of `Store.list` (`refctl ls`): diagnostics only, grants no access.
+  # One row of `Store.list` (`refctl ls`): diagnostics only, grants no access. Each list in a
+  # row names at most `maxListedPerObject` entries (an object may have a million holders or
+  # tokens); the counts say how many there are in all.
   info @0 :ObjectInfo;
-  holders @1 :List(HolderInfo);
+  holders @1 :List(HolderInfo);      # the first holders (at most maxListedPerObject)
   tokens @2 :UInt32;     # live share tokens
   pins @3 :UInt32;       # live Views
   ageMs @4 :UInt64;      # time since creation
   dead @5 :Bool;         # unreferenced, kept only until the last View is dropped
-  tokenExpiriesMs @6 :List(UInt64);  # per live token: milliseconds until it expires
+  tokenExpiriesMs @6 :List(UInt64);  # the soonest-expiring live tokens: ms until each expires
   names @7 :List(Text);
   parents @8 :List(ObjectId);        # objects that contain this one
   children @9 :List(ObjectId);       # objects this one contains (an alias lists its target)
   oldestHoldMs @10 :UInt64;          # how long the longest-standing current holder has held it
+  holderCount @11 :UInt32;           # holders in all (`holders` may list fewer)
+  nameCount @12 :UInt32;             # names in all
+  parentCount @13 :UInt32;           # parents in all
+  childCount @14 :UInt32;            # children in all
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -206,8 +212,11 @@ interface Store {
   stats @4 () -> (stats :Stats);
   # Counters describing the daemon right now.
 
-  list @5 () -> (objects :List(ObjectListing));
-  # Every object with its holders, for diagnostics (`refctl ls`). Grants no access.
+  list @5 (cursor :UInt64, limit :UInt32) -> (objects :List(ObjectListing), nextCursor :UInt64);
+  # Objects with their holders, for diagnostics (`refctl ls`), a page at a time so that a
+  # listing always fits in a message whatever the number of objects: call with cursor 0, then
+  # with each answer's `nextCursor` until it is 0. `limit`: rows per page (0: 1000; at most
+  # maxListPage). Objects created or freed while paging may or may not appear. Grants no access.
 
   promise @6 () -> (ref :Ref, fulfiller :Fulfiller);
   # A future: returns at once a Ref to an object that does not exist yet (state `promised`) and
@@ -222,8 +231,10 @@ interface Store {
   unname @8 (name :Text) -> ();
   # Removes the name pin; the object is freed if nothing else references it. Errors: NOT_FOUND.
 
-  names @9 () -> (names :List(NameBinding));
-  # Every name and the object it pins (for `refctl ls` and operators).
+  names @9 (after :Text, limit :UInt32) -> (names :List(NameBinding), more :Bool);
+  # Names and the objects they pin (for `refctl ls` and operators), in name order, a page at a
+  # time: the names after `after` ("" for the first page), at most `limit` (0: 1000; at most
+  # maxListPage); `more` says whether names follow the last one returned (pass it as `after`).
 
   adopt @10 (ref :Ref) -> (ref :Ref);
   # Re-homes a Ref received from another party (which may be a proxy through that party's
@@ -374,6 +385,15 @@ const maxBatchValues :UInt32 = 65536;
 
 const maxTokenTtlSeconds :UInt32 = 2592000;
 # Longest token time-to-live (30 days).
+
+const maxListPage :UInt32 = 10000;
+# Most rows one `Store.list` or `Store.names` call returns.
+
+const maxListedPerObject :UInt32 = 32;
+# Most holders, token expiries, names, parents and children one `ObjectListing` row names.
+
+const maxLabelBytes :UInt32 = 256;
+# Longest `Store.hello` clientName (a label for listings). Longer ones are INVALID_ARGUMENT.
 
 # ---------------------------------------------------------------------------------------------
 # Error codes

@@ -48,7 +48,7 @@ kj::Promise<void> FulfillerServer::fulfill(FulfillContext context) {
   RS_REQUIRE(data.size() <= proto::MAX_INLINE_BYTES, TOO_LARGE, "inline value of ", data.size(),
              " bytes exceeds ", proto::MAX_INLINE_BYTES, ": create it, then fulfillWith");
   auto attempt = startAttempt();
-  auto memory = store.reserve(data.size(), 0 * kj::SECONDS);
+  auto memory = store.reserve(data.size(), 0 * kj::SECONDS, client);
   return adoptAll(store, params.getChildren(), client)
       .then([memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
         return memory.then([children = kj::mv(children)](kj::Own<Reservation> reserved) mutable {

@@ -19,9 +19,11 @@ struct Limits {
   uint64_t maxTokensPerClient = uint64_t(1) << 20;  // live tokens minted through one connection
   // Names outlive connections too (until unnamed).
   uint64_t maxNames = uint64_t(1) << 20;            // --max-names
-  // Requests waiting for memory (create, put, putMany values, fulfil) per connection. Beyond
-  // it a request fails at once with RESOURCE_EXHAUSTED instead of queueing.
-  uint32_t maxWaitingPerClient = 1024;
+  // Requests waiting for memory (create, put, fulfil, and each value of a putMany) per
+  // connection: two full putMany batches. Beyond it a request fails at once with
+  // RESOURCE_EXHAUSTED instead of queueing. (Fairness between clients does not depend on it:
+  // the admission queue serves connections in turn.)
+  uint32_t maxWaitingPerClient = 1 << 17;
   // Segment capabilities (each holds a file descriptor in the daemon) per connection: shared
   // segments are cached per connection; dedicated ones and Segment.reattach make new ones.
   uint32_t maxSegmentCapsPerClient = 1024;

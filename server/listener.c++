@@ -70,11 +70,19 @@ kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
 // One client connection: stream, message framing, Cap'n Proto network and RPC system. Member
 // order matters: the RPC system is destroyed first (releasing the client's capabilities), then
 // the network, the framing, the stream, and finally the client's registry entry.
+//
+// Its limits (server/limits.h): messages up to Limits::maxMessageBytes, or only
+// maxUnauthenticatedMessageBytes until a TCP peer has presented the cluster secret; a message
+// begun must keep arriving (stalledMessageTimeout); calls in flight are capped by capnp's flow
+// limit (maxCallWords); and calls are cancelled when the connection ends (their servers allow
+// it), so nothing a client started outlives it.
 struct Listener::Connection {
-  Connection(ObjectStore& store, BusyPoll& busyPoll, kj::Own<kj::AsyncIoStream> accepted,
-             ClientInfo info, kj::Maybe<kj::StringPtr> secret)
+  Connection(ObjectStore& store, BusyPoll& busyPoll, kj::Timer& timer,
+             kj::Own<kj::AsyncIoStream> accepted, ClientInfo info,
+             kj::Maybe<kj::StringPtr> secret)
       : store(store), client(store.addClient(kj::mv(info))),
-        stream(kj::heap<ClientStream>(kj::mv(accepted), busyPoll)) {
+        stream(kj::heap<ClientStream>(kj::mv(accepted), busyPoll)),
+        authenticated(secret == nullptr) {
     if (store.client(client).sharedMemory) {
       // We send segment fds; clients never need to send us any, but capnp 0.9.2 only
       // attaches outgoing fds on a network created with maxFdsPerMessage > 0.
@@ -86,8 +94,36 @@ struct Listener::Connection {
       network =
           kj::heap<capnp::TwoPartyVatNetwork>(*messages, capnp::rpc::twoparty::Side::SERVER);
     }
+    const Limits& limits = store.limits();
+    messages->setMaxIncomingBytes(authenticated ? limits.maxMessageBytes
+                                                : limits.maxUnauthenticatedMessageBytes);
+    messages->setStallTimeout(timer, limits.stalledMessageTimeout);
+    messages->setMaxUnsentBytes(limits.maxUnsentBytes);
+    messages->setOnLargeMessageWritten(
+        [budget = kj::addRef(*store.client(client).replyBudget)](size_t bytes) mutable {
+          budget->credit(bytes);
+        });
+    auto onAuthenticated = [this]() {
+      authenticated = true;
+      messages->setMaxIncomingBytes(this->store.limits().maxMessageBytes);
+    };
     rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcServer(
-        *network, capnp::Capability::Client(kj::heap<StoreServer>(store, client, secret))));
+        *network, capnp::Capability::Client(
+                      kj::heap<StoreServer>(store, client, secret, kj::mv(onAuthenticated)))));
+    rpc->setFlowLimit(limits.maxCallWords);
+  }
+
+  // Resolves when the connection is over: the peer disconnected, or (TCP with a cluster secret)
+  // it did not present the secret within Limits::helloTimeout.
+  kj::Promise<void> whenDone(kj::Timer& timer) {
+    auto done = network->onDisconnect();
+    if (authenticated) return done;
+    return done.exclusiveJoin(
+        timer.afterDelay(store.limits().helloTimeout).then([this]() -> kj::Promise<void> {
+          if (authenticated) return kj::NEVER_DONE;
+          logDebug("client ", client, " did not authenticate in time: closing it");
+          return kj::READY_NOW;
+        }));
   }
   ~Connection() noexcept(false) {
     rpc = nullptr;
@@ -103,6 +139,7 @@ struct Listener::Connection {
   kj::Own<BatchingMessageStream> messages;
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  bool authenticated;  // no secret required, or hello presented it
 };
 
 Listener::Listener(ObjectStore& store, BusyPoll& busyPoll, kj::Timer& timer)
@@ -134,10 +171,11 @@ void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
     // Writable segments are never shared across uids (DESIGN.md "Data paths").
     info.writableSharedMemory = creds.uid != nullptr && (info.uid == getuid() || info.uid == 0);
   }
-  auto connection = kj::heap<Connection>(store, busyPoll, kj::mv(accepted.stream), kj::mv(info), secret);
+  auto connection = kj::heap<Connection>(store, busyPoll, timer, kj::mv(accepted.stream),
+                                         kj::mv(info), secret);
   logDebug("client ", connection->client, " connected (pid ", store.client(connection->client).pid,
            ")");
-  auto done = connection->network->onDisconnect();
+  auto done = connection->whenDone(timer);
   connections->add(done.attach(kj::mv(connection)));
 }
 

@@ -79,6 +79,12 @@ class RefstoredMain {
                           "Names the daemon keeps at most (default 1048576).")
         .addOptionWithArg({"max-clients"}, KJ_BIND_METHOD(*this, setMaxClients), "<n>",
                           "Open connections at most (default 4096); more are closed at once.")
+        .addOptionWithArg({"hello-timeout-ms"}, KJ_BIND_METHOD(*this, setHelloTimeout), "<ms>",
+                          "A TCP connection that must present the cluster secret is closed if it "
+                          "has not within this long (default 10000).")
+        .addOptionWithArg({"stall-timeout-ms"}, KJ_BIND_METHOD(*this, setStallTimeout), "<ms>",
+                          "A connection that begins a message and sends nothing more for this "
+                          "long is closed (default 60000).")
         .addOption({"debug"}, KJ_BIND_METHOD(*this, setDebug), "Log every connection and token expiry.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
@@ -188,6 +194,20 @@ class RefstoredMain {
     auto valid = parseCount(text, 1000000, "connections", "--max-clients must be at most 1000000",
                             value);
     limits.maxClients = value;
+    return valid;
+  }
+  kj::MainBuilder::Validity setHelloTimeout(kj::StringPtr text) {
+    uint64_t millis = 0;
+    auto valid = parseCount(text, 3600000, "milliseconds",
+                            "--hello-timeout-ms must be at most 3600000 (one hour)", millis);
+    limits.helloTimeout = millis * kj::MILLISECONDS;
+    return valid;
+  }
+  kj::MainBuilder::Validity setStallTimeout(kj::StringPtr text) {
+    uint64_t millis = 0;
+    auto valid = parseCount(text, 3600000, "milliseconds",
+                            "--stall-timeout-ms must be at most 3600000 (one hour)", millis);
+    limits.stalledMessageTimeout = millis * kj::MILLISECONDS;
     return valid;
   }
   kj::MainBuilder::Validity setDebug() {

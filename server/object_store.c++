@@ -26,7 +26,7 @@ ObjectStore::ObjectStore(shm::Allocator& memory, kj::Timer& timer, uint64_t orig
     : allocator(memory),
       policy(policy),
       bounds(limits),
-      queue(timer),
+      queue(timer, limits.maxWaitingPerClient),
       timer(timer),
       originEpoch(origin),
       startedAt(timer.now()),
@@ -47,6 +47,7 @@ gc::MonoMillis ObjectStore::nowMillis() const {
 gc::ClientId ObjectStore::addClient(ClientInfo info) {
   gc::ClientId id = nextClientId++;
   info.segmentCapBudget = kj::refcounted<SegmentCapBudget>(bounds.maxSegmentCapsPerClient);
+  info.replyBudget = kj::refcounted<ReplyBudget>(bounds.maxUnsentBytes);
   clients.insert(id, kj::mv(info));
   return id;
 }
@@ -404,9 +405,10 @@ void ObjectStore::fillListing(capnp::List<proto::ObjectListing>::Builder out,
     const gc::ObjectRecord& object = *records[i];
     auto row = out[i];
     fillObjectInfo(row.initInfo(), object);
-    auto holders = objects.holdersOf(object.id);
+    constexpr size_t kListed = proto::MAX_LISTED_PER_OBJECT;
+    auto holders = objects.holdersOf(object.id, kListed);
+    row.setHolderCount(object.holders);
     auto holderList = row.initHolders(holders.size());
-    uint64_t oldest = 0;
     for (size_t h = 0; h < holders.size(); h++) {
       holderList[h].setClientId(holders[h].second);
       KJ_IF_MAYBE(info, clients.find(holders[h].second)) {
@@ -415,11 +417,12 @@ void ObjectStore::fillListing(capnp::List<proto::ObjectListing>::Builder out,
       }
       if (auto held = objects.holderInfo(holders[h].first)) {
         holderList[h].setHeldMs(now - held->since);
-        oldest = kj::max(oldest, now - held->since);
       }
     }
-    row.setOldestHoldMs(oldest);
+    if (auto since = objects.oldestHolderSince(object.id)) row.setOldestHoldMs(now - *since);
     auto names = objects.namesOf(object.id);
+    row.setNameCount(names.size());
+    if (names.size() > kListed) names.resize(kListed);
     auto nameList = row.initNames(names.size());
     for (size_t n = 0; n < names.size(); n++) nameList.set(n, names[n].c_str());
     auto setIds = [](capnp::List<proto::ObjectId>::Builder out, const std::vector<gc::ObjectId>& ids) {
@@ -429,12 +432,16 @@ void ObjectStore::fillListing(capnp::List<proto::ObjectListing>::Builder out,
       }
     };
     auto parents = objects.parentsOf(object.id);
+    row.setParentCount(parents.size());
+    if (parents.size() > kListed) parents.resize(kListed);
     setIds(row.initParents(parents.size()), parents);
     auto children = objects.childrenOf(object.id);
     if (auto target = objects.aliasTarget(object.id)) children.push_back(*target);
+    row.setChildCount(children.size());
+    if (children.size() > kListed) children.resize(kListed);
     setIds(row.initChildren(children.size()), children);
     row.setTokens(object.leases);
-    auto expiries = objects.leaseExpiriesOf(object.id);
+    auto expiries = objects.leaseExpiriesOf(object.id, kListed);
     auto expiryList = row.initTokenExpiriesMs(expiries.size());
     for (size_t t = 0; t < expiries.size(); t++) {
       expiryList.set(t, expiries[t] > now ? expiries[t] - now : 0);

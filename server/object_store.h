@@ -29,6 +29,7 @@
 #include "server/background_hasher.h"
 #include "server/limits.h"
 #include "server/promise_waiters.h"
+#include "server/reply_budget.h"
 #include "server/segment_server.h"
 #include "server/shm/allocator.h"
 #include "server/spill/spill_store.h"
@@ -50,6 +51,8 @@ struct ClientInfo {
   kj::HashMap<uint64_t, SegmentServer*> segmentCaps;
   // Every Segment capability of this connection, cached or not, counts against this.
   kj::Own<SegmentCapBudget> segmentCapBudget;
+  // Large replies (copy-path reads) built for this connection and not yet written to it.
+  kj::Own<ReplyBudget> replyBudget;
 };
 
 // A value's location in shared memory, as sent in `Placement`.
@@ -106,11 +109,13 @@ class ObjectStore {
   }
 
   // --- objects -------------------------------------------------------------------------
-  // Memory for `size` bytes: now if it fits; else after waiting in the admission queue (while
-  // spilling makes room) until `timeout` (0: the policy's default); else OUT_OF_MEMORY.
-  // Objects larger than the capacity, or large ones that do not fit now, get file-backed memory
-  // when disk is enabled. Throws INVALID_ARGUMENT (0 bytes), TOO_LARGE (can never fit).
-  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout);
+  // Memory for `size` bytes for `client`: now if it fits; else after waiting in the admission
+  // queue (while spilling makes room) until `timeout` (0: the policy's default); else
+  // OUT_OF_MEMORY. Objects larger than the capacity, or large ones that do not fit now, get
+  // file-backed memory when disk is enabled. Throws INVALID_ARGUMENT (0 bytes), TOO_LARGE (can
+  // never fit), RESOURCE_EXHAUSTED (the client has too many requests waiting).
+  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout,
+                                            gc::ClientId client);
   // Shared memory at once, when reserve() would grant it without waiting for anything (it
   // starts with this); null otherwise (then call reserve()). For the request paths: a promise
   // costs several heap allocations and event-loop turns even when it is ready.
@@ -120,7 +125,8 @@ class ObjectStore {
   // failing as soon as one fails and releasing those already granted. Spilling is considered
   // once for the whole batch rather than once per value.
   kj::Promise<kj::Array<kj::Own<Reservation>>> reserveMany(kj::ArrayPtr<const uint64_t> sizes,
-                                                           kj::Duration timeout);
+                                                           kj::Duration timeout,
+                                                           gc::ClientId client);
 
   // A new object in state CREATING over `memory`, held by the returned writer holder.
   gc::ObjectTable::Created create(kj::Own<Reservation> memory, uint64_t size,
@@ -228,7 +234,8 @@ class ObjectStore {
   static constexpr size_t kLeaseExpirySlice = 10000;
   // reserve(), starting spills for the new demand only if `spillNow` (reserveMany starts them
   // once for its whole batch).
-  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout, bool spillNow);
+  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout,
+                                            gc::ClientId client, bool spillNow);
   kj::Maybe<kj::Own<Reservation>> tryReserveNow(uint64_t size);  // shared memory, no waiting
   // reserveNow(), starting spills only if `spillNow`.
   kj::Maybe<kj::Own<Reservation>> reserveNow(uint64_t size, bool spillNow);

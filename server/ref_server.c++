@@ -1,5 +1,6 @@
 #include "server/ref_server.h"
 
+#include "schema/batching_message_stream.h"
 #include "server/errors.h"
 
 namespace refstore::server {
@@ -67,6 +68,7 @@ RefServer::RefServer(kj::Own<RefHook> ref)
     : ref(kj::mv(ref)), store(this->ref->store), id(this->ref->held().object) {}
 
 kj::Promise<void> RefServer::info(InfoContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
   store.record(id);  // NOT_FOUND if it is gone
   return store.whenHashed(id).then([this, context]() mutable {
     fillObjectInfo(context.getResults().initInfo(), store.record(id));
@@ -74,6 +76,7 @@ kj::Promise<void> RefServer::info(InfoContext context) {
 }
 
 kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
   // Readiness does not wait for the hash: Ref::size() and copy-path reads ask this, and a
   // large value's deferred hash would cost them a pass over it (info() waits for it).
   return store.whenReady(id).then([this, context]() mutable {
@@ -99,7 +102,8 @@ kj::Promise<void> RefServer::whenReadable(Answer answer) {
 }
 
 kj::Promise<void> RefServer::read(ReadContext context) {
-  return whenReadable([this, context]() mutable {
+  context.allowCancellation();  // a call that waits ends with its connection
+  auto answer = [this, context](kj::Maybe<ReplyBudget::Turn&> turn) mutable {
     auto params = context.getParams();
     gc::ObjectId owner = store.resolve(id);
     auto& object = store.record(owner);
@@ -110,10 +114,24 @@ kj::Promise<void> RefServer::read(ReadContext context) {
                " exceeds the chunk limit of ", proto::MAX_CHUNK_BYTES, " bytes");
     length = kj::min(length, object.size - offset);
     context.getResults().setData(store.bytes(owner).slice(offset, offset + length));
-  });
+    KJ_IF_MAYBE(charged, turn) { charged->charge(length); }
+  };
+  if (context.getParams().getLength() <= BatchingMessageStream::kMaxBatchedBytes) {
+    // A small reply is batched; the connection's stream bounds those itself.
+    return whenReadable([answer]() mutable { answer(nullptr); });
+  }
+  // A large reply waits for room in the connection's reply budget (reply_budget.h), but only
+  // once the value is there: a read waiting for a promise must not hold up the others.
+  auto budget = kj::addRef(*store.client(ref->held().client).replyBudget);
+  return whenReadable([]() {})
+      .then([budget = kj::mv(budget)]() mutable { return budget->turn(); })
+      .then([this, answer](kj::Own<ReplyBudget::Turn> turn) mutable {
+        return whenReadable([answer, turn = kj::mv(turn)]() mutable { answer(*turn); });
+      });
 }
 
 kj::Promise<void> RefServer::view(ViewContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
   RS_REQUIRE(ref->sharedMemory, FAILED_PRECONDITION,
              "this connection has no shared memory (TCP): use read() instead");
   return whenReadable([this, context]() mutable {

@@ -125,7 +125,7 @@ TEST_CASE("a value dropped while its hash runs stays pinned, counted as a cancel
   store.enableBackgroundHashing(hasher, uv);
   gc::ClientId client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true});
   constexpr uint64_t kSize = 32ull << 20;  // far above kHashInlineBytes: hashed in the background
-  auto memory = store.reserve(kSize, 0 * kj::SECONDS).wait(io.waitScope);
+  auto memory = store.reserve(kSize, 0 * kj::SECONDS, client).wait(io.waitScope);
   auto created = store.create(kj::mv(memory), kSize, client);
   store.seal(created.id, {});
   auto hashed = store.whenHashed(created.id);  // start it now rather than after the delay
@@ -161,7 +161,7 @@ struct StoreFixture {
   // Seals a value of `size` bytes of `fill` (far above kHashInlineBytes: hashed in the
   // background).
   gc::ObjectTable::Created seal(uint64_t size, kj::byte fill) {
-    auto memory = store.reserve(size, 0 * kj::SECONDS).wait(io.waitScope);
+    auto memory = store.reserve(size, 0 * kj::SECONDS, client).wait(io.waitScope);
     auto created = store.create(kj::mv(memory), size, client);
     memset(store.bytes(created.id).begin(), fill, size);
     store.seal(created.id, {});

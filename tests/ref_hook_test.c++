@@ -25,7 +25,7 @@ struct Fixture {
 
   // A sealed 5-byte object and a Ref holding it; the creator's holder is the Ref's.
   std::pair<gc::ObjectId, proto::Ref::Client> put(kj::StringPtr text) {
-    auto memory = store.reserve(text.size(), 0 * kj::SECONDS).wait(io.waitScope);
+    auto memory = store.reserve(text.size(), 0 * kj::SECONDS, client).wait(io.waitScope);
     auto created = store.put(kj::mv(memory), text.asBytes(), {}, client);
     return {created.id, newRef(store, created.writer, client)};
   }

@@ -522,26 +522,34 @@ Stats Client::stats() {
 }
 
 std::vector<ObjectListing> Client::list() {
-  auto reply = connection->wait(connection->store.listRequest().send());
+  // The daemon answers a page at a time (Store.list); this gathers every page.
   std::vector<ObjectListing> out;
-  for (auto row: reply.getObjects()) {
-    ObjectListing listing;
-    listing.info = toInfo(row.getInfo());
-    for (auto holder: row.getHolders()) {
-      listing.holders.push_back(HolderInfo{holder.getClientId(), holder.getLabel().cStr(),
-                                           holder.getPid(), holder.getHeldMs()});
+  uint64_t cursor = 0;
+  do {
+    auto request = connection->store.listRequest();
+    request.setCursor(cursor);
+    auto reply = connection->wait(request.send());
+    for (auto row: reply.getObjects()) {
+      ObjectListing listing;
+      listing.info = toInfo(row.getInfo());
+      for (auto holder: row.getHolders()) {
+        listing.holders.push_back(HolderInfo{holder.getClientId(), holder.getLabel().cStr(),
+                                             holder.getPid(), holder.getHeldMs()});
+      }
+      listing.holderCount = row.getHolderCount();
+      listing.tokens = row.getTokens();
+      listing.pins = row.getPins();
+      listing.ageMs = row.getAgeMs();
+      listing.dead = row.getDead();
+      for (auto expiry: row.getTokenExpiriesMs()) listing.tokenExpiriesMs.push_back(expiry);
+      for (auto name: row.getNames()) listing.names.push_back(name.cStr());
+      for (auto id: row.getParents()) listing.parents.push_back(toId(id));
+      for (auto id: row.getChildren()) listing.children.push_back(toId(id));
+      listing.oldestHoldMs = row.getOldestHoldMs();
+      out.push_back(std::move(listing));
     }
-    listing.tokens = row.getTokens();
-    listing.pins = row.getPins();
-    listing.ageMs = row.getAgeMs();
-    listing.dead = row.getDead();
-    for (auto expiry: row.getTokenExpiriesMs()) listing.tokenExpiriesMs.push_back(expiry);
-    for (auto name: row.getNames()) listing.names.push_back(name.cStr());
-    for (auto id: row.getParents()) listing.parents.push_back(toId(id));
-    for (auto id: row.getChildren()) listing.children.push_back(toId(id));
-    listing.oldestHoldMs = row.getOldestHoldMs();
-    out.push_back(std::move(listing));
-  }
+    cursor = reply.getNextCursor();
+  } while (cursor != 0);
   return out;
 }
 
@@ -565,10 +573,17 @@ void Client::unname(const std::string& name) {
 }
 
 std::vector<NameBinding> Client::names() {
-  auto reply = connection->wait(connection->store.namesRequest().send());
+  // The daemon answers a page at a time (Store.names); this gathers every page.
   std::vector<NameBinding> out;
-  for (auto binding: reply.getNames()) {
-    out.push_back(NameBinding{binding.getName().cStr(), toId(binding.getId())});
+  bool more = true;
+  while (more) {
+    auto request = connection->store.namesRequest();
+    if (!out.empty()) request.setAfter(out.back().name);
+    auto reply = connection->wait(request.send());
+    for (auto binding: reply.getNames()) {
+      out.push_back(NameBinding{binding.getName().cStr(), toId(binding.getId())});
+    }
+    more = reply.getMore() && reply.getNames().size() > 0;
   }
   return out;
 }

@@ -86,7 +86,8 @@ struct HolderInfo {
 
 struct ObjectListing {
   ObjectInfo info;
-  std::vector<HolderInfo> holders;
+  std::vector<HolderInfo> holders;         // the first few (Store.list names at most 32)
+  uint32_t holderCount = 0;                // holders in all
   uint32_t tokens = 0, pins = 0;
   uint64_t ageMs = 0;
   bool dead = false;
