@@ -26,6 +26,37 @@
 # The codes are the `ErrorCode` enum at the end of this file. Bad input gets an error and
 # changes nothing.
 
+# Bounds. refstored is shared by every framework on a host, so one client must never be able to
+# freeze, starve or exhaust it for the others. Everything a client can make the daemon hold is
+# either released by something the client controls, or bounded:
+#   * Ref holders, Views (memory pins), WriteBuffers (reservations), Fulfillers, Segment
+#     capabilities: each is a capability; dropping it, or closing the connection, releases it.
+#     Segment capabilities also cost the daemon a file descriptor each, so a connection may hold
+#     at most 1024 at once (RESOURCE_EXHAUSTED beyond).
+#   * Promises: a Ref like any other; a promise nobody references is freed, fulfilled or not.
+#   * Share tokens outlive their connection until used up or expired (ttl at most
+#     maxTokenTtlSeconds), so they are counted: at most --max-tokens live in the daemon and
+#     --max-tokens-per-client minted through one connection (RESOURCE_EXHAUSTED beyond).
+#   * Names outlive their connection until `unname`: at most --max-names.
+#   * Requests waiting for memory (create, put, putMany, fulfil): each connection's wait in a
+#     line of their own and the lines take turns, so one client's backlog delays another's
+#     request by at most one of its own; at most 131,072 per connection. A waiting request
+#     ends at its deadline, and with its connection.
+#   * Pending calls: cancelled when their connection closes (with whatever they held); and a
+#     connection's calls in flight are capped by Cap'n Proto's flow limit (8M words of
+#     requests), past which the daemon reads no more of that connection's requests.
+#   * Incoming messages: at most 20 MiB each (64 KiB on a TCP connection until `hello` has
+#     presented the cluster secret), memory growing with the bytes that arrive, never with what a
+#     frame header claims; a peer that stops in the middle of a message for a minute
+#     (--stall-timeout-ms) is disconnected, and a TCP peer that must authenticate has 10 s
+#     (--hello-timeout-ms) to do so. Idle connections between messages are never closed.
+#   * Replies a client does not read: past 64 MiB waiting to be written, the daemon builds no more
+#     large replies for it and reads no more of its requests until it catches up.
+#   * Connections: at most --max-clients; more are closed at once.
+#   * Listings: `Store.list` and `Store.names` answer a page at a time (maxListPage rows), and a
+#     row names at most maxListedPerObject holders, names, tokens, parents and children.
+#   * Labels (`hello`'s clientName): at most maxLabelBytes.
+
 @0x94354fc2987ef65e;
 
 using Cxx = import "/capnp/c++.capnp";
