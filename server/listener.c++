@@ -72,19 +72,26 @@ kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
 // the network, the framing, the stream, and finally the client's registry entry.
 struct Listener::Connection {
   Connection(ObjectStore& store, BusyPoll& busyPoll, kj::Own<kj::AsyncIoStream> accepted,
-             ClientInfo info, kj::Maybe<kj::StringPtr> secret)
+             ClientInfo info, kj::Maybe<kj::StringPtr> secret,
+             kj::Maybe<TransportWrapper&> wrapTransport)
       : store(store), client(store.addClient(kj::mv(info))),
         stream(kj::heap<ClientStream>(kj::mv(accepted), busyPoll)) {
-    if (store.client(client).sharedMemory) {
+    bool sharedMemory = store.client(client).sharedMemory;
+    messages = sharedMemory ? kj::heap<BatchingMessageStream>(*stream, *stream)
+                            : kj::heap<BatchingMessageStream>(*stream);
+    capnp::MessageStream* transport = messages.get();
+    KJ_IF_MAYBE(wrap, wrapTransport) {
+      wrapped = (*wrap)(*messages);
+      transport = wrapped.get();
+    }
+    if (sharedMemory) {
       // We send segment fds; clients never need to send us any, but capnp 0.9.2 only
       // attaches outgoing fds on a network created with maxFdsPerMessage > 0.
-      messages = kj::heap<BatchingMessageStream>(*stream, *stream);
-      network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, /*maxFdsPerMessage=*/1,
+      network = kj::heap<capnp::TwoPartyVatNetwork>(*transport, /*maxFdsPerMessage=*/1,
                                                     capnp::rpc::twoparty::Side::SERVER);
     } else {
-      messages = kj::heap<BatchingMessageStream>(*stream);
       network =
-          kj::heap<capnp::TwoPartyVatNetwork>(*messages, capnp::rpc::twoparty::Side::SERVER);
+          kj::heap<capnp::TwoPartyVatNetwork>(*transport, capnp::rpc::twoparty::Side::SERVER);
     }
     rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcServer(
         *network, capnp::Capability::Client(kj::heap<StoreServer>(store, client, secret))));
@@ -92,6 +99,7 @@ struct Listener::Connection {
   ~Connection() noexcept(false) {
     rpc = nullptr;
     network = nullptr;
+    wrapped = nullptr;
     messages = nullptr;
     stream = nullptr;
     store.removeClient(client);
@@ -101,6 +109,7 @@ struct Listener::Connection {
   gc::ClientId client;
   kj::Own<ClientStream> stream;
   kj::Own<BatchingMessageStream> messages;
+  kj::Own<capnp::MessageStream> wrapped;  // over `messages`, if transports are wrapped
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
 };
@@ -124,7 +133,8 @@ void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
     // Writable segments are never shared across uids (DESIGN.md "Data paths").
     info.writableSharedMemory = creds.uid != nullptr && (info.uid == getuid() || info.uid == 0);
   }
-  auto connection = kj::heap<Connection>(store, busyPoll, kj::mv(accepted.stream), kj::mv(info), secret);
+  auto connection = kj::heap<Connection>(store, busyPoll, kj::mv(accepted.stream), kj::mv(info),
+                                         secret, transportWrapper);
   logDebug("client ", connection->client, " connected (pid ", store.client(connection->client).pid,
            ")");
   auto done = connection->network->onDisconnect();

@@ -2,11 +2,10 @@
 
 #include <time.h>
 
-#include <capnp/rpc.capnp.h>
 #include <capnp/schema.h>
-#include <capnp/message.h>
 
 #include "schema/refstore.capnp.h"
+#include "server/metrics/rpc_header.h"
 
 namespace refstore::server::metrics {
 
@@ -66,33 +65,23 @@ class TimedMessageStream final: public capnp::MessageStream {
   };
 
   void noteIncoming(capnp::MessageReader& reader) {
-    // The RPC system reads the same message next and deals with anything malformed in it.
-    try {
-      auto message = reader.getRoot<capnp::rpc::Message>();
-      if (!message.isCall()) return;
-      auto call = message.getCall();
-      uint32_t question = call.getQuestionId();
-      if (question >= CallTiming::kMaxTrackedQuestions) return;
-      Histogram* histogram = timing.find(call.getInterfaceId(), call.getMethodId());
-      if (histogram == nullptr) return;
-      if (question >= pending.size()) pending.resize(question + 1);
-      pending[question] = Pending{monotonicNanos(), histogram};
-    } catch (const kj::Exception&) {
-    }
+    RpcHeader header = peekRpcHeader(reader.getSegment(0));
+    if (header.kind != RpcHeader::Kind::CALL) return;
+    if (header.id >= CallTiming::kMaxTrackedQuestions) return;
+    Histogram* histogram = timing.find(header.interfaceId, header.methodId);
+    if (histogram == nullptr) return;
+    if (header.id >= pending.size()) pending.resize(header.id + 1);
+    pending[header.id] = Pending{monotonicNanos(), histogram};
   }
 
   void noteOutgoing(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
-    try {
-      capnp::SegmentArrayMessageReader reader(segments);
-      auto message = reader.getRoot<capnp::rpc::Message>();
-      if (!message.isReturn()) return;
-      uint32_t answer = message.getReturn().getAnswerId();
-      if (answer >= pending.size() || pending[answer].histogram == nullptr) return;
-      auto& call = pending[answer];
-      call.histogram->observeNanos(monotonicNanos() - call.startNanos);
-      call.histogram = nullptr;
-    } catch (const kj::Exception&) {
-    }
+    if (segments.size() == 0) return;
+    RpcHeader header = peekRpcHeader(segments[0]);
+    if (header.kind != RpcHeader::Kind::RETURN) return;
+    if (header.id >= pending.size() || pending[header.id].histogram == nullptr) return;
+    auto& call = pending[header.id];
+    call.histogram->observeNanos(monotonicNanos() - call.startNanos);
+    call.histogram = nullptr;
   }
 
   const CallTiming& timing;

@@ -9,8 +9,8 @@
 // on. It sees what the RPC system sees: Cap'n Proto's own dispatch and result building count,
 // the client's network time does not.
 //
-// How: each connection's capnp::MessageStream is wrapped (Listener::wrapTransports). An incoming
-// Call records (start time, the method's histogram) under its question id; the outgoing Return
+// How: each connection's capnp::MessageStream is wrapped (Listener::wrapTransports). Messages are
+// classified by peeking at their first words (rpc_header.h), not parsed. An incoming Call records (start time, the method's histogram) under its question id; the outgoing Return
 // with that answer id observes the elapsed time. Question ids are small integers the client
 // reuses (capnp hands out the lowest free one), so the records are a vector indexed by id; calls
 // with ids of kMaxTrackedQuestions or more (that many calls in flight on one connection) are

@@ -12,9 +12,10 @@ namespace refstore::server::metrics {
 
 class MetricsService {
  public:
-  // `stats` fills a snapshot of the daemon (ObjectStore::fillStats); `version` labels
-  // refstore_build_info.
-  MetricsService(kj::Timer& timer, StatsSource stats, kj::StringPtr version);
+  // Serves /metrics and /healthz on `receiver` from now until destroyed. `stats` fills a
+  // snapshot of the daemon (ObjectStore::fillStats); `version` labels refstore_build_info.
+  MetricsService(kj::Timer& timer, kj::Own<kj::ConnectionReceiver> receiver, StatsSource stats,
+                 kj::StringPtr version);
   KJ_DISALLOW_COPY(MetricsService);
 
   // Wraps one client connection's transport so its calls are timed (`inner` must outlive it).
@@ -22,8 +23,7 @@ class MetricsService {
     return callTiming->wrap(inner);
   }
 
-  // Serves /metrics and /healthz on `receiver` until the promise is dropped.
-  kj::Promise<void> serve(kj::ConnectionReceiver& receiver) { return http.serve(receiver); }
+  unsigned int getPort() { return receiver->getPort(); }
 
   // What /healthz answers.
   void setHealth(Health health) { http.setHealth(health); }
@@ -34,6 +34,8 @@ class MetricsService {
   Registry metrics;
   kj::Own<CallTiming> callTiming;  // made after the store's figures: they render first
   HttpEndpoint http;
+  kj::Own<kj::ConnectionReceiver> receiver;
+  kj::Promise<void> serving;
 };
 
 }  // namespace refstore::server::metrics
