@@ -261,9 +261,14 @@ class RefstoredMain {
 
     kj::Maybe<kj::Own<metrics::MetricsService>> metricsService;
     KJ_IF_MAYBE(address, metricsAddress) {
-      auto service = kj::heap<metrics::MetricsService>(
-          io.provider->getTimer(), listenTcp(io, activated.metrics, *address),
-          [&store](proto::Stats::Builder stats) { store.fillStats(stats); }, "0.1");
+      kj::Own<metrics::MetricsService> service;
+      KJ_IF_MAYBE(error, kj::runCatchingExceptions([&]() {
+        service = kj::heap<metrics::MetricsService>(
+            io.provider->getTimer(), listenTcp(io, activated.metrics, *address),
+            [&store](proto::Stats::Builder stats) { store.fillStats(stats); }, "0.1");
+      })) {
+        return kj::str("--metrics ", *address, ": ", error->getDescription());
+      }
       listener.wrapTransports([&service = *service](capnp::MessageStream& transport) {
         return service.timeCalls(transport);
       });
