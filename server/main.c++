@@ -132,7 +132,7 @@ class RefstoredMain {
     return true;
   }
   kj::MainBuilder::Validity setMetrics(kj::StringPtr address) {
-    if (address.findLast(':') == nullptr) return "--metrics expects host:port, e.g. 127.0.0.1:9464";
+    if (address.findLast(':') == nullptr) return "--metrics expects host:port, e.g. 127.0.0.1:9470";
     metricsAddress = kj::str(address);
     return true;
   }
