@@ -71,7 +71,7 @@ kj::Promise<kj::Own<Reservation>> AdmissionQueue::wait(uint64_t size, kj::TimePo
       timer.atTime(deadline).then([size, since, this]() -> kj::Own<Reservation> {
         RS_FAIL(OUT_OF_MEMORY, "waited ", (timer.now() - since) / kj::MILLISECONDS,
                 " ms for ", size, " bytes of shared memory; the deadline passed (",
-                length() - 1, " other request(s) waiting)");
+                length() > 0 ? length() - 1 : 0, " other request(s) waiting)");
       }));
 }
 

@@ -79,20 +79,26 @@ kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
 struct Listener::Connection {
   Connection(ObjectStore& store, BusyPoll& busyPoll, kj::Timer& timer,
              kj::Own<kj::AsyncIoStream> accepted, ClientInfo info,
-             kj::Maybe<kj::StringPtr> secret)
+             kj::Maybe<kj::StringPtr> secret, kj::Maybe<TransportWrapper&> wrapTransport)
       : store(store), client(store.addClient(kj::mv(info))),
         stream(kj::heap<ClientStream>(kj::mv(accepted), busyPoll)),
         authenticated(secret == nullptr) {
-    if (store.client(client).sharedMemory) {
+    bool sharedMemory = store.client(client).sharedMemory;
+    messages = sharedMemory ? kj::heap<BatchingMessageStream>(*stream, *stream)
+                            : kj::heap<BatchingMessageStream>(*stream);
+    capnp::MessageStream* transport = messages.get();
+    KJ_IF_MAYBE(wrap, wrapTransport) {
+      wrapped = (*wrap)(*messages);
+      transport = wrapped.get();
+    }
+    if (sharedMemory) {
       // We send segment fds; clients never need to send us any, but capnp 0.9.2 only
       // attaches outgoing fds on a network created with maxFdsPerMessage > 0.
-      messages = kj::heap<BatchingMessageStream>(*stream, *stream);
-      network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, /*maxFdsPerMessage=*/1,
+      network = kj::heap<capnp::TwoPartyVatNetwork>(*transport, /*maxFdsPerMessage=*/1,
                                                     capnp::rpc::twoparty::Side::SERVER);
     } else {
-      messages = kj::heap<BatchingMessageStream>(*stream);
       network =
-          kj::heap<capnp::TwoPartyVatNetwork>(*messages, capnp::rpc::twoparty::Side::SERVER);
+          kj::heap<capnp::TwoPartyVatNetwork>(*transport, capnp::rpc::twoparty::Side::SERVER);
     }
     const Limits& limits = store.limits();
     messages->setMaxIncomingBytes(authenticated ? limits.maxMessageBytes
@@ -128,6 +134,7 @@ struct Listener::Connection {
   ~Connection() noexcept(false) {
     rpc = nullptr;
     network = nullptr;
+    wrapped = nullptr;
     messages = nullptr;
     stream = nullptr;
     store.removeClient(client);
@@ -137,6 +144,7 @@ struct Listener::Connection {
   gc::ClientId client;
   kj::Own<ClientStream> stream;
   kj::Own<BatchingMessageStream> messages;
+  kj::Own<capnp::MessageStream> wrapped;  // over `messages`, if transports are wrapped
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
   bool authenticated;  // no secret required, or hello presented it
@@ -172,7 +180,7 @@ void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
     info.writableSharedMemory = creds.uid != nullptr && (info.uid == getuid() || info.uid == 0);
   }
   auto connection = kj::heap<Connection>(store, busyPoll, timer, kj::mv(accepted.stream),
-                                         kj::mv(info), secret);
+                                         kj::mv(info), secret, transportWrapper);
   logDebug("client ", connection->client, " connected (pid ", store.client(connection->client).pid,
            ")");
   auto done = connection->whenDone(timer);

@@ -4,7 +4,9 @@
 // peer killed) Cap'n Proto releases every capability it held, which releases its references.
 #pragma once
 
+#include <capnp/serialize-async.h>
 #include <kj/async-io.h>
+#include <kj/function.h>
 
 #include "server/busy_poll.h"
 #include "server/object_store.h"
@@ -33,6 +35,11 @@ class Listener final: public kj::TaskSet::ErrorHandler {
   // Disconnects every client (graceful shutdown).
   void closeAll();
 
+  // From now on, each new connection's RPC system reads and writes through
+  // `wrap(its transport)` (refstored --metrics times calls this way; off, nothing is wrapped).
+  using TransportWrapper = kj::Function<kj::Own<capnp::MessageStream>(capnp::MessageStream&)>;
+  void wrapTransports(TransportWrapper wrap) { transportWrapper = kj::mv(wrap); }
+
  private:
   struct Connection;
   void taskFailed(kj::Exception&& exception) override;
@@ -48,6 +55,7 @@ class Listener final: public kj::TaskSet::ErrorHandler {
   ObjectStore& store;
   BusyPoll& busyPoll;
   kj::Timer& timer;
+  kj::Maybe<TransportWrapper> transportWrapper;
   kj::Own<kj::TaskSet> connections;
   uint64_t refusedForLimit = 0;  // connections closed at once because of --max-clients
 };

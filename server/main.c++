@@ -13,12 +13,14 @@
 #include "server/busy_poll.h"
 #include "server/listener.h"
 #include "server/log.h"
+#include "server/metrics/metrics_service.h"
 #include "server/object_store.h"
 #include "server/prefaulter.h"
 #include "server/shm/jemalloc_arena.h"
 #include "server/size_parse.h"
 #include "server/spill/file_backed.h"
 #include "server/spill/spill_store.h"
+#include "server/systemd/service_manager.h"
 #include "server/token.h"
 #include "server/uv_loop.h"
 
@@ -85,6 +87,9 @@ class RefstoredMain {
         .addOptionWithArg({"stall-timeout-ms"}, KJ_BIND_METHOD(*this, setStallTimeout), "<ms>",
                           "A connection that begins a message and sends nothing more for this "
                           "long is closed (default 60000).")
+        .addOptionWithArg({"metrics"}, KJ_BIND_METHOD(*this, setMetrics), "<host:port>",
+                          "Serve Prometheus metrics (GET /metrics) and GET /healthz over HTTP "
+                          "there (off by default; counters only, never data, ids or tokens).")
         .addOption({"debug"}, KJ_BIND_METHOD(*this, setDebug), "Log every connection and token expiry.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
@@ -141,6 +146,11 @@ class RefstoredMain {
   }
   kj::MainBuilder::Validity setTcp(kj::StringPtr address) {
     tcpAddress = kj::str(address);
+    return true;
+  }
+  kj::MainBuilder::Validity setMetrics(kj::StringPtr address) {
+    if (address.findLast(':') == nullptr) return "--metrics expects host:port, e.g. 127.0.0.1:9470";
+    metricsAddress = kj::str(address);
     return true;
   }
   kj::MainBuilder::Validity setSecretFile(kj::StringPtr path) {
@@ -215,6 +225,16 @@ class RefstoredMain {
     return true;
   }
 
+  // Listens on `address`, or takes over the socket the service manager opened for it.
+  static kj::Own<kj::ConnectionReceiver> listenTcp(kj::AsyncIoContext& io,
+                                                   kj::Maybe<systemd::InheritedSocket>& inherited,
+                                                   kj::StringPtr address) {
+    KJ_IF_MAYBE(socket, inherited) {
+      return io.lowLevelProvider->wrapListenSocketFd(kj::mv(socket->fd));
+    }
+    return io.provider->getNetwork().parseAddress(address).wait(io.waitScope)->listen();
+  }
+
   void ensureSocketDirectory() {
     // Only the default /tmp/refstore-<uid> directory is ours to create (and must be private).
     auto slash = socketPath.findLast('/');
@@ -245,6 +265,21 @@ class RefstoredMain {
       }
     }
     if (segmentSize == 0) segmentSize = defaultSegmentSize(capacity);
+    // Under systemd: sockets it opened for us, and where to report readiness (server/systemd).
+    kj::Own<systemd::ServiceManager> manager;
+    KJ_IF_MAYBE(error, kj::runCatchingExceptions(
+                           [&]() { manager = systemd::ServiceManager::fromEnvironment(); })) {
+      return kj::str(error->getDescription());
+    }
+    auto& activated = manager->sockets;
+    KJ_IF_MAYBE(inherited, activated.tcp) {
+      if (tcpAddress != nullptr) return "--tcp and an inherited TCP socket: use one of them";
+      tcpAddress = kj::str(inherited->address);
+    }
+    KJ_IF_MAYBE(inherited, activated.metrics) {
+      if (metricsAddress != nullptr) return "--metrics and an inherited metrics socket: use one";
+      metricsAddress = kj::str(inherited->address);
+    }
     auto io = kj::setupAsyncIo();
     UvLoop uv(io.unixEventPort);
     // Signal handling before the socket exists: anyone who can connect can also stop us
@@ -252,8 +287,12 @@ class RefstoredMain {
     auto stopSignal = uv.onSignal({SIGTERM, SIGINT});
     // A second daemon on the same path fails here, before touching shared memory or the spill
     // directory. The socket itself is created last: accepting connections means ready.
-    ensureSocketDirectory();
-    requireSocketFree(socketPath);
+    KJ_IF_MAYBE(inherited, activated.unixSocket) {
+      socketPath = kj::str(inherited->address);  // the service manager owns this path
+    } else {
+      ensureSocketDirectory();
+      requireSocketFree(socketPath);
+    }
     shm::JemallocArena arena(shm::JemallocArena::Options{capacity, segmentSize});
     uint64_t origin = randomSecret().hi;
     BackgroundHasher hasher;  // before the store: its hashes must stop before the hasher does
@@ -280,10 +319,27 @@ class RefstoredMain {
     });
     Listener listener(store, busyPoll, io.provider->getTimer());
 
+    kj::Maybe<kj::Own<metrics::MetricsService>> metricsService;
+    KJ_IF_MAYBE(address, metricsAddress) {
+      kj::Own<metrics::MetricsService> service;
+      KJ_IF_MAYBE(error, kj::runCatchingExceptions([&]() {
+        service = kj::heap<metrics::MetricsService>(
+            io.provider->getTimer(), listenTcp(io, activated.metrics, *address),
+            [&store](proto::Stats::Builder stats) { store.fillStats(stats); }, "0.1");
+      })) {
+        return kj::str("--metrics ", *address, ": ", error->getDescription());
+      }
+      listener.wrapTransports([&service = *service](capnp::MessageStream& transport) {
+        return service.timeCalls(transport);
+      });
+      logInfo("metrics on http://", *address, "/metrics (port ", service->getPort(), ")");
+      metricsService = kj::mv(service);
+    }
+
     kj::Maybe<kj::Own<kj::ConnectionReceiver>> tcpReceiver;
     kj::Promise<void> tcpServing = nullptr;
     KJ_IF_MAYBE(address, tcpAddress) {
-      auto receiver = io.provider->getNetwork().parseAddress(*address).wait(io.waitScope)->listen();
+      auto receiver = listenTcp(io, activated.tcp, *address);
       logInfo("listening on tcp:", *address, " port ", receiver->getPort(),
               secret == nullptr ? " (loopback, no secret)" : " (cluster secret required)");
       kj::Maybe<kj::StringPtr> required;
@@ -294,19 +350,25 @@ class RefstoredMain {
       tcpReceiver = kj::mv(receiver);
     }
 
-    auto unixReceiver = io.lowLevelProvider->wrapListenSocketFd(listenUnixSocket(socketPath));
+    auto unixReceiver = io.lowLevelProvider->wrapListenSocketFd(
+        activated.unixSocket == nullptr ? listenUnixSocket(socketPath)
+                                        : kj::mv(KJ_ASSERT_NONNULL(activated.unixSocket).fd));
     auto serving = listener.serveUnix(*unixReceiver).eagerlyEvaluate([](kj::Exception&& e) {
       logError("unix listener failed: ", e.getDescription());
     });
     logInfo("listening on unix:", socketPath, " (capacity ", formatSize(capacity),
             ", segments of ", formatSize(segmentSize), ", origin ", kj::hex(origin), ")");
+    KJ_IF_MAYBE(service, metricsService) { (*service)->setHealth(metrics::Health::READY); }
+    manager->ready(kj::str("serving on unix:", socketPath), io.provider->getTimer());
 
     int signum = stopSignal.wait(io.waitScope);
     logInfo("received ", strsignal(signum), ": shutting down (", store.clientCount(),
             " clients, ", store.table().size(), " objects)");
+    manager->stopping(kj::str("received ", strsignal(signum)));
+    KJ_IF_MAYBE(service, metricsService) { (*service)->setHealth(metrics::Health::STOPPING); }
     serving = nullptr;
     tcpServing = nullptr;
-    unlink(socketPath.cStr());
+    if (activated.unixSocket == nullptr) unlink(socketPath.cStr());
     listener.closeAll();
     // Pool threads may still be reading shared memory for a spill: let them finish before
     // anything is torn down.
@@ -320,6 +382,7 @@ class RefstoredMain {
   uint64_t capacity;
   uint64_t segmentSize = 0;  // 0: defaultSegmentSize(capacity)
   kj::Maybe<kj::String> tcpAddress;
+  kj::Maybe<kj::String> metricsAddress;
   kj::Maybe<kj::String> spillDir;
   bool noSpill = false;
   kj::Maybe<kj::String> secret;
