@@ -19,6 +19,16 @@
 # reads a value as offset+length inside a mapping it already has; no payload crosses the
 # socket. Clients without fd passing (TCP, or languages whose Cap'n Proto lacks it) use the
 # copy path: `Store.put` / `WriteBuffer.write` / `Ref.read` in bounded chunks, same semantics.
+# The copy path (`put`, `putMany`, `write`, `read`, `readMany`) works on every connection, from
+# any Cap'n Proto implementation. A client on the Unix socket whose implementation cannot
+# receive file descriptors says so in `Store.hello` (`noFileDescriptors`) and is then treated as
+# a copy-path client.
+#
+# Releasing. Cap'n Proto implementations release a capability by sending `Release` when the
+# application drops it; the daemon counts on that. Some do not (npm's capnp-es: its `close()` is
+# empty, so a JavaScript client could only free memory by disconnecting): for them, `Ref.release`
+# and `View.release` drop the daemon-side holder at once; later calls on it fail with
+# FAILED_PRECONDITION.
 #
 # Errors. Every failure is a Cap'n Proto exception whose description starts with a stable
 # code word followed by ": " and a human explanation, e.g.
@@ -201,14 +211,18 @@ struct ObjectListing {
 interface Store {
   # The bootstrap capability of every connection to refstored.
 
-  hello @0 (clientName :Text, secret :Data) -> (version :Text, origin :UInt64, sharedMemory :Bool, writableSharedMemory :Bool);
-  # Optional introduction. `clientName` labels this connection in listings (`refctl ls`).
-  # `secret` authenticates a TCP connection to a daemon started with a cluster secret; until a
-  # correct secret is presented every other method fails with `refstore.UNAUTHENTICATED`.
-  # Unix-socket connections need no secret. Returns the daemon version, its origin epoch, and
-  # whether this connection receives shared-memory placements for reading (`sharedMemory`:
-  # Unix socket) and for writing (`writableSharedMemory`: additionally the same uid as the
-  # daemon, because a writable segment is never shared across uids).
+  hello @0 (clientName :Text, secret :Data, noFileDescriptors :Bool) -> (version :Text, origin :UInt64, sharedMemory :Bool, writableSharedMemory :Bool);
+  # Optional introduction. `clientName` labels this connection in listings (`refctl ls`; at most
+  # maxLabelBytes). `secret` authenticates a TCP connection to a daemon started with a cluster
+  # secret; until a correct secret is presented every other method fails with
+  # `refstore.UNAUTHENTICATED`. Unix-socket connections need no secret. `noFileDescriptors`: this
+  # client's Cap'n Proto cannot receive file descriptors (the kernel would silently drop the
+  # Segment fds of shared-memory placements), so the connection gets copy-path placements
+  # (segmentId 0) and `Ref.view` refuses it, as on TCP; it applies to Refs obtained after the
+  # call, so say it first. Returns the daemon version, its origin epoch, and whether this
+  # connection receives shared-memory placements for reading (`sharedMemory`: Unix socket) and
+  # for writing (`writableSharedMemory`: additionally the same uid as the daemon, because a
+  # writable segment is never shared across uids).
 
   put @1 (data :Data, children :List(Ref), timeoutMs :UInt32) -> (ref :Ref);
   # Store `data` as a new sealed object and return its Ref (copy path; for small values or
@@ -372,14 +386,25 @@ interface Ref {
   # Pin the object under `name` (1..256 printable ASCII characters, no spaces) until
   # `Store.unname`: names are the only manual part of memory management.
   # Errors: ALREADY_EXISTS (name taken), INVALID_ARGUMENT (bad name).
+
+  release @7 () -> ();
+  # Drops this holder at once, as releasing the capability would: for Cap'n Proto
+  # implementations that never send `Release` (see "Releasing" at the top). Every later call on
+  # this Ref fails with FAILED_PRECONDITION; a second release does nothing. Refs of the same
+  # object held elsewhere are unaffected.
 }
 
 interface View {
-  # A pin on an object's memory for zero-copy reading; see `Ref.view`. No methods are needed:
-  # holding it is the pin, dropping it unpins.
+  # A pin on an object's memory for zero-copy reading; see `Ref.view`. Holding it is the pin,
+  # dropping it unpins.
 
   placement @0 () -> (placement :Placement);
-  # Where the pinned bytes are (the same as returned by `Ref.view`).
+  # Where the pinned bytes are (the same as returned by `Ref.view`). Errors: FAILED_PRECONDITION
+  # (released).
+
+  release @1 () -> ();
+  # Unpins at once, as dropping the View would (see `Ref.release`); a second release does
+  # nothing.
 }
 
 interface Segment {

@@ -33,13 +33,20 @@ kj::Own<RefHook> RefHook::addRefHook() {
 }
 
 gc::ObjectTable::HolderInfo RefHook::held() const {
+  RS_REQUIRE(holder != 0, FAILED_PRECONDITION, "this Ref was released (Ref.release)");
   auto info = store.table().holderInfo(holder);
-  // The holder is removed only by this hook's destructor.
+  // The holder is removed only by this hook's destructor or release().
   KJ_ASSERT(info.has_value(), "a live Ref's holder is missing from the gc table", holder);
   return *info;
 }
 
-RefHook::~RefHook() noexcept(false) { store.removeHolder(holder); }
+void RefHook::release() {
+  gc::HolderId releasing = holder;
+  holder = 0;
+  if (releasing != 0) store.removeHolder(releasing);
+}
+
+RefHook::~RefHook() noexcept(false) { release(); }
 
 kj::Own<capnp::ClientHook> RefHook::dispatcher() {
   return capnp::ClientHook::from(
@@ -65,10 +72,12 @@ kj::Maybe<RefHook&> RefHook::from(capnp::ClientHook& hook) {
 }
 
 RefServer::RefServer(kj::Own<RefHook> ref)
-    : ref(kj::mv(ref)), store(this->ref->store), id(this->ref->held().object) {}
+    : ref(kj::mv(ref)), store(this->ref->store),
+      id(this->ref->holder != 0 ? this->ref->held().object : gc::ObjectId{0, 0}) {}
 
 kj::Promise<void> RefServer::info(InfoContext context) {
   context.allowCancellation();  // a call that waits ends with its connection
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   store.record(id);  // NOT_FOUND if it is gone
   return store.whenHashed(id).then([this, context]() mutable {
     fillObjectInfo(context.getResults().initInfo(), store.record(id));
@@ -77,6 +86,7 @@ kj::Promise<void> RefServer::info(InfoContext context) {
 
 kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
   context.allowCancellation();  // a call that waits ends with its connection
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   // Readiness does not wait for the hash: Ref::size() and copy-path reads ask this, and a
   // large value's deferred hash would cost them a pass over it (info() waits for it).
   return store.whenReady(id).then([this, context]() mutable {
@@ -103,6 +113,7 @@ kj::Promise<void> RefServer::whenReadable(Answer answer) {
 
 kj::Promise<void> RefServer::read(ReadContext context) {
   context.allowCancellation();  // a call that waits ends with its connection
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   auto answer = [this, context](kj::Maybe<ReplyBudget::Turn&> turn) mutable {
     auto params = context.getParams();
     gc::ObjectId owner = store.resolve(id);
@@ -132,6 +143,7 @@ kj::Promise<void> RefServer::read(ReadContext context) {
 
 kj::Promise<void> RefServer::view(ViewContext context) {
   context.allowCancellation();  // a call that waits ends with its connection
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   RS_REQUIRE(ref->sharedMemory, FAILED_PRECONDITION,
              "this connection has no shared memory (TCP): use read() instead");
   return whenReadable([this, context]() mutable {
@@ -145,6 +157,7 @@ kj::Promise<void> RefServer::view(ViewContext context) {
 }
 
 kj::Promise<void> RefServer::share(ShareContext context) {
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   auto params = context.getParams();
   context.getResults().setToken(
       store.share(id, params.getTtlSeconds(), params.getUses(), ref->held().client));
@@ -152,6 +165,7 @@ kj::Promise<void> RefServer::share(ShareContext context) {
 }
 
 kj::Promise<void> RefServer::children(ChildrenContext context) {
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   auto kids = store.table().childrenOf(store.resolve(id));
   auto out = context.getResults().initChildren(kids.size());
   gc::ClientId client = ref->held().client;
@@ -162,6 +176,7 @@ kj::Promise<void> RefServer::children(ChildrenContext context) {
 }
 
 kj::Promise<void> RefServer::saveAs(SaveAsContext context) {
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   store.addName(id, context.getParams().getName());
   return kj::READY_NOW;
 }
@@ -171,10 +186,26 @@ ViewServer::ViewServer(ObjectStore& store, gc::ObjectId owner, gc::ClientId clie
   store.pin(owner);
 }
 
-ViewServer::~ViewServer() noexcept(false) { store.unpin(owner); }
+ViewServer::~ViewServer() noexcept(false) {
+  if (pinned) store.unpin(owner);
+}
 
 kj::Promise<void> ViewServer::placement(PlacementContext context) {
+  RS_REQUIRE(pinned, FAILED_PRECONDITION, "this View was released (View.release)");
   fillPlacement(context.getResults().initPlacement(), store, owner, /*writable=*/false, client);
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> ViewServer::release(ReleaseContext context) {
+  if (pinned) {
+    pinned = false;
+    store.unpin(owner);
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> RefServer::release(ReleaseContext context) {
+  ref->release();
   return kj::READY_NOW;
 }
 

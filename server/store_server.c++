@@ -52,6 +52,11 @@ kj::Promise<void> StoreServer::hello(HelloContext context) {
     }
   }
   info().label = kj::str(label);
+  if (params.getNoFileDescriptors()) {
+    // Its Cap'n Proto cannot receive fds: copy-path placements only, as on TCP.
+    info().sharedMemory = false;
+    info().writableSharedMemory = false;
+  }
   auto results = context.getResults();
   results.setVersion("refstored 0.1");
   results.setOrigin(store.origin());
