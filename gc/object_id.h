@@ -8,8 +8,7 @@
 //
 // Pure standard C++: this header is shared by gc/, server/ and client/.
 
-#ifndef REFSTORE_GC_OBJECT_ID_H_
-#define REFSTORE_GC_OBJECT_ID_H_
+#pragma once
 
 #include <cstddef>
 #include <cstdint>
@@ -83,5 +82,3 @@ inline bool parseHex(std::string_view text, ObjectId* out) {
 }
 
 }  // namespace refstore::gc
-
-#endif  // REFSTORE_GC_OBJECT_ID_H_

@@ -33,8 +33,7 @@
 // that have some. One object with its creator's holder costs ~111 heap bytes
 // (object_table_test.c++ checks the budget); with std node containers it was ~205.
 
-#ifndef REFSTORE_GC_OBJECT_TABLE_H_
-#define REFSTORE_GC_OBJECT_TABLE_H_
+#pragma once
 
 #include <cstddef>
 #include <cstdint>
@@ -530,5 +529,3 @@ class ObjectTable {
 };
 
 }  // namespace refstore::gc
-
-#endif  // REFSTORE_GC_OBJECT_TABLE_H_

@@ -24,8 +24,7 @@
 //
 // Not thread-safe (gc is owned by one event-loop thread). T must be default-constructible; a
 // freed slot's T is not destroyed until its chunk's storage is, so T should be trivial.
-#ifndef REFSTORE_GC_SLAB_H_
-#define REFSTORE_GC_SLAB_H_
+#pragma once
 
 #include <cstddef>
 #include <cstdint>
@@ -211,5 +210,3 @@ class Slab {
 };
 
 }  // namespace refstore::gc
-
-#endif  // REFSTORE_GC_SLAB_H_

@@ -10,8 +10,7 @@
 // spreads the sequential ids gc mints evenly over the buckets. The table doubles above 3/4 full
 // (so a growing table is 3/8 to 3/4 full: 5.3-10.7 bytes per record) and halves below 1/8, so
 // memory follows the live count (up to 32 bytes per record just before it shrinks).
-#ifndef REFSTORE_GC_SLOT_INDEX_H_
-#define REFSTORE_GC_SLOT_INDEX_H_
+#pragma once
 
 #include <cassert>
 #include <cstddef>
@@ -109,5 +108,3 @@ class SlotIndex {
 };
 
 }  // namespace refstore::gc
-
-#endif  // REFSTORE_GC_SLOT_INDEX_H_

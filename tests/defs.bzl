@@ -16,12 +16,3 @@ def refstore_integration_test(name, data = [], deps = []):
             "//third_party:doctest",
         ] + deps,
     )
-
-def unit_test(name, deps):
-    """A doctest test (`<name>.c++`) of in-process units: no daemon, no other processes."""
-    cc_test(
-        name = name,
-        size = "small",
-        srcs = [name + ".c++"],
-        deps = ["//third_party:doctest"] + deps,
-    )

@@ -7,6 +7,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -674,4 +675,44 @@ TEST_CASE("hello(noFileDescriptors): a Unix client whose Cap'n Proto cannot take
   auto read = ref.readRequest();
   read.setLength(100);
   CHECK(read.send().wait(io.waitScope).getData().size() == 9);
+}
+
+namespace {
+
+// Runs refstored with `args` (shell words) and returns its exit status and all it printed.
+std::pair<int, std::string> runRefstored(const std::string& args) {
+  FILE* pipe = popen(("server/refstored " + args + " 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+  int status = pclose(pipe);
+  return {status, output};
+}
+
+}  // namespace
+
+TEST_CASE("configuration errors are one clear line and an exit code, never a stack trace") {
+  Daemon daemon;
+  std::string socket = refstore::testing::uniqueSocketPath();
+  struct Case {
+    std::string args, says;
+  } cases[] = {
+      {"--socket " + daemon.socket() + " --no-spill", "already listening on"},
+      {"--socket " + socket + " --spill-dir " + daemon.spillDir(), "in use by another refstored"},
+      {"--socket " + socket + " --no-spill --tcp 127.0.0.1:99999", "--tcp 127.0.0.1:99999"},
+      {"--socket " + socket + " --no-spill --tcp 10.1.2.3:7000", "requires --secret-file"},
+      {"--socket " + socket + " --memory lots", "expected a size"},
+  };
+  for (auto& c: cases) {
+    auto [status, output] = runRefstored(c.args);
+    CHECK_MESSAGE(WIFEXITED(status), c.args);
+    CHECK_MESSAGE(WEXITSTATUS(status) != 0, c.args);
+    CHECK_MESSAGE(output.find(c.says) != std::string::npos, c.args, ": ", output);
+    CHECK_MESSAGE(output.find("Uncaught exception") == std::string::npos, output);
+    CHECK_MESSAGE(output.find("stack:") == std::string::npos, output);
+    // The error line, and KJ's "Try --help" hint.
+    CHECK_MESSAGE(std::count(output.begin(), output.end(), '\n') <= 2, output);
+  }
+  CHECK(daemon.alive());
 }

@@ -9,7 +9,7 @@ namespace refstore {
 namespace {
 
 // Copy-path chunk size: well under the protocol's 16 MiB limit, big enough to amortise calls.
-constexpr uint64_t CHUNK = 4 << 20;
+constexpr uint64_t kChunk = 4 << 20;
 
 const char* stateName(proto::ObjectState state) {
   switch (state) {
@@ -305,7 +305,7 @@ std::vector<uint8_t> Ref::read(uint64_t offset, uint64_t length) const {
   while (length > 0) {
     auto request = state->ref.readRequest();
     request.setOffset(offset);
-    request.setLength(std::min(length, CHUNK));
+    request.setLength(std::min(length, kChunk));
     auto reply = state->connection->wait(request.send());
     auto data = reply.getData();
     if (data.size() == 0) break;  // end of the value
@@ -377,7 +377,7 @@ void WriteBuffer::write(uint64_t offset, const void* bytes, size_t length) {
   }
   auto source = static_cast<const kj::byte*>(bytes);
   for (uint64_t done = 0; done < length;) {
-    uint64_t chunk = std::min<uint64_t>(CHUNK, length - done);
+    uint64_t chunk = std::min<uint64_t>(kChunk, length - done);
     auto request = state->buffer.writeRequest();
     request.setOffset(offset + done);
     request.setData(kj::arrayPtr(source + done, chunk));

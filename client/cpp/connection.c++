@@ -21,7 +21,7 @@ struct CodeWord {
   const char* word;
   ErrorCode code;
 };
-const CodeWord CODE_WORDS[] = {
+const CodeWord kCodeWords[] = {
 #define REFSTORE_ERROR_CODE_WORD(number, NAME, summary) {#NAME, ErrorCode::NAME},
     REFSTORE_ERROR_CODES(REFSTORE_ERROR_CODE_WORD)
 #undef REFSTORE_ERROR_CODE_WORD
@@ -110,7 +110,7 @@ void Connection::throwError(const kj::Exception& e) {
   const char* found = strstr(description.cStr(), "refstore.");
   if (found != nullptr) {
     const char* word = found + strlen("refstore.");
-    for (auto& entry: CODE_WORDS) {
+    for (auto& entry: kCodeWords) {
       size_t length = strlen(entry.word);
       if (strncmp(word, entry.word, length) == 0 && word[length] == ':') {
         throw Error(entry.code, found);

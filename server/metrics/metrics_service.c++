@@ -1,6 +1,6 @@
 #include "server/metrics/metrics_service.h"
 
-#include "server/log.h"
+#include "server/runtime/log.h"
 
 namespace refstore::server::metrics {
 

@@ -10,8 +10,7 @@
 //
 // Threading: an Allocator belongs to the daemon's event-loop thread; no method is thread-safe.
 
-#ifndef REFSTORE_SERVER_SHM_ALLOCATOR_H_
-#define REFSTORE_SERVER_SHM_ALLOCATOR_H_
+#pragma once
 
 #include <cstddef>
 #include <cstdint>
@@ -57,5 +56,3 @@ public:
 };
 
 }  // namespace refstore::shm
-
-#endif  // REFSTORE_SERVER_SHM_ALLOCATOR_H_

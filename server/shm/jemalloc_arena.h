@@ -57,8 +57,7 @@
 // allocate/release) happens on the owning thread. jemalloc background threads must stay off (the
 // default), since they could run hooks concurrently.
 
-#ifndef REFSTORE_SERVER_SHM_JEMALLOC_ARENA_H_
-#define REFSTORE_SERVER_SHM_JEMALLOC_ARENA_H_
+#pragma once
 
 #include <cstddef>
 #include <cstdint>
@@ -198,5 +197,3 @@ private:
 };
 
 }  // namespace refstore::shm
-
-#endif  // REFSTORE_SERVER_SHM_JEMALLOC_ARENA_H_

@@ -35,8 +35,7 @@
 //     same uid could also open the path). The read-only fd still refuses PROT_WRITE mappings;
 //   * the destructor also unlinks the file.
 
-#ifndef REFSTORE_SERVER_SHM_SEGMENT_H_
-#define REFSTORE_SERVER_SHM_SEGMENT_H_
+#pragma once
 
 #include <cstddef>
 #include <cstdint>
@@ -100,5 +99,3 @@ private:
 };
 
 }  // namespace refstore::shm
-
-#endif  // REFSTORE_SERVER_SHM_SEGMENT_H_

@@ -6,7 +6,7 @@
 
 #include <kj/debug.h>
 
-#include "server/errors.h"
+#include "server/runtime/errors.h"
 
 namespace refstore::server {
 

@@ -15,8 +15,8 @@
 
 #include <kj/debug.h>
 
-#include "server/errors.h"
-#include "server/log.h"
+#include "server/runtime/errors.h"
+#include "server/runtime/log.h"
 
 namespace refstore::server {
 namespace {

@@ -46,7 +46,7 @@
 #include <kj/refcount.h>
 #include <kj/string.h>
 
-#include "server/uv_loop.h"
+#include "server/runtime/uv_loop.h"
 
 namespace refstore::server {
 

@@ -21,7 +21,7 @@
 #include <kj/exception.h>
 
 #include "server/spill/spill_store.h"
-#include "server/uv_loop.h"
+#include "server/runtime/uv_loop.h"
 
 using refstore::server::SpillLocation;
 using refstore::server::SpillStore;

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "server/log.h"
+#include "server/runtime/log.h"
 
 namespace refstore::server::systemd {
 

@@ -38,7 +38,7 @@ struct Workload {
   const char* name;
   void (*run)(Context&);
 };
-const Workload WORKLOADS[] = {
+const Workload kWorkloads[] = {
     {"transfer", runTransfer},   {"put_large", runPutLarge}, {"view", runView},
     {"small_ops", runSmallOps},  {"handoff", runHandoff},    {"pipeline", runPipeline},
     {"scale", runScale},         {"reclaim", runReclaim},     {"pressure", runPressure},
@@ -134,7 +134,7 @@ int runBenchmarks(Options options) {
   ctx.daemon = ctx.startDaemon("refstored");
   ctx.redis = std::make_unique<Redis>(options.redisServer, ctx.tmp);
 
-  for (auto& workload: WORKLOADS) {
+  for (auto& workload: kWorkloads) {
     if (!options.only.empty() &&
         std::find(options.only.begin(), options.only.end(), workload.name) == options.only.end()) {
       continue;

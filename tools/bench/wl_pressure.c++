@@ -18,31 +18,31 @@
 namespace refbench {
 namespace {
 
-constexpr uint64_t VALUE = 4 * MiB;
+constexpr uint64_t kValue = 4 * MiB;
 
-// Sequential write of `total` bytes in VALUE chunks to a fresh file, then sequential read back
+// Sequential write of `total` bytes in kValue chunks to a fresh file, then sequential read back
 // (checksumming, as the refstore side does). Returns {write seconds, read seconds}.
 std::pair<double, double> rawDisk(const std::string& path, const uint8_t* chunk, uint64_t total,
                                   uint8_t* readBuffer) {
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot create " + path + ": " + strerror(errno));
   double t0 = now();
-  for (uint64_t done = 0; done < total; done += VALUE) {
-    for (uint64_t off = 0; off < VALUE;) {
-      ssize_t n = pwrite(fd, chunk + off, VALUE - off, done + off);
+  for (uint64_t done = 0; done < total; done += kValue) {
+    for (uint64_t off = 0; off < kValue;) {
+      ssize_t n = pwrite(fd, chunk + off, kValue - off, done + off);
       if (n <= 0) throw std::runtime_error(std::string("write: ") + strerror(errno));
       off += n;
     }
   }
   double t1 = now();
   uint64_t sum = 0;
-  for (uint64_t done = 0; done < total; done += VALUE) {
-    for (uint64_t off = 0; off < VALUE;) {
-      ssize_t n = pread(fd, readBuffer + off, VALUE - off, done + off);
+  for (uint64_t done = 0; done < total; done += kValue) {
+    for (uint64_t off = 0; off < kValue;) {
+      ssize_t n = pread(fd, readBuffer + off, kValue - off, done + off);
       if (n <= 0) throw std::runtime_error(std::string("read: ") + strerror(errno));
       off += n;
     }
-    sum += checksum(readBuffer, VALUE);
+    sum += checksum(readBuffer, kValue);
   }
   double t2 = now();
   close(fd);
@@ -59,9 +59,9 @@ void runPressure(Context& ctx) {
   uint64_t total = 3 * capacity;
   Refstored daemon(ctx.refstoredBinary, ctx.tmp, "pressure", memory, ctx.options.refstoredArgs);
   refstore::Client client = refstore::Client::connect(daemon.socket());
-  WarmBuffer chunk(VALUE), readBuffer(VALUE);
-  fillPattern(chunk.data(), VALUE, 3);
-  uint64_t expected = checksum(chunk.data(), VALUE) * (total / VALUE);
+  WarmBuffer chunk(kValue), readBuffer(kValue);
+  fillPattern(chunk.data(), kValue, 3);
+  uint64_t expected = checksum(chunk.data(), kValue) * (total / kValue);
 
   std::vector<double> refWrite, refRead, diskWrite, diskRead;
   uint64_t spills = 0, restores = 0;
@@ -70,9 +70,9 @@ void runPressure(Context& ctx) {
       [&]() {
         double t0 = now();
         std::vector<refstore::Ref> refs;
-        for (uint64_t done = 0; done < total; done += VALUE) {
-          refstore::WriteBuffer buffer = client.create(VALUE, 120);
-          memcpy(buffer.data(), chunk.data(), VALUE);
+        for (uint64_t done = 0; done < total; done += kValue) {
+          refstore::WriteBuffer buffer = client.create(kValue, 120);
+          memcpy(buffer.data(), chunk.data(), kValue);
           refs.push_back(buffer.seal());
         }
         double t1 = now();

@@ -1,0 +1,54 @@
+#include "server/daemon/options.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "schema/socket_path.h"
+
+namespace refstore::server {
+
+bool isLoopbackHost(kj::StringPtr hostPort) {
+  return hostPort.startsWith("127.") || hostPort.startsWith("localhost:") ||
+         hostPort.startsWith("[::1]:");
+}
+
+DaemonOptions DaemonOptions::defaults() {
+  uint64_t ram = uint64_t(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+  return DaemonOptions{kj::str(defaultSocketPath().c_str()), ram / 4};
+}
+
+uint64_t DaemonOptions::defaultSegmentSize(uint64_t capacity) {
+  uint64_t size = uint64_t(64) << 20;
+  while (size * 2 <= capacity / 16 && size < (uint64_t(1) << 30)) size *= 2;
+  return size;
+}
+
+kj::String DaemonOptions::defaultSpillDir() {
+  if (const char* state = getenv("XDG_STATE_HOME"); state && *state) {
+    return kj::str(state, "/refstore/spill");
+  }
+  if (const char* home = getenv("HOME"); home && *home) {
+    return kj::str(home, "/.local/state/refstore/spill");
+  }
+  return kj::str("/var/tmp/refstore-", getuid(), "/spill");
+}
+
+uint64_t DaemonOptions::effectiveSegmentSize() const {
+  return segmentSize != 0 ? segmentSize : defaultSegmentSize(capacity);
+}
+
+kj::String DaemonOptions::effectiveSpillDir() const {
+  KJ_IF_MAYBE(dir, spillDir) { return kj::str(*dir); }
+  return defaultSpillDir();
+}
+
+kj::Maybe<kj::String> DaemonOptions::problem() const {
+  KJ_IF_MAYBE(address, tcpAddress) {
+    if (!isLoopbackHost(*address) && secret == nullptr) {
+      return kj::str("--tcp on a non-loopback address requires --secret-file");
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace refstore::server

@@ -1,0 +1,46 @@
+// DaemonOptions: everything refstored is configured with, as main.c++ parsed it from the flags.
+// Defaults that depend on the machine (capacity, segment size, spill directory) are resolved
+// here, in one place.
+#pragma once
+
+#include <kj/string.h>
+
+#include "server/store/hash_scheduler.h"
+#include "server/store/limits.h"
+
+namespace refstore::server {
+
+struct DaemonOptions {
+  kj::String socketPath;         // the Unix socket (see schema/socket_path.h for the default)
+  uint64_t capacity;             // shared-memory capacity (default: a quarter of RAM)
+  uint64_t segmentSize = 0;      // 0: defaultSegmentSize(capacity)
+  kj::Maybe<kj::String> spillDir;  // null: defaultSpillDir()
+  bool noSpill = false;
+  kj::Maybe<kj::String> tcpAddress;
+  kj::Maybe<kj::String> secret;    // the cluster secret TCP clients must present
+  kj::Maybe<kj::String> metricsAddress;
+  uint64_t busyPollMicros = 100;
+  uint64_t hashDelayMillis = HashScheduler::kDefaultDelayMillis;
+  Limits limits;
+
+  // The defaults of this machine and environment.
+  static DaemonOptions defaults();
+  // Large values are only cheap when they land in an existing, pre-faulted segment: a value
+  // bigger than half a segment gets a dedicated segment, created and faulted for it alone
+  // (refbench: ~60 ms per 64 MiB). So segments grow with the capacity: capacity/16, between
+  // 64 MiB and 1 GiB.
+  static uint64_t defaultSegmentSize(uint64_t capacity);
+  // $XDG_STATE_HOME/refstore/spill, else ~/.local/state/refstore/spill, else
+  // /var/tmp/refstore-<uid>/spill.
+  static kj::String defaultSpillDir();
+
+  uint64_t effectiveSegmentSize() const;
+  kj::String effectiveSpillDir() const;
+  // What is wrong with this combination of options, in one line; null if nothing.
+  kj::Maybe<kj::String> problem() const;
+};
+
+// Whether `hostPort` names a loopback address (127.x, localhost, [::1]).
+bool isLoopbackHost(kj::StringPtr hostPort);
+
+}  // namespace refstore::server

@@ -1,0 +1,46 @@
+// Turning Ref capabilities that arrive as parameters (children, Fulfiller.fulfillWith,
+// Store.adopt) back into objects of this daemon.
+//
+// A Ref the daemon handed out comes back as the daemon's own RefHook (recognised by its brand,
+// see ownRefObject). Cap'n Proto 0.9 is Level 1, though: a Ref passed from A to B and
+// then from B to the daemon arrives as a proxy through B and A. For those the daemon asks the
+// Ref itself, through the proxy chain, to mint a single-use share token, and redeems it: only
+// someone who really holds the Ref can make that token, so capability discipline holds.
+#pragma once
+
+#include <vector>
+
+#include "schema/refstore.capnp.h"
+#include "server/store/object_store.h"
+
+namespace refstore::server {
+
+struct HeldObject {
+  gc::ObjectId id;
+  gc::HolderId holder;  // a new holder for the adopting client; the caller owns it
+};
+
+// Resolves `ref` to one of this daemon's objects and gives `client` a new holder on it.
+// Fails with INVALID_ARGUMENT if `ref` is not (a proxy of) a Ref of this daemon.
+kj::Promise<HeldObject> adoptRef(ObjectStore& store, proto::Ref::Client ref, gc::ClientId client);
+
+// Holders taken while an operation that lists objects (children) completes; released on
+// destruction, after the operation has added its own references.
+class TemporaryHolds {
+ public:
+  TemporaryHolds(ObjectStore& store, kj::Array<HeldObject> held);
+  ~TemporaryHolds() noexcept(false);
+  KJ_DISALLOW_COPY(TemporaryHolds);
+  std::vector<gc::ObjectId> ids() const;
+
+ private:
+  ObjectStore& store;
+  kj::Array<HeldObject> held;
+};
+
+// adoptRef for each of `refs` (in order).
+kj::Promise<kj::Own<TemporaryHolds>> adoptAll(ObjectStore& store,
+                                             capnp::List<proto::Ref>::Reader refs,
+                                             gc::ClientId client);
+
+}  // namespace refstore::server

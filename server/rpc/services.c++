@@ -1,0 +1,51 @@
+#include "server/rpc/services.h"
+
+namespace refstore::server {
+
+gc::ClientId RpcServices::openConnection(ClientInfo info, bool sharedMemory,
+                                         bool writableSharedMemory) {
+  gc::ClientId client = store.clients().add(kj::mv(info));
+  ConnectionState state;
+  state.sharedMemory = sharedMemory;
+  state.writableSharedMemory = writableSharedMemory;
+  state.segmentCapBudget =
+      kj::refcounted<SegmentCapBudget>(store.limits().maxSegmentCapsPerClient);
+  state.replyBudget = kj::refcounted<ReplyBudget>(store.limits().maxUnsentBytes);
+  connections.insert(client, kj::mv(state));
+  return client;
+}
+
+void RpcServices::closeConnection(gc::ClientId client) {
+  connections.erase(client);
+  store.clients().remove(client);
+}
+
+ConnectionState& RpcServices::connection(gc::ClientId client) {
+  return KJ_ASSERT_NONNULL(connections.find(client));
+}
+
+proto::Segment::Client RpcServices::segmentCap(uint32_t segmentId, bool writable,
+                                               gc::ClientId clientId) {
+  auto& owner = store.objectMemory().allocatorFor(segmentId);
+  ConnectionState& state = connection(clientId);
+  if (owner.isDedicated(segmentId)) {
+    return kj::heap<SegmentServer>(owner.segment(segmentId), writable, nullptr,
+                                   kj::addRef(*state.segmentCapBudget));
+  }
+  uint64_t key = uint64_t(segmentId) << 1 | uint64_t(writable);
+  KJ_IF_MAYBE(server, state.segmentCaps.find(key)) { return (*server)->self(); }
+  // Segment ids are never reused, so a cached capability can never name another segment.
+  kj::Function<void(SegmentServer*)> forget = [this, clientId, key](SegmentServer* gone) {
+    KJ_IF_MAYBE(open, connections.find(clientId)) {
+      KJ_IF_MAYBE(cached, open->segmentCaps.find(key)) {
+        if (*cached == gone) open->segmentCaps.erase(key);
+      }
+    }
+  };
+  auto server = kj::heap<SegmentServer>(owner.segment(segmentId), writable, kj::mv(forget),
+                                        kj::addRef(*state.segmentCapBudget));
+  state.segmentCaps.insert(key, server.get());
+  return kj::mv(server);
+}
+
+}  // namespace refstore::server
