@@ -191,40 +191,18 @@ class RefctlMain {
       Client client = connect();
       Stats s = client.stats();
       // `clients` includes this refctl connection.
-      const std::pair<const char*, uint64_t> fields[] = {
-          {"objects", s.objects},         {"bytes_used", s.bytesUsed},
-          {"capacity", s.capacity},       {"clients", s.clients},
-          {"segments", s.segments},       {"segment_bytes", s.segmentBytes},
-          {"holders", s.holders},         {"tokens", s.tokens},
-          {"pinned_dead", s.pinnedDead},  {"creating", s.creating},
-          {"sealed", s.sealed},           {"uptime_ms", s.uptimeMs},
-          {"puts_total", s.putsTotal},    {"reclaimed_total", s.reclaimedTotal},
-          {"promised", s.promised},       {"failed", s.failed},
-          {"names", s.names},
-          {"bytes_in_memory", s.bytesUsed},
-          {"spilled", s.spilled},         {"bytes_spilled", s.spilledBytes},
-          {"spill_files", s.spillFiles},  {"spills_total", s.spillsTotal},
-          {"spilled_bytes_total", s.spilledBytesTotal},
-          {"restores_total", s.restoresTotal},
-          {"restored_bytes_total", s.restoredBytesTotal},
-          {"spill_failures_total", s.spillFailuresTotal},
-          {"file_backed_bytes", s.fileBackedBytes},
-          {"queue_length", s.queueLength},
-          {"oldest_waiter_ms", s.oldestWaiterMs},
-          {"background_hashes_total", s.backgroundHashesTotal},
-          {"last_reclaim_mono_us", s.lastReclaimMonoUs},
-      };
+      std::vector<NamedCounter> fields = namedCounters(s);
       if (json) {
         printf("{");
         bool first = true;
         for (auto& field: fields) {
-          printf("%s\"%s\": %llu", first ? "" : ", ", field.first,
-                 (unsigned long long)field.second);
+          printf("%s\"%s\": %llu", first ? "" : ", ", field.name,
+                 (unsigned long long)field.value);
           first = false;
         }
         printf("}\n");
       } else {
-        for (auto& field: fields) printf("%-16s %llu\n", field.first, (unsigned long long)field.second);
+        for (auto& field: fields) printf("%-16s %llu\n", field.name, (unsigned long long)field.value);
       }
     });
   }
