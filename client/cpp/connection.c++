@@ -18,30 +18,6 @@
 namespace refstore::detail {
 namespace {
 
-struct CodeWord {
-  const char* word;
-  ErrorCode code;
-};
-const CodeWord CODE_WORDS[] = {
-    {"INVALID_ARGUMENT", ErrorCode::INVALID_ARGUMENT},
-    {"TOO_LARGE", ErrorCode::TOO_LARGE},
-    {"OUT_OF_MEMORY", ErrorCode::OUT_OF_MEMORY},
-    {"NOT_FOUND", ErrorCode::NOT_FOUND},
-    {"EXPIRED", ErrorCode::EXPIRED},
-    {"MALFORMED", ErrorCode::MALFORMED},
-    {"WRONG_STORE", ErrorCode::WRONG_STORE},
-    {"OUT_OF_RANGE", ErrorCode::OUT_OF_RANGE},
-    {"FAILED_PRECONDITION", ErrorCode::FAILED_PRECONDITION},
-    {"UNAUTHENTICATED", ErrorCode::UNAUTHENTICATED},
-    {"INTERNAL", ErrorCode::INTERNAL},
-    {"REJECTED", ErrorCode::REJECTED},
-    {"BROKEN_PROMISE", ErrorCode::BROKEN_PROMISE},
-    {"CYCLE", ErrorCode::CYCLE},
-    {"ALREADY_EXISTS", ErrorCode::ALREADY_EXISTS},
-    {"OUT_OF_DISK", ErrorCode::OUT_OF_DISK},
-    {"CORRUPTED", ErrorCode::CORRUPTED},
-};
-
 std::string programName() {
   char name[64] = {0};
   FILE* comm = fopen("/proc/self/comm", "r");
@@ -125,14 +101,16 @@ void Mapping::populateForWrite(size_t offset, size_t length) {
 
 void Connection::throwError(const kj::Exception& e) {
   kj::StringPtr description = e.getDescription();
-  // Remote exceptions arrive as "remote exception: refstore.CODE: message".
+  // Remote exceptions arrive as "remote exception: refstore.CODE: message", and the client's
+  // own errors thrown inside promise callbacks as "std::exception: refstore.CODE: message".
   const char* found = strstr(description.cStr(), "refstore.");
   if (found != nullptr) {
     const char* word = found + strlen("refstore.");
-    for (auto& entry: CODE_WORDS) {
-      size_t length = strlen(entry.word);
-      if (strncmp(word, entry.word, length) == 0 && word[length] == ':') {
-        throw Error(entry.code, found);
+    for (int code = 1; code <= static_cast<int>(ErrorCode::CORRUPTED); code++) {
+      const char* name = errorCodeName(static_cast<ErrorCode>(code));
+      size_t length = strlen(name);
+      if (strncmp(word, name, length) == 0 && word[length] == ':') {
+        throw Error(static_cast<ErrorCode>(code), found);
       }
     }
   }
@@ -273,7 +251,7 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
   auto key = std::make_tuple(placement.getOrigin(), placement.getSegmentId(), writable);
   auto inside = [placement, writable](std::shared_ptr<Mapping> mapping) {
     if (placement.getOffset() + placement.getLength() > mapping->size) {
-      throw Error(ErrorCode::INTERNAL, "placement lies outside its segment");
+      throw Error(ErrorCode::INTERNAL, "refstore.INTERNAL: placement lies outside its segment");
     }
     if (writable) mapping->populateForWrite(placement.getOffset(), placement.getLength());
     uint8_t* data = mapping->base + placement.getOffset();
@@ -296,7 +274,8 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
                           MAP_SHARED, segment.fd, 0);
         if (base == MAP_FAILED) {
           throw Error(ErrorCode::IO,
-                      std::string("mmap of shared segment failed: ") + strerror(errno));
+                      std::string("refstore.IO: mmap of shared segment failed: ") +
+                          strerror(errno));
         }
         auto mapping = std::make_shared<Mapping>();
         mapping->base = static_cast<uint8_t*>(base);
@@ -326,7 +305,8 @@ kj::Promise<Connection::SegmentFd> Connection::segmentWithFd(proto::Segment::Cli
                   reattached](kj::Maybe<int> fd) mutable -> kj::Promise<SegmentFd> {
     KJ_IF_MAYBE(f, fd) { return SegmentFd{kj::mv(segment), *f}; }
     if (reattached) {
-      throw Error(ErrorCode::IO, "refstored sent a placement without a segment descriptor");
+      throw Error(ErrorCode::IO,
+                  "refstore.IO: refstored sent a placement without a segment descriptor");
     }
     // The capability came without its fd: we dropped our import of it while this placement
     // was on its way (see Placement in the schema). Ask for one that carries the fd.

@@ -116,6 +116,8 @@ struct Connection {
   void checkUsable();
 
   // Runs `promise` to completion on this thread's event loop, translating failures to Error.
+  // An Error thrown inside a promise callback reaches it as a kj::Exception whose description
+  // is the Error's message: word such messages "refstore.<CODE>: ..." to keep their code.
   // With a non-negative timeout, gives up with ErrorCode::TIMEOUT (cancelling the wait only).
   template <typename T>
   T wait(kj::Promise<T>&& promise, double timeoutSeconds = -1) {
