@@ -90,12 +90,19 @@ def create_array(client, shape, dtype, order="C"):
 
 def put_array(client, array):
     """Stores `array` (any numpy array, or anything numpy.asarray takes) as a .npy value: one
-    copy, into shared memory. Returns its Ref."""
+    copy, into shared memory (over TCP, through the copy path). Returns its Ref."""
     _need_numpy()
     array = numpy.asarray(array)
     _refuse_objects(array.dtype)
     order = "F" if array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous \
         else "C"
+    if not client.shared_memory:
+        header = _header(array.dtype, array.shape, order == "F")
+        with client.create(len(header) + array.nbytes) as buffer:
+            buffer.write(0, header)
+            if array.nbytes:
+                buffer.write(len(header), numpy.ravel(array, order=order).view(numpy.uint8))
+            return buffer.seal()
     with ArrayBuffer(client, array.shape, array.dtype, order) as out:
         numpy.copyto(out.array, array, casting="no")
         return out.seal()
@@ -123,11 +130,13 @@ def _parse_header(whole):
 def get_array(source):
     """The array stored by put_array/create_array, read-only and zero-copy. `source` is a Ref
     or a View (e.g. client.restore_view(token)); the array pins the value's bytes while it
-    lives, whether or not `source` is closed."""
+    lives, whether or not `source` is closed. (A Ref of a client without shared memory, over
+    TCP, gives a read-only copy.)"""
     _need_numpy()
     from .handles import Ref, View
     if isinstance(source, Ref):
-        view = source.view()
+        # Without shared memory (TCP) there is nothing to map: a read-only copy instead.
+        view = source.view() if source.shared_memory else source.read()
     elif isinstance(source, View):
         view = source
     else:

@@ -114,6 +114,12 @@ class Ref(_Handle):
     def __init__(self, connection, handle):
         self._own(connection, handle, lib.refstore_ref_destroy)
 
+    @property
+    def shared_memory(self):
+        """Whether view() is available (zero-copy, through shared memory) for this Ref."""
+        self._live()
+        return bool(lib.refstore_shared_memory(self._connection.handle))
+
     def info(self):
         """The value's ObjectInfo (a promise's state is "promised" until it is fulfilled)."""
         handle = self._live()
@@ -151,8 +157,7 @@ class Ref(_Handle):
                     "refstore.OUT_OF_RANGE: offset %d is past the end of the %d-byte value"
                     % (offset, size))
             length = size - offset
-            if length >= _READ_THROUGH_VIEW and lib.refstore_shared_memory(
-                    self._connection.handle):
+            if length >= _READ_THROUGH_VIEW and self.shared_memory:
                 with self.view() as view, memoryview(view) as whole:
                     return bytes(whole[offset:offset + length])
         out = ctypes.create_string_buffer(length)

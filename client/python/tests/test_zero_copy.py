@@ -4,12 +4,13 @@ protocol 5 buffers come back without a copy."""
 import ctypes
 import io
 import pickle
+import socket
 
 import numpy as np
 import pytest
 
 import refstore
-from conftest import data_address, mapping_of
+from conftest import Daemon, data_address, mapping_of
 
 
 def is_shared_segment(address, permissions):
@@ -134,3 +135,29 @@ def test_pickle_protocol_5_buffers_travel_by_reference(client, daemon):
         assert is_shared_segment(data_address(loaded["big"]), "r--s")  # zero-copy
         assert not loaded["big"].flags.writeable
         del loaded
+
+
+def test_over_tcp_arrays_travel_by_copy():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = Daemon(extra=["--tcp", "127.0.0.1:%d" % port])
+    try:
+        with refstore.connect("tcp:127.0.0.1:%d" % port) as remote:
+            assert not remote.shared_memory
+            original = np.asfortranarray(np.arange(24.0).reshape(4, 6))
+            ref = remote.put_array(original)
+            assert not ref.shared_memory
+            with pytest.raises(refstore.FailedPrecondition):
+                ref.view()
+            restored = refstore.get_array(ref)  # a read-only copy: nothing to map
+            assert np.array_equal(restored, original) and restored.flags.f_contiguous
+            assert not restored.flags.writeable
+            with pytest.raises(refstore.Misuse, match="no shared memory"):
+                remote.create_array(3, np.int8)
+            with refstore.connect(daemon.socket) as local:  # the same value, zero-copy locally
+                shared = refstore.get_array(local.restore_view(ref.share(60)))
+                assert np.array_equal(shared, original)
+                assert is_shared_segment(data_address(shared), "r--s")
+    finally:
+        assert daemon.stop() == 0
