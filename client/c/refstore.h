@@ -14,10 +14,12 @@
  *     refstore_errmsg/errcode called on that thread describe it. A handle destroyed on another
  *     thread is released at the owning thread's next call. Handles may outlive the client
  *     handle that made them (they keep the connection open).
- *   - Processes: in a child forked from a process with clients, every call on an inherited
- *     client or handle fails with REFSTORE_E_MISUSE, and destroying them releases nothing of
- *     the parent's (the child's copies are leaked: the socket is the parent's). The child
- *     connects a client of its own.
+ *   - Processes: in a child forked from a process with clients, every fallible call on an
+ *     inherited client or handle fails with REFSTORE_E_MISUSE, and destroying them releases
+ *     nothing of the parent's (the child's copies are leaked: the socket is the parent's). The
+ *     child connects a client of its own. (The accessors refstore_view_data and
+ *     refstore_buffer_data still return the inherited mappings; the parent decides how long
+ *     they stay valid.)
  *
  * Memory is managed by references: a refstore_ref keeps its value alive in the daemon until
  * destroyed (or until the process exits); a refstore_view pins the bytes it points at.
