@@ -202,7 +202,9 @@ class RefctlMain {
         }
         printf("}\n");
       } else {
-        for (auto& field: fields) printf("%-16s %llu\n", field.name, (unsigned long long)field.value);
+        for (auto& field: fields) {
+          printf("%-16s %llu\n", field.name, (unsigned long long)field.value);
+        }
       }
     });
   }

@@ -282,7 +282,9 @@ int refstore_stats_get(refstore_client* client, refstore_stats* out) {
 
 int refstore_stats_json(refstore_client* client, char** json_out) {
   if (client == nullptr) return REFSTORE_E_MISUSE;
-  if (json_out == nullptr) return misuse(*client->errors, "refstore_stats_json", "json_out is NULL");
+  if (json_out == nullptr) {
+    return misuse(*client->errors, "refstore_stats_json", "json_out is NULL");
+  }
   return guarded(*client->errors, [&]() {
     std::string json = "{";
     for (const refstore::NamedCounter& counter: refstore::namedCounters(client->client->stats())) {

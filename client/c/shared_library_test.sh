@@ -10,13 +10,20 @@ failures=0
 check() {  # check DESCRIPTION COMMAND...
   local description=$1
   shift
-  if "$@"; then echo "ok: $description"; else echo "FAILED: $description"; failures=$((failures + 1)); fi
+  if "$@"; then
+    echo "ok: $description"
+  else
+    echo "FAILED: $description"
+    failures=$((failures + 1))
+  fi
 }
 
 exported=$(nm -D --defined-only "$library" | awk '{print $3}' | sort -u)
 declared=$(grep -oE '\brefstore_[a-z0-9_]+\(' "$header" | tr -d '(' | sort -u)
-echo "exported: $(wc -l <<< "$exported") symbols; refstore.h declares $(wc -l <<< "$declared") functions"
-check "every exported symbol is a refstore_ function" test -z "$(grep -v '^refstore_' <<< "$exported")"
+echo "exported: $(wc -l <<< "$exported") symbols;" \
+  "refstore.h declares $(wc -l <<< "$declared") functions"
+check "every exported symbol is a refstore_ function" \
+  test -z "$(grep -v '^refstore_' <<< "$exported")"
 check "exports are exactly refstore.h's functions" test "$exported" = "$declared"
 if [[ "$exported" != "$declared" ]]; then diff <(echo "$declared") <(echo "$exported") || true; fi
 

@@ -3,7 +3,7 @@
 // elements where they lie, in refstored's shared memory. With produce_array.py, two unrelated
 // programs -- Python with numpy, and C++ -- exchange a 64 MiB value by token, without a copy.
 //
-//   sum_array [--store SOCKET] TOKEN      prints "shape (8388608,) sum 17592181850112"
+//   sum_array [--store SOCKET] TOKEN      prints "shape (8388608,) sum 17592183947264"
 #include <stdio.h>
 #include <string.h>
 

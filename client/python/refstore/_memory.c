@@ -15,7 +15,7 @@
 #include <Python.h>
 #include <unistd.h>
 
-/* Raised for misuse (set by refstore.errors at import: refstore.Misuse); RuntimeError until then. */
+/* Raised for misuse: refstore.Misuse (set by refstore.errors at import), RuntimeError before. */
 static PyObject* misuse_error = NULL;
 
 enum memory_state {

@@ -13,7 +13,7 @@ import weakref
 from . import _lib, _memory, errors
 from ._lib import lib
 
-# Wholes values at least this large are read through a view (one copy out of shared memory)
+# Whole values at least this large are read through a view (one copy out of shared memory)
 # rather than the copy path (4 MiB chunks over the socket).
 _READ_THROUGH_VIEW = 64 * 1024
 
@@ -23,9 +23,9 @@ def _forever(timeout):
 
 
 class Connection:
-    """One C client handle, shared by its Client and every handle made through it. Errors of
-    any of them are read from it, so it lives (and the connection stays open) until the Client
-    and the last of its handles are gone."""
+    """One C client handle, shared by its Client and every open handle made through it: their
+    errors are read from it, so it lives until the Client is closed and the last of them is
+    closed too. (The connection itself stays open as long as any handle in the C library does.)"""
 
     def __init__(self, handle):
         self.handle = handle

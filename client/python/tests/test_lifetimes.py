@@ -128,7 +128,7 @@ def test_refctl_stats_reaches_zero_once_everything_is_released(client, daemon):
     assert eventually(lambda: daemon.stats()["objects"] == 2)
     del array, loaded
     stats = daemon.stats()
-    assert (stats["objects"], stats["holders"], stats["tokens"], stats["bytes_used"]) == (0, 0, 0, 0)
+    assert stats["objects"] == stats["holders"] == stats["tokens"] == stats["bytes_used"] == 0
 
 
 def test_a_killed_python_holder_frees_everything(daemon):
