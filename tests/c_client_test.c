@@ -1,59 +1,9 @@
 /* The C API (client/c/refstore.h), exercised from plain C against a real refstored. */
-#include <signal.h>
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "client/c/refstore.h"
-
-extern char** environ;
-
-static int failures = 0;
-static int checks = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    checks++;                                                         \
-    if (!(cond)) {                                                    \
-      failures++;                                                     \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                 \
-  } while (0)
-
-static pid_t start_daemon(const char* socket_path) {
-  char* argv[] = {"server/refstored", "--socket", (char*)socket_path, "--memory", "64M",
-                  "--segment-size", "8M", "--no-spill", NULL};
-  pid_t pid;
-  if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0) {
-    perror("posix_spawn");
-    exit(2);
-  }
-  return pid;
-}
-
-static refstore_client* connect_with_retry(const char* socket_path) {
-  char err[256];
-  for (int attempt = 0; attempt < 2000; attempt++) {
-    refstore_client* client = NULL;
-    if (refstore_connect(socket_path, "c-test", &client, err, sizeof(err)) == REFSTORE_OK) {
-      return client;
-    }
-    usleep(10000);
-  }
-  fprintf(stderr, "could not connect: %s\n", err);
-  exit(2);
-}
+#include "tests/c_testing.h"
 
 int main(void) {
-  /* Random, not pid-based: Bazel sandboxes share /tmp but not pid namespaces. */
-  char socket_path[64];
-  unsigned long long random_id = 0;
-  if (getrandom(&random_id, sizeof(random_id), 0) != sizeof(random_id)) return 2;
-  snprintf(socket_path, sizeof(socket_path), "/tmp/rst-c-%016llx.sock", random_id);
-
   /* Connecting to nothing fails with a code and a message, and leaves *out NULL. */
   refstore_client* none = (refstore_client*)1;
   char err[256] = "";
@@ -62,8 +12,9 @@ int main(void) {
   CHECK(none == NULL);
   CHECK(strstr(err, "cannot connect") != NULL);
 
-  pid_t daemon = start_daemon(socket_path);
-  refstore_client* client = connect_with_retry(socket_path);
+  test_daemon daemon = start_daemon("rst-c");
+  const char* socket_path = daemon.socket_path;
+  refstore_client* client = connect_with_retry(socket_path, "c-test");
   CHECK(strcmp(refstore_version(), "0.1.0") == 0);
   CHECK(strcmp(refstore_errstr(REFSTORE_E_NOT_FOUND), "NOT_FOUND") == 0);
   CHECK(refstore_errcode(client) == REFSTORE_OK);
@@ -178,18 +129,13 @@ int main(void) {
   refstore_ref_destroy(restored);
   refstore_ref_destroy(ref);
 
-  refstore_client* observer = connect_with_retry(socket_path);
+  refstore_client* observer = connect_with_retry(socket_path, "c-test");
   CHECK(refstore_stats_get(observer, &stats) == REFSTORE_OK);
   CHECK(stats.holders == 0);
   CHECK(stats.objects == 1); /* kept only by its share token */
   refstore_client_destroy(observer);
   refstore_client_destroy(client);
 
-  kill(daemon, SIGTERM);
-  int status = 0;
-  waitpid(daemon, &status, 0);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-
-  printf("%d checks, %d failed\n", checks, failures);
-  return failures == 0 ? 0 : 1;
+  stop_daemon(&daemon);
+  return finish_checks();
 }

@@ -16,3 +16,18 @@ def refstore_integration_test(name, data = [], deps = []):
             "//third_party:doctest",
         ] + deps,
     )
+
+def c_client_test(name, deps = []):
+    """A plain C test (`<name>.c`) of the C API (client/c/refstore.h) against real refstored
+    processes (tests/c_testing.h)."""
+    cc_test(
+        name = name,
+        size = "medium",
+        srcs = [name + ".c"],
+        copts = ["-std=c11", "-D_DEFAULT_SOURCE", "-Wno-discarded-qualifiers"],
+        data = ["//server:refstored"],
+        deps = [
+            ":c_testing",
+            "//client/c",
+        ] + deps,
+    )

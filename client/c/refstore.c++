@@ -8,20 +8,37 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "client/cpp/refstore_client.h"
 
 namespace {
 
+// The most recent failure of a client and its handles. The owning thread records and reads it
+// here; a call from any other thread fails with MISUSE before touching the client, and its
+// failure goes to that thread's own slot instead (the owner may be writing this one meanwhile).
 struct ErrorSlot {
   int code = REFSTORE_OK;
   std::string message = "no error";
+  const std::thread::id owner = std::this_thread::get_id();
 };
 
+ErrorSlot& slotForThisThread(ErrorSlot& slot) {
+  thread_local ErrorSlot elsewhere;
+  return std::this_thread::get_id() == slot.owner ? slot : elsewhere;
+}
+
 int fail(ErrorSlot& slot, int code, std::string message) {
-  slot.code = code;
-  slot.message = std::move(message);
+  ErrorSlot& here = slotForThisThread(slot);
+  here.code = code;
+  here.message = std::move(message);
   return code;
+}
+
+// A NULL handle or out-parameter, reported by name on the client it concerns.
+int misuse(ErrorSlot& slot, const char* function, const char* problem) {
+  return fail(slot, REFSTORE_E_MISUSE,
+              std::string("refstore.MISUSE: ") + function + ": " + problem);
 }
 
 // Runs `body`, converting every exception into a result code recorded in `slot`.
@@ -54,6 +71,7 @@ char* copyString(const std::string& text) {
 struct refstore_client {
   std::shared_ptr<ErrorSlot> errors = std::make_shared<ErrorSlot>();
   std::unique_ptr<refstore::Client> client;
+  double memoryTimeoutSeconds = 0;  // 0: the daemon's default
 };
 struct refstore_ref {
   std::shared_ptr<ErrorSlot> errors;
@@ -68,6 +86,10 @@ struct refstore_buffer {
   std::unique_ptr<refstore::WriteBuffer> buffer;  // null once sealed
   uint64_t size;
 };
+struct refstore_fulfiller {
+  std::shared_ptr<ErrorSlot> errors;
+  refstore::Fulfiller fulfiller;
+};
 
 // Both enums come from the same generated list; this only guards against someone editing one.
 #define REFSTORE_CHECK_ALIGNED(number, NAME, summary)                                  \
@@ -76,9 +98,42 @@ struct refstore_buffer {
 REFSTORE_ERROR_CODES(REFSTORE_CHECK_ALIGNED)
 #undef REFSTORE_CHECK_ALIGNED
 
+namespace {
+
+// The C++ Refs behind `count` handles (children of a put, seal or fulfil).
+std::vector<const refstore::Ref*> refsOf(refstore_ref* const* handles, size_t count) {
+  std::vector<const refstore::Ref*> refs;
+  refs.reserve(count);
+  for (size_t i = 0; i < count; i++) refs.push_back(&handles[i]->ref);
+  return refs;
+}
+
+// Whether `handles` is a usable array of `count` non-NULL handles.
+bool allPresent(refstore_ref* const* handles, size_t count) {
+  if (count > 0 && handles == nullptr) return false;
+  for (size_t i = 0; i < count; i++) {
+    if (handles[i] == nullptr) return false;
+  }
+  return true;
+}
+
+void copyInfo(const refstore::ObjectInfo& info, refstore_object_info* out) {
+  refstore_object_info result;
+  memset(&result, 0, sizeof(result));
+  result.id_origin = info.id.origin;
+  result.id_serial = info.id.serial;
+  result.size = info.size;
+  result.hash_high = info.hashHigh;
+  result.hash_low = info.hashLow;
+  snprintf(result.state, sizeof(result.state), "%s", info.state.c_str());
+  *out = result;
+}
+
+}  // namespace
+
 extern "C" {
 
-const char* refstore_version(void) { return "0.1.0"; }
+const char* refstore_version(void) { return REFSTORE_VERSION; }
 
 const char* refstore_errstr(int code) {
   if (code == REFSTORE_OK) return "OK";
@@ -111,38 +166,56 @@ int refstore_connect(const char* address, const char* client_name, refstore_clie
 
 void refstore_client_destroy(refstore_client* client) { delete client; }
 
+int refstore_shared_memory(const refstore_client* client) {
+  return client != nullptr && client->client->sharedMemory() ? 1 : 0;
+}
+
 const char* refstore_errmsg(const refstore_client* client) {
   if (client == nullptr) return "NULL client handle";
-  return client->errors->message.c_str();
+  return slotForThisThread(*client->errors).message.c_str();
 }
 
 int refstore_errcode(const refstore_client* client) {
-  return client == nullptr ? REFSTORE_E_MISUSE : client->errors->code;
+  return client == nullptr ? REFSTORE_E_MISUSE : slotForThisThread(*client->errors).code;
 }
 
 int refstore_put(refstore_client* client, const void* data, size_t size, refstore_ref** out) {
-  if (client == nullptr || out == nullptr || (data == nullptr && size > 0)) {
-    return REFSTORE_E_MISUSE;
+  return refstore_put_nested(client, data, size, nullptr, 0, out);
+}
+
+int refstore_put_nested(refstore_client* client, const void* data, size_t size,
+                        refstore_ref* const* children, size_t child_count, refstore_ref** out) {
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  ErrorSlot& errors = *client->errors;
+  if (out == nullptr) return misuse(errors, "refstore_put", "out is NULL");
+  if (data == nullptr && size > 0) return misuse(errors, "refstore_put", "data is NULL");
+  if (!allPresent(children, child_count)) {
+    return misuse(errors, "refstore_put_nested", "a child is NULL");
   }
-  return guarded(*client->errors, [&]() {
-    *out = new refstore_ref{client->errors, client->client->put(data, size)};
+  return guarded(errors, [&]() {
+    *out = new refstore_ref{client->errors,
+                            client->client->put(data, size, refsOf(children, child_count),
+                                                client->memoryTimeoutSeconds)};
   });
 }
 
 int refstore_put_many(refstore_client* client, const void* const* values, const size_t* sizes,
                       size_t count, refstore_ref** refs_out) {
-  if (client == nullptr || (count > 0 && (values == nullptr || sizes == nullptr ||
-                                          refs_out == nullptr))) {
-    return REFSTORE_E_MISUSE;
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  ErrorSlot& errors = *client->errors;
+  if (count > 0 && (values == nullptr || sizes == nullptr || refs_out == nullptr)) {
+    return misuse(errors, "refstore_put_many", "values, sizes or refs_out is NULL");
   }
   for (size_t i = 0; i < count; i++) {
-    if (values[i] == nullptr && sizes[i] > 0) return REFSTORE_E_MISUSE;
+    if (values[i] == nullptr && sizes[i] > 0) {
+      return misuse(errors, "refstore_put_many", "a value is NULL");
+    }
   }
-  return guarded(*client->errors, [&]() {
+  return guarded(errors, [&]() {
     std::vector<refstore::Bytes> batch;
     batch.reserve(count);
     for (size_t i = 0; i < count; i++) batch.push_back(refstore::Bytes{values[i], sizes[i]});
-    std::vector<refstore::Ref> refs = client->client->putMany(batch);
+    std::vector<refstore::Ref> refs = client->client->putMany(batch, client->memoryTimeoutSeconds);
     // Allocate every handle before handing any out, so a failure leaves refs_out untouched.
     std::vector<std::unique_ptr<refstore_ref>> handles;
     handles.reserve(refs.size());
@@ -154,18 +227,14 @@ int refstore_put_many(refstore_client* client, const void* const* values, const 
 
 int refstore_read_many(refstore_client* client, refstore_ref* const* refs, size_t count,
                        uint8_t** data_out, size_t* sizes_out) {
-  if (client == nullptr || data_out == nullptr ||
-      (count > 0 && (refs == nullptr || sizes_out == nullptr))) {
-    return REFSTORE_E_MISUSE;
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  ErrorSlot& errors = *client->errors;
+  if (data_out == nullptr || (count > 0 && sizes_out == nullptr)) {
+    return misuse(errors, "refstore_read_many", "data_out or sizes_out is NULL");
   }
-  for (size_t i = 0; i < count; i++) {
-    if (refs[i] == nullptr) return REFSTORE_E_MISUSE;
-  }
-  return guarded(*client->errors, [&]() {
-    std::vector<const refstore::Ref*> batch;
-    batch.reserve(count);
-    for (size_t i = 0; i < count; i++) batch.push_back(&refs[i]->ref);
-    std::vector<std::vector<uint8_t>> values = client->client->readMany(batch);
+  if (!allPresent(refs, count)) return misuse(errors, "refstore_read_many", "a ref is NULL");
+  return guarded(errors, [&]() {
+    std::vector<std::vector<uint8_t>> values = client->client->readMany(refsOf(refs, count));
     size_t total = 0;
     for (auto& v: values) total += v.size();
     uint8_t* data = nullptr;
@@ -186,21 +255,28 @@ int refstore_read_many(refstore_client* client, refstore_ref* const* refs, size_
 void refstore_bytes_free(uint8_t* data) { free(data); }
 
 int refstore_restore(refstore_client* client, const char* token, refstore_ref** out) {
-  if (client == nullptr || token == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (token == nullptr || out == nullptr) {
+    return misuse(*client->errors, "refstore_restore", "token or out is NULL");
+  }
   return guarded(*client->errors, [&]() {
     *out = new refstore_ref{client->errors, client->client->restore(token)};
   });
 }
 
 int refstore_restore_view(refstore_client* client, const char* token, refstore_view** out) {
-  if (client == nullptr || token == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (token == nullptr || out == nullptr) {
+    return misuse(*client->errors, "refstore_restore_view", "token or out is NULL");
+  }
   return guarded(*client->errors, [&]() {
     *out = new refstore_view{client->errors, client->client->restoreView(token)};
   });
 }
 
 int refstore_stats_get(refstore_client* client, refstore_stats* out) {
-  if (client == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (out == nullptr) return misuse(*client->errors, "refstore_stats_get", "out is NULL");
   return guarded(*client->errors, [&]() {
     refstore::Stats s = client->client->stats();
     *out = refstore_stats{s.objects, s.bytesUsed, s.capacity, s.clients,
@@ -208,10 +284,33 @@ int refstore_stats_get(refstore_client* client, refstore_stats* out) {
   });
 }
 
-int refstore_create(refstore_client* client, uint64_t size, refstore_buffer** out) {
-  if (client == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
+int refstore_stats_json(refstore_client* client, char** json_out) {
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (json_out == nullptr) {
+    return misuse(*client->errors, "refstore_stats_json", "json_out is NULL");
+  }
   return guarded(*client->errors, [&]() {
-    auto buffer = std::make_unique<refstore::WriteBuffer>(client->client->create(size));
+    std::string json = "{";
+    for (const refstore::NamedCounter& counter: refstore::namedCounters(client->client->stats())) {
+      if (json.size() > 1) json += ", ";
+      json += std::string("\"") + counter.name + "\": " + std::to_string(counter.value);
+    }
+    *json_out = copyString(json + "}");
+  });
+}
+
+int refstore_memory_timeout(refstore_client* client, uint32_t milliseconds) {
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  client->memoryTimeoutSeconds = milliseconds / 1000.0;
+  return REFSTORE_OK;
+}
+
+int refstore_create(refstore_client* client, uint64_t size, refstore_buffer** out) {
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (out == nullptr) return misuse(*client->errors, "refstore_create", "out is NULL");
+  return guarded(*client->errors, [&]() {
+    auto buffer = std::make_unique<refstore::WriteBuffer>(
+        client->client->create(size, client->memoryTimeoutSeconds));
     *out = new refstore_buffer{client->errors, std::move(buffer), size};
   });
 }
@@ -224,7 +323,10 @@ uint64_t refstore_buffer_size(const refstore_buffer* buffer) { return buffer ? b
 
 int refstore_buffer_write(refstore_buffer* buffer, uint64_t offset, const void* data,
                           size_t length) {
-  if (buffer == nullptr || (data == nullptr && length > 0)) return REFSTORE_E_MISUSE;
+  if (buffer == nullptr) return REFSTORE_E_MISUSE;
+  if (data == nullptr && length > 0) {
+    return misuse(*buffer->errors, "refstore_buffer_write", "data is NULL");
+  }
   if (!buffer->buffer) {
     return fail(*buffer->errors, REFSTORE_E_FAILED_PRECONDITION, "buffer already sealed");
   }
@@ -232,26 +334,39 @@ int refstore_buffer_write(refstore_buffer* buffer, uint64_t offset, const void* 
 }
 
 int refstore_buffer_seal(refstore_buffer* buffer, refstore_ref** out) {
-  if (buffer == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
+  return refstore_buffer_seal_nested(buffer, nullptr, 0, out);
+}
+
+int refstore_buffer_seal_nested(refstore_buffer* buffer, refstore_ref* const* children,
+                                size_t child_count, refstore_ref** out) {
+  if (buffer == nullptr) return REFSTORE_E_MISUSE;
+  if (out == nullptr) return misuse(*buffer->errors, "refstore_buffer_seal", "out is NULL");
+  if (!allPresent(children, child_count)) {
+    return misuse(*buffer->errors, "refstore_buffer_seal_nested", "a child is NULL");
+  }
   if (!buffer->buffer) {
     return fail(*buffer->errors, REFSTORE_E_FAILED_PRECONDITION, "buffer already sealed");
   }
   return guarded(*buffer->errors, [&]() {
-    *out = new refstore_ref{buffer->errors, buffer->buffer->seal()};
+    *out = new refstore_ref{buffer->errors, buffer->buffer->seal(refsOf(children, child_count))};
     buffer->buffer.reset();
   });
 }
 
 int refstore_buffer_seal_and_share(refstore_buffer* buffer, uint32_t ttl_seconds, uint32_t uses,
                                    refstore_ref** ref_out, char** token_out) {
-  if (buffer == nullptr || token_out == nullptr) return REFSTORE_E_MISUSE;
+  if (buffer == nullptr) return REFSTORE_E_MISUSE;
+  if (token_out == nullptr) {
+    return misuse(*buffer->errors, "refstore_buffer_seal_and_share", "token_out is NULL");
+  }
   if (!buffer->buffer) {
     return fail(*buffer->errors, REFSTORE_E_FAILED_PRECONDITION, "buffer already sealed");
   }
   return guarded(*buffer->errors, [&]() {
     // The buffer is spent whatever happens: a failed seal aborts it, a failed share drops it.
-    auto buffered = std::move(buffer->buffer);
-    refstore::SharedValue shared = buffered->sealAndShare(ttl_seconds, uses);
+    // (A call refused as misuse, on another thread or in a forked child, spends nothing.)
+    refstore::SharedValue shared = buffer->buffer->sealAndShare(ttl_seconds, uses);
+    buffer->buffer.reset();
     char* token = copyString(shared.token);
     if (ref_out != nullptr) *ref_out = new refstore_ref{buffer->errors, std::move(shared.ref)};
     *token_out = token;
@@ -263,25 +378,22 @@ void refstore_buffer_destroy(refstore_buffer* buffer) { delete buffer; }
 void refstore_ref_destroy(refstore_ref* ref) { delete ref; }
 
 int refstore_ref_info(refstore_ref* ref, refstore_object_info* out) {
-  if (ref == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
-  return guarded(*ref->errors, [&]() {
-    refstore::ObjectInfo info = ref->ref.info();
-    refstore_object_info result;
-    memset(&result, 0, sizeof(result));
-    result.id_origin = info.id.origin;
-    result.id_serial = info.id.serial;
-    result.size = info.size;
-    result.hash_high = info.hashHigh;
-    result.hash_low = info.hashLow;
-    snprintf(result.state, sizeof(result.state), "%s", info.state.c_str());
-    *out = result;
-  });
+  if (ref == nullptr) return REFSTORE_E_MISUSE;
+  if (out == nullptr) return misuse(*ref->errors, "refstore_ref_info", "out is NULL");
+  return guarded(*ref->errors, [&]() { copyInfo(ref->ref.info(), out); });
+}
+
+int refstore_ref_when_ready(refstore_ref* ref, double timeout_seconds, refstore_object_info* out) {
+  if (ref == nullptr) return REFSTORE_E_MISUSE;
+  if (out == nullptr) return misuse(*ref->errors, "refstore_ref_when_ready", "out is NULL");
+  return guarded(*ref->errors, [&]() { copyInfo(ref->ref.whenReady(timeout_seconds), out); });
 }
 
 int refstore_ref_read(refstore_ref* ref, uint64_t offset, void* dst, size_t length,
                       size_t* read_out) {
-  if (ref == nullptr || (dst == nullptr && length > 0) || read_out == nullptr) {
-    return REFSTORE_E_MISUSE;
+  if (ref == nullptr) return REFSTORE_E_MISUSE;
+  if ((dst == nullptr && length > 0) || read_out == nullptr) {
+    return misuse(*ref->errors, "refstore_ref_read", "dst or read_out is NULL");
   }
   return guarded(*ref->errors, [&]() {
     std::vector<uint8_t> bytes = ref->ref.read(offset, length);
@@ -291,7 +403,8 @@ int refstore_ref_read(refstore_ref* ref, uint64_t offset, void* dst, size_t leng
 }
 
 int refstore_ref_share(refstore_ref* ref, uint32_t ttl_seconds, uint32_t uses, char** token_out) {
-  if (ref == nullptr || token_out == nullptr) return REFSTORE_E_MISUSE;
+  if (ref == nullptr) return REFSTORE_E_MISUSE;
+  if (token_out == nullptr) return misuse(*ref->errors, "refstore_ref_share", "token_out is NULL");
   return guarded(*ref->errors, [&]() {
     *token_out = copyString(ref->ref.share(ttl_seconds, uses));
   });
@@ -299,8 +412,105 @@ int refstore_ref_share(refstore_ref* ref, uint32_t ttl_seconds, uint32_t uses, c
 
 void refstore_string_free(char* string) { free(string); }
 
+int refstore_ref_children(refstore_ref* ref, refstore_ref*** children_out, size_t* count_out) {
+  if (ref == nullptr) return REFSTORE_E_MISUSE;
+  if (children_out == nullptr || count_out == nullptr) {
+    return misuse(*ref->errors, "refstore_ref_children", "children_out or count_out is NULL");
+  }
+  return guarded(*ref->errors, [&]() {
+    std::vector<refstore::Ref> children = ref->ref.children();
+    refstore_ref** array = nullptr;
+    if (!children.empty()) {
+      array = static_cast<refstore_ref**>(calloc(children.size(), sizeof(refstore_ref*)));
+      if (array == nullptr) throw std::bad_alloc();
+      for (size_t i = 0; i < children.size(); i++) {
+        array[i] = new refstore_ref{ref->errors, std::move(children[i])};
+      }
+    }
+    *children_out = array;
+    *count_out = children.size();
+  });
+}
+
+void refstore_ref_array_free(refstore_ref** array) { free(array); }
+
+int refstore_ref_save_as(refstore_ref* ref, const char* name) {
+  if (ref == nullptr) return REFSTORE_E_MISUSE;
+  if (name == nullptr) return misuse(*ref->errors, "refstore_ref_save_as", "name is NULL");
+  return guarded(*ref->errors, [&]() { ref->ref.saveAs(name); });
+}
+
+int refstore_lookup(refstore_client* client, const char* name, refstore_ref** out) {
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (name == nullptr || out == nullptr) {
+    return misuse(*client->errors, "refstore_lookup", "name or out is NULL");
+  }
+  return guarded(*client->errors, [&]() {
+    *out = new refstore_ref{client->errors, client->client->lookup(name)};
+  });
+}
+
+int refstore_unname(refstore_client* client, const char* name) {
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (name == nullptr) return misuse(*client->errors, "refstore_unname", "name is NULL");
+  return guarded(*client->errors, [&]() { client->client->unname(name); });
+}
+
+int refstore_adopt(refstore_client* client, refstore_ref* ref, refstore_ref** out) {
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (ref == nullptr || out == nullptr) {
+    return misuse(*client->errors, "refstore_adopt", "ref or out is NULL");
+  }
+  return guarded(*client->errors, [&]() {
+    *out = new refstore_ref{client->errors, client->client->adopt(ref->ref)};
+  });
+}
+
+int refstore_promise(refstore_client* client, refstore_ref** ref_out,
+                     refstore_fulfiller** fulfiller_out) {
+  if (client == nullptr) return REFSTORE_E_MISUSE;
+  if (ref_out == nullptr || fulfiller_out == nullptr) {
+    return misuse(*client->errors, "refstore_promise", "ref_out or fulfiller_out is NULL");
+  }
+  return guarded(*client->errors, [&]() {
+    refstore::Promise promise = client->client->promise();
+    auto ref = std::make_unique<refstore_ref>(refstore_ref{client->errors, std::move(promise.ref)});
+    *fulfiller_out = new refstore_fulfiller{client->errors, std::move(promise.fulfiller)};
+    *ref_out = ref.release();
+  });
+}
+
+int refstore_fulfill(refstore_fulfiller* fulfiller, const void* data, size_t size,
+                     refstore_ref* const* children, size_t child_count) {
+  if (fulfiller == nullptr) return REFSTORE_E_MISUSE;
+  if (data == nullptr && size > 0) {
+    return misuse(*fulfiller->errors, "refstore_fulfill", "data is NULL");
+  }
+  if (!allPresent(children, child_count)) {
+    return misuse(*fulfiller->errors, "refstore_fulfill", "a child is NULL");
+  }
+  return guarded(*fulfiller->errors, [&]() {
+    fulfiller->fulfiller.fulfill(data, size, refsOf(children, child_count));
+  });
+}
+
+int refstore_fulfill_with(refstore_fulfiller* fulfiller, refstore_ref* value) {
+  if (fulfiller == nullptr) return REFSTORE_E_MISUSE;
+  if (value == nullptr) return misuse(*fulfiller->errors, "refstore_fulfill_with", "value is NULL");
+  return guarded(*fulfiller->errors, [&]() { fulfiller->fulfiller.fulfillWith(value->ref); });
+}
+
+int refstore_reject(refstore_fulfiller* fulfiller, const char* reason) {
+  if (fulfiller == nullptr) return REFSTORE_E_MISUSE;
+  if (reason == nullptr) return misuse(*fulfiller->errors, "refstore_reject", "reason is NULL");
+  return guarded(*fulfiller->errors, [&]() { fulfiller->fulfiller.reject(reason); });
+}
+
+void refstore_fulfiller_destroy(refstore_fulfiller* fulfiller) { delete fulfiller; }
+
 int refstore_ref_view(refstore_ref* ref, refstore_view** out) {
-  if (ref == nullptr || out == nullptr) return REFSTORE_E_MISUSE;
+  if (ref == nullptr) return REFSTORE_E_MISUSE;
+  if (out == nullptr) return misuse(*ref->errors, "refstore_ref_view", "out is NULL");
   return guarded(*ref->errors, [&]() { *out = new refstore_view{ref->errors, ref->ref.view()}; });
 }
 

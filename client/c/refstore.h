@@ -7,8 +7,19 @@
  *     code. On failure, refstore_errmsg(client) describes the most recent failure of any call
  *     made through that client or a handle derived from it.
  *   - Nothing thrown inside crosses this API; out-parameters are untouched on failure.
- *   - A client and all handles derived from it must be used from one thread. Handles may
- *     outlive the client handle that made them (they keep the connection open).
+ *   - Misuse is reported, never undefined: a NULL handle or out-parameter returns
+ *     REFSTORE_E_MISUSE (and, when there is a client to ask, errmsg says which).
+ *   - Threads: a client and all handles derived from it belong to the thread that connected it
+ *     (one client per thread). A call from another thread fails with REFSTORE_E_MISUSE, and
+ *     refstore_errmsg/errcode called on that thread describe it. A handle destroyed on another
+ *     thread is released at the owning thread's next call. Handles may outlive the client
+ *     handle that made them (they keep the connection open).
+ *   - Processes: in a child forked from a process with clients, every fallible call on an
+ *     inherited client or handle fails with REFSTORE_E_MISUSE, and destroying them releases
+ *     nothing of the parent's (the child's copies are leaked: the socket is the parent's). The
+ *     child connects a client of its own. (The accessors refstore_view_data and
+ *     refstore_buffer_data still return the inherited mappings; the parent decides how long
+ *     they stay valid.)
  *
  * Memory is managed by references: a refstore_ref keeps its value alive in the daemon until
  * destroyed (or until the process exits); a refstore_view pins the bytes it points at.
@@ -41,6 +52,7 @@ typedef struct refstore_client refstore_client;
 typedef struct refstore_ref refstore_ref;
 typedef struct refstore_view refstore_view;
 typedef struct refstore_buffer refstore_buffer;
+typedef struct refstore_fulfiller refstore_fulfiller;
 
 typedef struct refstore_object_info {
   uint64_t id_origin, id_serial; /* display only: there is no get-by-id */
@@ -53,7 +65,8 @@ typedef struct refstore_stats {
   uint64_t objects, bytes_used, capacity, clients, segments, segment_bytes, holders, tokens;
 } refstore_stats;
 
-/* "0.1.0"; the library version, usable before connecting. */
+/* The library version, "MAJOR.MINOR.PATCH", usable before connecting. The shared library's
+ * SONAME is librefstore.so.MAJOR. */
 const char* refstore_version(void);
 
 /* Name of a result code ("NOT_FOUND"), or "UNKNOWN". */
@@ -66,6 +79,11 @@ const char* refstore_errstr(int code);
 int refstore_connect(const char* address, const char* client_name, refstore_client** out,
                      char* errbuf, size_t errbuf_size);
 void refstore_client_destroy(refstore_client* client);
+
+/* 1 if this connection reads through shared memory (refstore_ref_view, zero-copy: a Unix
+ * socket), 0 if only the copy path (refstore_ref_read) is available (TCP). Writing in place
+ * (refstore_buffer_data not NULL) needs, besides, the daemon's uid. */
+int refstore_shared_memory(const refstore_client* client);
 
 /* English description of the most recent failure on this client (never NULL). */
 const char* refstore_errmsg(const refstore_client* client);
@@ -95,6 +113,52 @@ int refstore_restore(refstore_client* client, const char* token, refstore_ref** 
  * restore's (NOT_FOUND, EXPIRED, MALFORMED, WRONG_STORE), then view's. */
 int refstore_restore_view(refstore_client* client, const char* token, refstore_view** out);
 int refstore_stats_get(refstore_client* client, refstore_stats* out);
+/* Every counter the daemon reports, as one JSON object of unsigned integers named as `refctl
+ * stats --json` names them ({"objects": 2, "bytes_used": 4096, ...}); new counters appear
+ * without a change to this API. Free *json_out with refstore_string_free. */
+int refstore_stats_json(refstore_client* client, char** json_out);
+/* How long refstore_put, refstore_put_many and refstore_create wait for memory to free up
+ * before failing with REFSTORE_E_OUT_OF_MEMORY; 0 (the initial setting) is the daemon's
+ * default, 30 s. */
+int refstore_memory_timeout(refstore_client* client, uint32_t milliseconds);
+
+/* Nested references: the new value keeps `children` (`child_count` references, possibly from
+ * other clients of the same daemon) alive until it is itself freed; refstore_ref_children hands
+ * them out again. This is how a dataset made of partitions becomes one reference. */
+int refstore_put_nested(refstore_client* client, const void* data, size_t size,
+                        refstore_ref* const* children, size_t child_count, refstore_ref** out);
+/* New references to the nested references `ref`'s value was made with. *children_out gets an
+ * array of *count_out handles (NULL if none): destroy each, then free the array with
+ * refstore_ref_array_free. */
+int refstore_ref_children(refstore_ref* ref, refstore_ref*** children_out, size_t* count_out);
+void refstore_ref_array_free(refstore_ref** array);
+
+/* Names: a name pins a value until refstore_unname (ALREADY_EXISTS if taken). */
+int refstore_ref_save_as(refstore_ref* ref, const char* name);
+/* A new reference to the value named `name` (NOT_FOUND if none). */
+int refstore_lookup(refstore_client* client, const char* name, refstore_ref** out);
+/* Drops the name's pin; the value is freed if nothing else references it. */
+int refstore_unname(refstore_client* client, const char* name);
+
+/* A new reference on `client`'s own connection to the value of `ref`, which may belong to
+ * another client (another connection, or a capability that came through another process), so
+ * that `ref`'s client may go away. */
+int refstore_adopt(refstore_client* client, refstore_ref* ref, refstore_ref** out);
+
+/* Promises: *ref_out is a reference to a value that does not exist yet (share it, nest it, name
+ * it); readers wait for it (refstore_ref_when_ready; read and view wait by themselves). Exactly
+ * one of refstore_fulfill, refstore_fulfill_with and refstore_reject succeeds; destroying the
+ * fulfiller first breaks the promise (readers get REFSTORE_E_BROKEN_PROMISE). */
+int refstore_promise(refstore_client* client, refstore_ref** ref_out,
+                     refstore_fulfiller** fulfiller_out);
+/* The value: a copy of `size` bytes (at most 16 MiB) and optional nested references. */
+int refstore_fulfill(refstore_fulfiller* fulfiller, const void* data, size_t size,
+                     refstore_ref* const* children, size_t child_count);
+/* The value is `value`'s (no copy: for large values, create + seal, then fulfill with it). */
+int refstore_fulfill_with(refstore_fulfiller* fulfiller, refstore_ref* value);
+/* Readers get REFSTORE_E_REJECTED with `reason` in the message. */
+int refstore_reject(refstore_fulfiller* fulfiller, const char* reason);
+void refstore_fulfiller_destroy(refstore_fulfiller* fulfiller);
 
 /* Reserves `size` bytes: fill refstore_buffer_data() (or use refstore_buffer_write), then
  * refstore_buffer_seal. Destroying an unsealed buffer aborts it and frees the space. */
@@ -106,6 +170,9 @@ int refstore_buffer_write(refstore_buffer* buffer, uint64_t offset, const void* 
                           size_t length);
 /* Seals the value and returns its first reference. The buffer must still be destroyed. */
 int refstore_buffer_seal(refstore_buffer* buffer, refstore_ref** out);
+/* refstore_buffer_seal with nested references (see refstore_put_nested). */
+int refstore_buffer_seal_nested(refstore_buffer* buffer, refstore_ref* const* children,
+                                size_t child_count, refstore_ref** out);
 /* refstore_buffer_seal, then refstore_ref_share on the new reference, in one round trip
  * instead of two: what a producer handing the value to another process calls. *token_out gets
  * the token (free it with refstore_string_free); *ref_out the first reference, or pass
@@ -117,6 +184,10 @@ void refstore_buffer_destroy(refstore_buffer* buffer);
 
 void refstore_ref_destroy(refstore_ref* ref);
 int refstore_ref_info(refstore_ref* ref, refstore_object_info* out);
+/* Waits until the value exists (at once unless it is a promise) and returns its info; a
+ * negative timeout waits forever, else REFSTORE_E_TIMEOUT after `timeout_seconds`. A failed
+ * promise gives REFSTORE_E_REJECTED or REFSTORE_E_BROKEN_PROMISE. */
+int refstore_ref_when_ready(refstore_ref* ref, double timeout_seconds, refstore_object_info* out);
 /* Copies up to `length` bytes from `offset` into `dst`; *read_out gets the count copied. */
 int refstore_ref_read(refstore_ref* ref, uint64_t offset, void* dst, size_t length,
                       size_t* read_out);

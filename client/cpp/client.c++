@@ -87,14 +87,14 @@ std::string ObjectId::hex() const {
 
 namespace async {
 
-kj::AsyncIoContext& ioContext(Client& client) { return Factory::connection(client)->io; }
+kj::AsyncIoContext& ioContext(Client& client) { return Factory::usable(client)->io; }
 
 proto::Ref::Client capability(const Ref& ref) { return Factory::state(ref).ref; }
 
-proto::Store::Client store(Client& client) { return Factory::connection(client)->store; }
+proto::Store::Client store(Client& client) { return Factory::usable(client)->store; }
 
 Ref wrap(Client& client, proto::Ref::Client ref) {
-  return Factory::ref(Factory::connection(client), kj::mv(ref));
+  return Factory::ref(Factory::usable(client), kj::mv(ref));
 }
 
 static uint32_t timeoutMillis(double seconds) {
@@ -104,7 +104,7 @@ static uint32_t timeoutMillis(double seconds) {
 
 kj::Promise<Ref> put(Client& client, kj::ArrayPtr<const kj::byte> data,
                      std::vector<const Ref*> children, double timeoutSeconds) {
-  auto connection = Factory::connection(client);
+  auto connection = Factory::usable(client);
   auto request = connection->store.putRequest();
   request.setData(data);
   request.setTimeoutMs(timeoutMillis(timeoutSeconds));
@@ -117,7 +117,7 @@ kj::Promise<Ref> put(Client& client, kj::ArrayPtr<const kj::byte> data,
 kj::Promise<std::vector<Ref>> putMany(Client& client,
                                       std::vector<kj::ArrayPtr<const kj::byte>> values,
                                       double timeoutSeconds) {
-  auto connection = Factory::connection(client);
+  auto connection = Factory::usable(client);
   auto request = connection->store.putManyRequest();
   auto list = request.initValues(values.size());
   for (size_t i = 0; i < values.size(); i++) list.set(i, values[i]);
@@ -133,7 +133,7 @@ kj::Promise<std::vector<Ref>> putMany(Client& client,
 
 kj::Promise<std::vector<std::vector<uint8_t>>> readMany(Client& client,
                                                        std::vector<const Ref*> refs) {
-  auto connection = Factory::connection(client);
+  auto connection = Factory::usable(client);
   auto request = connection->store.readManyRequest();
   auto list = request.initRefs(refs.size());
   for (size_t i = 0; i < refs.size(); i++) list.set(i, capability(*refs[i]));
@@ -146,7 +146,7 @@ kj::Promise<std::vector<std::vector<uint8_t>>> readMany(Client& client,
 }
 
 kj::Promise<WriteBuffer> create(Client& client, uint64_t size, double timeoutSeconds) {
-  auto connection = Factory::connection(client);
+  auto connection = Factory::usable(client);
   auto request = connection->store.createRequest();
   request.setSize(size);
   request.setTimeoutMs(timeoutMillis(timeoutSeconds));
@@ -211,7 +211,7 @@ kj::Promise<SharedValue> sealAndShare(WriteBuffer buffer, uint32_t ttlSeconds, u
 }
 
 kj::Promise<Ref> restore(Client& client, std::string token) {
-  auto connection = Factory::connection(client);
+  auto connection = Factory::usable(client);
   auto request = connection->store.restoreRequest();
   request.setToken(token);
   return request.send().then([connection](capnp::Response<proto::Store::RestoreResults> reply) {
@@ -245,7 +245,7 @@ kj::Promise<View> view(const Ref& ref) {
 }
 
 kj::Promise<View> restoreView(Client& client, std::string token) {
-  auto connection = Factory::connection(client);
+  auto connection = Factory::usable(client);
   auto request = connection->store.restoreRequest();
   request.setToken(token);
   auto restored = request.send();
@@ -267,7 +267,7 @@ kj::Promise<ObjectInfo> whenReady(const Ref& ref) {
 }
 
 kj::Promise<Ref> adopt(Client& client, proto::Ref::Client ref) {
-  auto connection = Factory::connection(client);
+  auto connection = Factory::usable(client);
   auto request = connection->store.adoptRequest();
   request.setRef(kj::mv(ref));
   return request.send().then([connection](capnp::Response<proto::Store::AdoptResults> reply) {
@@ -281,8 +281,14 @@ kj::Promise<Ref> adopt(Client& client, proto::Ref::Client ref) {
 
 View::View(std::unique_ptr<detail::ViewState> state): state(std::move(state)) {}
 View::View(View&&) noexcept = default;
-View& View::operator=(View&&) noexcept = default;
-View::~View() = default;
+View& View::operator=(View&& other) noexcept {
+  if (this != &other) {
+    detail::dispose(std::move(state));
+    state = std::move(other.state);
+  }
+  return *this;
+}
+View::~View() { detail::dispose(std::move(state)); }
 const uint8_t* View::data() const { return state ? state->data : nullptr; }
 size_t View::size() const { return state ? state->size : 0; }
 
@@ -290,23 +296,31 @@ size_t View::size() const { return state ? state->size : 0; }
 
 Ref::Ref(std::unique_ptr<detail::RefState> state): state(std::move(state)) {}
 Ref::Ref(Ref&&) noexcept = default;
-Ref& Ref::operator=(Ref&&) noexcept = default;
-Ref::~Ref() = default;
+Ref& Ref::operator=(Ref&& other) noexcept {
+  if (this != &other) {
+    detail::dispose(std::move(state));
+    state = std::move(other.state);
+  }
+  return *this;
+}
+Ref::~Ref() { detail::dispose(std::move(state)); }
 
 ObjectInfo Ref::info() const {
-  auto reply = state->connection->wait(state->ref.infoRequest().send());
+  auto& s = Factory::state(*this);
+  auto reply = s.connection->wait(s.ref.infoRequest().send());
   return toInfo(reply.getInfo());
 }
 
 size_t Ref::size() const { return whenReady().size; }
 
 std::vector<uint8_t> Ref::read(uint64_t offset, uint64_t length) const {
+  auto& s = Factory::state(*this);
   std::vector<uint8_t> out;
   while (length > 0) {
-    auto request = state->ref.readRequest();
+    auto request = s.ref.readRequest();
     request.setOffset(offset);
     request.setLength(std::min(length, kChunk));
-    auto reply = state->connection->wait(request.send());
+    auto reply = s.connection->wait(request.send());
     auto data = reply.getData();
     if (data.size() == 0) break;  // end of the value
     out.insert(out.end(), data.begin(), data.end());
@@ -317,7 +331,7 @@ std::vector<uint8_t> Ref::read(uint64_t offset, uint64_t length) const {
 }
 
 std::vector<uint8_t> Ref::readAll(double timeoutSeconds) const {
-  if (state->connection->sharedMemory) {
+  if (Factory::state(*this).connection->sharedMemory) {
     View pinned = view(timeoutSeconds);
     return std::vector<uint8_t>(pinned.data(), pinned.data() + pinned.size());
   }
@@ -325,46 +339,55 @@ std::vector<uint8_t> Ref::readAll(double timeoutSeconds) const {
 }
 
 View Ref::view(double timeoutSeconds) const {
-  return state->connection->wait(async::view(*this), timeoutSeconds);
+  return Factory::state(*this).connection->wait(async::view(*this), timeoutSeconds);
 }
 
 std::string Ref::share(uint32_t ttlSeconds, uint32_t uses) const {
-  auto request = state->ref.shareRequest();
+  auto& s = Factory::state(*this);
+  auto request = s.ref.shareRequest();
   request.setTtlSeconds(ttlSeconds);
   request.setUses(uses);
-  auto reply = state->connection->wait(request.send());
+  auto reply = s.connection->wait(request.send());
   return reply.getToken().cStr();
 }
 
 ObjectInfo Ref::whenReady(double timeoutSeconds) const {
-  return state->connection->wait(async::whenReady(*this), timeoutSeconds);
+  return Factory::state(*this).connection->wait(async::whenReady(*this), timeoutSeconds);
 }
 
 std::vector<Ref> Ref::children() const {
-  auto reply = state->connection->wait(state->ref.childrenRequest().send());
+  auto& s = Factory::state(*this);
+  auto reply = s.connection->wait(s.ref.childrenRequest().send());
   std::vector<Ref> out;
-  for (auto child: reply.getChildren()) out.push_back(Factory::ref(state->connection, child));
+  for (auto child: reply.getChildren()) out.push_back(Factory::ref(s.connection, child));
   return out;
 }
 
 void Ref::saveAs(const std::string& name) const {
-  auto request = state->ref.saveAsRequest();
+  auto& s = Factory::state(*this);
+  auto request = s.ref.saveAsRequest();
   request.setName(name);
-  state->connection->wait(request.send());
+  s.connection->wait(request.send());
 }
 
 // --- WriteBuffer -----------------------------------------------------------------------
 
 WriteBuffer::WriteBuffer(std::unique_ptr<detail::BufferState> state): state(std::move(state)) {}
 WriteBuffer::WriteBuffer(WriteBuffer&&) noexcept = default;
-WriteBuffer& WriteBuffer::operator=(WriteBuffer&&) noexcept = default;
-WriteBuffer::~WriteBuffer() = default;
+WriteBuffer& WriteBuffer::operator=(WriteBuffer&& other) noexcept {
+  if (this != &other) {
+    detail::dispose(std::move(state));
+    state = std::move(other.state);
+  }
+  return *this;
+}
+WriteBuffer::~WriteBuffer() { detail::dispose(std::move(state)); }
 
 uint8_t* WriteBuffer::data() { return state ? state->data : nullptr; }
 size_t WriteBuffer::size() const { return state ? state->size : 0; }
 
 void WriteBuffer::write(uint64_t offset, const void* bytes, size_t length) {
-  if (!state) throw Error(ErrorCode::FAILED_PRECONDITION, "buffer already sealed");
+  Factory::state(*this);  // sealed, other thread, forked child
   if (offset > state->size || length > state->size - offset) {
     throw Error(ErrorCode::OUT_OF_RANGE, "write of " + std::to_string(length) +
                                              " bytes at offset " + std::to_string(offset) +
@@ -387,15 +410,13 @@ void WriteBuffer::write(uint64_t offset, const void* bytes, size_t length) {
 }
 
 Ref WriteBuffer::seal(const std::vector<const Ref*>& children) {
-  if (!state) throw Error(ErrorCode::FAILED_PRECONDITION, "buffer already sealed");
-  auto connection = state->connection;
+  auto connection = Factory::state(*this).connection;
   return connection->wait(async::seal(std::move(*this), children));
 }
 
 SharedValue WriteBuffer::sealAndShare(uint32_t ttlSeconds, uint32_t uses,
                                       const std::vector<const Ref*>& children) {
-  if (!state) throw Error(ErrorCode::FAILED_PRECONDITION, "buffer already sealed");
-  auto connection = state->connection;
+  auto connection = Factory::state(*this).connection;
   return connection->wait(async::sealAndShare(std::move(*this), ttlSeconds, uses, children));
 }
 
@@ -403,26 +424,35 @@ SharedValue WriteBuffer::sealAndShare(uint32_t ttlSeconds, uint32_t uses,
 
 Fulfiller::Fulfiller(std::unique_ptr<detail::FulfillerState> state): state(std::move(state)) {}
 Fulfiller::Fulfiller(Fulfiller&&) noexcept = default;
-Fulfiller& Fulfiller::operator=(Fulfiller&&) noexcept = default;
-Fulfiller::~Fulfiller() = default;
+Fulfiller& Fulfiller::operator=(Fulfiller&& other) noexcept {
+  if (this != &other) {
+    detail::dispose(std::move(state));
+    state = std::move(other.state);
+  }
+  return *this;
+}
+Fulfiller::~Fulfiller() { detail::dispose(std::move(state)); }
 
 void Fulfiller::fulfill(const void* data, size_t size, const std::vector<const Ref*>& children) {
-  auto request = state->fulfiller.fulfillRequest();
+  auto& s = Factory::state(*this);
+  auto request = s.fulfiller.fulfillRequest();
   request.setData(kj::arrayPtr(static_cast<const kj::byte*>(data), size));
   setChildren(request, children);
-  state->connection->wait(request.send());
+  s.connection->wait(request.send());
 }
 
 void Fulfiller::fulfillWith(const Ref& value) {
-  auto request = state->fulfiller.fulfillWithRequest();
+  auto& s = Factory::state(*this);
+  auto request = s.fulfiller.fulfillWithRequest();
   request.setRef(async::capability(value));
-  state->connection->wait(request.send());
+  s.connection->wait(request.send());
 }
 
 void Fulfiller::reject(const std::string& reason) {
-  auto request = state->fulfiller.rejectRequest();
+  auto& s = Factory::state(*this);
+  auto request = s.fulfiller.rejectRequest();
   request.setReason(reason);
-  state->connection->wait(request.send());
+  s.connection->wait(request.send());
 }
 
 // --- Client ----------------------------------------------------------------------------
@@ -430,8 +460,14 @@ void Fulfiller::reject(const std::string& reason) {
 Client::Client(std::shared_ptr<detail::Connection> connection)
     : connection(std::move(connection)) {}
 Client::Client(Client&&) noexcept = default;
-Client& Client::operator=(Client&&) noexcept = default;
-Client::~Client() = default;
+Client& Client::operator=(Client&& other) noexcept {
+  if (this != &other) {
+    detail::dispose(std::move(connection));
+    connection = std::move(other.connection);
+  }
+  return *this;
+}
+Client::~Client() { detail::dispose(std::move(connection)); }
 
 Client Client::connect(const ConnectOptions& options) {
   try {
@@ -485,6 +521,7 @@ View Client::restoreView(const std::string& token, double timeoutSeconds) {
 }
 
 Stats Client::stats() {
+  connection->checkUsable();
   auto reply = connection->wait(connection->store.statsRequest().send());
   auto s = reply.getStats();
   Stats out;
@@ -521,7 +558,44 @@ Stats Client::stats() {
   return out;
 }
 
+std::vector<NamedCounter> namedCounters(const Stats& s) {
+  return {
+      {"objects", s.objects},
+      {"bytes_used", s.bytesUsed},
+      {"capacity", s.capacity},
+      {"clients", s.clients},
+      {"segments", s.segments},
+      {"segment_bytes", s.segmentBytes},
+      {"holders", s.holders},
+      {"tokens", s.tokens},
+      {"pinned_dead", s.pinnedDead},
+      {"creating", s.creating},
+      {"sealed", s.sealed},
+      {"uptime_ms", s.uptimeMs},
+      {"puts_total", s.putsTotal},
+      {"reclaimed_total", s.reclaimedTotal},
+      {"promised", s.promised},
+      {"failed", s.failed},
+      {"names", s.names},
+      {"bytes_in_memory", s.bytesUsed},
+      {"spilled", s.spilled},
+      {"bytes_spilled", s.spilledBytes},
+      {"spill_files", s.spillFiles},
+      {"spills_total", s.spillsTotal},
+      {"spilled_bytes_total", s.spilledBytesTotal},
+      {"restores_total", s.restoresTotal},
+      {"restored_bytes_total", s.restoredBytesTotal},
+      {"spill_failures_total", s.spillFailuresTotal},
+      {"file_backed_bytes", s.fileBackedBytes},
+      {"queue_length", s.queueLength},
+      {"oldest_waiter_ms", s.oldestWaiterMs},
+      {"background_hashes_total", s.backgroundHashesTotal},
+      {"last_reclaim_mono_us", s.lastReclaimMonoUs},
+  };
+}
+
 std::vector<ObjectListing> Client::list() {
+  connection->checkUsable();
   // The daemon answers a page at a time (Store.list); this gathers every page.
   std::vector<ObjectListing> out;
   uint64_t cursor = 0;
@@ -553,13 +627,19 @@ std::vector<ObjectListing> Client::list() {
   return out;
 }
 
+Ref Client::adopt(const Ref& ref) {
+  return connection->wait(async::adopt(*this, async::capability(ref)));
+}
+
 Promise Client::promise() {
+  connection->checkUsable();
   auto reply = connection->wait(connection->store.promiseRequest().send());
   return Promise{Factory::ref(connection, reply.getRef()),
                  Factory::fulfiller(connection, reply.getFulfiller())};
 }
 
 Ref Client::lookup(const std::string& name) {
+  connection->checkUsable();
   auto request = connection->store.lookupRequest();
   request.setName(name);
   auto reply = connection->wait(request.send());
@@ -567,12 +647,14 @@ Ref Client::lookup(const std::string& name) {
 }
 
 void Client::unname(const std::string& name) {
+  connection->checkUsable();
   auto request = connection->store.unnameRequest();
   request.setName(name);
   connection->wait(request.send());
 }
 
 std::vector<NameBinding> Client::names() {
+  connection->checkUsable();
   // The daemon answers a page at a time (Store.names); this gathers every page.
   std::vector<NameBinding> out;
   bool more = true;

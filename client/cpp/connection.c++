@@ -1,6 +1,7 @@
 #include "client/cpp/connection.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -57,6 +58,10 @@ kj::Own<kj::AsyncCapabilityStream> connectUnix(kj::AsyncIoContext& io, const std
   return io.lowLevelProvider->wrapUnixSocketFd(kj::mv(owned));
 }
 
+// Counts fork()s: pthread_atfork runs this in every child.
+std::atomic<uint64_t> forks{0};
+const int forkCounterRegistered = pthread_atfork(nullptr, nullptr, []() { forks++; });
+
 uint64_t busyPollFromOptions(int micros) {
   if (micros < 0) {
     const char* env = getenv("REFSTORE_BUSY_POLL_US");
@@ -106,7 +111,8 @@ void Mapping::populateForWrite(size_t offset, size_t length) {
 
 void Connection::throwError(const kj::Exception& e) {
   kj::StringPtr description = e.getDescription();
-  // Remote exceptions arrive as "remote exception: refstore.CODE: message".
+  // Remote exceptions arrive as "remote exception: refstore.CODE: message", and the client's
+  // own errors thrown inside promise callbacks as "std::exception: refstore.CODE: message".
   const char* found = strstr(description.cStr(), "refstore.");
   if (found != nullptr) {
     const char* word = found + strlen("refstore.");
@@ -127,14 +133,62 @@ void Connection::throwError(const kj::Exception& e) {
   throw Error(ErrorCode::INTERNAL, description.cStr());
 }
 
+uint64_t forkGeneration() { return forks.load(std::memory_order_relaxed); }
+
+ThreadLoop::ThreadLoop(): pid(getpid()) {}
+
 std::shared_ptr<ThreadLoop> ThreadLoop::forThisThread() {
   thread_local std::weak_ptr<ThreadLoop> current;
   std::shared_ptr<ThreadLoop> loop = current.lock();
+  if (loop && loop->affinity() == Affinity::FORKED_CHILD) {
+    // Inherited from the parent, with the connections of the parent's handles: never run it or
+    // destroy it (see dispose()). Only its WaitScope ends, which is what tells KJ that this
+    // thread has no event loop any more, so that it may make one of its own.
+    ThreadLoop* inherited = loop.get();
+    new std::shared_ptr<ThreadLoop>(std::move(loop));  // leaked on purpose
+    inherited->io.waitScope.~WaitScope();
+  }
   if (!loop) {
     loop = std::make_shared<ThreadLoop>();
     current = loop;
   }
   return loop;
+}
+
+void ThreadLoop::adoptOrphan(std::unique_ptr<Disposable> orphan) {
+  std::lock_guard<std::mutex> lock(orphansMutex);
+  orphans.push_back(std::move(orphan));
+  hasOrphans.store(true, std::memory_order_release);
+}
+
+void ThreadLoop::destroyOrphans() {
+  std::vector<std::unique_ptr<Disposable>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(orphansMutex);
+    dropped.swap(orphans);
+    hasOrphans.store(false, std::memory_order_relaxed);
+  }
+  // Their destructors send the releases; the loop outlives them (`dropped` is destroyed while
+  // the caller's own handle still holds this loop).
+}
+
+void Connection::checkUsable() {
+  switch (loop->affinity()) {
+    case Affinity::OWNER:
+      break;
+    case Affinity::OTHER_THREAD:
+      throw Error(ErrorCode::MISUSE,
+                  "refstore.MISUSE: a client and its handles belong to the thread that connected "
+                  "it (one client per thread: connect a client on each thread that uses "
+                  "refstore)");
+    case Affinity::FORKED_CHILD:
+      throw Error(ErrorCode::MISUSE,
+                  "refstore.MISUSE: this client was connected by process " +
+                      std::to_string(loop->pid) +
+                      "; a forked child cannot use it (connect a client of its own; the handles "
+                      "it inherited are neither usable nor released by the child)");
+  }
+  if (loop->hasOrphans.load(std::memory_order_acquire)) loop->destroyOrphans();
 }
 
 Connection::Connection(const ConnectOptions& options)
@@ -206,7 +260,7 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
   auto key = std::make_tuple(placement.getOrigin(), placement.getSegmentId(), writable);
   auto inside = [placement, writable](std::shared_ptr<Mapping> mapping) {
     if (placement.getOffset() + placement.getLength() > mapping->size) {
-      throw Error(ErrorCode::INTERNAL, "placement lies outside its segment");
+      throw Error(ErrorCode::INTERNAL, "refstore.INTERNAL: placement lies outside its segment");
     }
     if (writable) mapping->populateForWrite(placement.getOffset(), placement.getLength());
     uint8_t* data = mapping->base + placement.getOffset();
@@ -229,7 +283,8 @@ kj::Promise<Connection::Resolved> Connection::resolve(proto::Placement::Reader p
                           MAP_SHARED, segment.fd, 0);
         if (base == MAP_FAILED) {
           throw Error(ErrorCode::IO,
-                      std::string("mmap of shared segment failed: ") + strerror(errno));
+                      std::string("refstore.IO: mmap of shared segment failed: ") +
+                          strerror(errno));
         }
         auto mapping = std::make_shared<Mapping>();
         mapping->base = static_cast<uint8_t*>(base);
@@ -259,7 +314,8 @@ kj::Promise<Connection::SegmentFd> Connection::segmentWithFd(proto::Segment::Cli
                   reattached](kj::Maybe<int> fd) mutable -> kj::Promise<SegmentFd> {
     KJ_IF_MAYBE(f, fd) { return SegmentFd{kj::mv(segment), *f}; }
     if (reattached) {
-      throw Error(ErrorCode::IO, "refstored sent a placement without a segment descriptor");
+      throw Error(ErrorCode::IO,
+                  "refstore.IO: refstored sent a placement without a segment descriptor");
     }
     // The capability came without its fd: we dropped our import of it while this placement
     // was on its way (see Placement in the schema). Ask for one that carries the fd.

@@ -3,9 +3,13 @@
 #pragma once
 
 #include <sched.h>
+#include <sys/types.h>
 
+#include <atomic>
 #include <deque>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include <capnp/rpc-twoparty.h>
@@ -46,11 +50,51 @@ struct Mapping {
   ~Mapping();
 };
 
+// Whatever a handle owns on its connection's event loop: what dispose() destroys, queues for
+// the owning thread, or leaks.
+struct Disposable {
+  virtual ~Disposable() noexcept(false) = default;  // KJ objects may throw from destructors
+};
+
+// Where the calling code runs relative to a ThreadLoop.
+enum class Affinity {
+  OWNER,         // its own thread: anything goes
+  OTHER_THREAD,  // KJ objects belong to one thread: refuse calls, queue destruction
+  FORKED_CHILD,  // a copy of the loop inherited across fork(): its socket is the parent's
+};
+
+// How many fork()s lie between this process and the one the library was loaded in
+// (pthread_atfork counts them in each child, so checking costs no system call).
+uint64_t forkGeneration();
+
 // KJ allows one event loop per thread, so every Connection made on a thread shares that
 // thread's loop; it lives while any of them does.
 struct ThreadLoop {
   kj::AsyncIoContext io = kj::setupAsyncIo();
+  // The loop's owner: its KJ objects may be touched by this thread of this process only.
+  const std::thread::id owner = std::this_thread::get_id();
+  const pid_t pid;
+  const uint64_t generation = forkGeneration();
+
+  ThreadLoop();
+  // This thread's loop, made on first use. A loop this thread inherited across fork() is
+  // abandoned (leaked, never run: it shares its epoll instance and sockets with the parent) and
+  // replaced, so a forked child can connect clients of its own.
   static std::shared_ptr<ThreadLoop> forThisThread();
+
+  Affinity affinity() const {
+    if (generation != forkGeneration()) return Affinity::FORKED_CHILD;
+    if (std::this_thread::get_id() != owner) return Affinity::OTHER_THREAD;
+    return Affinity::OWNER;
+  }
+
+  // Handles destroyed on another thread wait here until the owner's next call destroys them
+  // (see dispose()); if the owner never calls again they live until the process exits.
+  void adoptOrphan(std::unique_ptr<Disposable> orphan);
+  void destroyOrphans();  // on the owner thread
+  std::mutex orphansMutex;
+  std::vector<std::unique_ptr<Disposable>> orphans;
+  std::atomic<bool> hasOrphans{false};
 
   // How many of the blocking API's waits (and flushes) are running this loop right now. While
   // one is, a handle dropped inside one of its callbacks must not poll the loop itself: KJ 0.9
@@ -66,7 +110,14 @@ struct Connection {
   Connection(const ConnectOptions& options);
   ~Connection();
 
+  // Throws MISUSE unless called on the loop's own thread of the process that connected (a
+  // forked child shares the parent's socket: anything it sent would corrupt the parent's
+  // session). Destroys handles other threads dropped meanwhile. Every operation starts here.
+  void checkUsable();
+
   // Runs `promise` to completion on this thread's event loop, translating failures to Error.
+  // An Error thrown inside a promise callback reaches it as a kj::Exception whose description
+  // is the Error's message: word such messages "refstore.<CODE>: ..." to keep their code.
   // With a non-negative timeout, gives up with ErrorCode::TIMEOUT (cancelling the wait only).
   template <typename T>
   T wait(kj::Promise<T>&& promise, double timeoutSeconds = -1) {
@@ -142,13 +193,19 @@ struct Connection {
   static constexpr size_t kCachedDedicatedMappings = 2;
 };
 
-struct RefState {
+// A Client's share of its connection (the connection itself is shared by every handle).
+struct ConnectionHold: Disposable {
+  std::shared_ptr<Connection> connection;
+  explicit ConnectionHold(std::shared_ptr<Connection> c): connection(std::move(c)) {}
+};
+
+struct RefState: Disposable {
   std::shared_ptr<Connection> connection;
   proto::Ref::Client ref = nullptr;
   ~RefState();
 };
 
-struct ViewState {
+struct ViewState: Disposable {
   std::shared_ptr<Connection> connection;
   proto::View::Client view = nullptr;
   std::shared_ptr<Mapping> mapping;
@@ -157,7 +214,7 @@ struct ViewState {
   ~ViewState();
 };
 
-struct BufferState {
+struct BufferState: Disposable {
   std::shared_ptr<Connection> connection;
   proto::WriteBuffer::Client buffer = nullptr;
   std::shared_ptr<Mapping> mapping;
@@ -170,11 +227,34 @@ struct BufferState {
   ~BufferState();
 };
 
-struct FulfillerState {
+struct FulfillerState: Disposable {
   std::shared_ptr<Connection> connection;
   proto::Fulfiller::Client fulfiller = nullptr;
   ~FulfillerState();
 };
+
+// Destroys a handle's state where that is safe. On the owning thread: now. On another thread
+// (Python's garbage collector runs finalizers on whichever thread drops the last reference):
+// queued for the owner's next call, since Cap'n Proto objects belong to one thread. In a child
+// forked after the state was made: never. Its connection is the parent's socket, and releasing
+// anything through it (or tearing the connection down, which shuts the socket down) would
+// release the parent's references or end its session; the child's copy is leaked instead, and
+// the parent keeps everything.
+template <typename State>
+void dispose(std::unique_ptr<State> state) {
+  if (!state) return;
+  ThreadLoop& loop = *state->connection->loop;
+  switch (loop.affinity()) {
+    case Affinity::OWNER: state.reset(); return;
+    case Affinity::OTHER_THREAD: loop.adoptOrphan(std::move(state)); return;
+    case Affinity::FORKED_CHILD: state.release(); return;  // leaked on purpose (see above)
+  }
+}
+
+// A Client's share of a connection, disposed of the same way.
+inline void dispose(std::shared_ptr<Connection> connection) {
+  if (connection) dispose(std::make_unique<ConnectionHold>(std::move(connection)));
+}
 
 // Builds the public handle types from their states and reaches into them (their constructors
 // and states are private to the public API).
@@ -186,16 +266,27 @@ struct Factory {
   static WriteBuffer buffer(std::unique_ptr<BufferState> state) {
     return WriteBuffer(std::move(state));
   }
-  static const std::shared_ptr<Connection>& connection(const Client& client) {
+  // The checked accessors every operation goes through (see Connection::checkUsable).
+  static const std::shared_ptr<Connection>& usable(const Client& client) {
+    client.connection->checkUsable();
     return client.connection;
   }
   static RefState& state(const Ref& ref) {
     if (!ref.state) throw Error(ErrorCode::FAILED_PRECONDITION, "use of a moved-from Ref");
+    ref.state->connection->checkUsable();
     return *ref.state;
   }
   static BufferState& state(WriteBuffer& buffer) {
     if (!buffer.state) throw Error(ErrorCode::FAILED_PRECONDITION, "buffer already sealed");
+    buffer.state->connection->checkUsable();
     return *buffer.state;
+  }
+  static FulfillerState& state(const Fulfiller& fulfiller) {
+    if (!fulfiller.state) {
+      throw Error(ErrorCode::FAILED_PRECONDITION, "use of a moved-from Fulfiller");
+    }
+    fulfiller.state->connection->checkUsable();
+    return *fulfiller.state;
   }
   // The buffer was sealed: drop its handle (see BufferState::releaseAtOnce).
   static void clear(WriteBuffer& buffer) {

@@ -15,6 +15,10 @@
 //
 // Threading: a Client, and every Ref/View/WriteBuffer made from it, belongs to the thread that
 // created the Client (Cap'n Proto's event loop is per thread; Clients on one thread share it).
+// Calls from another thread fail with MISUSE; a handle destroyed on another thread is released
+// at the owning thread's next call. Processes: after fork() the child cannot use the parent's
+// clients or handles (MISUSE), and destroying them in the child releases nothing of the
+// parent's (the child's copies are leaked); a child connects clients of its own.
 // Errors: every failure throws refstore::Error, whose code() names the problem.
 #pragma once
 
@@ -76,6 +80,14 @@ struct Stats {
   uint64_t backgroundHashesTotal = 0;  // values over 1 MiB hashed after sealing (see schema)
   uint64_t lastReclaimMonoUs = 0;      // when an object was last freed: CLOCK_MONOTONIC, µs
 };
+
+// Every counter of `stats` by name, in the order and with the names `refctl stats` prints
+// (snake_case), for printing and for bindings that want them all (the C ABI's JSON).
+struct NamedCounter {
+  const char* name;
+  uint64_t value;
+};
+std::vector<NamedCounter> namedCounters(const Stats& stats);
 
 struct HolderInfo {
   uint64_t clientId = 0;
@@ -286,6 +298,10 @@ class Client {
   View restoreView(const std::string& token, double timeoutSeconds = -1);
   Stats stats();
   std::vector<ObjectListing> list();
+
+  // A new Ref on this client's own connection to `ref`'s value, where `ref` belongs to another
+  // Client (of the same daemon), so that the other may go away (Store.adopt).
+  Ref adopt(const Ref& ref);
 
   // A future whose value a Fulfiller provides later.
   Promise promise();
