@@ -71,6 +71,9 @@ using HolderId = uint64_t;
 // or forged id is simply not found. Not secret: a token carries it, next to the secret that
 // is the authority, so that redemption finds its lease in O(1).
 using LeaseId = uint64_t;
+// Another daemon (host), named by its origin epoch: the high half of the ids of the objects it
+// owns. Opaque to gc.
+using PeerId = uint64_t;
 // Who holds a reference (in practice a connection). Opaque to gc: only stored and reported.
 using ClientId = uint64_t;
 // Monotonic milliseconds supplied by the caller. The table never reads a clock, which keeps it
@@ -115,6 +118,9 @@ struct ObjectRecord {
   // Fulfilled by fulfillWith: state SEALED but no bytes of its own; the bytes are those of
   // ObjectTable::resolveAlias(id). Stays set in the record passed to the reclaim callback.
   bool alias = false;
+  // A proxy (state REMOTE, see ObjectTable::createProxy) whose bytes are in local memory: a
+  // secondary copy, at `userData`. Always false for other objects.
+  bool bytesLocal = false;
 };
 
 enum class RedeemResult {
@@ -300,6 +306,61 @@ class ObjectTable {
   // holds what" listings). Cost: O(leases of this object).
   std::vector<MonoMillis> leaseExpiriesOf(ObjectId id, size_t limit = SIZE_MAX) const;
 
+  // ---- Many hosts ----
+  //
+  // Proxies: this daemon's stand-ins for objects owned by another daemon (DESIGN.md "Many
+  // hosts"). A proxy has the owner's ObjectId -- whose `hi` is the owner's epoch, never this
+  // table's -- and state REMOTE for its whole life. It takes holders, names, pins and parent
+  // references (as a child of a local object, or an alias target) like any object, and dies and
+  // is reclaimed the same way; it takes no leases (a proxied object's tokens are minted by its
+  // owner). Its bytes are either not here, or a secondary copy in local memory (`bytesLocal`,
+  // at `userData`). The reclaim callback sees it with state REMOTE; ownsBytes says whether it
+  // had a local copy to free.
+  //
+  // A new proxy for `ownerId` held by `creator` (its writer holder in the result). Refused
+  // (writer 0, nothing changed) if `ownerId` is this table's own (hi == epoch) or a proxy for it
+  // is already in the table (live or dead-pinned: one proxy per object per daemon).
+  Created createProxy(ObjectId ownerId, ClientId creator, MonoMillis now);
+  // Records that a live proxy's bytes are now in local memory (`size` bytes at `userData`,
+  // with the owner's hash). False, nothing changed, unless `id` is a live proxy without local
+  // bytes.
+  bool setProxyBytes(ObjectId id, uint64_t size, uint64_t userData, uint64_t hashHi,
+                     uint64_t hashLo);
+  // Forgets a live proxy's local copy (evicted under memory pressure; read again from the
+  // owner when next needed). False unless `id` is a live, unpinned proxy with local bytes. The
+  // caller frees the memory at the old userData.
+  bool clearProxyBytes(ObjectId id);
+  // Sets a live proxy's size and hash as its owner reports them (known before the bytes are).
+  bool setProxyInfo(ObjectId id, uint64_t size, uint64_t hashHi, uint64_t hashLo);
+
+  // Remote holders: holders held by another daemon on behalf of its proxy (on the owner's
+  // side). One per proxy, whatever the number of references on that host. When the connection
+  // to that daemon breaks, its remote holders are detached rather than removed: they still
+  // count as references until a deadline (the grace period), and a peer that reconnects with
+  // the same origin takes them back (reattach). Past the deadline they are removed.
+  //
+  // Marks `holder` as held by `peer`. False if the holder is unknown (or a creator holder:
+  // peers only ever restore).
+  bool markRemote(HolderId holder, PeerId peer);
+  // The peer's connection broke: every remote holder of `peer` is detached until `deadline`
+  // (a holder already detached keeps its earlier deadline). Returns how many.
+  size_t detachPeer(PeerId peer, MonoMillis deadline);
+  // A detached holder of `peer` on `id`, attached again for `client` (the peer's new
+  // connection): its id, or 0 if there is none. The holder keeps its `since`.
+  HolderId reattach(PeerId peer, ObjectId id, ClientId client);
+  // Removes detached holders whose deadline <= now, at most `limit` (reclaiming what they alone
+  // kept alive). Returns how many.
+  size_t expireDetached(MonoMillis now, size_t limit = SIZE_MAX);
+  // Earliest deadline among detached holders (nullopt: none).
+  std::optional<MonoMillis> nextDetachedExpiry() const;
+  // The peer will never come back (it restarted with a new origin, or its grace is over):
+  // removes its detached holders at once. Returns how many.
+  size_t dropPeer(PeerId peer);
+  // The peer whose remote holder this is (nullopt: a local holder, or unknown).
+  std::optional<PeerId> remotePeerOf(HolderId holder) const;
+  // Whether it is detached.
+  bool isDetached(HolderId holder) const;
+
   // Memory pins (one per View). Pinning needs a live object (a dead one is on its way out);
   // returns false otherwise. Pins do not count as references: an object whose references are
   // all gone becomes dead while pinned, and is reclaimed by the unpin that drops its last pin.
@@ -345,6 +406,10 @@ class ObjectTable {
     uint64_t leases;      // leases across all objects
     uint64_t names;       // names across all objects
     uint64_t parentRefs;  // parent references (child listings + aliases) across all objects
+    uint64_t proxies;         // proxies in the table (also counted in perState[REMOTE])
+    uint64_t proxyBytes;      // bytes of proxies' local copies
+    uint64_t remoteHolders;   // holders held by other daemons (detached ones included)
+    uint64_t detachedHolders; // remote holders whose peer's connection is down
     uint64_t perState[kNumObjectStates];  // objects in the table by ObjectState (sums to objects)
   };
   // O(1): every counter is maintained incrementally, so monitoring can poll it freely.
@@ -361,6 +426,7 @@ class ObjectTable {
   // Whether the record describes bytes the owner allocated (and must free on reclaim): false for
   // promises never fulfilled (PROMISED), rejected ones (FAILED) and aliases; true otherwise.
   static bool ownsBytes(const ObjectRecord& r) {
+    if (r.state == ObjectState::REMOTE) return r.bytesLocal;
     return !r.alias && r.state != ObjectState::PROMISED && r.state != ObjectState::FAILED;
   }
 
