@@ -360,6 +360,8 @@ class ObjectTable {
   std::optional<PeerId> remotePeerOf(HolderId holder) const;
   // Whether it is detached.
   bool isDetached(HolderId holder) const;
+  // How many remote holders `peer` has (detached ones included).
+  uint64_t remoteHoldersOf(PeerId peer) const;
 
   // Memory pins (one per View). Pinning needs a live object (a dead one is on its way out);
   // returns false otherwise. Pins do not count as references: an object whose references are

@@ -175,6 +175,17 @@ struct Stats {
   # CLOCK_MONOTONIC in microseconds; 0 if it never has. Processes on the same host share that
   # clock, so a client can time "last reference dropped -> memory freed" without polling for it
   # (refbench's reclaim workload does).
+  # Many hosts (see `Store.peer`):
+  proxies @30 :UInt64;            # objects of other daemons used here (state remote)
+  proxyBytes @31 :UInt64;         # bytes of their local copies
+  remoteHolders @32 :UInt64;      # references other daemons hold on this daemon's objects
+  detachedHolders @33 :UInt64;    # of those, held for a peer whose connection is down (grace)
+  peers @34 :UInt32;              # peer connections up
+  bytesPulledTotal @35 :UInt64;   # bytes received from owners for local copies, since start
+  bytesServedTotal @36 :UInt64;   # bytes sent to other daemons' pulls, since start
+  pullsInFlight @37 :UInt32;      # pulls running now
+  pullsTotal @38 :UInt64;         # pulls completed, since start
+  ownerLost @39 :UInt64;          # proxies whose owner is gone (complete copies stay readable)
 }
 
 struct HolderInfo {
@@ -182,6 +193,8 @@ struct HolderInfo {
   label @1 :Text;        # what the client called itself in `Store.hello`, or ""
   pid @2 :Int32;         # peer pid from SO_PEERCRED (Unix socket), or 0
   heldMs @3 :UInt64;     # how long this holder has held the reference
+  peerOrigin @4 :UInt64; # a remote holder: the holding daemon's origin (0 for local clients)
+  detached @5 :Bool;     # a remote holder kept through its peer's disconnection (grace period)
 }
 
 struct ObjectListing {
@@ -203,6 +216,12 @@ struct ObjectListing {
   nameCount @12 :UInt32;             # names in all
   parentCount @13 :UInt32;           # parents in all
   childCount @14 :UInt32;            # children in all
+  # Many hosts. On the owner, `holders` include remote holders (another daemon, one reference
+  # for all its clients: peerOrigin is set); on other hosts, a proxy (state remote) says where
+  # its owner is and whether its bytes are here.
+  ownerAddress @15 :Text;            # a proxy's owner ("" for objects of this daemon)
+  bytesLocal @16 :Bool;              # a proxy whose bytes are copied here
+  ownerLost @17 :Bool;               # a proxy whose owner is gone
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -247,10 +266,15 @@ interface Store {
   # directory), OUT_OF_MEMORY (deadline passed), OUT_OF_DISK (file-backed space unavailable).
 
   restore @3 (token :Text) -> (ref :Ref);
-  # Turn a share token (from `Ref.share`) into a new Ref held by the caller.
+  # Turn a share token (from `Ref.share`) into a new Ref held by the caller. A token minted by
+  # another daemon names that daemon (`@host:port`): this daemon dials it (once: one connection
+  # per pair of daemons), restores the token there and returns a Ref to a local proxy of the
+  # object, whose bytes are copied here when first read. Restoring several tokens of the same
+  # object makes one proxy and holds one remote reference on the owner.
   # Errors: MALFORMED (not a refstore token), EXPIRED (its time-to-live has passed),
-  # NOT_FOUND (unknown, forged, used up, or its object is gone), WRONG_STORE (minted by another
-  # daemon).
+  # NOT_FOUND (unknown, forged, used up, or its object is gone: the owner answered),
+  # WRONG_STORE (minted by another daemon and naming no address to reach it, or by a daemon
+  # that has since restarted), UNREACHABLE (its owner cannot be reached).
   # A consumer that wants the bytes calls `view` on the returned ref without waiting (promise
   # pipelining): restore + view in one round trip, as the C++ client's `restoreView` does.
 
@@ -298,6 +322,21 @@ interface Store {
   # than the store's whole memory when it has no spill directory), OUT_OF_MEMORY (as `put`; the
   # values already granted memory are released at once).
 
+  peer @13 (origin :UInt64, address :Text) -> (service :Capability);
+  # Daemons only: turns this connection into a peer connection between two refstored daemons
+  # (see "Many hosts" in DESIGN.md). `origin` is the calling daemon's epoch and `address` where
+  # it can be reached (its --advertise address). Returns this daemon's `PeerService`
+  # (schema/peer.capnp). From then on every Ref this connection obtains counts on this daemon's
+  # objects as one remote holder labelled with the peer; if the connection breaks, those holds
+  # are kept for a grace period (--peer-grace-ms) in which the peer may take them back
+  # (`PeerService.reattach`) from a new connection with the same origin. The caller must have
+  # presented the cluster secret where one is required. Errors: UNAUTHENTICATED,
+  # INVALID_ARGUMENT (origin 0 or this daemon's own, a bad address), FAILED_PRECONDITION (this
+  # connection is already a peer connection, or a Unix-socket one).
+
+  peers @14 () -> (peers :List(PeerInfo));
+  # The connections to other daemons (`refctl peers`), for diagnostics.
+
   readMany @12 (refs :List(Ref)) -> (values :List(Data));
   # The copy path for many small values in one call: `values[i]` is the whole value of
   # `refs[i]` (waiting for promises first, like `Ref.read`). The Refs may have come through
@@ -307,6 +346,19 @@ interface Store {
   # (an object is gone), TOO_LARGE (too many Refs or bytes: read the large ones with `Ref.read`
   # or `Ref.view`), REJECTED, BROKEN_PROMISE, OUT_OF_MEMORY (spilled values that cannot all be
   # back in memory at once).
+}
+
+struct PeerInfo {
+  # One connection to another daemon (`Store.peers`).
+  origin @0 :UInt64;          # the other daemon's epoch
+  address @1 :Text;           # where it is reached
+  state @2 :Text;             # "connecting", "up" or "down"
+  outgoing @3 :Bool;          # this daemon dialed it
+  heldByPeer @4 :UInt64;      # remote holders it has on this daemon's objects (detached included)
+  heldFromPeer @5 :UInt64;    # proxies here of its objects
+  bytesPulled @6 :UInt64;     # bytes copied from it, since start
+  bytesServed @7 :UInt64;     # bytes copied to it, since start
+  lastHeardMs @8 :UInt64;     # since anything was last heard from it
 }
 
 struct NameBinding {
@@ -544,4 +596,13 @@ enum ErrorCode {
   # tokens, names, requests waiting for memory, Segment capabilities, connections. Nothing
   # changed; release some (drop Refs, let tokens expire, unname) and retry. The description names
   # the limit and its value. See "Bounds" at the top of this file.
+
+  ownerLost @23 $summary("the daemon that owns the object is gone");
+  # The object belongs to another daemon (host), which has died, restarted or been cut off past
+  # its grace period. What needs the owner -- copying bytes not yet copied here, a promise not
+  # yet settled, `share` -- fails; a complete local copy stays readable for as long as it is held.
+
+  unreachable @24 $summary("the daemon named by a token cannot be reached");
+  # A token names another daemon, which does not answer at its address (distinct from NOT_FOUND,
+  # which means the owner answered that the token is unknown).
 }

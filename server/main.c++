@@ -64,6 +64,26 @@ class RefstoredMain {
         .addOptionWithArg({"stall-timeout-ms"}, KJ_BIND_METHOD(*this, setStallTimeout), "<ms>",
                           "A connection that begins a message and sends nothing more for this "
                           "long is closed (default 60000).")
+        .addOptionWithArg({"advertise"}, KJ_BIND_METHOD(*this, setAdvertise), "<host:port>",
+                          "Where other daemons reach this one; tokens carry it (default: the "
+                          "--tcp address, unless it is a wildcard).")
+        .addOptionWithArg({"data"}, KJ_BIND_METHOD(*this, setData), "<host:port>",
+                          "The data port other daemons copy values from (default: the --tcp "
+                          "host, any free port).")
+        .addOptionWithArg({"heartbeat-ms"}, KJ_BIND_METHOD(*this, setHeartbeat), "<ms>",
+                          "Heartbeat period on connections to other daemons (default 1000).")
+        .addOptionWithArg({"peer-timeout-ms"}, KJ_BIND_METHOD(*this, setPeerTimeout), "<ms>",
+                          "A daemon silent this long is treated as disconnected (default 5000).")
+        .addOptionWithArg({"peer-grace-ms"}, KJ_BIND_METHOD(*this, setPeerGrace), "<ms>",
+                          "How long the references of a disconnected daemon are kept for it to "
+                          "come back (default 15000).")
+        .addOptionWithArg({"tls-cert"}, KJ_BIND_METHOD(*this, setTlsCert), "<file>",
+                          "TLS certificate (PEM) for the TCP listener and connections to other "
+                          "daemons; with --tls-key and --tls-ca.")
+        .addOptionWithArg({"tls-key"}, KJ_BIND_METHOD(*this, setTlsKey), "<file>",
+                          "TLS private key (PEM).")
+        .addOptionWithArg({"tls-ca"}, KJ_BIND_METHOD(*this, setTlsCa), "<file>",
+                          "CA certificate (PEM) every peer's certificate must be signed by.")
         .addOptionWithArg({"metrics"}, KJ_BIND_METHOD(*this, setMetrics), "<host:port>",
                           "Serve Prometheus metrics (GET /metrics) and GET /healthz over HTTP "
                           "there (off by default; counters only, never data, ids or tokens).")
@@ -144,6 +164,40 @@ class RefstoredMain {
                       "--busy-poll-us must be at most 1000000 (one second)",
                       options.busyPollMicros);
   }
+  kj::MainBuilder::Validity setAdvertise(kj::StringPtr address) {
+    if (address.findLast(':') == nullptr) return "--advertise expects host:port";
+    options.advertise = kj::str(address);
+    return true;
+  }
+  kj::MainBuilder::Validity setData(kj::StringPtr address) {
+    if (address.findLast(':') == nullptr) return "--data expects host:port";
+    options.dataAddress = kj::str(address);
+    return true;
+  }
+  kj::MainBuilder::Validity setHeartbeat(kj::StringPtr text) {
+    return parseCount(text, 600000, "milliseconds", "--heartbeat-ms must be at most 600000",
+                      options.heartbeatMillis);
+  }
+  kj::MainBuilder::Validity setPeerTimeout(kj::StringPtr text) {
+    return parseCount(text, 3600000, "milliseconds", "--peer-timeout-ms must be at most 3600000",
+                      options.peerTimeoutMillis);
+  }
+  kj::MainBuilder::Validity setPeerGrace(kj::StringPtr text) {
+    return parseCount(text, 86400000, "milliseconds", "--peer-grace-ms must be at most a day",
+                      options.peerGraceMillis);
+  }
+  // The text of a PEM file, or why not.
+  static kj::MainBuilder::Validity readPem(kj::StringPtr path, kj::Maybe<kj::String>& out) {
+    auto fs = kj::newDiskFilesystem();
+    KJ_IF_MAYBE(file, fs->getRoot().tryOpenFile(fs->getCurrentPath().eval(path))) {
+      out = (*file)->readAllText();
+      return true;
+    }
+    return kj::str("cannot read ", path);
+  }
+  kj::MainBuilder::Validity setTlsCert(kj::StringPtr path) { return readPem(path, options.tlsCert); }
+  kj::MainBuilder::Validity setTlsKey(kj::StringPtr path) { return readPem(path, options.tlsKey); }
+  kj::MainBuilder::Validity setTlsCa(kj::StringPtr path) { return readPem(path, options.tlsCa); }
   kj::MainBuilder::Validity setHashDelay(kj::StringPtr text) {
     return parseCount(text, 3600000, "milliseconds",
                       "--hash-delay-ms must be at most 3600000 (one hour)",

@@ -75,6 +75,10 @@ Daemon::Daemon(DaemonOptions optionsIn)
     requireSocketFree(options.socketPath);
   }
 
+  startTls();
+  KJ_IF_MAYBE(address, options.tcpAddress) {
+    starting(kj::str("--tcp ", *address), [&]() { bindTcp(*address); });
+  }
   arena = kj::heap<shm::JemallocArena>(
       shm::JemallocArena::Options{options.capacity, options.effectiveSegmentSize()});
   origin = randomSecret().hi;
@@ -92,6 +96,8 @@ Daemon::Daemon(DaemonOptions optionsIn)
   KJ_IF_MAYBE(files, fileAllocator) { storeOptions.files = **files; }
   storeOptions.hashing = HashScheduler::Options{*hasher, uv, options.hashDelayMillis};
   storeOptions.afterAllocate = [this]() { prefaulter->refill(); };
+  storeOptions.proxies = proxyDoor;
+  storeOptions.advertise = kj::str(advertise);
   store = kj::heap<ObjectStore>(kj::mv(storeOptions));
   prefaulter->refill();
   services = kj::heap<RpcServices>(*store);
@@ -103,8 +109,9 @@ Daemon::Daemon(DaemonOptions optionsIn)
   KJ_IF_MAYBE(address, options.metricsAddress) {
     starting(kj::str("--metrics ", *address), [&]() { startMetrics(*address); });
   }
-  KJ_IF_MAYBE(address, options.tcpAddress) {
-    starting(kj::str("--tcp ", *address), [&]() { startTcp(*address); });
+  if (tcpReceiver != nullptr) {
+    starting("--data", [&]() { startPeers(); });
+    startTcp();
   }
   startUnix();
 }
@@ -130,16 +137,88 @@ void Daemon::startMetrics(kj::StringPtr address) {
   metrics = kj::mv(service);
 }
 
-void Daemon::startTcp(kj::StringPtr address) {
+void Daemon::startTls() {
+  KJ_IF_MAYBE(cert, options.tlsCert) {
+    keypair = kj::heap<kj::TlsKeypair>(kj::TlsKeypair{
+        kj::TlsPrivateKey(KJ_ASSERT_NONNULL(options.tlsKey)), kj::TlsCertificate(*cert)});
+    trusted = kj::heapArray<kj::TlsCertificate>({kj::TlsCertificate(KJ_ASSERT_NONNULL(options.tlsCa))});
+    kj::TlsContext::Options tlsOptions;
+    tlsOptions.useSystemTrustStore = false;
+    tlsOptions.verifyClients = true;  // a peer (or client) without a valid certificate is refused
+    tlsOptions.trustedCertificates = trusted;
+    tlsOptions.defaultKeypair = *KJ_ASSERT_NONNULL(keypair);
+    tlsOptions.timer = io.provider->getTimer();
+    tlsOptions.acceptTimeout = options.limits.helloTimeout;
+    tls = kj::heap<kj::TlsContext>(tlsOptions);
+    logInfo("TLS on the TCP listener and connections to other daemons");
+  }
+}
+
+void Daemon::bindTcp(kj::StringPtr address) {
   auto receiver = listenTcp(manager->sockets.tcp, address);
-  logInfo("listening on tcp:", address, " port ", receiver->getPort(),
-          options.secret == nullptr ? " (loopback, no secret)" : " (cluster secret required)");
+  uint port = receiver->getPort();
+  KJ_IF_MAYBE(context, tls) { receiver = (*context)->wrapPort(kj::mv(receiver)); }
+  KJ_IF_MAYBE(chosen, options.advertise) {
+    advertise = kj::str(*chosen);
+  } else if (!isWildcardHost(address)) {
+    advertise = kj::str(hostOf(address), ":", port);
+  }
+  logInfo("listening on tcp:", address, " port ", port,
+          options.secret == nullptr ? " (loopback, no secret)" : " (cluster secret required)",
+          advertise.size() > 0 ? kj::str(", other daemons reach it at ", advertise) : kj::str());
+  tcpReceiver = kj::mv(receiver);
+}
+
+void Daemon::startTcp() {
   kj::Maybe<kj::StringPtr> required;
   KJ_IF_MAYBE(s, options.secret) { required = s->asPtr(); }
-  tcpServing = listener->serveTcp(*receiver, required).eagerlyEvaluate([](kj::Exception&& e) {
+  auto& receiver = *KJ_ASSERT_NONNULL(tcpReceiver);
+  tcpServing = listener->serveTcp(receiver, required).eagerlyEvaluate([](kj::Exception&& e) {
     logError("tcp listener failed: ", e.getDescription());
   });
-  tcpReceiver = kj::mv(receiver);
+}
+
+void Daemon::startPeers() {
+  kj::Timer& timer = io.provider->getTimer();
+  auto& ticketBook = *tickets.emplace(kj::heap<dataplane::TicketBook>(*store, timer));
+  // The data port: the --data address, else the TCP listener's host on any free port.
+  kj::String dataListen = kj::str(KJ_ASSERT_NONNULL(options.tcpAddress));
+  KJ_IF_MAYBE(chosen, options.dataAddress) {
+    dataListen = kj::str(*chosen);
+  } else {
+    dataListen = kj::str(hostOf(dataListen), ":0");
+  }
+  auto port = io.provider->getNetwork().parseAddress(dataListen).wait(io.waitScope)->listen();
+  kj::String dataAnnounced = kj::str(advertise.size() > 0 ? hostOf(advertise) : hostOf(dataListen),
+                                     ":", port->getPort());
+  KJ_IF_MAYBE(context, tls) { port = (*context)->wrapPort(kj::mv(port)); }
+  PeerOptions peerOptions;
+  peerOptions.origin = origin;
+  peerOptions.advertise = kj::str(advertise);
+  peerOptions.dataAddress = kj::str(dataAnnounced);
+  KJ_IF_MAYBE(s, options.secret) { peerOptions.secret = kj::str(*s); }
+  peerOptions.heartbeat = options.heartbeatMillis * kj::MILLISECONDS;
+  peerOptions.timeout = options.peerTimeoutMillis * kj::MILLISECONDS;
+  peerOptions.grace = options.peerGraceMillis * kj::MILLISECONDS;
+  KJ_IF_MAYBE(context, tls) { peerOptions.tls = **context; }
+  auto& directory = *peers.emplace(kj::heap<PeerDirectory>(
+      *services, io.provider->getNetwork(), timer, *busyPoll, ticketBook, kj::mv(peerOptions)));
+  auto& sender = *dataSender.emplace(kj::heap<dataplane::DataSender>(
+      *store, ticketBook, timer,
+      [&directory](gc::PeerId peer, uint64_t bytes) { directory.countServed(peer, bytes); }));
+  kj::Maybe<kj::TlsContext&> dataTls;
+  KJ_IF_MAYBE(context, tls) { dataTls = **context; }
+  auto& receiver = *dataReceiver.emplace(
+      kj::heap<dataplane::DataReceiver>(io.provider->getNetwork(), timer, dataTls));
+  auto& objects = *remote.emplace(kj::heap<RemoteObjects>(*services, directory, receiver, timer));
+  services->connectPeers(directory);
+  services->connectRemote(objects);
+  proxyDoor.connect(objects);
+  dataServing = sender.serve(*port).eagerlyEvaluate([](kj::Exception&& e) {
+    logError("data port failed: ", e.getDescription());
+  });
+  logInfo("data port on ", dataListen, " (announced as ", dataAnnounced, ")");
+  dataReceiverPort = kj::mv(port);
 }
 
 void Daemon::startUnix() {

@@ -19,6 +19,16 @@ struct DaemonOptions {
   kj::Maybe<kj::String> tcpAddress;
   kj::Maybe<kj::String> secret;    // the cluster secret TCP clients must present
   kj::Maybe<kj::String> metricsAddress;
+  // Many hosts: where other daemons reach this one (default: the --tcp address, unless it is a
+  // wildcard), the data port other daemons copy bytes from (default: the --tcp host, any
+  // port), and the peer timings.
+  kj::Maybe<kj::String> advertise;
+  kj::Maybe<kj::String> dataAddress;
+  uint64_t heartbeatMillis = 1000;
+  uint64_t peerTimeoutMillis = 5000;
+  uint64_t peerGraceMillis = 15000;
+  // TLS on the TCP listener and on connections to other daemons (all three, or none).
+  kj::Maybe<kj::String> tlsCert, tlsKey, tlsCa;
   uint64_t busyPollMicros = 100;
   uint64_t hashDelayMillis = HashScheduler::kDefaultDelayMillis;
   Limits limits;
@@ -42,5 +52,9 @@ struct DaemonOptions {
 
 // Whether `hostPort` names a loopback address (127.x, localhost, [::1]).
 bool isLoopbackHost(kj::StringPtr hostPort);
+// Whether it names every address of the host (0.0.0.0, [::], *): not one others can dial.
+bool isWildcardHost(kj::StringPtr hostPort);
+// "host" of "host:port".
+kj::String hostOf(kj::StringPtr hostPort);
 
 }  // namespace refstore::server

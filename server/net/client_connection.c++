@@ -34,6 +34,13 @@ ClientConnection::ClientConnection(RpcServices& services, BusyPoll& busyPoll, kj
   }
   options.flowLimitWords = limits.maxCallWords;
   rpc = kj::heap<RpcConnection>(*stream, kj::mv(options));
+  ConnectionState& state = services.connection(client);
+  state.inputEnded = [this]() { return stream->inputEnded(); };
+  state.peerBootstrap = [this]() { return rpc->peerBootstrap(); };
+  state.abort = [this]() {
+    stream->abortRead();
+    stream->shutdownWrite();
+  };
   BatchingMessageStream& messages = rpc->messages();
   messages.setMaxIncomingBytes(authenticated ? limits.maxMessageBytes
                                              : limits.maxUnauthenticatedMessageBytes);

@@ -18,10 +18,17 @@ kj::AsyncCapabilityStream& ClientStream::capabilities() {
 }
 
 kj::Promise<size_t> ClientStream::tryRead(void* buffer, size_t minBytes, size_t maxBytes) {
-  return inner->tryRead(buffer, minBytes, maxBytes).then([this](size_t n) {
-    if (n > 0) busyPoll.activity();
-    return n;
-  });
+  return inner->tryRead(buffer, minBytes, maxBytes)
+      .then(
+          [this, minBytes](size_t n) {
+            if (n > 0) busyPoll.activity();
+            if (n < minBytes) ended = true;  // the peer closed its side
+            return n;
+          },
+          [this](kj::Exception&& e) -> size_t {
+            ended = true;
+            kj::throwFatalException(kj::mv(e));
+          });
 }
 
 kj::Promise<kj::AsyncCapabilityStream::ReadResult> ClientStream::tryReadWithFds(
@@ -56,7 +63,10 @@ kj::Promise<void> ClientStream::writeWithStreams(
 
 kj::Promise<void> ClientStream::whenWriteDisconnected() { return inner->whenWriteDisconnected(); }
 void ClientStream::shutdownWrite() { inner->shutdownWrite(); }
-void ClientStream::abortRead() { inner->abortRead(); }
+void ClientStream::abortRead() {
+  ended = true;
+  inner->abortRead();
+}
 void ClientStream::getsockopt(int level, int option, void* value, kj::uint* length) {
   inner->getsockopt(level, option, value, length);
 }

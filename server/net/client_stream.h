@@ -49,12 +49,18 @@ class ClientStream final: public kj::AsyncCapabilityStream {
   void getpeername(struct sockaddr* addr, kj::uint* length) override;
   kj::Maybe<int> getFd() const override { return inner->getFd(); }
 
+  // Whether no more will be read: the peer closed its side, a read failed, or reading was
+  // aborted. The RPC system releases the connection's capabilities right after; those that are
+  // other daemons' remote holders are then kept for a grace period (server/peer), not released.
+  bool inputEnded() const { return ended; }
+
  private:
   kj::AsyncCapabilityStream& capabilities();
 
   kj::Own<kj::AsyncIoStream> inner;
   kj::Maybe<kj::AsyncCapabilityStream&> capabilityStream;
   BusyPoll& busyPoll;
+  bool ended = false;
 };
 
 }  // namespace refstore::server

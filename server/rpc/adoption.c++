@@ -7,24 +7,37 @@
 
 namespace refstore::server {
 
-kj::Promise<HeldObject> adoptRef(ObjectStore& store, proto::Ref::Client ref,
+kj::Promise<HeldObject> restoreToken(RpcServices& services, kj::StringPtr text,
+                                     gc::ClientId client) {
+  ObjectStore& store = services.store;
+  // A token of another daemon goes to its owner; anything else (this daemon's, or malformed)
+  // is this store's to answer.
+  KJ_IF_MAYBE(token, parseToken(text)) {
+    if (token->id.hi != store.origin() && token->ownerAddress.size() > 0) {
+      KJ_IF_MAYBE(remote, services.remote()) { return remote->restore(kj::mv(*token), client); }
+    }
+  }
+  auto restored = store.restore(text, client);
+  return HeldObject{restored.first, restored.second};
+}
+
+kj::Promise<HeldObject> adoptRef(RpcServices& services, proto::Ref::Client ref,
                                  gc::ClientId client) {
   auto local = ownRefObject(ref);
-  return local.then([&store, ref = kj::mv(ref), client](
+  return local.then([&services, ref = kj::mv(ref), client](
                         kj::Maybe<gc::ObjectId> own) mutable -> kj::Promise<HeldObject> {
     KJ_IF_MAYBE(id, own) {
-      return HeldObject{*id, store.addHolder(*id, client)};
+      return HeldObject{*id, services.store.addHolder(*id, client)};
     }
     auto request = ref.shareRequest();
     request.setTtlSeconds(60);
     request.setUses(1);
     return request.send().then(
-        [&store, client](capnp::Response<proto::Ref::ShareResults> response) {
-          auto restored = store.restore(response.getToken(), client);
-          return HeldObject{restored.first, restored.second};
+        [&services, client](capnp::Response<proto::Ref::ShareResults> response) {
+          return restoreToken(services, response.getToken(), client);
         },
-        [](kj::Exception&& e) -> HeldObject {
-          RS_FAIL(INVALID_ARGUMENT, "not a Ref of this refstored: ", e.getDescription());
+        [](kj::Exception&& e) -> kj::Promise<HeldObject> {
+          RS_FAIL(INVALID_ARGUMENT, "not a Ref refstore can adopt: ", e.getDescription());
         });
   });
 }
@@ -42,12 +55,13 @@ std::vector<gc::ObjectId> TemporaryHolds::ids() const {
   return out;
 }
 
-kj::Promise<kj::Own<TemporaryHolds>> adoptAll(ObjectStore& store,
+kj::Promise<kj::Own<TemporaryHolds>> adoptAll(RpcServices& services,
                                              capnp::List<proto::Ref>::Reader refs,
                                              gc::ClientId client) {
+  ObjectStore& store = services.store;
   if (refs.size() == 0) return kj::heap<TemporaryHolds>(store, nullptr);
   auto adoptions = kj::heapArrayBuilder<kj::Promise<HeldObject>>(refs.size());
-  for (auto ref: refs) adoptions.add(adoptRef(store, ref, client));
+  for (auto ref: refs) adoptions.add(adoptRef(services, ref, client));
   // If one fails, the holders the others took must still be released: collect outcomes first.
   auto settled = kj::heapArrayBuilder<kj::Promise<kj::Maybe<HeldObject>>>(refs.size());
   auto firstError = kj::heap<kj::Maybe<kj::Exception>>();

@@ -11,18 +11,22 @@
 #include <vector>
 
 #include "schema/refstore.capnp.h"
+#include "server/rpc/services.h"
 #include "server/store/object_store.h"
 
 namespace refstore::server {
 
-struct HeldObject {
-  gc::ObjectId id;
-  gc::HolderId holder;  // a new holder for the adopting client; the caller owns it
-};
+// Redeems a share token for `client`: a holder on this daemon's object, or -- for a token of
+// another daemon -- on the local proxy of its object (RemoteGateway::restore).
+kj::Promise<HeldObject> restoreToken(RpcServices& services, kj::StringPtr token,
+                                     gc::ClientId client);
 
-// Resolves `ref` to one of this daemon's objects and gives `client` a new holder on it.
-// Fails with INVALID_ARGUMENT if `ref` is not (a proxy of) a Ref of this daemon.
-kj::Promise<HeldObject> adoptRef(ObjectStore& store, proto::Ref::Client ref, gc::ClientId client);
+// Resolves `ref` to an object here and gives `client` a new holder on it: one of this daemon's
+// own Refs directly; any other Ref (a proxy through other processes, or another daemon's Ref)
+// by minting a single-use token through it and redeeming that (restoreToken), which proves the
+// caller holds it. Fails with INVALID_ARGUMENT if `ref` cannot share.
+kj::Promise<HeldObject> adoptRef(RpcServices& services, proto::Ref::Client ref,
+                                 gc::ClientId client);
 
 // Holders taken while an operation that lists objects (children) completes; released on
 // destruction, after the operation has added its own references.
@@ -39,7 +43,7 @@ class TemporaryHolds {
 };
 
 // adoptRef for each of `refs` (in order).
-kj::Promise<kj::Own<TemporaryHolds>> adoptAll(ObjectStore& store,
+kj::Promise<kj::Own<TemporaryHolds>> adoptAll(RpcServices& services,
                                              capnp::List<proto::Ref>::Reader refs,
                                              gc::ClientId client);
 

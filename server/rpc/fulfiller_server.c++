@@ -7,8 +7,10 @@
 
 namespace refstore::server {
 
-FulfillerServer::FulfillerServer(ObjectStore& store, gc::ObjectId promise, gc::ClientId client)
-    : store(store), promise(promise), client(client) {}
+FulfillerServer::FulfillerServer(RpcServices& services, gc::ObjectId promise,
+                                 gc::ClientId client)
+    : services(services),
+      store(services.store), promise(promise), client(client) {}
 
 class FulfillerServer::Attempt {
  public:
@@ -49,7 +51,7 @@ kj::Promise<void> FulfillerServer::fulfill(FulfillContext context) {
              " bytes exceeds ", proto::MAX_INLINE_BYTES, ": create it, then fulfillWith");
   auto attempt = startAttempt();
   auto memory = store.reserve(data.size(), 0 * kj::SECONDS, client);
-  return adoptAll(store, params.getChildren(), client)
+  return adoptAll(services, params.getChildren(), client)
       .then([memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
         return memory.then([children = kj::mv(children)](kj::Own<Reservation> reserved) mutable {
           return std::make_pair(kj::mv(children), kj::mv(reserved));
@@ -65,7 +67,7 @@ kj::Promise<void> FulfillerServer::fulfill(FulfillContext context) {
 kj::Promise<void> FulfillerServer::fulfillWith(FulfillWithContext context) {
   context.allowCancellation();
   auto attempt = startAttempt();
-  return adoptRef(store, context.getParams().getRef(), client)
+  return adoptRef(services, context.getParams().getRef(), client)
       .then([this, attempt = kj::mv(attempt)](HeldObject target) mutable {
         TemporaryHolds hold(store, kj::heapArray<HeldObject>({target}));
         store.fulfillWith(promise, target.id);

@@ -5,13 +5,13 @@
 #pragma once
 
 #include "schema/refstore.capnp.h"
-#include "server/store/object_store.h"
+#include "server/rpc/services.h"
 
 namespace refstore::server {
 
 class FulfillerServer final: public proto::Fulfiller::Server {
  public:
-  FulfillerServer(ObjectStore& store, gc::ObjectId promise, gc::ClientId client);
+  FulfillerServer(RpcServices& services, gc::ObjectId promise, gc::ClientId client);
   ~FulfillerServer() noexcept(false);
 
   kj::Promise<void> fulfill(FulfillContext context) override;
@@ -28,6 +28,7 @@ class FulfillerServer final: public proto::Fulfiller::Server {
   class Attempt;
   kj::Own<Attempt> startAttempt();
 
+  RpcServices& services;
   ObjectStore& store;
   gc::ObjectId promise;
   gc::ClientId client;

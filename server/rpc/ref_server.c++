@@ -44,7 +44,7 @@ gc::ObjectTable::HolderInfo RefHook::held() const {
 void RefHook::release() {
   gc::HolderId releasing = holder;
   holder = 0;
-  if (releasing != 0) services.store.removeHolder(releasing);
+  if (releasing != 0) services.releaseHolder(releasing);
 }
 
 RefHook::~RefHook() noexcept(false) { release(); }
@@ -79,7 +79,11 @@ RefServer::RefServer(kj::Own<RefHook> ref)
 kj::Promise<void> RefServer::info(InfoContext context) {
   context.allowCancellation();  // a call that waits ends with its connection
   ref->held();  // FAILED_PRECONDITION if this Ref was released
-  store.record(id);  // NOT_FOUND if it is gone
+  if (store.record(id).state == gc::ObjectState::REMOTE) {  // NOT_FOUND if it is gone
+    return KJ_ASSERT_NONNULL(ref->services.remote()).describe(id).then([this, context]() mutable {
+      fillObjectInfo(context.getResults().initInfo(), store.record(id));
+    });
+  }
   return store.whenHashed(id).then([this, context]() mutable {
     fillObjectInfo(context.getResults().initInfo(), store.record(id));
   });
@@ -160,6 +164,14 @@ kj::Promise<void> RefServer::view(ViewContext context) {
 kj::Promise<void> RefServer::share(ShareContext context) {
   ref->held();  // FAILED_PRECONDITION if this Ref was released
   auto params = context.getParams();
+  if (store.record(id).state == gc::ObjectState::REMOTE) {
+    // Its owner mints the token, so the token names the owner: references never run in chains
+    // through this daemon.
+    context.allowCancellation();
+    return KJ_ASSERT_NONNULL(ref->services.remote())
+        .share(id, params.getTtlSeconds(), params.getUses())
+        .then([context](kj::String token) mutable { context.getResults().setToken(token); });
+  }
   context.getResults().setToken(
       store.share(id, params.getTtlSeconds(), params.getUses(), ref->held().client));
   return kj::READY_NOW;
@@ -167,9 +179,20 @@ kj::Promise<void> RefServer::share(ShareContext context) {
 
 kj::Promise<void> RefServer::children(ChildrenContext context) {
   ref->held();  // FAILED_PRECONDITION if this Ref was released
+  gc::ClientId client = ref->held().client;
+  if (store.record(store.resolve(id)).state == gc::ObjectState::REMOTE) {
+    context.allowCancellation();
+    return KJ_ASSERT_NONNULL(ref->services.remote())
+        .children(store.resolve(id), client)
+        .then([this, context, client](kj::Array<HeldObject> held) mutable {
+          auto out = context.getResults().initChildren(held.size());
+          for (size_t i = 0; i < held.size(); i++) {
+            out.set(i, newRef(ref->services, held[i].holder, client));
+          }
+        });
+  }
   auto kids = store.table().childrenOf(store.resolve(id));
   auto out = context.getResults().initChildren(kids.size());
-  gc::ClientId client = ref->held().client;
   for (size_t i = 0; i < kids.size(); i++) {
     out.set(i, newRef(ref->services, store.addHolder(kids[i], client), client));
   }
@@ -211,8 +234,11 @@ kj::Promise<void> RefServer::release(ReleaseContext context) {
 }
 
 proto::Ref::Client newRef(RpcServices& services, gc::HolderId holder, gc::ClientId client) {
+  ConnectionState& connection = services.connection(client);
+  // A Ref handed to another daemon is a remote holder (one per object for all its clients).
+  if (connection.peer != 0) services.store.remoteHolds().markRemote(holder, connection.peer);
   return proto::Ref::Client(kj::Own<capnp::ClientHook>(
-      RefHook::make(services, holder, services.connection(client).sharedMemory)));
+      RefHook::make(services, holder, connection.sharedMemory)));
 }
 
 kj::Promise<kj::Maybe<gc::ObjectId>> ownRefObject(capnp::Capability::Client ref) {

@@ -16,12 +16,35 @@ gc::ClientId RpcServices::openConnection(ClientInfo info, bool sharedMemory,
 }
 
 void RpcServices::closeConnection(gc::ClientId client) {
+  KJ_IF_MAYBE(peers, peerGateway) { peers->connectionClosed(client); }
   connections.erase(client);
   store.clients().remove(client);
 }
 
 ConnectionState& RpcServices::connection(gc::ClientId client) {
   return KJ_ASSERT_NONNULL(connections.find(client));
+}
+
+kj::Maybe<ConnectionState&> RpcServices::findConnection(gc::ClientId client) {
+  return connections.find(client);
+}
+
+void RpcServices::releaseHolder(gc::HolderId holder) {
+  gc::ObjectTable& holds = store.remoteHolds();
+  if (auto peer = holds.remotePeerOf(holder)) {
+    if (auto held = holds.holderInfo(holder)) {
+      KJ_IF_MAYBE(state, findConnection(held->client)) {
+        bool gone = false;
+        KJ_IF_MAYBE(ended, state->inputEnded) { gone = (*ended)(); }
+        if (gone && !state->holdersDetached) {
+          state->holdersDetached = true;
+          KJ_IF_MAYBE(peers, peerGateway) { peers->connectionLost(held->client, *peer); }
+        }
+      }
+    }
+    if (holds.isDetached(holder)) return;  // kept through the grace period
+  }
+  store.removeHolder(holder);
 }
 
 proto::Segment::Client RpcServices::segmentCap(uint32_t segmentId, bool writable,

@@ -6,6 +6,7 @@
 #include <kj/map.h>
 
 #include "schema/refstore.capnp.h"
+#include "server/rpc/gateways.h"
 #include "server/rpc/reply_budget.h"
 #include "server/rpc/segment_server.h"
 #include "server/store/object_store.h"
@@ -23,6 +24,19 @@ struct ConnectionState {
   kj::Own<SegmentCapBudget> segmentCapBudget;
   // Large replies (copy-path reads) built for this connection and not yet written to it.
   kj::Own<ReplyBudget> replyBudget;
+  // A connection to another daemon (Store.peer made it one): that daemon's origin; Refs handed
+  // out on it are remote holders. 0 for clients.
+  gc::PeerId peer = 0;
+  // Set by whoever owns the connection (server/net, server/peer):
+  // whether its incoming messages have ended (the other end closed it, it broke, or it was
+  // aborted): the RPC system then releases its capabilities because it is gone;
+  kj::Maybe<kj::Function<bool()>> inputEnded;
+  // the other end's bootstrap capability (a daemon's Store, on peer connections);
+  kj::Maybe<kj::Function<capnp::Capability::Client()>> peerBootstrap;
+  // and a way to close the connection (a peer silent past its heartbeat deadline).
+  kj::Maybe<kj::Function<void()>> abort;
+  // On a peer connection that ended: its remote holders were detached (once).
+  bool holdersDetached = false;
 };
 
 class RpcServices {
@@ -37,7 +51,13 @@ class RpcServices {
   gc::ClientId openConnection(ClientInfo info, bool sharedMemory, bool writableSharedMemory);
   void closeConnection(gc::ClientId client);
   ConnectionState& connection(gc::ClientId client);  // must be open
+  kj::Maybe<ConnectionState&> findConnection(gc::ClientId client);
   size_t connectionCount() const { return connections.size(); }
+
+  // A Ref capability let go of its holder (released, or its connection went). A remote
+  // holder whose peer connection ended is detached instead (PeerGateway::connectionLost), and
+  // waits out the grace period.
+  void releaseHolder(gc::HolderId holder);
 
   // The capability carrying a segment's fd (read-only or read-write) to `client`. A shared
   // segment has one per connection, sent with its fd the first time only: Cap'n Proto reuses
@@ -46,7 +66,17 @@ class RpcServices {
   // fresh one per placement (its fd always attached): it may be freed and its mapping dropped.
   proto::Segment::Client segmentCap(uint32_t segmentId, bool writable, gc::ClientId client);
 
+  // The doors to other daemons. The modules behind them are built after these services (they
+  // use them), and connected here by the daemon once: until then, tokens of other daemons are
+  // refused and no connection can become a peer connection.
+  void connectPeers(PeerGateway& gateway) { peerGateway = gateway; }
+  void connectRemote(RemoteGateway& gateway) { remoteGateway = gateway; }
+  kj::Maybe<PeerGateway&> peers() { return peerGateway; }
+  kj::Maybe<RemoteGateway&> remote() { return remoteGateway; }
+
  private:
+  kj::Maybe<PeerGateway&> peerGateway;
+  kj::Maybe<RemoteGateway&> remoteGateway;
   kj::HashMap<gc::ClientId, ConnectionState> connections;
 };
 

@@ -87,7 +87,7 @@ kj::Promise<void> StoreServer::put(PutContext context) {
     }
   }
   auto memory = store.reserve(data.size(), params.getTimeoutMs() * kj::MILLISECONDS, client);
-  return adoptAll(store, params.getChildren(), client)
+  return adoptAll(services, params.getChildren(), client)
       .then([memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
         return memory.then([children = kj::mv(children)](kj::Own<Reservation> reserved) mutable {
           return std::make_pair(kj::mv(children), kj::mv(reserved));
@@ -117,14 +117,19 @@ kj::Promise<void> StoreServer::create(CreateContext context) {
 
 kj::Promise<void> StoreServer::restore(RestoreContext context) {
   requireAuthenticated();
-  auto restored = store.restore(context.getParams().getToken(), client);
-  context.getResults().setRef(newRef(services, restored.second, client));
-  return kj::READY_NOW;
+  context.allowCancellation();  // a restore from another daemon waits for it
+  return restoreToken(services, context.getParams().getToken(), client)
+      .then([this, context](HeldObject held) mutable {
+        context.getResults().setRef(newRef(services, held.holder, client));
+      });
 }
 
 kj::Promise<void> StoreServer::stats(StatsContext context) {
   requireAuthenticated();
-  fillStats(context.getResults().initStats(), store.stats());
+  auto stats = context.getResults().initStats();
+  fillStats(stats, store.stats());
+  KJ_IF_MAYBE(peers, services.peers()) { peers->fillStats(stats); }
+  KJ_IF_MAYBE(remote, services.remote()) { remote->fillStats(stats); }
   return kj::READY_NOW;
 }
 
@@ -143,7 +148,7 @@ kj::Promise<void> StoreServer::list(ListContext context) {
   std::vector<const gc::ObjectRecord*> page;
   uint64_t next = store.table().listPage(params.getCursor(), pageLimit(params.getLimit()), &page);
   auto results = context.getResults();
-  fillListing(results.initObjects(page.size()), store, kj::arrayPtr(page.data(), page.size()));
+  fillListing(results.initObjects(page.size()), services, kj::arrayPtr(page.data(), page.size()));
   results.setNextCursor(next);
   return kj::READY_NOW;
 }
@@ -156,7 +161,7 @@ kj::Promise<void> StoreServer::promise(PromiseContext context) {
   requireAuthenticated();
   auto created = store.promise(client);
   auto results = context.getResults();
-  results.setFulfiller(kj::heap<FulfillerServer>(store, created.id, client));
+  results.setFulfiller(kj::heap<FulfillerServer>(services, created.id, client));
   results.setRef(newRef(services, created.writer, client));
   return kj::READY_NOW;
 }
@@ -189,10 +194,39 @@ kj::Promise<void> StoreServer::names(NamesContext context) {
   return kj::READY_NOW;
 }
 
+kj::Promise<void> StoreServer::peer(PeerContext context) {
+  requireAuthenticated();
+  auto params = context.getParams();
+  ConnectionState& state = connection();
+  RS_REQUIRE(state.peer == 0, FAILED_PRECONDITION, "this connection is already a peer connection");
+  RS_REQUIRE(!state.sharedMemory, FAILED_PRECONDITION,
+             "peer connections are made over TCP, not the Unix socket");
+  RS_REQUIRE(params.getOrigin() != 0 && params.getOrigin() != store.origin(), INVALID_ARGUMENT,
+             "a peer's origin must be non-zero and not this daemon's own");
+  RS_REQUIRE(isValidTokenAddress(params.getAddress()), INVALID_ARGUMENT,
+             "a peer's address must be host:port, got '", params.getAddress(), "'");
+  KJ_IF_MAYBE(peers, services.peers()) {
+    context.getResults().setService(peers->acceptPeer(client, params.getOrigin(),
+                                                      params.getAddress()));
+    return kj::READY_NOW;
+  }
+  RS_FAIL(FAILED_PRECONDITION, "this daemon does not talk to other daemons (no --tcp listener)");
+}
+
+kj::Promise<void> StoreServer::peers(PeersContext context) {
+  requireAuthenticated();
+  KJ_IF_MAYBE(peers, services.peers()) {
+    peers->fillPeers(context.getResults());
+  } else {
+    context.getResults().initPeers(0);
+  }
+  return kj::READY_NOW;
+}
+
 kj::Promise<void> StoreServer::adopt(AdoptContext context) {
   context.allowCancellation();  // a call that waits ends with its connection
   requireAuthenticated();
-  return adoptRef(store, context.getParams().getRef(), client)
+  return adoptRef(services, context.getParams().getRef(), client)
       .then([this, context](HeldObject held) mutable {
         context.getResults().setRef(newRef(services, held.holder, client));
       });
@@ -256,7 +290,7 @@ kj::Promise<void> StoreServer::readMany(ReadManyContext context) {
   RS_REQUIRE(refs.size() <= proto::MAX_BATCH_VALUES, TOO_LARGE, "readMany of ", refs.size(),
              " Refs exceeds the limit of ", proto::MAX_BATCH_VALUES);
   // The holds keep every object alive until the values are copied out.
-  return adoptAll(store, refs, client).then([this, context](kj::Own<TemporaryHolds> held) mutable {
+  return adoptAll(services, refs, client).then([this, context](kj::Own<TemporaryHolds> held) mutable {
     std::vector<gc::ObjectId> ids = held->ids();
     auto ready = kj::heapArrayBuilder<kj::Promise<void>>(ids.size());
     for (gc::ObjectId id: ids) ready.add(store.whenReady(id));

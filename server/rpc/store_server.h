@@ -29,6 +29,8 @@ class StoreServer final: public proto::Store::Server {
   kj::Promise<void> adopt(AdoptContext context) override;
   kj::Promise<void> putMany(PutManyContext context) override;
   kj::Promise<void> readMany(ReadManyContext context) override;
+  kj::Promise<void> peer(PeerContext context) override;
+  kj::Promise<void> peers(PeersContext context) override;
 
  private:
   void requireAuthenticated();

@@ -37,10 +37,15 @@ void fillStats(proto::Stats::Builder out, const StoreStats& stats) {
   out.setFileBackedBytes(stats.fileBackedBytes);
   out.setQueueLength(stats.queueLength);
   out.setOldestWaiterMs(stats.oldestWaiterMs);
+  out.setProxies(counts.proxies);
+  out.setProxyBytes(counts.proxyBytes);
+  out.setRemoteHolders(counts.remoteHolders);
+  out.setDetachedHolders(counts.detachedHolders);
 }
 
-void fillListing(capnp::List<proto::ObjectListing>::Builder out, const ObjectStore& store,
+void fillListing(capnp::List<proto::ObjectListing>::Builder out, RpcServices& services,
                  kj::ArrayPtr<const gc::ObjectRecord* const> records) {
+  ObjectStore& store = services.store;
   const gc::ObjectTable& objects = store.table();
   gc::MonoMillis now = monoMillis(store.clock());
   for (size_t i = 0; i < records.size(); i++) {
@@ -59,6 +64,10 @@ void fillListing(capnp::List<proto::ObjectListing>::Builder out, const ObjectSto
       }
       if (auto held = objects.holderInfo(holders[h].first)) {
         holderList[h].setHeldMs(now - held->since);
+      }
+      if (auto peer = objects.remotePeerOf(holders[h].first)) {
+        holderList[h].setPeerOrigin(*peer);
+        holderList[h].setDetached(objects.isDetached(holders[h].first));
       }
     }
     if (auto since = objects.oldestHolderSince(object.id)) row.setOldestHoldMs(now - *since);
@@ -91,6 +100,14 @@ void fillListing(capnp::List<proto::ObjectListing>::Builder out, const ObjectSto
     row.setPins(object.pins);
     row.setAgeMs(now - object.createdAt);
     row.setDead(object.dead);
+    if (object.state == gc::ObjectState::REMOTE) {
+      row.setBytesLocal(object.bytesLocal);
+      KJ_IF_MAYBE(remote, services.remote()) {
+        auto where = remote->whereabouts(object.id);
+        row.setOwnerAddress(where.ownerAddress);
+        row.setOwnerLost(where.ownerLost);
+      }
+    }
   }
 }
 

@@ -16,7 +16,7 @@ void fillStats(proto::Stats::Builder out, const StoreStats& stats);
 
 // Listing rows (Store.list) for `records`, each naming at most maxListedPerObject holders,
 // names, parents, children and token expiries, with counts beside them.
-void fillListing(capnp::List<proto::ObjectListing>::Builder out, const ObjectStore& store,
+void fillListing(capnp::List<proto::ObjectListing>::Builder out, RpcServices& services,
                  kj::ArrayPtr<const gc::ObjectRecord* const> records);
 
 // Where `id`'s bytes are (after resolving aliases), for `client`, with the Segment capability

@@ -38,7 +38,7 @@ kj::Promise<void> WriteBufferServer::seal(SealContext context) {
   // Cleared however the seal ends: sealed, refused, or cancelled (the caller went away).
   sealing = true;
   auto sealingDone = kj::defer([this]() { sealing = false; });
-  return adoptAll(store, context.getParams().getChildren(), client)
+  return adoptAll(services, context.getParams().getChildren(), client)
       .then([this, context](kj::Own<TemporaryHolds> children) mutable {
         KJ_IF_MAYBE(holder, writer) {
           store.seal(id, children->ids());

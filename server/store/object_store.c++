@@ -23,7 +23,8 @@ ObjectStore::ObjectStore(Options options)
                 [this]() {
                   KJ_IF_MAYBE(s, spiller) { (*s)->maybeSpill(); }
                 }),
-      tokens(objects, options.timer, options.origin, bounds) {
+      proxies(options.proxies),
+      tokens(objects, options.timer, options.origin, bounds, options.advertise) {
   KJ_IF_MAYBE(disk, options.spill) {
     KJ_REQUIRE(options.files != nullptr, "spilling needs a file-backed allocator too");
     spiller = kj::heap<Spiller>(objects, memory, admission, hashes, *disk, options.timer);
@@ -119,6 +120,8 @@ kj::Promise<void> ObjectStore::whenReady(gc::ObjectId id) {
   gc::ObjectId target = resolve(id);
   auto& object = record(target);
   switch (object.state) {
+    case gc::ObjectState::REMOTE:
+      return KJ_ASSERT_NONNULL(proxies).whenSettled(target);
     case gc::ObjectState::PROMISED:
       // Re-evaluate from `id` once it settles: it may have become an alias of another promise.
       return waiters.wait(target).then([this, id]() { return whenReady(id); });
@@ -133,7 +136,9 @@ kj::Promise<void> ObjectStore::whenReady(gc::ObjectId id) {
 }
 
 bool ObjectStore::readableNow(gc::ObjectId id) const {
-  gc::ObjectState state = record(resolve(id)).state;
+  const gc::ObjectRecord& object = record(resolve(id));
+  gc::ObjectState state = object.state;
+  if (state == gc::ObjectState::REMOTE) return object.bytesLocal;
   return state != gc::ObjectState::PROMISED && state != gc::ObjectState::FAILED &&
          state != gc::ObjectState::SPILLED;
 }
@@ -157,7 +162,11 @@ kj::ArrayPtr<kj::byte> ObjectStore::bytes(gc::ObjectId id) {
 Location ObjectStore::location(gc::ObjectId id) const { return memory.locationOf(record(id)); }
 
 kj::Promise<void> ObjectStore::ensureResident(gc::ObjectId id) {
-  record(id);  // NOT_FOUND if it is gone
+  const gc::ObjectRecord& object = record(id);  // NOT_FOUND if it is gone
+  if (object.state == gc::ObjectState::REMOTE) {
+    if (object.bytesLocal) return kj::READY_NOW;
+    return KJ_ASSERT_NONNULL(proxies).whenLocal(id);
+  }
   KJ_IF_MAYBE(s, spiller) { return (*s)->ensureResident(id); }
   return kj::READY_NOW;
 }
@@ -185,6 +194,7 @@ void ObjectStore::reclaim(const gc::ObjectRecord& object) {
     admission.memoryFreed();  // waiting requests may fit now
   }
   KJ_IF_MAYBE(s, spiller) { (*s)->reclaimed(object); }  // and its disk copy, if spilled
+  if (object.state == gc::ObjectState::REMOTE) KJ_ASSERT_NONNULL(proxies).reclaimed(object);
   waiters.forget(object.id);
   reclaimedTotal++;
   struct timespec now;
@@ -217,6 +227,30 @@ void ObjectStore::removeName(kj::StringPtr name) {
   validateName(name);
   RS_REQUIRE(objects.removeName(std::string(name.cStr(), name.size())) == gc::NameResult::OK,
              NOT_FOUND, "no object is named '", name, "'");
+}
+
+// --- other daemons' objects ----------------------------------------------------------------
+
+gc::ObjectTable::Created ObjectStore::createProxy(gc::ObjectId ownerId, gc::ClientId creator) {
+  KJ_REQUIRE(proxies != nullptr, "this store makes no proxies");
+  auto created = objects.createProxy(ownerId, creator, monoMillis(timer));
+  RS_REQUIRE(created.writer != 0, FAILED_PRECONDITION, "a proxy of object ",
+             gc::toHex(ownerId).c_str(), " exists already");
+  return created;
+}
+
+void ObjectStore::setProxyInfo(gc::ObjectId proxy, uint64_t size, uint64_t hashHi,
+                               uint64_t hashLo) {
+  objects.setProxyInfo(proxy, size, hashHi, hashLo);
+}
+
+void ObjectStore::storeProxyBytes(gc::ObjectId proxy, kj::Own<Reservation> memory,
+                                  uint64_t size, uint64_t hashHi, uint64_t hashLo) {
+  const shm::Allocation& allocation = memory->get();
+  uint64_t packed = packLocation(allocation.segmentId, allocation.offset);
+  RS_REQUIRE(objects.setProxyBytes(proxy, size, packed, hashHi, hashLo), NOT_FOUND, "proxy ",
+             gc::toHex(proxy).c_str(), " no longer exists or already has its bytes");
+  memory->take();  // the proxy owns them now; reclaiming or evicting it frees them
 }
 
 // --- introspection ---------------------------------------------------------------------

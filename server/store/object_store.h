@@ -30,6 +30,7 @@
 #include "server/store/memory_admission.h"
 #include "server/store/object_memory.h"
 #include "server/store/promise_waiters.h"
+#include "server/store/proxy_door.h"
 #include "server/store/spiller.h"
 #include "server/store/store_stats.h"
 #include "server/store/token_issuer.h"
@@ -51,6 +52,10 @@ class ObjectStore {
     kj::Maybe<shm::Allocator&> files = nullptr;
     HashScheduler::Options hashing = HashScheduler::Options();
     kj::Function<void()> afterAllocate = []() {};  // e.g. refill the pre-faulted spare
+    // Other daemons' objects (many hosts): without it, this daemon makes no proxies.
+    kj::Maybe<ProxyDoor&> proxies = nullptr;
+    // Where other daemons reach this one (--advertise; "" if they cannot): tokens name it.
+    kj::String advertise = kj::str();
   };
   explicit ObjectStore(Options options);
   ~ObjectStore() noexcept(false);
@@ -136,6 +141,17 @@ class ObjectStore {
     return tokens.redeem(token, client);
   }
 
+  // --- other daemons' objects (many hosts) ---------------------------------------------------
+  // A proxy of `ownerId` held by `creator` (gc::ObjectTable::createProxy). Throws
+  // FAILED_PRECONDITION if one exists already (use addHolder on it).
+  gc::ObjectTable::Created createProxy(gc::ObjectId ownerId, gc::ClientId creator);
+  void setProxyInfo(gc::ObjectId proxy, uint64_t size, uint64_t hashHi, uint64_t hashLo);
+  // The proxy's bytes arrived in `memory` (checked against the owner's hash).
+  void storeProxyBytes(gc::ObjectId proxy, kj::Own<Reservation> memory, uint64_t size,
+                       uint64_t hashHi, uint64_t hashLo);
+  // Remote holders, on the owner's side (gc::ObjectTable: markRemote and what follows).
+  gc::ObjectTable& remoteHolds() { return objects; }
+
   // --- introspection -----------------------------------------------------------------------
   StoreStats stats() const;
 
@@ -157,6 +173,7 @@ class ObjectStore {
   HashScheduler hashes;
   MemoryAdmission admission;
   kj::Maybe<kj::Own<Spiller>> spiller;  // with a spill directory
+  kj::Maybe<ProxyDoor&> proxies;
   TokenIssuer tokens;
   uint64_t reclaimedTotal = 0;
   uint64_t lastReclaimMonoUs = 0;  // Stats.lastReclaimMonoUs

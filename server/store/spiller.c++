@@ -55,28 +55,47 @@ void Spiller::maybeSpill() {
   uint64_t toFree = demand - low - inFlightBytes;
 
   // Least recently used first, among objects that can move: sealed, own bytes in shared
-  // memory (not file-backed), and pinned by no View.
+  // memory (not file-backed), and pinned by no View. Local copies of other daemons' objects
+  // (proxies) go first, and are dropped rather than written out: their owner has the value.
   struct Candidate {
+    bool secondary;  // a proxy's local copy
     gc::MonoMillis used;
     gc::ObjectId id;
     uint64_t size;
   };
   std::vector<Candidate> candidates;
   objects.forEach([&](const gc::ObjectRecord& r) {
-    if (r.state != gc::ObjectState::SEALED || r.alias || r.dead || r.pins > 0) return;
+    if (r.dead || r.pins > 0) return;
+    bool secondary = r.state == gc::ObjectState::REMOTE && r.bytesLocal;
+    if (!secondary && (r.state != gc::ObjectState::SEALED || r.alias)) return;
     if (ObjectMemory::isFileBacked(r.userData)) return;
     gc::MonoMillis used = r.createdAt;
     KJ_IF_MAYBE(t, lastUsed.find(r.id.lo)) { used = *t; }
-    candidates.push_back({used, r.id, r.size});
+    candidates.push_back({secondary, used, r.id, r.size});
   });
-  std::sort(candidates.begin(), candidates.end(),
-            [](const Candidate& a, const Candidate& b) { return a.used < b.used; });
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return a.secondary != b.secondary ? a.secondary : a.used < b.used;
+  });
   uint64_t chosen = 0;
   for (auto& candidate: candidates) {
     if (chosen >= toFree) break;
-    startSpill(candidate.id);
+    if (candidate.secondary) {
+      evict(candidate.id);
+    } else {
+      startSpill(candidate.id);
+    }
     chosen += candidate.size;
   }
+}
+
+void Spiller::evict(gc::ObjectId id) {
+  const gc::ObjectRecord& proxy = *objects.find(id);
+  uint64_t packed = proxy.userData, size = proxy.size;
+  if (!objects.clearProxyBytes(id)) return;
+  memory.release(packed, size);
+  totals.evictions++;
+  totals.evictedBytes += size;
+  admission.memoryFreed();
 }
 
 void Spiller::startSpill(gc::ObjectId id) {

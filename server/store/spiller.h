@@ -2,7 +2,8 @@
 // directory (through libuv's threadpool) and come back, checked against their XXH3-128 hash,
 // when read. Spilling starts when shared memory plus what waiting requests want passes the
 // high watermark, and stops once it is back under the low one (MemoryPolicy). Values pinned by
-// a View, file-backed ones, aliases and promises never move. A spill changes where an immutable
+// a View, file-backed ones, aliases and promises never move. Local copies of other daemons'
+// objects go first, and are dropped instead of written out (read again from the owner). A spill changes where an immutable
 // value lives, never its identity, references or hash.
 #pragma once
 
@@ -35,12 +36,14 @@ class Spiller {
 
   struct Counters {
     uint64_t spills = 0, spilledBytes = 0, restores = 0, restoredBytes = 0, spillFailures = 0;
+    uint64_t evictions = 0, evictedBytes = 0;  // proxies' local copies dropped
   };
   const Counters& counters() const { return totals; }
   const SpillStore& spillStore() const { return disk; }
 
  private:
   void startSpill(gc::ObjectId id);
+  void evict(gc::ObjectId id);  // drops a proxy's local copy (its owner has the value)
   void finishSpill(gc::ObjectId id, SpillLocation where);
   kj::Promise<void> restore(gc::ObjectId id);
 

@@ -20,8 +20,9 @@ uint64_t unixSecondsNow() {
 }  // namespace
 
 TokenIssuer::TokenIssuer(gc::ObjectTable& objects, kj::Timer& timer, uint64_t origin,
-                         const Limits& limits)
-    : objects(objects), timer(timer), origin(origin), limits(limits) {}
+                         const Limits& limits, kj::StringPtr advertise)
+    : objects(objects), timer(timer), origin(origin), limits(limits),
+      advertise(kj::str(advertise)) {}
 
 kj::String TokenIssuer::share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses,
                               gc::ClientId client) {
@@ -39,6 +40,7 @@ kj::String TokenIssuer::share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t use
   token.id = id;
   token.expiresUnixSeconds = unixSecondsNow() + ttlSeconds;
   token.secret = randomSecret();
+  token.ownerAddress = kj::str(advertise);
   gc::MonoMillis expiresAt = monoMillis(timer) + uint64_t(ttlSeconds) * 1000;
   token.lease = objects.addLease(id, token.secret, expiresAt, uses, client);
   RS_REQUIRE(token.lease != 0, NOT_FOUND, "object ", gc::toHex(id).c_str(),

@@ -19,7 +19,9 @@ class TokenIssuer {
   // Leases expired per event-loop turn; the rest go in the next turns.
   static constexpr size_t kExpirySlice = 10000;
 
-  TokenIssuer(gc::ObjectTable& objects, kj::Timer& timer, uint64_t origin, const Limits& limits);
+  // `advertise`: where other daemons reach this one ("" if they cannot): tokens carry it.
+  TokenIssuer(gc::ObjectTable& objects, kj::Timer& timer, uint64_t origin, const Limits& limits,
+              kj::StringPtr advertise);
   KJ_DISALLOW_COPY(TokenIssuer);
 
   // A token for `id` minted by `client`. Throws INVALID_ARGUMENT (bad ttl), NOT_FOUND (object
@@ -38,6 +40,7 @@ class TokenIssuer {
   kj::Timer& timer;
   const uint64_t origin;
   const Limits& limits;
+  kj::String advertise;
   kj::Maybe<gc::MonoMillis> timerAt;
   kj::Promise<void> timerTask = nullptr;
 };

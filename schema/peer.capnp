@@ -1,0 +1,56 @@
+# The protocol between refstored daemons ("Many hosts" in DESIGN.md), apart from the clients'
+# as Cap'n Proto keeps rpc.capnp apart from rpc-twoparty.capnp.
+#
+# Daemons reach each other over their TCP listeners with the clients' protocol: a daemon that
+# needs another's object dials the owner's advertised address, presents the cluster secret
+# (`Store.hello`), and introduces itself (`Store.peer`), which hands it the owner's PeerService.
+# The connection is symmetric: the dialer serves its own Store as its bootstrap, so the owner
+# can use it the same way. One connection per pair of daemons, opened on first need, reused by
+# every reference that flows over it, closed when none does.
+#
+# References are capabilities across hosts too: a daemon holds exactly one owner's Ref per
+# proxied object, whatever the number of its local references; dropping the last local one
+# drops that Ref, which Cap'n Proto releases on the owner. Bytes never travel in RPC messages:
+# a reader pulls them over a separate TCP connection to the owner's data port, authorised by a
+# one-time ticket (see `openPull`), straight into local shared memory.
+
+@0xc2d4b6f8a1e3c5d7;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("refstore::peer");
+
+using Rs = import "/schema/refstore.capnp";
+
+interface PeerService {
+  heartbeat @0 () -> ();
+  # Liveness. Each side calls the other's every --heartbeat-ms; a connection on which nothing
+  # has been heard for a few of those (--peer-timeout-ms) is treated as broken, exactly as a
+  # closed one.
+
+  reattach @1 (ids :List(Rs.ObjectId)) -> (refs :List(Rs.Ref));
+  # After a reconnection within the grace period: the calling daemon takes back the remote
+  # holds its previous connection had on these objects. `refs[i]` is a new Ref for `ids[i]`, or
+  # null if there was no such hold (it expired, or was never there).
+
+  identify @2 (ref :Rs.Ref) -> (id :Rs.ObjectId, state :Rs.ObjectState, size :UInt64,
+                                  hash :Rs.Hash128);
+  # What a Ref of this daemon names, at once (whatever its state; size and hash may be zero for
+  # promises and for values whose hash is not computed yet). For making proxies of Refs that
+  # arrive as children. Errors: INVALID_ARGUMENT (not a Ref of this daemon).
+
+  openPull @3 (ref :Rs.Ref) -> (ticket :Data, dataAddress :Text, size :UInt64, hash :Rs.Hash128);
+  # A one-time ticket to copy `ref`'s bytes from this daemon's data port `dataAddress`
+  # (host:port). Waits for a promise to settle, for a spilled value to be back in memory, and for
+  # the value's XXH3-128 hash (`hash`), which the copy must match. The ticket is single-use and
+  # expires in seconds; it is the only authority on the data port.
+  # Errors: as `Ref.read` (REJECTED, BROKEN_PROMISE, NOT_FOUND, ...), INVALID_ARGUMENT (not a Ref
+  # of this daemon).
+}
+
+# The data port speaks no Cap'n Proto: a request of 48 bytes,
+#     "RSDP" | version (UInt32 = 1) | ticket (16 bytes) | offset (UInt64) | length (UInt64)
+# (little-endian), answered by the bytes [offset, offset + length) of the value in chunks, each
+#     offset (UInt64) | length (UInt32) | XXH3-64 of the chunk (UInt64) | padding (UInt32) | bytes
+# until `length` bytes have been sent, then the connection is closed. A request with a bad,
+# used or expired ticket is closed at once. A transfer that breaks is resumed from its last good
+# chunk with a new ticket; the whole value is then checked against the hash openPull returned.

@@ -1,0 +1,72 @@
+// DataReceiver: the reader's side of the data plane. It connects to an owner's data port,
+// presents a ticket, and reads the value's bytes straight into their final place (a reservation
+// of local shared memory), checking each chunk against its XXH3-64 and folding it into the
+// whole value's XXH3-128, which the caller compares with the owner's hash at the end. A broken
+// transfer leaves `reached` at the end of the last good chunk, so that the next attempt (with a
+// new ticket) resumes from there instead of starting over.
+#pragma once
+
+#include <xxhash.h>
+
+#include <kj/async-io.h>
+
+#include "gc/object_table.h"
+
+namespace kj {
+class TlsContext;
+}
+
+namespace refstore::server::dataplane {
+
+// One value being received, across attempts.
+class Reception {
+ public:
+  explicit Reception(kj::ArrayPtr<kj::byte> into);
+  ~Reception();
+  KJ_DISALLOW_COPY(Reception);
+
+  kj::ArrayPtr<kj::byte> destination() const { return into; }
+  uint64_t reached() const { return done; }    // bytes [0, reached) arrived and checked
+  bool complete() const { return done == into.size(); }
+  // The XXH3-128 of everything received (complete() first).
+  XXH128_hash_t hash() const { return XXH3_128bits_digest(whole); }
+  // Accepts the checked chunk at [reached, reached + length).
+  void advance(uint64_t length);
+
+ private:
+  kj::ArrayPtr<kj::byte> into;
+  uint64_t done = 0;
+  XXH3_state_t* whole;
+};
+
+class DataReceiver {
+ public:
+  // A transfer that sends nothing for this long is abandoned (DISCONNECTED).
+  static constexpr auto kStallTimeout = 30 * kj::SECONDS;
+
+  // With `tls`, transfers run over TLS (the owner's certificate checked against its CA).
+  DataReceiver(kj::Network& network, kj::Timer& timer, kj::Maybe<kj::TlsContext&> tls = nullptr)
+      : network(network), timer(timer), tls(tls) {}
+  KJ_DISALLOW_COPY(DataReceiver);
+
+  // One attempt: connects to `address` (host:port), presents `ticket` for the rest of
+  // `reception` and reads it. Resolves once it is complete; fails with DISCONNECTED if the
+  // connection breaks or stalls, FAILED if the owner refuses the ticket, or with a description
+  // starting "refstore.CORRUPTED" if a chunk fails its check (`reception.reached()` says how far
+  // it got in every case).
+  kj::Promise<void> attempt(kj::StringPtr address, gc::Secret ticket, Reception& reception);
+
+  uint64_t bytesReceived() const { return received; }
+
+ private:
+  kj::Promise<void> readChunks(kj::AsyncIoStream& stream, Reception& reception);
+  template <typename T>
+  kj::Promise<T> withinStallTimeout(kj::Promise<T> promise);
+
+  kj::Network& network;
+  kj::Timer& timer;
+  kj::Maybe<kj::TlsContext&> tls;
+  uint64_t received = 0;
+};
+
+}  // namespace refstore::server::dataplane

@@ -1,0 +1,46 @@
+// DataSender: the owner's data port. Each connection presents one ticket (TicketBook) with the
+// range it wants, and gets those bytes of the object in checked chunks (frames.h), sent straight
+// from shared memory: no staging copy, no Cap'n Proto message. A connection with a bad request or
+// ticket is closed at once; one that stalls is closed after a timeout. At most kMaxConcurrent
+// transfers run at once (others wait their turn), which caps the bytes in flight.
+#pragma once
+
+#include <kj/async-io.h>
+
+#include "server/dataplane/ticket_book.h"
+
+namespace refstore::server::dataplane {
+
+class DataSender final: private kj::TaskSet::ErrorHandler {
+ public:
+  static constexpr size_t kMaxConcurrent = 16;
+
+  // `onServed(peer, bytes)` counts what each peer was sent.
+  DataSender(ObjectStore& store, TicketBook& tickets, kj::Timer& timer,
+             kj::Function<void(gc::PeerId, uint64_t)> onServed);
+  KJ_DISALLOW_COPY(DataSender);
+
+  // Serves connections from `receiver` until the promise is dropped.
+  kj::Promise<void> serve(kj::ConnectionReceiver& receiver);
+
+  uint64_t bytesServed() const { return served; }
+  size_t transfers() const { return running; }
+
+ private:
+  void taskFailed(kj::Exception&& e) override;
+  kj::Promise<void> handle(kj::Own<kj::AsyncIoStream> stream);
+  kj::Promise<void> sendChunks(kj::AsyncIoStream& stream, kj::Own<TicketBook::Grant> grant,
+                               uint64_t offset, uint64_t end);
+  kj::Promise<void> whenSlotFree();
+
+  ObjectStore& store;
+  TicketBook& tickets;
+  kj::Timer& timer;
+  kj::Function<void(gc::PeerId, uint64_t)> onServed;
+  uint64_t served = 0;
+  size_t running = 0;
+  std::deque<kj::Own<kj::PromiseFulfiller<void>>> waiting;  // for a transfer slot
+  kj::TaskSet connections{*this};
+};
+
+}  // namespace refstore::server::dataplane

@@ -1,0 +1,64 @@
+// TicketBook: the owner's one-time tickets for its data port. A ticket names one object and
+// lets one connection read its bytes once; it expires in seconds if unused. While a ticket is
+// outstanding (and while its transfer runs) the object is pinned, so it stays in memory and
+// alive. Tickets are 128-bit random secrets, compared by hash-map lookup of the whole secret:
+// knowing part of one helps nothing, and they are the only authority on the data port.
+#pragma once
+
+#include <kj/map.h>
+#include <kj/timer.h>
+
+#include "server/store/object_store.h"
+
+namespace refstore::server::dataplane {
+
+class TicketBook {
+ public:
+  static constexpr size_t kMaxOutstanding = 4096;
+
+  TicketBook(ObjectStore& store, kj::Timer& timer, kj::Duration lifetime = 10 * kj::SECONDS);
+  ~TicketBook() noexcept(false);
+  KJ_DISALLOW_COPY(TicketBook);
+
+  // A ticket for the resident object `owner` (not an alias), for daemon `peer`, pinning it
+  // until the ticket is used up or expires. Throws RESOURCE_EXHAUSTED past kMaxOutstanding.
+  gc::Secret issue(gc::ObjectId owner, gc::PeerId peer);
+
+  // A transfer authorised by a ticket: the object stays pinned for as long as this lives.
+  class Grant {
+   public:
+    Grant(ObjectStore& store, gc::ObjectId object, gc::PeerId peer)
+        : object(object), peer(peer), store(store) {}
+    ~Grant() noexcept(false) { store.unpin(object); }
+    KJ_DISALLOW_COPY(Grant);
+    const gc::ObjectId object;
+    const gc::PeerId peer;  // who it was issued to
+
+   private:
+    ObjectStore& store;
+  };
+  // Uses up `ticket`: the grant for its object, or null if it is unknown, used or expired.
+  kj::Maybe<kj::Own<Grant>> redeem(gc::Secret ticket);
+
+  size_t outstanding() const { return tickets.size(); }
+
+ private:
+  struct Key {
+    uint64_t hi, lo;
+    bool operator==(const Key& other) const { return hi == other.hi && lo == other.lo; }
+    unsigned int hashCode() const { return unsigned(hi ^ (hi >> 32) ^ lo); }
+  };
+  struct Entry {
+    gc::ObjectId object;
+    gc::PeerId peer;
+    kj::TimePoint expiresAt;
+  };
+  void expireDue();
+
+  ObjectStore& store;
+  kj::Timer& timer;
+  kj::Duration lifetime;
+  kj::HashMap<Key, Entry> tickets;
+};
+
+}  // namespace refstore::server::dataplane

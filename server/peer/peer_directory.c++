@@ -1,0 +1,443 @@
+#include "server/peer/peer_directory.h"
+
+#include <kj/compat/tls.h>
+
+#include "server/rpc/adoption.h"
+#include "server/rpc/ref_server.h"
+#include "server/rpc/store_server.h"
+#include "server/runtime/errors.h"
+#include "server/runtime/log.h"
+#include "server/store/store_clock.h"
+
+namespace refstore::server {
+
+// ---- PeerService: what this daemon serves to one peer --------------------------------------
+
+class PeerDirectory::Service final: public peer::PeerService::Server {
+ public:
+  Service(PeerDirectory& directory, gc::PeerId origin, gc::ClientId client)
+      : directory(directory), services(directory.services), store(services.store),
+        origin(origin), client(client) {}
+
+  kj::Promise<void> heartbeat(HeartbeatContext context) override {
+    KJ_IF_MAYBE(link, directory.byClient(client)) { link->lastHeard = directory.timer.now(); }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> reattach(ReattachContext context) override {
+    auto ids = context.getParams().getIds();
+    auto refs = context.getResults().initRefs(ids.size());
+    for (uint i = 0; i < ids.size(); i++) {
+      gc::ObjectId id{ids[i].getOrigin(), ids[i].getSerial()};
+      gc::HolderId holder = store.remoteHolds().reattach(origin, id, client);
+      if (holder != 0) refs.set(i, newRef(services, holder, client));
+    }
+    logInfo("peer ", kj::hex(origin), " took back ", refs.size(), " reference(s)");
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> identify(IdentifyContext context) override {
+    return ownObject(context.getParams().getRef()).then([this, context](gc::ObjectId id) mutable {
+      const gc::ObjectRecord& object = store.record(store.resolve(id));
+      auto results = context.getResults();
+      results.initId().setOrigin(id.hi);
+      results.getId().setSerial(id.lo);
+      results.setState(static_cast<proto::ObjectState>(object.state));
+      results.setSize(object.size);
+      results.initHash().setHigh(object.hashHi);
+      results.getHash().setLow(object.hashLo);
+    });
+  }
+
+  kj::Promise<void> openPull(OpenPullContext context) override {
+    context.allowCancellation();
+    return ownObject(context.getParams().getRef()).then([this, context](gc::ObjectId id) mutable {
+      return store.whenReady(id)
+          .then([this, id]() { return store.ensureResident(store.resolve(id)); })
+          .then([this, id]() { return store.whenHashed(store.resolve(id)); })
+          .then([this, context, id]() mutable { return issue(context, id); });
+    });
+  }
+
+ private:
+  // The object behind one of this daemon's Refs; INVALID_ARGUMENT for any other capability.
+  kj::Promise<gc::ObjectId> ownObject(proto::Ref::Client ref) {
+    return ownRefObject(kj::mv(ref)).then([](kj::Maybe<gc::ObjectId> own) {
+      KJ_IF_MAYBE(id, own) { return *id; }
+      RS_FAIL(INVALID_ARGUMENT, "not a Ref of this refstored");
+    });
+  }
+
+  kj::Promise<void> issue(OpenPullContext context, gc::ObjectId id) {
+    gc::ObjectId owner = store.resolve(id);
+    if (!store.readableNow(id)) {  // spilled again, or failed, since: go round once more
+      return store.whenReady(id)
+          .then([this, owner]() { return store.ensureResident(owner); })
+          .then([this, context, id]() mutable { return issue(context, id); });
+    }
+    const gc::ObjectRecord& object = store.record(owner);
+    gc::Secret ticket = directory.tickets.issue(owner, origin);
+    auto results = context.getResults();
+    auto bytes = results.initTicket(16);
+    memcpy(bytes.begin(), &ticket.hi, 8);
+    memcpy(bytes.begin() + 8, &ticket.lo, 8);
+    results.setDataAddress(directory.config.dataAddress);
+    results.setSize(object.size);
+    results.initHash().setHigh(object.hashHi);
+    results.getHash().setLow(object.hashLo);
+    return kj::READY_NOW;
+  }
+
+  PeerDirectory& directory;
+  RpcServices& services;
+  ObjectStore& store;
+  gc::PeerId origin;
+  gc::ClientId client;
+};
+
+// ---- the directory ---------------------------------------------------------------------------
+
+PeerDirectory::PeerDirectory(RpcServices& services, kj::Network& network, kj::Timer& timer,
+                             BusyPoll& busyPoll, dataplane::TicketBook& tickets,
+                             PeerOptions options)
+    : services(services), network(network), timer(timer), busyPoll(busyPoll), tickets(tickets),
+      config(kj::mv(options)) {}
+
+PeerDirectory::~PeerDirectory() noexcept(false) {}
+
+void PeerDirectory::taskFailed(kj::Exception&& e) {
+  logDebug("peer task ended: ", e.getDescription());
+}
+
+PeerLink* PeerDirectory::byClient(gc::ClientId client) {
+  for (auto& link: links) {
+    if (link->client == client) return link.get();
+  }
+  return nullptr;
+}
+
+kj::Maybe<PeerLink&> PeerDirectory::linkOf(gc::ClientId client) {
+  PeerLink* found = byClient(client);
+  if (found == nullptr) return nullptr;
+  return *found;
+}
+
+kj::Maybe<PeerLink&> PeerDirectory::upLink(gc::PeerId origin) {
+  KJ_IF_MAYBE(link, upByOrigin.find(origin)) { return **link; }
+  return nullptr;
+}
+
+size_t PeerDirectory::linkCount() const { return upByOrigin.size(); }
+
+kj::Promise<PeerLink*> PeerDirectory::link(kj::StringPtr address, gc::PeerId expected) {
+  for (auto& candidate: links) {
+    if (candidate->state == PeerLink::State::UP && candidate->address == address) {
+      if (expected != 0 && candidate->origin != expected) {
+        RS_FAIL(WRONG_STORE, "the refstored at ", address, " has restarted since (it is ",
+                kj::hex(candidate->origin), ", the token's owner was ", kj::hex(expected), ")");
+      }
+      return candidate.get();
+    }
+  }
+  if (expected != 0) {
+    KJ_IF_MAYBE(up, upByOrigin.find(expected)) { return *up; }
+  }
+  KJ_IF_MAYBE(inFlight, dialing.find(address)) {
+    return inFlight->addBranch().then([this, expected, address = kj::str(address)](PeerLink*) {
+      return link(address, expected);
+    });
+  }
+  auto forked = dial(kj::str(address), expected).fork();
+  auto branch = forked.addBranch();
+  dialing.insert(kj::str(address), kj::mv(forked));
+  return branch;
+}
+
+kj::Promise<PeerLink*> PeerDirectory::dial(kj::String address, gc::PeerId expected) {
+  auto connected = network.parseAddress(address).then(
+      [](kj::Own<kj::NetworkAddress> target) { return target->connect(); });
+  KJ_IF_MAYBE(tls, config.tls) {
+    connected = connected.then([tls, address = kj::str(address)](kj::Own<kj::AsyncIoStream> raw) {
+      kj::String host = kj::str(address.slice(0, KJ_ASSERT_NONNULL(address.findLast(':'))));
+      return tls->wrapClient(kj::mv(raw), host);
+    });
+  }
+  auto timeout = timer.afterDelay(config.connectTimeout).then([]() -> kj::Own<kj::AsyncIoStream> {
+    kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "the connection timed out"));
+  });
+  return connected.exclusiveJoin(kj::mv(timeout))
+      .then(
+          [this, address = kj::str(address), expected](kj::Own<kj::AsyncIoStream> raw) mutable {
+            auto owned = kj::heap<PeerLink>();
+            PeerLink& link = *owned;
+            links.add(kj::mv(owned));
+            link.address = kj::mv(address);
+            link.outgoing = true;
+            link.lastHeard = timer.now();
+            link.stream = kj::heap<ClientStream>(kj::mv(raw), busyPoll);
+            link.client = services.openConnection(
+                ClientInfo{kj::str("refstored at ", link.address), 0, 0}, false, false);
+            RpcConnection::Options rpcOptions;
+            rpcOptions.side = capnp::rpc::twoparty::Side::CLIENT;
+            // The other daemon may use this connection the same way: it gets our Store, once it
+            // presents the cluster secret.
+            kj::Maybe<kj::StringPtr> required;
+            KJ_IF_MAYBE(s, config.secret) { required = s->asPtr(); }
+            rpcOptions.bootstrap = capnp::Capability::Client(
+                kj::heap<StoreServer>(services, link.client, required, []() {}));
+            rpcOptions.flowLimitWords = services.store.limits().maxCallWords;
+            link.rpc = kj::heap<RpcConnection>(*link.stream, kj::mv(rpcOptions));
+            link.rpc->messages().setMaxIncomingBytes(services.store.limits().maxMessageBytes);
+            ConnectionState& state = services.connection(link.client);
+            state.inputEnded = [&link]() { return link.stream->inputEnded(); };
+            state.peerBootstrap = [&link]() { return link.rpc->peerBootstrap(); };
+            state.abort = [&link]() {
+              link.stream->abortRead();
+              link.stream->shutdownWrite();
+            };
+            link.store = link.rpc->peerBootstrap().castAs<proto::Store>();
+            tasks.add(link.rpc->onDisconnect().then([this, &link]() {
+              down(link, "the connection closed");
+            }));
+            auto introduced = introduce(link, expected).exclusiveJoin(
+                timer.afterDelay(config.connectTimeout).then([]() {
+                  kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "no answer to hello"));
+                }));
+            return introduced.then(
+                [this, &link]() -> PeerLink* {
+                  dialing.erase(link.address);
+                  up(link);
+                  return &link;
+                },
+                [this, &link](kj::Exception&& e) -> PeerLink* {
+                  dialing.erase(link.address);
+                  down(link, e.getDescription());
+                  kj::throwFatalException(kj::mv(e));
+                });
+          },
+          [this, address = kj::str(address)](kj::Exception&& e) -> PeerLink* {
+            dialing.erase(address);
+            RS_FAIL(UNREACHABLE, "cannot reach the refstored at ", address, ": ",
+                    e.getDescription());
+          });
+}
+
+kj::Promise<void> PeerDirectory::introduce(PeerLink& link, gc::PeerId expected) {
+  auto hello = link.store.helloRequest();
+  hello.setClientName(kj::str("refstored ", kj::hex(config.origin), " at ", config.advertise));
+  KJ_IF_MAYBE(secret, config.secret) { hello.setSecret(secret->asBytes()); }
+  return hello.send().then([this, &link, expected](
+                               capnp::Response<proto::Store::HelloResults> reply) {
+    gc::PeerId origin = reply.getOrigin();
+    if (expected != 0 && origin != expected) {
+      RS_FAIL(WRONG_STORE, "the refstored at ", link.address, " has restarted since (it is ",
+              kj::hex(origin), ", the token's owner was ", kj::hex(expected), ")");
+    }
+    RS_REQUIRE(origin != config.origin, INVALID_ARGUMENT, link.address,
+               " is this refstored itself");
+    link.origin = origin;
+    auto peer = link.store.peerRequest();
+    peer.setOrigin(config.origin);
+    peer.setAddress(config.advertise);
+    return peer.send().then([&link](capnp::Response<proto::Store::PeerResults> reply) {
+      link.service = reply.getService().castAs<peer::PeerService>();
+    });
+  });
+}
+
+capnp::Capability::Client PeerDirectory::peerService(PeerLink& link) {
+  return kj::heap<Service>(*this, link.origin, link.client);
+}
+
+capnp::Capability::Client PeerDirectory::acceptPeer(gc::ClientId client, gc::PeerId origin,
+                                                    kj::StringPtr address) {
+  ConnectionState& state = services.connection(client);
+  state.peer = origin;
+  // A daemon at the same address with another origin has restarted: the holds of its previous
+  // life will never be taken back.
+  kj::Vector<gc::PeerId> restarted;
+  for (auto& lost: lostAddresses) {
+    if (lost.key != origin && lost.value == address) restarted.add(lost.key);
+  }
+  for (gc::PeerId old: restarted) {
+    size_t dropped = services.store.remoteHolds().dropPeer(old);
+    lostAddresses.erase(old);
+    logInfo("peer ", kj::hex(old), " at ", address, " restarted as ", kj::hex(origin),
+            ": dropped the ", dropped, " reference(s) it held");
+  }
+  lostAddresses.erase(origin);
+  KJ_IF_MAYBE(existing, byClient(client)) {
+    // Our own outgoing link, whose other end now introduces itself too.
+    return peerService(*existing);
+  }
+  auto owned = kj::heap<PeerLink>();
+  PeerLink& link = *owned;
+  links.add(kj::mv(owned));
+  link.origin = origin;
+  link.address = kj::str(address);
+  link.client = client;
+  link.lastHeard = timer.now();
+  link.store = KJ_ASSERT_NONNULL(state.peerBootstrap)().castAs<proto::Store>();
+  // Introduce ourselves back, so that we hold its PeerService too.
+  tasks.add(introduce(link, origin).then([this, &link]() { up(link); },
+                                         [this, &link](kj::Exception&& e) {
+                                           logWarning("peer ", link.address,
+                                                      " did not accept us back: ",
+                                                      e.getDescription());
+                                           KJ_IF_MAYBE(abort, services.connection(link.client).abort) {
+                                             (*abort)();
+                                           }
+                                         }));
+  logInfo("peer ", kj::hex(origin), " at ", address, " connected");
+  return peerService(link);
+}
+
+void PeerDirectory::up(PeerLink& link) {
+  if (link.state == PeerLink::State::DOWN) return;
+  link.state = PeerLink::State::UP;
+  link.lastHeard = timer.now();
+  upByOrigin.upsert(link.origin, &link, [](PeerLink*& old, PeerLink* now) { old = now; });
+  link.heartbeatTask = heartbeatLoop(link).eagerlyEvaluate([](kj::Exception&& e) {
+    logDebug("heartbeat ended: ", e.getDescription());
+  });
+}
+
+void PeerDirectory::down(PeerLink& link, kj::StringPtr why) {
+  if (link.state == PeerLink::State::DOWN) return;
+  bool wasUp = link.state == PeerLink::State::UP;
+  link.state = PeerLink::State::DOWN;
+  KJ_IF_MAYBE(up, upByOrigin.find(link.origin)) {
+    if (*up == &link) upByOrigin.erase(link.origin);
+  }
+  if (wasUp) logInfo("peer ", kj::hex(link.origin), " at ", link.address, " is down: ", why);
+  PeerLink* gone = &link;
+  // Forget it in a later turn: this may run inside its own connection's callbacks.
+  tasks.add(kj::evalLater([this, gone]() {
+    for (size_t i = 0; i < links.size(); i++) {
+      if (links[i].get() != gone) continue;
+      kj::Own<PeerLink> dropped = kj::mv(links[i]);
+      links[i] = kj::mv(links.back());
+      links.removeLast();
+      dropped->heartbeatTask = nullptr;
+      dropped->service = nullptr;
+      dropped->store = nullptr;
+      if (dropped->outgoing) {
+        dropped->rpc = nullptr;
+        dropped->stream = nullptr;
+        services.closeConnection(dropped->client);
+      }
+      break;
+    }
+  }));
+}
+
+kj::Promise<void> PeerDirectory::heartbeatLoop(PeerLink& link) {
+  return timer.afterDelay(config.heartbeat).then([this, &link]() -> kj::Promise<void> {
+    if (link.state != PeerLink::State::UP) return kj::READY_NOW;
+    if (timer.now() - link.lastHeard > config.timeout) {
+      logWarning("peer ", kj::hex(link.origin), " at ", link.address, " silent for over ",
+                 config.timeout / kj::MILLISECONDS, " ms: dropping its connection");
+      KJ_IF_MAYBE(state, services.findConnection(link.client)) {
+        KJ_IF_MAYBE(abort, state->abort) { (*abort)(); }
+      }
+      down(link, "heartbeat timeout");
+      return kj::READY_NOW;
+    }
+    link.heartbeatsSent++;
+    tasks.add(link.service.heartbeatRequest().send().then(
+        [this, &link](auto&&) { link.lastHeard = timer.now(); }));
+    return heartbeatLoop(link);
+  });
+}
+
+void PeerDirectory::connectionLost(gc::ClientId client, gc::PeerId origin) {
+  gc::MonoMillis deadline = monoMillis(timer) + config.grace / kj::MILLISECONDS;
+  size_t detached = services.store.remoteHolds().detachPeer(origin, deadline);
+  KJ_IF_MAYBE(link, byClient(client)) {
+    lostAddresses.upsert(origin, kj::str(link->address), [](kj::String& old, kj::String now) {
+      old = kj::mv(now);
+    });
+    down(*link, "its connection broke");
+  }
+  if (detached > 0) {
+    logInfo("peer ", kj::hex(origin), " lost: keeping its ", detached, " reference(s) for ",
+            config.grace / kj::MILLISECONDS, " ms");
+  }
+  armGrace();
+}
+
+void PeerDirectory::connectionClosed(gc::ClientId client) {
+  KJ_IF_MAYBE(state, services.findConnection(client)) {
+    if (state->peer != 0 && !state->holdersDetached) {
+      state->holdersDetached = true;
+      connectionLost(client, state->peer);
+      return;
+    }
+  }
+  KJ_IF_MAYBE(link, byClient(client)) { down(*link, "its connection closed"); }
+}
+
+void PeerDirectory::armGrace() {
+  auto next = services.store.remoteHolds().nextDetachedExpiry();
+  KJ_IF_MAYBE(at, graceAt) {
+    if (next && *at == *next) return;
+  }
+  if (!next) return;
+  graceTask = graceLoop().eagerlyEvaluate([](kj::Exception&& e) {
+    logError("peer grace timer failed: ", e.getDescription());
+  });
+}
+
+kj::Promise<void> PeerDirectory::graceLoop() {
+  auto next = services.store.remoteHolds().nextDetachedExpiry();
+  if (!next) {
+    graceAt = nullptr;
+    return kj::READY_NOW;
+  }
+  graceAt = *next;
+  return timer.atTime(kj::origin<kj::TimePoint>() + *next * kj::MILLISECONDS).then([this]() {
+    size_t expired = services.store.remoteHolds().expireDetached(monoMillis(timer), 10000);
+    if (expired > 0) logInfo("grace period over: released ", expired, " reference(s) of lost peers");
+    return graceLoop();
+  });
+}
+
+void PeerDirectory::countPulled(gc::PeerId origin, uint64_t bytes) {
+  figures.upsert(origin, Figures{bytes, 0}, [](Figures& old, Figures add) {
+    old.pulled += add.pulled;
+  });
+}
+
+void PeerDirectory::countServed(gc::PeerId origin, uint64_t bytes) {
+  figures.upsert(origin, Figures{0, bytes}, [](Figures& old, Figures add) {
+    old.served += add.served;
+  });
+}
+
+void PeerDirectory::fillPeers(proto::Store::PeersResults::Builder results) {
+  auto out = results.initPeers(links.size());
+  for (size_t i = 0; i < links.size(); i++) {
+    PeerLink& link = *links[i];
+    auto row = out[i];
+    row.setOrigin(link.origin);
+    row.setAddress(link.address);
+    row.setState(link.stateName());
+    row.setOutgoing(link.outgoing);
+    KJ_IF_MAYBE(f, figures.find(link.origin)) {
+      row.setBytesPulled(f->pulled);
+      row.setBytesServed(f->served);
+    }
+    KJ_IF_MAYBE(count, proxiesOf) { row.setHeldFromPeer((*count)(link.origin)); }
+    row.setHeldByPeer(services.store.remoteHolds().remoteHoldersOf(link.origin));
+    row.setLastHeardMs((timer.now() - link.lastHeard) / kj::MILLISECONDS);
+  }
+}
+
+void PeerDirectory::fillStats(proto::Stats::Builder stats) {
+  stats.setPeers(upByOrigin.size());
+  uint64_t served = 0;
+  for (auto& f: figures) served += f.value.served;
+  stats.setBytesServedTotal(served);
+}
+
+}  // namespace refstore::server

@@ -1,0 +1,457 @@
+#include "server/remote/remote_objects.h"
+
+#include "server/runtime/errors.h"
+#include "server/runtime/log.h"
+
+namespace refstore::server {
+namespace {
+
+// An owner's error as our client should see it: Cap'n Proto prefixes a remote exception's
+// description ("remote exception: "), which is noise one host further on.
+kj::Exception fromOwner(kj::Exception&& e) {
+  kj::StringPtr description = e.getDescription();
+  kj::StringPtr prefix = "remote exception: ";
+  while (description.startsWith(prefix)) description = description.slice(prefix.size());
+  return kj::Exception(e.getType(), __FILE__, __LINE__, kj::str(description));
+}
+
+bool isDisconnect(const kj::Exception& e) {
+  return e.getType() == kj::Exception::Type::DISCONNECTED;
+}
+
+}  // namespace
+
+RemoteObjects::RemoteObjects(RpcServices& services, PeerDirectory& peers,
+                             dataplane::DataReceiver& receiver, kj::Timer& timer)
+    : services(services), store(services.store), peers(peers), receiver(receiver), timer(timer) {
+  peers.setProxyCounter([this](gc::PeerId owner) { return proxiesOf(owner); });
+}
+
+RemoteObjects::~RemoteObjects() noexcept(false) {}
+
+RemoteObjects::Proxy& RemoteObjects::proxy(gc::ObjectId id) {
+  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { return **found; }
+  RS_FAIL(NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists here");
+}
+
+uint64_t RemoteObjects::proxiesOf(gc::PeerId owner) const {
+  uint64_t count = 0;
+  for (auto& entry: proxies) count += entry.value->owner == owner;
+  return count;
+}
+
+// ---- making and keeping proxies --------------------------------------------------------------
+
+HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr address,
+                               proto::Ref::Client ownerRef, gc::ClientId linkClient,
+                               gc::ClientId client) {
+  KJ_IF_MAYBE(existing, proxies.find(keyOf(id))) {
+    Proxy& p = **existing;
+    gc::HolderId holder = store.addHolder(id, client);  // NOT_FOUND if it is on its way out
+    if (p.ownerLost || services.findConnection(p.linkClient) == nullptr) {
+      // Its reference had gone with an old connection: this one replaces it.
+      p.ownerRef = kj::mv(ownerRef);
+      p.linkClient = linkClient;
+      p.ownerLost = false;
+    }
+    // Otherwise the new reference is dropped here: one owner reference per proxy.
+    return HeldObject{id, holder};
+  }
+  auto created = store.createProxy(id, client);
+  auto p = kj::heap<Proxy>();
+  p->id = id;
+  p->owner = owner;
+  p->address = kj::str(address);
+  p->ownerRef = kj::mv(ownerRef);
+  p->linkClient = linkClient;
+  proxies.insert(keyOf(id), kj::mv(p));
+  return HeldObject{id, created.writer};
+}
+
+kj::Promise<HeldObject> RemoteObjects::restore(Token token, gc::ClientId client) {
+  kj::String text = formatToken(token);
+  gc::PeerId owner = token.id.hi;
+  kj::String address = kj::mv(token.ownerAddress);
+  auto linked = peers.link(address, owner);
+  return linked.then([this, text = kj::mv(text), client](PeerLink* link) {
+    auto request = link->store.restoreRequest();
+    request.setToken(text);
+    gc::PeerId origin = link->origin;
+    kj::String address = kj::str(link->address);
+    gc::ClientId linkClient = link->client;
+    return request.send().then(
+        [this, origin, address = kj::mv(address), linkClient, client](
+            capnp::Response<proto::Store::RestoreResults> reply) mutable {
+          proto::Ref::Client ownerRef = reply.getRef();
+          // The object's id: the token's (a token names its object).
+          return kj::mv(ownerRef);
+        },
+        [](kj::Exception&& e) -> proto::Ref::Client {
+          kj::throwFatalException(fromOwner(kj::mv(e)));
+        });
+  }).then([this, id = token.id, owner, address = kj::str(address), client](
+              proto::Ref::Client ownerRef) mutable {
+    gc::ClientId linkClient = 0;
+    KJ_IF_MAYBE(link, peers.upLink(owner)) { linkClient = link->client; }
+    return hold(id, owner, address, kj::mv(ownerRef), linkClient, client);
+  });
+}
+
+void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
+  // The store freed the local copy (if any); dropping the entry drops our reference on the
+  // owner, which Cap'n Proto releases there.
+  proxies.erase(keyOf(record.id));
+}
+
+// ---- the owner's connection ----------------------------------------------------------------
+
+kj::Promise<PeerLink*> RemoteObjects::ownerLink(Proxy& p) {
+  if (p.ownerLost) {
+    RS_FAIL(OWNER_LOST, "the refstored that owns object ", gc::toHex(p.id).c_str(), " (at ",
+            p.address, ") is gone");
+  }
+  KJ_IF_MAYBE(link, peers.linkOf(p.linkClient)) {
+    if (link->state == PeerLink::State::UP) return &*link;
+  }
+  // The connection its reference came through is gone: reconnect and take the references back.
+  kj::TimePoint deadline = timer.now() + peers.options().grace;
+  KJ_IF_MAYBE(since, unreachableSince.find(p.owner)) {
+    deadline = *since + peers.options().grace;
+  } else {
+    unreachableSince.insert(p.owner, timer.now());
+  }
+  gc::ObjectId id = p.id;
+  return reconnect(p.owner, kj::str(p.address), deadline).then([this, id](PeerLink* link) {
+    Proxy& again = proxy(id);
+    if (again.ownerLost) {
+      RS_FAIL(OWNER_LOST, "the refstored that owns object ", gc::toHex(id).c_str(),
+              " no longer has our reference to it");
+    }
+    return link;
+  });
+}
+
+kj::Promise<PeerLink*> RemoteObjects::reconnect(gc::PeerId owner, kj::String address,
+                                                kj::TimePoint deadline) {
+  KJ_IF_MAYBE(inFlight, reconnecting.find(owner)) { return inFlight->addBranch(); }
+  auto attempt = peers.link(address, owner)
+      .then([this](PeerLink* link) {
+        return reattachAll(*link).then([link]() { return link; });
+      });
+  auto settled = attempt.then(
+      [this, owner](PeerLink* link) -> kj::Promise<PeerLink*> {
+        reconnecting.erase(owner);
+        unreachableSince.erase(owner);
+        return link;
+      },
+      [this, owner, address = kj::str(address), deadline](kj::Exception&& e) mutable
+          -> kj::Promise<PeerLink*> {
+        reconnecting.erase(owner);
+        bool restarted = strstr(e.getDescription().cStr(), "refstore.WRONG_STORE") != nullptr;
+        if (restarted || timer.now() >= deadline) {
+          ownerIsLost(owner, e.getDescription());
+          RS_FAIL(OWNER_LOST, "the refstored at ", address, " that owns this object is gone: ",
+                  e.getDescription());
+        }
+        return timer.afterDelay(200 * kj::MILLISECONDS)
+            .then([this, owner, address = kj::mv(address), deadline]() mutable {
+              return reconnect(owner, kj::mv(address), deadline);
+            });
+      });
+  auto forked = settled.fork();
+  auto branch = forked.addBranch();
+  reconnecting.insert(owner, kj::mv(forked));
+  return branch;
+}
+
+kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
+  kj::Vector<gc::ObjectId> stale;
+  for (auto& entry: proxies) {
+    Proxy& p = *entry.value;
+    if (p.owner != link.origin || p.ownerLost || p.linkClient == link.client) continue;
+    bool alive = false;
+    KJ_IF_MAYBE(old, peers.linkOf(p.linkClient)) { alive = old->state == PeerLink::State::UP; }
+    if (!alive) stale.add(p.id);
+  }
+  if (stale.empty()) return kj::READY_NOW;
+  auto request = link.service.reattachRequest();
+  auto ids = request.initIds(stale.size());
+  for (size_t i = 0; i < stale.size(); i++) {
+    ids[i].setOrigin(stale[i].hi);
+    ids[i].setSerial(stale[i].lo);
+  }
+  gc::ClientId client = link.client;
+  return request.send().then([this, stale = stale.releaseAsArray(), client](
+                                 capnp::Response<peer::PeerService::ReattachResults> reply) {
+    auto refs = reply.getRefs();
+    size_t lost = 0;
+    for (size_t i = 0; i < stale.size(); i++) {
+      KJ_IF_MAYBE(found, proxies.find(keyOf(stale[i]))) {
+        Proxy& p = **found;
+        proto::Ref::Client ref = refs[i];
+        if (capnp::ClientHook::from(kj::cp(ref))->isNull()) {  // the owner kept none for us
+          p.ownerLost = true;
+          lost++;
+          lostTotal++;
+        } else {
+          p.ownerRef = kj::mv(ref);
+          p.linkClient = client;
+        }
+      }
+    }
+    logInfo("reconnected: took back ", stale.size() - lost, " reference(s); ", lost, " lost");
+  });
+}
+
+void RemoteObjects::ownerIsLost(gc::PeerId owner, kj::StringPtr why) {
+  size_t count = 0;
+  for (auto& entry: proxies) {
+    Proxy& p = *entry.value;
+    if (p.owner != owner || p.ownerLost) continue;
+    p.ownerLost = true;
+    p.ownerRef = nullptr;
+    count++;
+    lostTotal++;
+  }
+  if (count > 0) {
+    logWarning("the owner ", kj::hex(owner), " of ", count, " object(s) here is lost: ", why);
+  }
+}
+
+// ---- what needs the owner -------------------------------------------------------------------
+
+kj::Promise<void> RemoteObjects::whenSettled(gc::ObjectId id) {
+  Proxy& p = proxy(id);
+  if (p.settled) return kj::READY_NOW;
+  KJ_IF_MAYBE(inFlight, p.settling) { return inFlight->addBranch(); }
+  auto settling = ownerLink(p)
+      .then([this, id](PeerLink*) {
+        return proxy(id).ownerRef.whenReadyRequest().send();
+      })
+      .then(
+          [this, id](capnp::Response<proto::Ref::WhenReadyResults> reply) {
+            Proxy& p = proxy(id);
+            auto info = reply.getInfo();
+            store.setProxyInfo(id, info.getSize(), info.getHash().getHigh(),
+                               info.getHash().getLow());
+            p.settled = true;
+            p.described = info.getHash().getHigh() != 0 || info.getHash().getLow() != 0;
+            p.settling = nullptr;
+          },
+          [this, id](kj::Exception&& e) {
+            KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { (*found)->settling = nullptr; }
+            kj::throwFatalException(fromOwner(kj::mv(e)));
+          });
+  auto forked = settling.fork();
+  auto branch = forked.addBranch();
+  p.settling = kj::mv(forked);
+  return branch;
+}
+
+kj::Promise<void> RemoteObjects::describe(gc::ObjectId id) {
+  return whenSettled(id).then([this, id]() -> kj::Promise<void> {
+    Proxy& p = proxy(id);
+    if (p.described) return kj::READY_NOW;
+    return ownerLink(p)
+        .then([this, id](PeerLink*) { return proxy(id).ownerRef.infoRequest().send(); })
+        .then(
+            [this, id](capnp::Response<proto::Ref::InfoResults> reply) {
+              auto info = reply.getInfo();
+              store.setProxyInfo(id, info.getSize(), info.getHash().getHigh(),
+                                 info.getHash().getLow());
+              proxy(id).described = true;
+            },
+            [](kj::Exception&& e) { kj::throwFatalException(fromOwner(kj::mv(e))); });
+  });
+}
+
+kj::Promise<kj::String> RemoteObjects::share(gc::ObjectId id, uint32_t ttlSeconds,
+                                             uint32_t uses) {
+  Proxy& p = proxy(id);
+  return ownerLink(p)
+      .then([this, id, ttlSeconds, uses](PeerLink*) {
+        auto request = proxy(id).ownerRef.shareRequest();
+        request.setTtlSeconds(ttlSeconds);
+        request.setUses(uses);
+        return request.send();
+      })
+      .then([](capnp::Response<proto::Ref::ShareResults> reply) { return kj::str(reply.getToken()); },
+            [](kj::Exception&& e) -> kj::String {
+              kj::throwFatalException(fromOwner(kj::mv(e)));
+            });
+}
+
+kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
+                                                           gc::ClientId client) {
+  Proxy& p = proxy(id);
+  return ownerLink(p).then([this, id, client](PeerLink* link) {
+    return proxy(id).ownerRef.childrenRequest().send().then(
+        [this, link, client](capnp::Response<proto::Ref::ChildrenResults> reply) {
+          auto kids = reply.getChildren();
+          auto each = kj::heapArrayBuilder<kj::Promise<HeldObject>>(kids.size());
+          for (auto kid: kids) {
+            auto identify = link->service.identifyRequest();
+            identify.setRef(kid);
+            gc::PeerId origin = link->origin;
+            kj::String address = kj::str(link->address);
+            gc::ClientId linkClient = link->client;
+            each.add(identify.send().then(
+                [this, kid, origin, address = kj::mv(address), linkClient, client](
+                    capnp::Response<peer::PeerService::IdentifyResults> who) mutable
+                -> kj::Promise<HeldObject> {
+                  gc::ObjectId childId{who.getId().getOrigin(), who.getId().getSerial()};
+                  if (childId.hi == origin) {
+                    return hold(childId, origin, address, kj::mv(kid), linkClient, client);
+                  }
+                  // The owner's own proxy of a third daemon's object: go to that daemon
+                  // directly (a token minted there), so that references never run in chains.
+                  auto share = kj::mv(kid).shareRequest();
+                  share.setTtlSeconds(60);
+                  share.setUses(1);
+                  return share.send().then(
+                      [this, client](capnp::Response<proto::Ref::ShareResults> token)
+                          -> kj::Promise<HeldObject> {
+                        KJ_IF_MAYBE(parsed, parseToken(token.getToken())) {
+                          return restore(kj::mv(*parsed), client);
+                        }
+                        RS_FAIL(INTERNAL, "a child's token is malformed");
+                      });
+                }));
+          }
+          return kj::joinPromises(each.finish());
+        },
+        [](kj::Exception&& e) -> kj::Promise<kj::Array<HeldObject>> {
+          kj::throwFatalException(fromOwner(kj::mv(e)));
+        });
+  });
+}
+
+RemoteGateway::Whereabouts RemoteObjects::whereabouts(gc::ObjectId id) {
+  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) {
+    return Whereabouts{kj::str((*found)->address), (*found)->ownerLost};
+  }
+  return Whereabouts{kj::str(), false};
+}
+
+void RemoteObjects::fillStats(proto::Stats::Builder stats) {
+  stats.setPullsInFlight(pullsInFlight);
+  stats.setPullsTotal(pullsTotal);
+  stats.setBytesPulledTotal(bytesPulled);
+  uint64_t lost = 0;
+  for (auto& entry: proxies) lost += entry.value->ownerLost;
+  stats.setOwnerLost(lost);
+}
+
+// ---- copying the bytes ----------------------------------------------------------------------
+
+kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id) {
+  Proxy& p = proxy(id);
+  if (store.record(id).bytesLocal) return kj::READY_NOW;
+  KJ_IF_MAYBE(inFlight, p.pulling) { return inFlight->addBranch(); }
+  pullsInFlight++;
+  auto pulled = pull(id).then(
+      [this, id]() {
+        pullsInFlight--;
+        KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { (*found)->pulling = nullptr; }
+      },
+      [this, id](kj::Exception&& e) {
+        pullsInFlight--;
+        KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { (*found)->pulling = nullptr; }
+        kj::throwFatalException(kj::mv(e));
+      });
+  auto forked = pulled.fork();
+  auto branch = forked.addBranch();
+  p.pulling = kj::mv(forked);
+  return branch;
+}
+
+// One value being copied here, across attempts.
+struct RemoteObjects::PullState final: public kj::Refcounted {
+  PullState(kj::Own<Reservation> memory, uint64_t size)
+      : memory(kj::mv(memory)),
+        reception(kj::heap<dataplane::Reception>(kj::arrayPtr(this->memory->get().ptr, size))) {}
+  kj::Own<Reservation> memory;
+  kj::Own<dataplane::Reception> reception;
+  int attemptsLeft = kPullAttempts;
+  bool retriedWhole = false;  // the whole value failed its check once already
+};
+
+kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
+  return whenSettled(id).then([this, id]() {
+    uint64_t size = store.record(id).size;
+    // The copy waits for memory like a create (admission control, spilling), in the daemon's
+    // own line (client 0).
+    return store.reserve(size, 0 * kj::SECONDS, /*client=*/0);
+  }).then([this, id](kj::Own<Reservation> memory) {
+    auto state = kj::refcounted<PullState>(kj::mv(memory), store.record(id).size);
+    return pullAttempt(id, kj::mv(state));
+  });
+}
+
+kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState> state) {
+  state->attemptsLeft--;
+  Proxy& p = proxy(id);  // NOT_FOUND if everyone let go meanwhile: the memory goes back
+  auto received = ownerLink(p)
+      .then([this, id](PeerLink* link) {
+        auto request = link->service.openPullRequest();
+        request.setRef(proxy(id).ownerRef);
+        return request.send();
+      })
+      .then([this, state = kj::addRef(*state)](
+                capnp::Response<peer::PeerService::OpenPullResults> grant) mutable {
+        auto ticketBytes = grant.getTicket();
+        RS_REQUIRE(ticketBytes.size() == 16, INTERNAL, "the owner sent a malformed ticket");
+        RS_REQUIRE(grant.getSize() == state->reception->destination().size(), INTERNAL,
+                   "the owner reports another size than before");
+        gc::Secret ticket;
+        memcpy(&ticket.hi, ticketBytes.begin(), 8);
+        memcpy(&ticket.lo, ticketBytes.begin() + 8, 8);
+        XXH128_hash_t expected{grant.getHash().getLow(), grant.getHash().getHigh()};
+        kj::String address = kj::str(grant.getDataAddress());
+        auto& reception = *state->reception;
+        return receiver.attempt(address, ticket, reception)
+            .attach(kj::mv(state))
+            .then([expected]() { return expected; });
+      });
+  return received.then(
+      [this, id, state = kj::addRef(*state)](XXH128_hash_t expected) mutable
+      -> kj::Promise<void> {
+        XXH128_hash_t got = state->reception->hash();
+        if (got.high64 != expected.high64 || got.low64 != expected.low64) {
+          RS_REQUIRE(!state->retriedWhole, CORRUPTED, "object ", gc::toHex(id).c_str(),
+                     " copied from its owner twice does not match its XXH3-128");
+          logWarning("object ", gc::toHex(id).c_str(),
+                     " did not match its hash after copying: copying it again");
+          state->retriedWhole = true;
+          state->reception =
+              kj::heap<dataplane::Reception>(state->reception->destination());
+          state->attemptsLeft = kPullAttempts;
+          return pullAttempt(id, kj::mv(state));
+        }
+        uint64_t size = state->reception->destination().size();
+        Proxy& p = proxy(id);
+        store.storeProxyBytes(id, kj::mv(state->memory), size, expected.high64, expected.low64);
+        p.described = true;
+        pullsTotal++;
+        bytesPulled += size;
+        peers.countPulled(p.owner, size);
+        return kj::READY_NOW;
+      },
+      [this, id, state = kj::addRef(*state)](kj::Exception&& e) mutable -> kj::Promise<void> {
+        // A transfer that broke, stalled or sent a bad chunk resumes from its last good chunk
+        // (a few times); anything else (the owner refused, OWNER_LOST...) ends the copy.
+        bool transient = isDisconnect(e) ||
+                         strstr(e.getDescription().cStr(), "refstore.CORRUPTED: a chunk") != nullptr;
+        if (transient && state->attemptsLeft > 0 && proxies.find(keyOf(id)) != nullptr) {
+          logDebug("copy of ", gc::toHex(id).c_str(), " broke at ", state->reception->reached(),
+                   " bytes: resuming (", e.getDescription(), ")");
+          return timer.afterDelay(50 * kj::MILLISECONDS)
+              .then([this, id, state = kj::mv(state)]() mutable {
+                return pullAttempt(id, kj::mv(state));
+              });
+        }
+        kj::throwFatalException(fromOwner(kj::mv(e)));
+      });
+}
+
+}  // namespace refstore::server

@@ -1,0 +1,106 @@
+// RemoteObjects: this daemon's proxies of other daemons' objects (DESIGN.md "Many hosts"), the
+// reader's side of references across hosts. It is the store's ProxyDoor and the RPC layer's
+// RemoteGateway:
+//   - restoring another daemon's token dials that owner (PeerDirectory), redeems the token there
+//     and makes (or reuses) the local proxy -- one per object, holding exactly one of the owner's
+//     Refs whatever the number of local references;
+//   - the first read pulls the bytes once, however many readers wait: memory reserved like a
+//     create (admission applies), a one-time ticket from the owner, the bytes over its data port
+//     straight into that memory, checked chunk by chunk and against the owner's XXH3-128 (a
+//     broken transfer resumes from its last good chunk; a mismatch is retried once, then
+//     CORRUPTED);
+//   - promises wait for the owner's promise; share, info and children ask the owner;
+//   - when the last local reference goes, the store frees the copy and this drops the owner's
+//     Ref (Cap'n Proto releases it there, and the owner frees the object if nothing else holds
+//     it);
+//   - if the owner's connection breaks, the next use reconnects and takes the references back
+//     (PeerService.reattach) within the grace period; past it, or if the owner restarted, the
+//     proxy's owner is lost: a complete copy stays readable, what needs the owner fails with
+//     OWNER_LOST.
+#pragma once
+
+#include <kj/async.h>
+#include <kj/map.h>
+
+#include "server/dataplane/data_receiver.h"
+#include "server/peer/peer_directory.h"
+#include "server/rpc/gateways.h"
+#include "server/rpc/services.h"
+#include "server/store/proxy_door.h"
+
+namespace refstore::server {
+
+class RemoteObjects final: public ProxyDoor, public RemoteGateway {
+ public:
+  // Attempts at copying one value before giving up: broken transfers resume from the last good
+  // chunk; a value that fails its whole-value check is copied again once.
+  static constexpr int kPullAttempts = 4;
+
+  RemoteObjects(RpcServices& services, PeerDirectory& peers,
+                dataplane::DataReceiver& receiver, kj::Timer& timer);
+  ~RemoteObjects() noexcept(false);
+  KJ_DISALLOW_COPY(RemoteObjects);
+
+  // ProxyDoor.
+  kj::Promise<void> whenSettled(gc::ObjectId proxy) override;
+  kj::Promise<void> whenLocal(gc::ObjectId proxy) override;
+  void reclaimed(const gc::ObjectRecord& proxy) override;
+
+  // RemoteGateway.
+  kj::Promise<HeldObject> restore(Token token, gc::ClientId client) override;
+  kj::Promise<kj::String> share(gc::ObjectId proxy, uint32_t ttlSeconds, uint32_t uses) override;
+  kj::Promise<void> describe(gc::ObjectId proxy) override;
+  kj::Promise<kj::Array<HeldObject>> children(gc::ObjectId proxy, gc::ClientId client) override;
+  Whereabouts whereabouts(gc::ObjectId proxy) override;
+  void fillStats(proto::Stats::Builder stats) override;
+
+  uint64_t proxiesOf(gc::PeerId owner) const;
+
+ private:
+  struct Proxy {
+    gc::ObjectId id;
+    gc::PeerId owner;
+    kj::String address;
+    proto::Ref::Client ownerRef = nullptr;  // our one reference on the owner's object
+    gc::ClientId linkClient = 0;            // the connection it came through
+    bool settled = false;                   // the owner's object is not a pending promise
+    bool described = false;                 // size and hash are known here
+    bool ownerLost = false;
+    kj::Maybe<kj::ForkedPromise<void>> settling;
+    kj::Maybe<kj::ForkedPromise<void>> pulling;
+  };
+  struct IdKey {
+    uint64_t hi, lo;
+    bool operator==(const IdKey& other) const { return hi == other.hi && lo == other.lo; }
+    unsigned int hashCode() const { return unsigned(lo ^ (lo >> 32) ^ hi); }
+  };
+  static IdKey keyOf(gc::ObjectId id) { return IdKey{id.hi, id.lo}; }
+
+  Proxy& proxy(gc::ObjectId id);  // a live proxy (NOT_FOUND otherwise)
+  // A new holder for `client` on the proxy of `id`, made with `ownerRef` if there is none yet
+  // (otherwise `ownerRef` is dropped: one owner reference per proxy).
+  HeldObject hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr address,
+                  proto::Ref::Client ownerRef, gc::ClientId linkClient, gc::ClientId client);
+  // The up link the proxy's owner reference works over, reconnecting (and taking the
+  // references of every proxy of that owner back) if its connection was lost; OWNER_LOST once
+  // the owner cannot be reached within the grace period, or has restarted.
+  kj::Promise<PeerLink*> ownerLink(Proxy& proxy);
+  kj::Promise<PeerLink*> reconnect(gc::PeerId owner, kj::String address, kj::TimePoint deadline);
+  kj::Promise<void> reattachAll(PeerLink& link);
+  void ownerIsLost(gc::PeerId owner, kj::StringPtr why);
+  struct PullState;
+  kj::Promise<void> pull(gc::ObjectId id);
+  kj::Promise<void> pullAttempt(gc::ObjectId id, kj::Own<PullState> state);
+
+  RpcServices& services;
+  ObjectStore& store;
+  PeerDirectory& peers;
+  dataplane::DataReceiver& receiver;
+  kj::Timer& timer;
+  kj::HashMap<IdKey, kj::Own<Proxy>> proxies;
+  kj::HashMap<gc::PeerId, kj::ForkedPromise<PeerLink*>> reconnecting;
+  kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
+  uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
+};
+
+}  // namespace refstore::server
