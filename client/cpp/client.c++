@@ -555,6 +555,36 @@ Stats Client::stats() {
   out.oldestWaiterMs = s.getOldestWaiterMs();
   out.backgroundHashesTotal = s.getBackgroundHashesTotal();
   out.lastReclaimMonoUs = s.getLastReclaimMonoUs();
+  out.proxies = s.getProxies();
+  out.proxyBytes = s.getProxyBytes();
+  out.remoteHolders = s.getRemoteHolders();
+  out.detachedHolders = s.getDetachedHolders();
+  out.peers = s.getPeers();
+  out.pullsInFlight = s.getPullsInFlight();
+  out.bytesPulledTotal = s.getBytesPulledTotal();
+  out.bytesServedTotal = s.getBytesServedTotal();
+  out.pullsTotal = s.getPullsTotal();
+  out.ownerLost = s.getOwnerLost();
+  return out;
+}
+
+std::vector<PeerInfo> Client::peers() {
+  connection->checkUsable();
+  auto reply = connection->wait(connection->store.peersRequest().send());
+  std::vector<PeerInfo> out;
+  for (auto row: reply.getPeers()) {
+    PeerInfo peer;
+    peer.origin = row.getOrigin();
+    peer.address = row.getAddress();
+    peer.state = row.getState();
+    peer.outgoing = row.getOutgoing();
+    peer.heldByPeer = row.getHeldByPeer();
+    peer.heldFromPeer = row.getHeldFromPeer();
+    peer.bytesPulled = row.getBytesPulled();
+    peer.bytesServed = row.getBytesServed();
+    peer.lastHeardMs = row.getLastHeardMs();
+    out.push_back(std::move(peer));
+  }
   return out;
 }
 
@@ -591,6 +621,16 @@ std::vector<NamedCounter> namedCounters(const Stats& s) {
       {"oldest_waiter_ms", s.oldestWaiterMs},
       {"background_hashes_total", s.backgroundHashesTotal},
       {"last_reclaim_mono_us", s.lastReclaimMonoUs},
+      {"proxies", s.proxies},
+      {"proxy_bytes", s.proxyBytes},
+      {"remote_holders", s.remoteHolders},
+      {"detached_holders", s.detachedHolders},
+      {"peers", s.peers},
+      {"pulls_in_flight", s.pullsInFlight},
+      {"bytes_pulled_total", s.bytesPulledTotal},
+      {"bytes_served_total", s.bytesServedTotal},
+      {"pulls_total", s.pullsTotal},
+      {"owner_lost", s.ownerLost},
   };
 }
 
@@ -608,7 +648,8 @@ std::vector<ObjectListing> Client::list() {
       listing.info = toInfo(row.getInfo());
       for (auto holder: row.getHolders()) {
         listing.holders.push_back(HolderInfo{holder.getClientId(), holder.getLabel().cStr(),
-                                             holder.getPid(), holder.getHeldMs()});
+                                             holder.getPid(), holder.getHeldMs(),
+                                             holder.getPeerOrigin(), holder.getDetached()});
       }
       listing.holderCount = row.getHolderCount();
       listing.tokens = row.getTokens();
@@ -620,6 +661,9 @@ std::vector<ObjectListing> Client::list() {
       for (auto id: row.getParents()) listing.parents.push_back(toId(id));
       for (auto id: row.getChildren()) listing.children.push_back(toId(id));
       listing.oldestHoldMs = row.getOldestHoldMs();
+      listing.ownerAddress = row.getOwnerAddress();
+      listing.bytesLocal = row.getBytesLocal();
+      listing.ownerLost = row.getOwnerLost();
       out.push_back(std::move(listing));
     }
     cursor = reply.getNextCursor();

@@ -79,6 +79,18 @@ struct Stats {
   uint64_t oldestWaiterMs = 0;
   uint64_t backgroundHashesTotal = 0;  // values over 1 MiB hashed after sealing (see schema)
   uint64_t lastReclaimMonoUs = 0;      // when an object was last freed: CLOCK_MONOTONIC, µs
+  // Many hosts (schema: Stats):
+  uint64_t proxies = 0, proxyBytes = 0, remoteHolders = 0, detachedHolders = 0;
+  uint32_t peers = 0, pullsInFlight = 0;
+  uint64_t bytesPulledTotal = 0, bytesServedTotal = 0, pullsTotal = 0, ownerLost = 0;
+};
+
+// One connection to another daemon (Client::peers, `refctl peers`).
+struct PeerInfo {
+  uint64_t origin = 0;
+  std::string address, state;  // state: "connecting", "up" or "down"
+  bool outgoing = false;
+  uint64_t heldByPeer = 0, heldFromPeer = 0, bytesPulled = 0, bytesServed = 0, lastHeardMs = 0;
 };
 
 // Every counter of `stats` by name, in the order and with the names `refctl stats` prints
@@ -94,6 +106,8 @@ struct HolderInfo {
   std::string label;
   int pid = 0;
   uint64_t heldMs = 0;
+  uint64_t peerOrigin = 0;  // another daemon's remote holder (0: a local client)
+  bool detached = false;    // its daemon's connection is down (grace period)
 };
 
 struct ObjectListing {
@@ -107,6 +121,8 @@ struct ObjectListing {
   std::vector<std::string> names;
   std::vector<ObjectId> parents, children;
   uint64_t oldestHoldMs = 0;               // longest-standing current holder
+  std::string ownerAddress;                // a proxy of another daemon's object: its owner
+  bool bytesLocal = false, ownerLost = false;
 };
 
 struct NameBinding {
@@ -298,6 +314,8 @@ class Client {
   View restoreView(const std::string& token, double timeoutSeconds = -1);
   Stats stats();
   std::vector<ObjectListing> list();
+  // The connections to other daemons.
+  std::vector<PeerInfo> peers();
 
   // A new Ref on this client's own connection to `ref`'s value, where `ref` belongs to another
   // Client (of the same daemon), so that the other may go away (Store.adopt).

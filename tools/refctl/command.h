@@ -71,5 +71,6 @@ std::unique_ptr<Command> newGetCommand(Globals& globals, bool cat);
 std::unique_ptr<Command> newStatsCommand(Globals& globals);
 std::unique_ptr<Command> newLsCommand(Globals& globals);
 std::unique_ptr<Command> newUnnameCommand(Globals& globals);
+std::unique_ptr<Command> newPeersCommand(Globals& globals);
 
 }  // namespace refstore::tools

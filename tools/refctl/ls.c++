@@ -124,10 +124,13 @@ class LsCommand final: public Command {
              "\"holders\": [", i ? ", " : "", o.info.id.hex().c_str(),
              (unsigned long long)o.info.size, o.info.state.c_str(), o.dead ? "true" : "false");
       for (size_t h = 0; h < o.holders.size(); h++) {
-        printf("%s{\"client\": %llu, \"label\": %s, \"pid\": %d, \"held_ms\": %llu}",
+        printf("%s{\"client\": %llu, \"label\": %s, \"pid\": %d, \"held_ms\": %llu, "
+               "\"peer\": \"%016llx\", \"detached\": %s}",
                h ? ", " : "", (unsigned long long)o.holders[h].clientId,
                jsonString(o.holders[h].label).c_str(), o.holders[h].pid,
-               (unsigned long long)o.holders[h].heldMs);
+               (unsigned long long)o.holders[h].heldMs,
+               (unsigned long long)o.holders[h].peerOrigin,
+               o.holders[h].detached ? "true" : "false");
       }
       printf("], \"tokens\": [");
       for (size_t t = 0; t < o.tokenExpiriesMs.size(); t++) {
@@ -138,9 +141,11 @@ class LsCommand final: public Command {
       for (size_t n = 0; n < o.names.size(); n++) {
         printf("%s%s", n ? ", " : "", jsonString(o.names[n]).c_str());
       }
-      printf("], \"parents\": %s, \"children\": %s, \"pins\": %u, \"age_ms\": %llu}",
+      printf("], \"parents\": %s, \"children\": %s, \"pins\": %u, \"age_ms\": %llu, "
+             "\"holder_count\": %u, \"owner\": %s, \"bytes_local\": %s, \"owner_lost\": %s}",
              jsonIds(o.parents).c_str(), jsonIds(o.children).c_str(), o.pins,
-             (unsigned long long)o.ageMs);
+             (unsigned long long)o.ageMs, o.holderCount, jsonString(o.ownerAddress).c_str(),
+             o.bytesLocal ? "true" : "false", o.ownerLost ? "true" : "false");
     }
     printf("]\n");
   }
@@ -156,8 +161,22 @@ class LsCommand final: public Command {
       std::string heldBy, names;
       for (auto& h: o.holders) {
         if (!heldBy.empty()) heldBy += ", ";
-        heldBy += (h.label.empty() ? "?" : h.label) + "[" + std::to_string(h.pid) + "] " +
-                  age(h.heldMs);
+        if (h.peerOrigin != 0) {
+          // Another daemon: one reference for all its clients.
+          heldBy += "peer " + h.label + (h.detached ? " (disconnected)" : "") + " " +
+                    age(h.heldMs);
+        } else {
+          heldBy += (h.label.empty() ? "?" : h.label) + "[" + std::to_string(h.pid) + "] " +
+                    age(h.heldMs);
+        }
+      }
+      if (o.holderCount > o.holders.size()) {
+        heldBy += " and " + std::to_string(o.holderCount - o.holders.size()) + " more";
+      }
+      if (!o.ownerAddress.empty()) {
+        // A proxy: the owner, and whether the bytes are here.
+        heldBy += std::string(heldBy.empty() ? "" : "; ") + "owner " + o.ownerAddress +
+                  (o.ownerLost ? " (lost)" : "") + (o.bytesLocal ? ", copy here" : ", not copied");
       }
       for (auto& n: o.names) names += (names.empty() ? "" : ",") + n;
       if (!o.parents.empty()) {

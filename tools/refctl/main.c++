@@ -16,7 +16,8 @@ class RefctlMain {
         cat(newGetCommand(globals, /*cat=*/true)),
         stats(newStatsCommand(globals)),
         ls(newLsCommand(globals)),
-        unname(newUnnameCommand(globals)) {}
+        unname(newUnnameCommand(globals)),
+        peers(newPeersCommand(globals)) {}
 
   kj::MainFunc getMain() {
     return kj::MainBuilder(globals.context, "refctl 0.1",
@@ -30,6 +31,7 @@ class RefctlMain {
         .addSubCommand("stats", KJ_BIND_METHOD(*stats, getMain), "daemon counters")
         .addSubCommand("ls", KJ_BIND_METHOD(*ls, getMain), "list live objects")
         .addSubCommand("unname", KJ_BIND_METHOD(*unname, getMain), "drop a name pin")
+        .addSubCommand("peers", KJ_BIND_METHOD(*peers, getMain), "connections to other daemons")
         .build();
   }
 
@@ -40,7 +42,7 @@ class RefctlMain {
   }
 
   Globals globals;
-  std::unique_ptr<Command> put, get, cat, stats, ls, unname;
+  std::unique_ptr<Command> put, get, cat, stats, ls, unname, peers;
 };
 
 }  // namespace

@@ -52,6 +52,16 @@ std::vector<Field> fieldsOf(const Stats& s) {
       {"oldest_waiter_ms", Kind::MILLIS, s.oldestWaiterMs},
       {"background_hashes_total", Kind::COUNT, s.backgroundHashesTotal},
       {"last_reclaim_mono_us", Kind::MONO_MICROS, s.lastReclaimMonoUs},
+      {"proxies", Kind::COUNT, s.proxies},
+      {"proxy_bytes", Kind::BYTES, s.proxyBytes},
+      {"remote_holders", Kind::COUNT, s.remoteHolders},
+      {"detached_holders", Kind::COUNT, s.detachedHolders},
+      {"peers", Kind::COUNT, s.peers},
+      {"pulls_in_flight", Kind::COUNT, s.pullsInFlight},
+      {"bytes_pulled_total", Kind::BYTES, s.bytesPulledTotal},
+      {"bytes_served_total", Kind::BYTES, s.bytesServedTotal},
+      {"pulls_total", Kind::COUNT, s.pullsTotal},
+      {"owner_lost", Kind::COUNT, s.ownerLost},
   };
 }
 
