@@ -1652,11 +1652,16 @@ TEST_CASE("new mutators are guarded against re-entry from the callback") {
 
 TEST_CASE("ownsBytes: only objects with bytes of their own") {
   ObjectRecord r;
-  for (ObjectState s : {ObjectState::CREATING, ObjectState::SEALED, ObjectState::SPILLED,
-                        ObjectState::REMOTE}) {
+  for (ObjectState s : {ObjectState::CREATING, ObjectState::SEALED, ObjectState::SPILLED}) {
     r.state = s;
     CHECK(ObjectTable::ownsBytes(r));
   }
+  // A proxy owns bytes only while it has a local copy.
+  r.state = ObjectState::REMOTE;
+  CHECK_FALSE(ObjectTable::ownsBytes(r));
+  r.bytesLocal = true;
+  CHECK(ObjectTable::ownsBytes(r));
+  r.bytesLocal = false;
   r.state = ObjectState::PROMISED;
   CHECK_FALSE(ObjectTable::ownsBytes(r));
   r.state = ObjectState::FAILED;
