@@ -518,7 +518,9 @@ class ObjectTable {
     ClientId minter;
   };
   static_assert(sizeof(Lease) <= 56, "one Lease per token: keep it at 56 bytes");
-  static LeaseId leaseIdOf(uint32_t slot, uint32_t generation) { return holderIdOf(slot, generation); }
+  static LeaseId leaseIdOf(uint32_t slot, uint32_t generation) {
+    return holderIdOf(slot, generation);
+  }
   // The live Lease `id` names, and its slot; null if none.
   Lease* findLease(LeaseId id, uint32_t* slotOut) const;
   // The expiry heap: a 4-ary min-heap on expiry, each lease knowing its index. Entries carry
