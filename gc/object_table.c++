@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <unordered_set>
 
 namespace refstore::gc {
@@ -58,14 +59,25 @@ void ObjectTable::checkNotBusy() const {
   }
 }
 
-ObjectTable::SlotRef ObjectTable::findLo(uint64_t lo) const {
-  auto slot = objectsByLo_.find(lo, loOf());
+ObjectTable::SlotRef ObjectTable::findKey(uint64_t key) const {
+  if ((key & kProxyKey) != 0) return atSlot(static_cast<uint32_t>(key));
+  auto slot = objectsByLo_.find(key, loOf());
   return slot ? atSlot(*slot) : SlotRef{};
 }
 
+ObjectId ObjectTable::idOfKey(uint64_t key) const {
+  if ((key & kProxyKey) == 0) return ObjectId{epoch_, key};
+  return objects_.get(static_cast<uint32_t>(key))->rec.id;
+}
+
 ObjectTable::SlotRef ObjectTable::lookup(ObjectId id) const {
-  if (id.hi != epoch_) return SlotRef{};
-  return findLo(id.lo);
+  if (id.hi == epoch_) {
+    // A local lo never has the proxy bit; one that does is a forged id, not a proxy's key.
+    return (id.lo & kProxyKey) == 0 ? findKey(id.lo) : SlotRef{};
+  }
+  if (proxiesById_.empty()) return SlotRef{};
+  auto p = proxiesById_.find(id);
+  return p == proxiesById_.end() ? SlotRef{} : atSlot(p->second);
 }
 
 ObjectTable::SlotRef ObjectTable::lookupLive(ObjectId id) const {
@@ -87,14 +99,22 @@ ObjectTable::SlotRef ObjectTable::findCreatorHolder(HolderId id) const {
 }
 
 ObjectTable::Created ObjectTable::insert(ObjectRecord rec, ClientId creator) {
-  rec.id = ObjectId{epoch_, nextObjectLo_};
+  const bool proxy = rec.state == ObjectState::REMOTE;
+  if (!proxy) {
+    assert(nextObjectLo_ < kProxyKey && "local ids ran into proxy keys");
+    rec.id = ObjectId{epoch_, nextObjectLo_};
+  }
   // Each step may throw (allocation); each undoes the ones before, so a failed insert changes
   // no counter and does not use the id.
   auto slot = objects_.allocate();
   Slot& s = *slot.value;
   s.rec = rec;
   try {
-    objectsByLo_.insert(rec.id.lo, slot.slot, loOf());
+    if (proxy) {
+      proxiesById_.emplace(rec.id, slot.slot);
+    } else {
+      objectsByLo_.insert(rec.id.lo, slot.slot, loOf());
+    }
   } catch (...) {
     objects_.free(slot.slot);
     throw;
@@ -106,7 +126,7 @@ ObjectTable::Created ObjectTable::insert(ObjectRecord rec, ClientId creator) {
   s.creatorClient = creator;
   ++creatorHolders_;
   HolderId writer = creatorHolderIdOf(slot.slot, slot.generation);
-  ++nextObjectLo_;
+  if (!proxy) ++nextObjectLo_;
   liveBytes_ += rec.size;
   ++perState_[stateIndex(rec.state)];
   return Created{rec.id, writer};
@@ -153,7 +173,7 @@ ObjectTable::Created ObjectTable::createSealed(uint64_t size, uint64_t hashHi, u
   auto c = children_.find(lo);
   if (c != children_.end()) {
     for (uint64_t kid : c->second) {
-      ++findLo(kid)->rec.parents;
+      ++findKey(kid)->rec.parents;
       ++parentRefs_;
     }
   }
@@ -172,8 +192,9 @@ bool ObjectTable::liveChildren(const std::vector<ObjectId>& children,
                                std::vector<uint64_t>* out) const {
   out->reserve(children.size());
   for (ObjectId child : children) {
-    if (!lookupLive(child)) return false;
-    out->push_back(child.lo);
+    SlotRef it = lookupLive(child);
+    if (!it) return false;
+    out->push_back(keyOf(it));
   }
   return true;
 }
@@ -181,7 +202,7 @@ bool ObjectTable::liveChildren(const std::vector<ObjectId>& children,
 bool ObjectTable::wouldContainItself(uint64_t self, const std::vector<uint64_t>& from) const {
   // Every link into `self` counts in its `parents`; with none, only self-listing can cycle.
   // This keeps the common case (nothing contains the object being settled yet) O(children).
-  if (findLo(self)->rec.parents == 0) {
+  if (findKey(self)->rec.parents == 0) {
     return std::find(from.begin(), from.end(), self) != from.end();
   }
   // Iterative: containment chains may be far deeper than the stack. `seen` keeps shared
@@ -189,24 +210,24 @@ bool ObjectTable::wouldContainItself(uint64_t self, const std::vector<uint64_t>&
   std::vector<uint64_t> stack(from.begin(), from.end());
   std::unordered_set<uint64_t> seen;
   while (!stack.empty()) {
-    uint64_t lo = stack.back();
+    uint64_t key = stack.back();
     stack.pop_back();
-    if (lo == self) return true;
-    if (!seen.insert(lo).second) continue;
-    auto c = children_.find(lo);
+    if (key == self) return true;
+    if (!seen.insert(key).second) continue;
+    auto c = children_.find(key);
     if (c != children_.end()) stack.insert(stack.end(), c->second.begin(), c->second.end());
-    auto a = aliases_.find(lo);
+    auto a = aliases_.find(key);
     if (a != aliases_.end()) stack.push_back(a->second);
   }
   return false;
 }
 
-void ObjectTable::linkChildren(uint64_t parentLo, std::vector<uint64_t> kids) {
+void ObjectTable::linkChildren(uint64_t parentKey, std::vector<uint64_t> kids) {
   if (kids.empty()) return;
   // The only allocation comes first, so a throw leaves no count changed.
-  auto c = children_.emplace(parentLo, std::move(kids)).first;
+  auto c = children_.emplace(parentKey, std::move(kids)).first;
   for (uint64_t kid : c->second) {
-    ++findLo(kid)->rec.parents;
+    ++findKey(kid)->rec.parents;
     ++parentRefs_;
   }
 }
@@ -220,8 +241,8 @@ bool ObjectTable::seal(ObjectId id, uint64_t hashHi, uint64_t hashLo,
   if (!liveChildren(children, &kids)) return false;
   // A CREATING object has no Ref but its writer's, yet it can still be listed as a child (or
   // list itself), so the check is not only for promises. It is free when nothing contains it.
-  if (wouldContainItself(id.lo, kids)) return false;
-  linkChildren(id.lo, std::move(kids));
+  if (wouldContainItself(keyOf(it), kids)) return false;
+  linkChildren(keyOf(it), std::move(kids));
   ObjectRecord& r = it->rec;
   --perState_[stateIndex(r.state)];
   r.state = ObjectState::SEALED;
@@ -238,8 +259,8 @@ bool ObjectTable::fulfill(ObjectId promise, uint64_t size, uint64_t userData, ui
   if (!it || it->rec.state != ObjectState::PROMISED) return false;
   std::vector<uint64_t> kids;
   if (!liveChildren(children, &kids)) return false;
-  if (wouldContainItself(promise.lo, kids)) return false;
-  linkChildren(promise.lo, std::move(kids));
+  if (wouldContainItself(keyOf(it), kids)) return false;
+  linkChildren(keyOf(it), std::move(kids));
   ObjectRecord& r = it->rec;
   --perState_[stateIndex(r.state)];
   r.state = ObjectState::SEALED;
@@ -258,8 +279,8 @@ bool ObjectTable::fulfillWith(ObjectId promise, ObjectId target) {
   if (!it || it->rec.state != ObjectState::PROMISED) return false;
   auto t = lookupLive(target);
   if (!t) return false;
-  if (wouldContainItself(promise.lo, {target.lo})) return false;
-  aliases_.emplace(promise.lo, target.lo);  // may throw: nothing changed yet
+  if (wouldContainItself(keyOf(it), {keyOf(t)})) return false;
+  aliases_.emplace(keyOf(it), keyOf(t));  // may throw: nothing changed yet
   ++t->rec.parents;
   ++parentRefs_;
   ObjectRecord& r = it->rec;
@@ -312,6 +333,7 @@ HolderId ObjectTable::linkHolder(uint32_t objectSlot, ClientId client, MonoMilli
   Holder& h = *made.value;
   h.object = objectSlot;
   h.generation = made.generation;
+  h.remote = 0;
   h.client = client;
   h.since = now;
   // New holders go to the front of the object's chain.
@@ -338,21 +360,32 @@ bool ObjectTable::removeHolder(HolderId holder) {
     onRefDropped(it);
     return true;
   }
-  Holder* h = findHolder(holder);
-  if (h == nullptr) return false;
-  const Holder entry = *h;
+  if (findHolder(holder) == nullptr) return false;
+  unlinkHolder(static_cast<uint32_t>(holder - 1));  // the low half is slot + 1
+  return true;
+}
+
+void ObjectTable::unlinkHolder(uint32_t slot) {
+  const Holder entry = *holders_.get(slot);
   SlotRef it = atSlot(entry.object);
   assert(it && "holder of an object not in the table");
+  if (entry.remote) {  // nothing below throws
+    auto r = remoteHolders_.find(slot);
+    assert(r != remoteHolders_.end() && "remote holder without its state");
+    const RemoteHolder remote = r->second;
+    remoteHolders_.erase(r);
+    remoteByPeer_.erase(PeerHolder{remote.peer, remote.detached, keyOf(it), slot});
+    if (remote.detached) detachedByDeadline_.erase({remote.deadline, slot});
+  }
   if (entry.prev != 0) {
     holders_.get(entry.prev - 1)->next = entry.next;
   } else {
     it->firstHolder = entry.next;
   }
   if (entry.next != 0) holders_.get(entry.next - 1)->prev = entry.prev;
-  holders_.free(static_cast<uint32_t>(holder - 1));
+  holders_.free(slot);
   --it->rec.holders;
   onRefDropped(it);
-  return true;
 }
 
 // ---- leases ----
@@ -401,13 +434,14 @@ LeaseId ObjectTable::addLease(ObjectId id, Secret secret, MonoMillis expiresAt, 
                               ClientId minter) {
   checkNotBusy();
   auto it = lookupLive(id);
-  if (!it) return 0;
+  // A proxy's tokens are its owner's to mint.
+  if (!it || isProxy(it->rec)) return 0;
   // The allocations come first, so a throw leaves nothing changed (the empty entries they may
   // leave in the maps are harmless).
   if (leaseHeap_.size() == leaseHeap_.capacity()) {
     leaseHeap_.reserve(std::max<size_t>(64, 2 * leaseHeap_.capacity()));
   }
-  auto chain = leaseChains_.try_emplace(id.lo, 0).first;
+  auto chain = leaseChains_.try_emplace(keyOf(it), 0).first;
   auto minted = leasesByMinter_.try_emplace(minter, 0).first;
   auto made = leases_.allocate();
   Lease& lease = *made.value;
@@ -435,8 +469,9 @@ uint64_t ObjectTable::leasesMintedBy(ClientId minter) const {
 
 std::vector<MonoMillis> ObjectTable::leaseExpiriesOf(ObjectId id, size_t limit) const {
   std::vector<MonoMillis> out;
-  if (id.hi != epoch_) return out;
-  auto chain = leaseChains_.find(id.lo);
+  SlotRef it = lookup(id);
+  if (!it) return out;
+  auto chain = leaseChains_.find(keyOf(it));
   if (chain == leaseChains_.end()) return out;
   for (uint32_t l = chain->second; l != 0;) {
     const Lease& lease = *leases_.get(l - 1);
@@ -459,9 +494,9 @@ void ObjectTable::removeLease(uint32_t slot) {
   if (lease.prev != 0) {
     leases_.get(lease.prev - 1)->next = lease.next;
   } else if (lease.next != 0) {
-    leaseChains_[it->rec.id.lo] = lease.next;
+    leaseChains_.find(keyOf(it))->second = lease.next;
   } else {
-    leaseChains_.erase(it->rec.id.lo);
+    leaseChains_.erase(keyOf(it));
   }
   if (lease.next != 0) leases_.get(lease.next - 1)->prev = lease.prev;
   auto minted = leasesByMinter_.find(lease.minter);
@@ -522,6 +557,194 @@ std::optional<MonoMillis> ObjectTable::nextLeaseExpiry() const {
   return leaseHeap_.front().expiresAt;
 }
 
+// ---- many hosts: proxies ----
+
+ObjectTable::Created ObjectTable::createProxy(ObjectId ownerId, ClientId creator,
+                                              MonoMillis now) {
+  checkNotBusy();
+  if (ownerId.hi == epoch_ || ownerId.lo == 0 || proxiesById_.count(ownerId) != 0) {
+    return Created{ObjectId{}, 0};
+  }
+  ObjectRecord rec;
+  rec.id = ownerId;
+  rec.createdAt = now;
+  rec.state = ObjectState::REMOTE;
+  return insert(rec, creator);
+}
+
+bool ObjectTable::setProxyBytes(ObjectId id, uint64_t size, uint64_t userData, uint64_t hashHi,
+                                uint64_t hashLo) {
+  checkNotBusy();
+  auto it = lookupLive(id);
+  if (!it || !isProxy(it->rec) || it->rec.bytesLocal) return false;
+  ObjectRecord& r = it->rec;
+  liveBytes_ = liveBytes_ - r.size + size;
+  proxyBytes_ += size;
+  r.size = size;
+  r.userData = userData;
+  r.hashHi = hashHi;
+  r.hashLo = hashLo;
+  r.bytesLocal = true;
+  return true;
+}
+
+bool ObjectTable::clearProxyBytes(ObjectId id) {
+  checkNotBusy();
+  auto it = lookupLive(id);
+  // A pinned copy is being read in place: it cannot go until its Views do.
+  if (!it || !isProxy(it->rec) || !it->rec.bytesLocal || it->rec.pins != 0) return false;
+  ObjectRecord& r = it->rec;
+  proxyBytes_ -= r.size;
+  r.userData = 0;
+  r.bytesLocal = false;
+  return true;
+}
+
+bool ObjectTable::setProxyInfo(ObjectId id, uint64_t size, uint64_t hashHi, uint64_t hashLo) {
+  checkNotBusy();
+  auto it = lookupLive(id);
+  if (!it || !isProxy(it->rec)) return false;
+  ObjectRecord& r = it->rec;
+  if (r.bytesLocal) return r.size == size && r.hashHi == hashHi && r.hashLo == hashLo;
+  liveBytes_ = liveBytes_ - r.size + size;
+  r.size = size;
+  r.hashHi = hashHi;
+  r.hashLo = hashLo;
+  return true;
+}
+
+// ---- many hosts: remote holders ----
+
+bool ObjectTable::markRemote(HolderId holder, PeerId peer) {
+  checkNotBusy();
+  Holder* h = findHolder(holder);  // null for creator holders too
+  if (h == nullptr || h->remote) return false;
+  const uint32_t slot = static_cast<uint32_t>(holder - 1);  // the low half is slot + 1
+  const uint64_t object = keyOf(atSlot(h->object));
+  // Both allocations before the flag is set; the second undoes the first if it throws.
+  auto added = remoteHolders_.emplace(slot, RemoteHolder{peer}).first;
+  try {
+    remoteByPeer_.insert(PeerHolder{peer, false, object, slot});
+  } catch (...) {
+    remoteHolders_.erase(added);
+    throw;
+  }
+  h->remote = 1;
+  return true;
+}
+
+size_t ObjectTable::detachPeer(PeerId peer, MonoMillis deadline) {
+  checkNotBusy();
+  // The peer's attached holders are one range, followed by its detached ones.
+  auto first = remoteByPeer_.lower_bound(PeerHolder{peer, false, 0, 0});
+  // The only allocations: the deadline entries, made in a set of their own and spliced in
+  // (no allocation) once nothing can fail any more.
+  std::set<std::pair<MonoMillis, uint32_t>> due;
+  size_t count = 0;
+  for (auto i = first; i != remoteByPeer_.end() && i->peer == peer && !i->detached; ++i) {
+    due.emplace(deadline, i->holder);
+    ++count;
+  }
+  // Each entry moves to the detached range, which lies after the attached one, so the next
+  // attached entry is always the successor of the one being moved (counted, because the last
+  // one's successor may already be a moved entry). Moving a node does not allocate.
+  for (size_t k = 0; k < count; ++k) {
+    auto next = std::next(first);
+    auto node = remoteByPeer_.extract(first);
+    node.value().detached = true;
+    RemoteHolder& r = remoteHolders_.find(node.value().holder)->second;
+    r.detached = true;
+    r.deadline = deadline;
+    remoteByPeer_.insert(std::move(node));
+    first = next;
+  }
+  detachedByDeadline_.merge(due);
+  return count;
+}
+
+HolderId ObjectTable::reattach(PeerId peer, ObjectId id, ClientId client) {
+  checkNotBusy();
+  // A detached holder keeps its object alive, so a dead or unknown object has none.
+  SlotRef it = lookupLive(id);
+  if (!it) return 0;
+  const uint64_t object = keyOf(it);
+  auto i = remoteByPeer_.lower_bound(PeerHolder{peer, true, object, 0});
+  if (i == remoteByPeer_.end() || i->peer != peer || !i->detached || i->object != object) {
+    return 0;
+  }
+  const uint32_t slot = i->holder;
+  auto node = remoteByPeer_.extract(i);
+  node.value().detached = false;
+  remoteByPeer_.insert(std::move(node));  // a node move: no allocation
+  RemoteHolder& r = remoteHolders_.find(slot)->second;
+  detachedByDeadline_.erase({r.deadline, slot});
+  r.detached = false;
+  r.deadline = 0;
+  Holder& h = *holders_.get(slot);
+  h.client = client;
+  return holderIdOf(slot, h.generation);
+}
+
+size_t ObjectTable::expireDetached(MonoMillis now, size_t limit) {
+  checkNotBusy();
+  size_t removed = 0;
+  std::exception_ptr error;
+  while (removed < limit && !detachedByDeadline_.empty() &&
+         detachedByDeadline_.begin()->first <= now) {
+    // A throwing reclaim callback does not stop the expiry: every removal completes its own
+    // cascade before rethrowing, so the table is consistent; the first exception is rethrown
+    // once the slice is done, as for a cascade.
+    try {
+      unlinkHolder(detachedByDeadline_.begin()->second);
+    } catch (...) {
+      if (!error) error = std::current_exception();
+    }
+    ++removed;
+  }
+  if (error) std::rethrow_exception(error);
+  return removed;
+}
+
+std::optional<MonoMillis> ObjectTable::nextDetachedExpiry() const {
+  if (detachedByDeadline_.empty()) return std::nullopt;
+  return detachedByDeadline_.begin()->first;
+}
+
+size_t ObjectTable::dropPeer(PeerId peer) {
+  checkNotBusy();
+  std::vector<uint32_t> slots;  // the only allocation, before anything changes
+  for (auto i = remoteByPeer_.lower_bound(PeerHolder{peer, true, 0, 0});
+       i != remoteByPeer_.end() && i->peer == peer; ++i) {
+    slots.push_back(i->holder);
+  }
+  // Removing a holder never removes another (a cascade only reclaims objects nobody holds),
+  // so every slot collected is still this peer's detached holder when its turn comes.
+  std::exception_ptr error;
+  for (uint32_t slot : slots) {
+    try {
+      unlinkHolder(slot);
+    } catch (...) {
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  return slots.size();
+}
+
+std::optional<PeerId> ObjectTable::remotePeerOf(HolderId holder) const {
+  const Holder* h = findHolder(holder);
+  if (h == nullptr || !h->remote) return std::nullopt;
+  return remoteHolders_.find(static_cast<uint32_t>(holder - 1))->second.peer;
+}
+
+bool ObjectTable::isDetached(HolderId holder) const {
+  const Holder* h = findHolder(holder);
+  if (h == nullptr || !h->remote) return false;
+  return remoteHolders_.find(static_cast<uint32_t>(holder - 1))->second.detached;
+}
+
+// ---- pins ----
+
 bool ObjectTable::pin(ObjectId id) {
   checkNotBusy();
   auto it = lookupLive(id);
@@ -551,10 +774,10 @@ NameResult ObjectTable::addName(ObjectId id, std::string name) {
   checkNotBusy();
   auto it = lookupLive(id);
   if (!it) return NameResult::NOT_FOUND;
-  auto added = names_.emplace(std::move(name), id.lo);
+  auto added = names_.emplace(std::move(name), keyOf(it));
   if (!added.second) return NameResult::DUPLICATE;
   try {
-    namesByObject_.emplace(id.lo, std::string_view(added.first->first));
+    namesByObject_.emplace(keyOf(it), std::string_view(added.first->first));
   } catch (...) {
     names_.erase(added.first);
     throw;
@@ -567,7 +790,7 @@ NameResult ObjectTable::removeName(const std::string& name) {
   checkNotBusy();
   auto n = names_.find(name);
   if (n == names_.end()) return NameResult::NOT_FOUND;
-  auto it = findLo(n->second);
+  auto it = findKey(n->second);
   assert(it && "name of an object not in the table");
   auto range = namesByObject_.equal_range(n->second);
   for (auto i = range.first; i != range.second; ++i) {
@@ -585,7 +808,7 @@ NameResult ObjectTable::removeName(const std::string& name) {
 std::optional<ObjectId> ObjectTable::lookupName(const std::string& name) const {
   auto n = names_.find(name);
   if (n == names_.end()) return std::nullopt;
-  return ObjectId{epoch_, n->second};
+  return idOfKey(n->second);
 }
 
 std::vector<std::string> ObjectTable::namesOf(ObjectId id) const {
@@ -593,7 +816,7 @@ std::vector<std::string> ObjectTable::namesOf(ObjectId id) const {
   auto it = lookup(id);
   if (!it || it->rec.names == 0) return out;
   out.reserve(it->rec.names);
-  auto range = namesByObject_.equal_range(id.lo);
+  auto range = namesByObject_.equal_range(keyOf(it));
   for (auto i = range.first; i != range.second; ++i) out.emplace_back(i->second);
   std::sort(out.begin(), out.end());
   return out;
@@ -605,7 +828,7 @@ std::vector<std::pair<std::string, ObjectId>> ObjectTable::listNames(const std::
   std::vector<std::pair<std::string, ObjectId>> out;
   auto n = after.empty() ? names_.begin() : names_.upper_bound(after);
   for (; n != names_.end() && out.size() < limit; ++n) {
-    out.emplace_back(n->first, ObjectId{epoch_, n->second});
+    out.emplace_back(n->first, idOfKey(n->second));
   }
   *more = n != names_.end();
   return out;
@@ -614,25 +837,29 @@ std::vector<std::pair<std::string, ObjectId>> ObjectTable::listNames(const std::
 std::vector<std::pair<std::string, ObjectId>> ObjectTable::listNames() const {
   std::vector<std::pair<std::string, ObjectId>> out;
   out.reserve(names_.size());
-  for (const auto& [name, lo] : names_) out.emplace_back(name, ObjectId{epoch_, lo});
+  for (const auto& [name, key] : names_) out.emplace_back(name, idOfKey(key));
   return out;
 }
 
 // ---- containment and aliases (read side) ----
 
+// Aliases and containers are local objects (a proxy is never an alias and has no children in
+// gc: a remote object's nested refs are its owner's business), so only local ids are looked up
+// in aliases_ and children_; their targets and children may be proxies.
+
 ObjectId ObjectTable::resolveAlias(ObjectId id) const {
   if (id.hi != epoch_) return id;
-  uint64_t lo = id.lo;
+  uint64_t key = id.lo;
   // Iterative, and finite: fulfillWith never admits a cycle.
-  for (auto a = aliases_.find(lo); a != aliases_.end(); a = aliases_.find(lo)) lo = a->second;
-  return ObjectId{epoch_, lo};
+  for (auto a = aliases_.find(key); a != aliases_.end(); a = aliases_.find(key)) key = a->second;
+  return key == id.lo ? id : idOfKey(key);
 }
 
 std::optional<ObjectId> ObjectTable::aliasTarget(ObjectId id) const {
   if (id.hi != epoch_) return std::nullopt;
   auto a = aliases_.find(id.lo);
   if (a == aliases_.end()) return std::nullopt;
-  return ObjectId{epoch_, a->second};
+  return idOfKey(a->second);
 }
 
 std::vector<ObjectId> ObjectTable::childrenOf(ObjectId id) const {
@@ -641,7 +868,7 @@ std::vector<ObjectId> ObjectTable::childrenOf(ObjectId id) const {
   auto c = children_.find(id.lo);
   if (c == children_.end()) return out;
   out.reserve(c->second.size());
-  for (uint64_t kid : c->second) out.push_back(ObjectId{epoch_, kid});
+  for (uint64_t kid : c->second) out.push_back(idOfKey(kid));
   return out;
 }
 
@@ -650,13 +877,14 @@ std::vector<ObjectId> ObjectTable::parentsOf(ObjectId id) const {
   auto it = lookup(id);
   if (!it || it->rec.parents == 0) return out;
   out.reserve(it->rec.parents);
+  const uint64_t key = keyOf(it);
   for (const auto& [parent, kids] : children_) {
     for (uint64_t kid : kids) {
-      if (kid == id.lo) out.push_back(ObjectId{epoch_, parent});
+      if (kid == key) out.push_back(idOfKey(parent));
     }
   }
   for (const auto& [alias, target] : aliases_) {
-    if (target == id.lo) out.push_back(ObjectId{epoch_, alias});
+    if (target == key) out.push_back(idOfKey(alias));
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -670,15 +898,15 @@ void ObjectTable::markDead(ObjectRecord& r) {
   if (r.pins != 0) ++deadPinned_;
 }
 
-void ObjectTable::dropParentRef(uint64_t childLo, std::vector<uint64_t>* dying) {
-  auto it = findLo(childLo);
+void ObjectTable::dropParentRef(uint64_t childKey, std::vector<uint64_t>* dying) {
+  auto it = findKey(childKey);
   assert(it && "child of a live object not in the table");
   ObjectRecord& r = it->rec;
   --r.parents;
   --parentRefs_;
   if (refCount(r) == 0) {
     markDead(r);
-    dying->push_back(childLo);
+    dying->push_back(childKey);
   }
 }
 
@@ -693,12 +921,12 @@ void ObjectTable::onRefDropped(SlotRef it) {
   std::vector<uint64_t> dying;
   size_t next = 0;
   std::exception_ptr error;
-  uint64_t lo = it->rec.id.lo;
+  uint64_t key = keyOf(it);
   for (;;) {
     // Release links first (the entries are erased: a dead object contains nothing), then
     // reclaim, so the record reported is final and the callback sees the children's new counts.
     if (!children_.empty()) {
-      auto c = children_.find(lo);
+      auto c = children_.find(key);
       if (c != children_.end()) {
         std::vector<uint64_t> kids = std::move(c->second);
         children_.erase(c);
@@ -706,7 +934,7 @@ void ObjectTable::onRefDropped(SlotRef it) {
       }
     }
     if (it->rec.alias) {
-      auto a = aliases_.find(lo);
+      auto a = aliases_.find(key);
       if (a != aliases_.end()) {
         uint64_t target = a->second;
         aliases_.erase(a);
@@ -715,8 +943,8 @@ void ObjectTable::onRefDropped(SlotRef it) {
     }
     if (it->rec.pins == 0) reclaim(it, &error);  // else reclaimed by its last unpin
     if (next == dying.size()) break;
-    lo = dying[next++];
-    it = findLo(lo);
+    key = dying[next++];
+    it = findKey(key);
   }
   if (error) std::rethrow_exception(error);
 }
@@ -726,7 +954,12 @@ void ObjectTable::reclaim(SlotRef it, std::exception_ptr* error) {
   // a table that no longer contains it, and the owner may free the memory right away.
   const ObjectRecord rec = it->rec;
   --perState_[stateIndex(rec.state)];
-  objectsByLo_.erase(rec.id.lo, loOf());
+  if (isProxy(rec)) {
+    proxiesById_.erase(rec.id);
+    if (rec.bytesLocal) proxyBytes_ -= rec.size;
+  } else {
+    objectsByLo_.erase(rec.id.lo, loOf());
+  }
   objects_.free(it.number);
   if (onReclaim_) {
     BusyScope busy(busy_);
@@ -810,6 +1043,10 @@ ObjectTable::Stats ObjectTable::stats() const {
   s.leases = leases_.size();
   s.names = names_.size();
   s.parentRefs = parentRefs_;
+  s.proxies = proxiesById_.size();
+  s.proxyBytes = proxyBytes_;
+  s.remoteHolders = remoteHolders_.size();
+  s.detachedHolders = detachedByDeadline_.size();
   for (size_t i = 0; i < kNumObjectStates; ++i) s.perState[i] = perState_[i];
   return s;
 }

@@ -37,13 +37,14 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstddef>
 #include <exception>
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -97,7 +98,8 @@ inline bool secretEquals(Secret a, Secret b) {
 struct ObjectRecord {
   ObjectId id;
   uint64_t size = 0;                // bytes; live objects' sizes are summed into Stats::liveBytes.
-                                    // 0 for objects without bytes of their own (see ownsBytes)
+                                    // 0 for objects without bytes of their own (see ownsBytes),
+                                    // except proxies: theirs is the owner's (setProxyInfo)
   uint64_t hashHi = 0, hashLo = 0;  // XXH3-128 of the bytes, set at seal/fulfill (0 before, and
                                     // always 0 for promises, aliases and failed objects)
   uint64_t userData = 0;            // opaque to gc: the server keeps its allocation handle here,
@@ -277,7 +279,7 @@ class ObjectTable {
   // Adds a share-token lease: a reference that lasts until `expiresAt` (expired by
   // expireLeases or discovered by redeemLease) or until `uses` redemptions (0 = unlimited).
   // `minter` is who made it (counted by leasesMintedBy while the lease lives). Returns its id,
-  // or 0 if the object is unknown or dead. Cost: O(log leases).
+  // or 0 if the object is unknown, dead or a proxy. Cost: O(log leases).
   LeaseId addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses,
                    ClientId minter = 0);
   // Live leases made by `minter` (for per-client bounds). O(1).
@@ -318,19 +320,23 @@ class ObjectTable {
   // had a local copy to free.
   //
   // A new proxy for `ownerId` held by `creator` (its writer holder in the result). Refused
-  // (writer 0, nothing changed) if `ownerId` is this table's own (hi == epoch) or a proxy for it
-  // is already in the table (live or dead-pinned: one proxy per object per daemon).
+  // (writer 0, nothing changed) if `ownerId` is this table's own (hi == epoch) or not an id
+  // (lo == 0), or a proxy for it is already in the table (live or dead-pinned: one proxy per
+  // object per daemon). The proxy starts with size, hash and userData 0 and no local bytes.
   Created createProxy(ObjectId ownerId, ClientId creator, MonoMillis now);
   // Records that a live proxy's bytes are now in local memory (`size` bytes at `userData`,
-  // with the owner's hash). False, nothing changed, unless `id` is a live proxy without local
-  // bytes.
+  // with the owner's hash; `size` replaces the proxy's in Stats::liveBytes too). False, nothing
+  // changed, unless `id` is a live proxy without local bytes.
   bool setProxyBytes(ObjectId id, uint64_t size, uint64_t userData, uint64_t hashHi,
                      uint64_t hashLo);
   // Forgets a live proxy's local copy (evicted under memory pressure; read again from the
   // owner when next needed). False unless `id` is a live, unpinned proxy with local bytes. The
-  // caller frees the memory at the old userData.
+  // caller frees the memory at the old userData; the record keeps the size and hash (the
+  // owner's) and its userData becomes 0.
   bool clearProxyBytes(ObjectId id);
   // Sets a live proxy's size and hash as its owner reports them (known before the bytes are).
+  // False, nothing changed, unless `id` is a live proxy; one with local bytes only accepts the
+  // size and hash it has (its copy was verified against them), so a repeated report is harmless.
   bool setProxyInfo(ObjectId id, uint64_t size, uint64_t hashHi, uint64_t hashLo);
 
   // Remote holders: holders held by another daemon on behalf of its proxy (on the owner's
@@ -339,22 +345,27 @@ class ObjectTable {
   // count as references until a deadline (the grace period), and a peer that reconnects with
   // the same origin takes them back (reattach). Past the deadline they are removed.
   //
+  // A remote holder stays a holder in every other respect (holdersOf, holderInfo, removeHolder,
+  // which also forgets its remote state, whether attached or detached).
+  //
   // Marks `holder` as held by `peer`. False if the holder is unknown (or a creator holder:
-  // peers only ever restore).
+  // peers only ever restore) or already remote (a holder belongs to one peer for good).
   bool markRemote(HolderId holder, PeerId peer);
   // The peer's connection broke: every remote holder of `peer` is detached until `deadline`
-  // (a holder already detached keeps its earlier deadline). Returns how many.
+  // (a holder already detached keeps its earlier deadline). Returns how many it detached (those
+  // already detached not counted). Cost: O(its attached holders * log remote holders).
   size_t detachPeer(PeerId peer, MonoMillis deadline);
   // A detached holder of `peer` on `id`, attached again for `client` (the peer's new
-  // connection): its id, or 0 if there is none. The holder keeps its `since`.
+  // connection): its id, or 0 if there is none. The holder keeps its `since`. (Should there be
+  // several, which one is unspecified.) Cost: O(log remote holders).
   HolderId reattach(PeerId peer, ObjectId id, ClientId client);
-  // Removes detached holders whose deadline <= now, at most `limit` (reclaiming what they alone
-  // kept alive). Returns how many.
+  // Removes detached holders whose deadline <= now, soonest first, at most `limit` (reclaiming
+  // what they alone kept alive). Returns how many.
   size_t expireDetached(MonoMillis now, size_t limit = SIZE_MAX);
-  // Earliest deadline among detached holders (nullopt: none).
+  // Earliest deadline among detached holders (nullopt: none). O(1).
   std::optional<MonoMillis> nextDetachedExpiry() const;
   // The peer will never come back (it restarted with a new origin, or its grace is over):
-  // removes its detached holders at once. Returns how many.
+  // removes its detached holders at once (its attached ones stay). Returns how many.
   size_t dropPeer(PeerId peer);
   // The peer whose remote holder this is (nullopt: a local holder, or unknown).
   std::optional<PeerId> remotePeerOf(HolderId holder) const;
@@ -409,7 +420,7 @@ class ObjectTable {
     uint64_t names;       // names across all objects
     uint64_t parentRefs;  // parent references (child listings + aliases) across all objects
     uint64_t proxies;         // proxies in the table (also counted in perState[REMOTE])
-    uint64_t proxyBytes;      // bytes of proxies' local copies
+    uint64_t proxyBytes;      // bytes of proxies' local copies (dead-pinned ones included)
     uint64_t remoteHolders;   // holders held by other daemons (detached ones included)
     uint64_t detachedHolders; // remote holders whose peer's connection is down
     uint64_t perState[kNumObjectStates];  // objects in the table by ObjectState (sums to objects)
@@ -419,9 +430,9 @@ class ObjectTable {
   // Objects in the table (live + dead-pinned).
   size_t size() const { return objects_.size(); }
 
-  // The object's total reference count: the sum over every reference source. A future source
-  // (remote holders) is one more counter added here; everything that decides liveness goes
-  // through this one function.
+  // The object's total reference count: the sum over every reference source (remote holders,
+  // attached or detached, are holders); everything that decides liveness goes through this one
+  // function.
   static uint64_t refCount(const ObjectRecord& r) {
     return uint64_t{r.holders} + r.leases + r.names + r.parents;
   }
@@ -433,12 +444,18 @@ class ObjectTable {
   }
 
  private:
-  // Objects live in a Slab (dense chunks, stable addresses) found by `lo` through a SlotIndex;
-  // every object here was minted by create*, so its id is {epoch_, lo} (lookups check `hi`).
-  // Together ~110 bytes per object: the 96-byte slot, its 4-byte generation (slab.h) and
-  // 5-11 bytes of index (4-byte buckets, 3/8 to 3/4 full). (Until session 4 this was an
-  // unordered_set node of 96 bytes plus buckets, plus a 64-byte holder node; see slab.h for why
-  // it changed.)
+  // Objects live in a Slab (dense chunks, stable addresses). Local objects (minted by create*,
+  // id {epoch_, lo}) are found by `lo` through a SlotIndex: together ~110 bytes per object, the
+  // 96-byte slot, its 4-byte generation (slab.h) and 5-11 bytes of index (4-byte buckets, 3/8 to
+  // 3/4 full). (Until session 4 this was an unordered_set node of 96 bytes plus buckets, plus a
+  // 64-byte holder node; see slab.h for why it changed.) Proxies have foreign ids, whose `lo`
+  // may equal a local object's, and are found through proxiesById_ instead.
+  //
+  // Internally (holder and lease links aside, which use slot numbers) an object is named by its
+  // *key*, unique in the table: a local object's `lo` (below 2^63: a counter that would take
+  // centuries to get there), or kProxyKey | slot number for a proxy. The side maps (children,
+  // aliases, lease chains, names) store keys. A proxy's key is only reused after the proxy was
+  // reclaimed, and by then no side map refers to it: whatever links to an object keeps it alive.
   //
   // The creator's holder -- the writer of create*, which for most objects is the only holder
   // they ever have -- lives inside the slot: it needs only its client and a flag, since its
@@ -455,15 +472,17 @@ class ObjectTable {
   static constexpr uint32_t kCreatorLive = 1u << 31;
 
   // Every other handed-out holder (32 bytes), doubly linked with the other holders of the same
-  // object so that removal is O(1) and holdersOf is O(holders of that object).
+  // object so that removal is O(1) and holdersOf is O(holders of that object). A holder held by
+  // a peer daemon has its `remote` bit set and its peer and attachment in remoteHolders_.
   //
   // Holders need no index: a HolderId names its storage directly. The low 32 bits are a slot
   // number + 1 (so never 0), bits 32-62 the slot's generation, which rejects ids of removed
   // holders whose slot was reused, and bit 63 says which slab: set for a creator holder (the
   // object's slot in objects_), clear for a Holder (its slot in holders_).
   struct Holder {
-    uint32_t object;      // the held object's slot
-    uint32_t generation;  // of the holder slot when this holder was made
+    uint32_t object;          // the held object's slot
+    uint32_t generation : 31;  // of the holder slot when this holder was made
+    uint32_t remote : 1;       // held by a peer: see remoteHolders_
     uint32_t prev = 0, next = 0;  // neighbours in the object's chain: holder slot + 1, 0 = none
     ClientId client;
     MonoMillis since;
@@ -501,7 +520,9 @@ class ObjectTable {
     ClientId minter;
   };
   static_assert(sizeof(Lease) <= 56, "one Lease per token: keep it at 56 bytes");
-  static LeaseId leaseIdOf(uint32_t slot, uint32_t generation) { return holderIdOf(slot, generation); }
+  static LeaseId leaseIdOf(uint32_t slot, uint32_t generation) {
+    return holderIdOf(slot, generation);
+  }
   // The live Lease `id` names, and its slot; null if none.
   Lease* findLease(LeaseId id, uint32_t* slotOut) const;
   // The expiry heap: a 4-ary min-heap on expiry, each lease knowing its index. Entries carry
@@ -533,36 +554,49 @@ class ObjectTable {
     Slot* operator->() const { return slot; }
   };
   SlotRef lookup(ObjectId id) const;
-  SlotRef findLo(uint64_t lo) const;
+  // The object with internal key `key` (see above), or a null ref.
+  SlotRef findKey(uint64_t key) const;
+  static constexpr uint64_t kProxyKey = uint64_t{1} << 63;
+  bool isProxy(const ObjectRecord& r) const { return r.id.hi != epoch_; }
+  uint64_t keyOf(SlotRef it) const {
+    return isProxy(it->rec) ? kProxyKey | it.number : it->rec.id.lo;
+  }
+  // The id of the object with key `key`, which must be in the table.
+  ObjectId idOfKey(uint64_t key) const;
   // Like lookup, but only live (not dead) objects.
   SlotRef lookupLive(ObjectId id) const;
   SlotRef atSlot(uint32_t number) const { return SlotRef{number, objects_.get(number)}; }
   // The object whose live creator holder `id` is, or a null ref.
   SlotRef findCreatorHolder(HolderId id) const;
-  // Reads an object's key from its slot, for objectsByLo_ (which stores slots only).
+  // Reads a local object's `lo` from its slot, for objectsByLo_ (which stores slots only).
   auto loOf() const {
     return [this](uint32_t number) { return objects_.get(number)->rec.id.lo; };
   }
+  // Adds an object held by `creator`: a local one (rec.id is assigned) or, for a REMOTE record,
+  // a proxy with the id in rec.id.
   Created insert(ObjectRecord rec, ClientId creator);
   HolderId linkHolder(uint32_t objectSlot, ClientId client, MonoMillis now);
+  // Removes the Holder in `slot` (its remote state, if any, included), then drops its reference
+  // (which may reclaim the object).
+  void unlinkHolder(uint32_t slot);
   // Unlinks and frees a lease, then drops its reference (which may reclaim the object).
   void removeLease(uint32_t slot);
-  // Resolves a child list to `lo`s; false if any child is unknown or dead.
+  // Resolves a child list to keys; false if any child is unknown or dead.
   bool liveChildren(const std::vector<ObjectId>& children, std::vector<uint64_t>* out) const;
   // Whether `self` is among `from` or reachable from them over child and alias links: adding
   // links self -> from would then close a cycle. Iterative DFS.
   bool wouldContainItself(uint64_t self, const std::vector<uint64_t>& from) const;
-  // Records `kids` as children of the object `parentLo` and takes their parent references.
-  void linkChildren(uint64_t parentLo, std::vector<uint64_t> kids);
+  // Records `kids` as children of the object `parentKey` and takes their parent references.
+  void linkChildren(uint64_t parentKey, std::vector<uint64_t> kids);
   // Called after any reference source of `it` was decremented: if its reference count reached
   // zero, marks it dead, releases its children and alias target -- killing, iteratively, those
   // left unreferenced -- and reclaims every object of the cascade that is unpinned.
   void onRefDropped(SlotRef it);
   // Marks an object whose count reached zero dead (accounting only).
   void markDead(ObjectRecord& r);
-  // Drops the parent reference on `childLo` held by a container or alias that died; queues the
+  // Drops the parent reference on `childKey` held by a container or alias that died; queues the
   // child if that killed it.
-  void dropParentRef(uint64_t childLo, std::vector<uint64_t>* dying);
+  void dropParentRef(uint64_t childKey, std::vector<uint64_t>* dying);
   // Removes the object from the table, then invokes the callback with its final record. An
   // exception from the callback is stored in *error (the first one wins), not thrown, so a
   // cascade always completes.
@@ -574,24 +608,50 @@ class ObjectTable {
   mutable bool busy_ = false;
 
   Slab<Slot> objects_;
-  SlotIndex objectsByLo_;  // lo -> slot in objects_
+  SlotIndex objectsByLo_;  // local object's lo -> slot in objects_
+  std::unordered_map<ObjectId, uint32_t, ObjectIdHash> proxiesById_;  // owner's id -> slot
   Slab<Holder> holders_;
   Slab<Lease> leases_;
   std::vector<HeapEntry> leaseHeap_;                       // soonest expiry first
-  std::unordered_map<uint64_t, uint32_t> leaseChains_;     // object lo -> first lease slot + 1
+  std::unordered_map<uint64_t, uint32_t> leaseChains_;     // object key -> first lease slot + 1
   std::unordered_map<ClientId, uint64_t> leasesByMinter_;  // live leases per minter (none: absent)
   // Side maps, holding entries only for the (few) objects concerned, and only while they live:
   // a dying object's entries are erased when it releases its links.
-  std::unordered_map<uint64_t, std::vector<uint64_t>> children_;  // container lo -> child los
-  std::unordered_map<uint64_t, uint64_t> aliases_;                // alias lo -> target lo
-  std::map<std::string, uint64_t, std::less<>> names_;            // name -> object lo (sorted)
-  // object lo -> its names (views of names_'s keys, which std::map keeps in place)
+  std::unordered_map<uint64_t, std::vector<uint64_t>> children_;  // container key -> child keys
+  std::unordered_map<uint64_t, uint64_t> aliases_;                // alias key -> target key
+  std::map<std::string, uint64_t, std::less<>> names_;            // name -> object key (sorted)
+  // object key -> its names (views of names_'s keys, which std::map keeps in place)
   std::unordered_multimap<uint64_t, std::string_view> namesByObject_;
+
+  // Remote holders, in side maps so that other holders pay nothing for them (a remote holder
+  // costs ~130 bytes here on top of its 32-byte Holder; there is one per object per peer).
+  struct RemoteHolder {
+    PeerId peer;
+    MonoMillis deadline = 0;  // while detached
+    bool detached = false;
+  };
+  std::unordered_map<uint32_t, RemoteHolder> remoteHolders_;  // holder slot -> its peer
+  // Every remote holder as (peer, detached, object key, holder slot), so that a peer's attached
+  // holders, its detached ones, and its detached ones on one object are each one range:
+  // detachPeer, dropPeer and reattach never scan other peers' holders or an object's chain.
+  struct PeerHolder {
+    PeerId peer;
+    bool detached;
+    uint64_t object;
+    uint32_t holder;
+    bool operator<(const PeerHolder& o) const {
+      return std::tie(peer, detached, object, holder) <
+             std::tie(o.peer, o.detached, o.object, o.holder);
+    }
+  };
+  std::set<PeerHolder> remoteByPeer_;
+  std::set<std::pair<MonoMillis, uint32_t>> detachedByDeadline_;  // (deadline, holder slot)
 
   // Incremental counters behind stats() (the rest come from container sizes).
   uint64_t parentRefs_ = 0;
   uint64_t creatorHolders_ = 0;  // live creator holders (the others are holders_.size())
   uint64_t liveBytes_ = 0;
+  uint64_t proxyBytes_ = 0;
   uint64_t deadPinned_ = 0;
   uint64_t perState_[kNumObjectStates] = {};
 };

@@ -5,9 +5,18 @@
 // vectors, which recomputes everything from scratch. After every single table call the two must
 // agree on: each call's result, which objects exist and all their fields, the stats, the next
 // lease expiry, each object's holders, children, parents, alias target and resolution, and the
-// names -- and the set of objects the reclaim callback reported during that call must be exactly
-// the objects that just reached "no references and no pins", every container reported before
-// the children it released.
+// names, each holder's remote peer and attachment, the next detached-holder deadline -- and the
+// set of objects the reclaim callback reported during that call must be exactly the objects
+// that just reached "no references and no pins", every container reported before the children
+// it released.
+//
+// Many hosts: proxies are made for foreign ids drawn from three peer epochs and small `lo`s, so
+// that they collide with local objects' `lo`s and with each other, are refused while a proxy for
+// the same id is in the table (even dead-pinned) and made again once it was reclaimed. They take
+// part in everything local objects do (children, alias targets, names, pins) but leases, and
+// get and lose local copies. Holders are marked remote for the peers, whose connections break
+// (detachPeer), come back (reattach), time out (expireDetached, sometimes in bounded slices:
+// the table must have removed the soonest) or never return (dropPeer).
 //
 // The model derives death by brute force: after every call it recomputes each object's
 // references (holders + leases + names + one per listing by a container that is not dead + one
@@ -15,9 +24,10 @@
 // -- a fixpoint, where the table uses a worklist. Cycle refusals are checked against a plain
 // reachability search over those same links.
 //
-// At the end of each sequence everything is dropped (clients disconnect, names are removed,
-// leases expire) and every object ever created must have been reclaimed exactly once: since
-// cycles are refused, reference counting alone must free every promise, alias and container.
+// At the end of each sequence everything is dropped (some peers are dropped, clients
+// disconnect, names are removed, leases expire) and every object ever created, proxies
+// included, must have been reclaimed exactly once: since cycles are refused, reference counting
+// alone must free every promise, alias and container.
 //
 // On failure the seed is printed together with a trace of the operations that led there.
 // Reproduce one sequence with REFSTORE_GC_MODEL_SEED=<seed>; change the number of sequences with
@@ -62,6 +72,8 @@ struct ModelObject {
   std::vector<size_t> children;               // as declared; ignored once this object is dead
   std::optional<size_t> aliasOf;              // fulfillWith target; ignored once dead
   bool dead = false;                          // sticky: set by Model::settle
+  bool proxy = false;                         // made by createProxy (state REMOTE)
+  bool bytesLocal = false;                    // a proxy's local copy (setProxyBytes)
   int reclaims = 0;                           // how often the table reported it reclaimed
 };
 
@@ -73,10 +85,22 @@ struct ModelLease {
   uint32_t usesLeft;  // 0 = unlimited
 };
 
+// A remote holder (markRemote), attached or detached.
+struct ModelRemote {
+  PeerId peer;
+  bool detached = false;
+  MonoMillis deadline = 0;  // while detached
+};
+
 struct Model {
-  std::vector<ModelObject> objects;  // index i holds the object with id.lo == i + 1
+  std::vector<ModelObject> objects;  // in creation order, local objects and proxies
+  // id -> index of the latest object with that id: a proxy's id comes back when a new proxy
+  // is made for the same owner's object after the old one was reclaimed.
+  std::map<ObjectId, size_t> byId;
+  uint64_t nextLocalLo = 1;
   std::vector<ModelLease> leases;
   std::map<HolderId, size_t> holderObject;  // live holder -> object index
+  std::map<HolderId, ModelRemote> remote;   // live remote holders
   std::map<std::string, size_t> names;      // name -> object index
 
   bool dead(size_t i) const { return objects[i].dead; }
@@ -165,7 +189,14 @@ struct Model {
   }
 
   static bool ownsBytes(const ModelObject& o) {
+    if (o.proxy) return o.bytesLocal;
     return !o.aliasOf && o.state != ObjectState::PROMISED && o.state != ObjectState::FAILED;
+  }
+
+  size_t add(const ModelObject& o) {
+    objects.push_back(o);
+    byId[o.id] = objects.size() - 1;
+    return objects.size() - 1;
   }
 };
 
@@ -182,6 +213,15 @@ struct Coverage {
            nameOk = 0, nameDuplicate = 0, nameNotFound = 0, removeNameOk = 0,
            removeNameNotFound = 0, cascadeDeaths = 0, deadPinnedContainers = 0,
            reclaimedUnsettled = 0, reclaimedFailed = 0, reclaimedAliases = 0;
+  // Many hosts.
+  uint64_t proxiesMade = 0, proxyRemade = 0, proxyLoCollisions = 0, proxyRefusedOwn = 0,
+           proxyRefusedDuplicate = 0, proxyRefusedDeadPinned = 0, proxyBytesSet = 0,
+           proxyBytesCleared = 0, proxyClearRefusedPinned = 0, proxyInfoSet = 0,
+           proxyInfoRefused = 0, proxyChildren = 0, proxyAliasTargets = 0,
+           leaseOnProxyRefused = 0, reclaimedProxiesWithBytes = 0, reclaimedProxiesWithout = 0,
+           markRemoteOk = 0, markRemoteRefused = 0, detached = 0, reattachOk = 0,
+           reattachNone = 0, detachedExpired = 0, expireLimited = 0, droppedByPeer = 0,
+           detachedRemovedDirectly = 0, reclaimedByDetachedExpiry = 0;
 };
 
 class Runner {
@@ -231,12 +271,27 @@ class Runner {
     if (!ok) throw Mismatch{what};
   }
 
-  // An id to operate on: usually one the model knows (live or not), sometimes one never
-  // issued, sometimes one from another daemon's epoch.
+  // Other daemons: their epochs are both the `hi` of the objects they own (proxied here) and
+  // their PeerIds (holding objects of this table).
+  static constexpr uint64_t kPeers = 3;
+  PeerId peerEpoch(uint64_t k) const { return epoch_ + 1 + k; }
+  PeerId randomPeer() { return peerEpoch(below(kPeers)); }
+  // A foreign id: one of the peers' epochs and a small lo, so that proxies' lo often equals a
+  // local object's (and one another's) and the same owner's id comes up again.
+  ObjectId randomForeignId() { return ObjectId{randomPeer(), 1 + below(m_.nextLocalLo + 2)}; }
+
+  // For traces: a local object by its lo, a foreign one as p<peer>/lo.
+  std::string idName(ObjectId id) const {
+    if (id.hi == epoch_) return std::to_string(id.lo);
+    return "p" + std::to_string(id.hi - epoch_) + "/" + std::to_string(id.lo);
+  }
+
+  // An id to operate on: usually one the model knows (live or not, local or a proxy),
+  // sometimes one never issued, sometimes another daemon's (which may be a proxy's).
   ObjectId randomObjectId() {
     uint64_t r = below(100);
-    if (r < 5 || m_.objects.empty()) return ObjectId{epoch_, m_.objects.size() + 1 + below(3)};
-    if (r < 8) return ObjectId{epoch_ + 1 + below(3), 1 + below(m_.objects.size())};
+    if (r < 5 || m_.objects.empty()) return ObjectId{epoch_, m_.nextLocalLo + below(3)};
+    if (r < 8) return randomForeignId();
     if (r < 70) {  // prefer objects still in the table
       std::vector<size_t> present;
       for (size_t i = 0; i < m_.objects.size(); ++i) {
@@ -248,8 +303,9 @@ class Runner {
   }
   // Model index for an id, or nullopt if the model never created it.
   std::optional<size_t> indexOf(ObjectId id) const {
-    if (id.hi != epoch_ || id.lo == 0 || id.lo > m_.objects.size()) return std::nullopt;
-    return size_t(id.lo - 1);
+    auto it = m_.byId.find(id);
+    if (it == m_.byId.end()) return std::nullopt;
+    return it->second;
   }
   bool modelLive(ObjectId id) const {
     auto i = indexOf(id);
@@ -319,9 +375,9 @@ class Runner {
     return out;
   }
 
-  static std::string idList(const std::vector<ObjectId>& ids) {
+  std::string idList(const std::vector<ObjectId>& ids) const {
     std::string out = "{";
-    for (ObjectId id : ids) out += " " + std::to_string(id.lo);
+    for (ObjectId id : ids) out += " " + idName(id);
     return out + " }";
   }
 
@@ -381,7 +437,12 @@ class Runner {
       expectEq(r.alias, o.aliasOf.has_value(), "reclaimed alias flag");
       expectEq(r.holders + r.leases + r.pins + r.names + r.parents, 0u, "reclaimed record counts");
       expectEq(ObjectTable::ownsBytes(r), Model::ownsBytes(o), "reclaimed ownsBytes");
-      if (!ObjectTable::ownsBytes(r)) {
+      expectEq(r.bytesLocal, o.bytesLocal, "reclaimed bytesLocal");
+      if (o.proxy) {
+        // A proxy keeps its owner's size and hash without a copy, but then no userData.
+        if (!o.bytesLocal) expectEq(r.userData, 0u, "proxy without a copy has userData");
+        ++(o.bytesLocal ? cov_->reclaimedProxiesWithBytes : cov_->reclaimedProxiesWithout);
+      } else if (!ObjectTable::ownsBytes(r)) {
         expectEq(r.size + r.userData + r.hashHi + r.hashLo, 0u, "no-bytes record has bytes");
       }
       if (r.state == ObjectState::PROMISED) ++cov_->reclaimedUnsettled;
@@ -403,9 +464,9 @@ class Runner {
     if (actual != expected) {
       std::ostringstream os;
       os << "reclaimed {";
-      for (auto id : actual) os << " " << id.lo;
+      for (auto id : actual) os << " " << idName(id);
       os << " } but model expected {";
-      for (auto id : expected) os << " " << id.lo;
+      for (auto id : expected) os << " " << idName(id);
       os << " }";
       throw Mismatch{os.str()};
     }
@@ -421,14 +482,16 @@ class Runner {
     ObjectTable::Stats want{};
     for (size_t i = 0; i < m_.objects.size(); ++i) {
       const ModelObject& o = m_.objects[i];
+      // A reclaimed proxy whose id a newer proxy took: that one is checked instead.
+      if (indexOf(o.id) != i) continue;
       const ObjectRecord* r = table_.find(o.id);
-      const std::string which = " of " + std::to_string(o.id.lo);
+      const std::string which = " of " + idName(o.id);
       if (m_.gone(i)) {
-        expect(r == nullptr, "object " + std::to_string(o.id.lo) + " should be gone");
+        expect(r == nullptr, "object " + idName(o.id) + " should be gone");
         expect(table_.resolveAlias(o.id) == o.id, "resolveAlias of a gone object");
         continue;
       }
-      expect(r != nullptr, "object " + std::to_string(o.id.lo) + " missing (reclaimed early?)");
+      expect(r != nullptr, "object " + idName(o.id) + " missing (reclaimed early?)");
       expect(r->id == o.id, "record id");
       expectEq(r->size, o.size, "size");
       expectEq(r->userData, o.userData, "userData");
@@ -443,6 +506,7 @@ class Runner {
       expectEq(r->pins, m_.pins(i), "pins");
       expectEq(r->dead, m_.dead(i), "dead");
       expectEq(r->alias, o.aliasOf.has_value(), "alias flag");
+      expectEq(r->bytesLocal, o.bytesLocal, "bytesLocal");
       expectEq(ObjectTable::refCount(*r), m_.refs(c, i), "refCount");
 
       auto hs = table_.holdersOf(o.id);
@@ -481,6 +545,10 @@ class Runner {
       }
       want.holders += o.holders.size();
       want.parentRefs += c.parents[i];
+      if (o.proxy) {
+        ++want.proxies;
+        if (o.bytesLocal) want.proxyBytes += o.size;
+      }
     }
     want.leases = m_.leases.size();
     want.names = m_.names.size();
@@ -494,6 +562,8 @@ class Runner {
     expectEq(s.leases, want.leases, "stats.leases");
     expectEq(s.names, want.names, "stats.names");
     expectEq(s.parentRefs, want.parentRefs, "stats.parentRefs");
+    expectEq(s.proxies, want.proxies, "stats.proxies");
+    expectEq(s.proxyBytes, want.proxyBytes, "stats.proxyBytes");
     for (size_t k = 0; k < kNumObjectStates; ++k) {
       expectEq(s.perState[k], want.perState[k], "stats.perState");
     }
@@ -503,6 +573,30 @@ class Runner {
       if (!next || l.expiresAt < *next) next = l.expiresAt;
     }
     expect(table_.nextLeaseExpiry() == next, "nextLeaseExpiry");
+
+    // Remote holders: every live holder's remote state, the counts, the next deadline.
+    uint64_t detachedCount = 0;
+    std::optional<MonoMillis> nextDeadline;
+    for (const auto& [h, i] : m_.holderObject) {
+      auto rem = m_.remote.find(h);
+      std::optional<PeerId> peer;
+      bool detached = false;
+      if (rem != m_.remote.end()) {
+        peer = rem->second.peer;
+        detached = rem->second.detached;
+      }
+      expect(table_.remotePeerOf(h) == peer, "remotePeerOf " + std::to_string(h));
+      expectEq(table_.isDetached(h), detached, "isDetached");
+      if (detached) {
+        ++detachedCount;
+        if (!nextDeadline || rem->second.deadline < *nextDeadline) {
+          nextDeadline = rem->second.deadline;
+        }
+      }
+    }
+    expectEq(s.remoteHolders, uint64_t(m_.remote.size()), "stats.remoteHolders");
+    expectEq(s.detachedHolders, detachedCount, "stats.detachedHolders");
+    expect(table_.nextDetachedExpiry() == nextDeadline, "nextDetachedExpiry");
 
     std::vector<std::pair<std::string, ObjectId>> wantList;
     for (const auto& [name, k] : m_.names) wantList.emplace_back(name, idOf(k));
@@ -524,6 +618,7 @@ class Runner {
     for (size_t i = 0; i < m_.objects.size(); ++i) {
       if (!m_.gone(i)) want.push_back(m_.objects[i].id);
     }
+    std::sort(want.begin(), want.end());
     expect(seen == want, "forEach visited a different set of objects");
   }
 
@@ -547,8 +642,9 @@ class Runner {
         ++cov_->invalidChildRefused;
         return;
       }
-      expect(c.id == ObjectId{epoch_, m_.objects.size() + 1}, "create: unexpected id");
+      expect(c.id == ObjectId{epoch_, m_.nextLocalLo++}, "create: unexpected id");
       checkNewHolder(c.writer);
+      creators_.insert(c.writer);
       ModelObject o;
       o.id = c.id;
       o.size = size;
@@ -562,8 +658,8 @@ class Runner {
         if (!kids->empty()) ++cov_->createWithChildrenOk;
       }
       o.holders[c.writer] = client;
-      m_.holderObject[c.writer] = m_.objects.size();
-      m_.objects.push_back(o);
+      m_.holderObject[c.writer] = m_.add(o);
+      for (size_t k : o.children) cov_->proxyChildren += m_.objects[k].proxy;
     });
   }
 
@@ -572,15 +668,15 @@ class Runner {
     note("createPromise client=" + std::to_string(client));
     step([&] {
       ObjectTable::Created c = table_.createPromise(client, now_);
-      expect(c.id == ObjectId{epoch_, m_.objects.size() + 1}, "createPromise: unexpected id");
+      expect(c.id == ObjectId{epoch_, m_.nextLocalLo++}, "createPromise: unexpected id");
       checkNewHolder(c.writer);
+      creators_.insert(c.writer);
       ModelObject o;
       o.id = c.id;
       o.createdAt = now_;
       o.state = ObjectState::PROMISED;
       o.holders[c.writer] = client;
-      m_.holderObject[c.writer] = m_.objects.size();
-      m_.objects.push_back(o);
+      m_.holderObject[c.writer] = m_.add(o);
       ++cov_->promises;
     });
   }
@@ -594,7 +690,7 @@ class Runner {
     ObjectId id = randomObjectId();
     uint64_t hi = rng_(), lo = rng_();
     std::vector<ObjectId> children = randomChildren(indexOf(id));
-    note("seal " + std::to_string(id.lo) + " children=" + idList(children));
+    note("seal " + idName(id) + " children=" + idList(children));
     step([&] {
       auto i = indexOf(id);
       auto kids = liveChildren(children);
@@ -610,6 +706,7 @@ class Runner {
         m_.objects[*i].hashLo = lo;
         m_.objects[*i].children = *kids;
         if (!kids->empty()) ++cov_->sealWithChildrenOk;
+        for (size_t k : *kids) cov_->proxyChildren += m_.objects[k].proxy;
       }
     });
   }
@@ -634,7 +731,7 @@ class Runner {
     ObjectId id = randomPromiseId();
     uint64_t size = below(1 << 16), userData = rng_(), hi = rng_(), lo = rng_();
     std::vector<ObjectId> children = randomChildren(indexOf(id));
-    note("fulfill " + std::to_string(id.lo) + " children=" + idList(children));
+    note("fulfill " + idName(id) + " children=" + idList(children));
     noteRefusedOnDead(id);
     step([&] {
       auto i = indexOf(id);
@@ -654,6 +751,7 @@ class Runner {
       o.hashHi = hi;
       o.hashLo = lo;
       o.children = *kids;
+      for (size_t k : *kids) cov_->proxyChildren += m_.objects[k].proxy;
       ++cov_->fulfillOk;
       if (!kids->empty()) ++cov_->fulfillWithChildren;
     });
@@ -662,7 +760,7 @@ class Runner {
   void opFulfillWith() {
     ObjectId id = randomPromiseId();
     ObjectId target = randomLinkTarget(indexOf(id));
-    note("fulfillWith " + std::to_string(id.lo) + " target=" + std::to_string(target.lo) +
+    note("fulfillWith " + idName(id) + " target=" + idName(target) +
          (target.hi == epoch_ ? "" : " (foreign)"));
     noteRefusedOnDead(id);
     step([&] {
@@ -678,6 +776,7 @@ class Runner {
       if (cycle) ++cov_->cycleRefusedAlias;
       if (!want) return;
       if (m_.objects[*t].state == ObjectState::PROMISED) ++cov_->aliasOfPending;
+      if (m_.objects[*t].proxy) ++cov_->proxyAliasTargets;
       ModelObject& o = m_.objects[*i];
       o.state = ObjectState::SEALED;
       o.aliasOf = *t;
@@ -687,7 +786,7 @@ class Runner {
 
   void opReject() {
     ObjectId id = randomPromiseId();
-    note("reject " + std::to_string(id.lo));
+    note("reject " + idName(id));
     noteRefusedOnDead(id);
     step([&] {
       auto i = indexOf(id);
@@ -705,7 +804,7 @@ class Runner {
   void opAddName() {
     ObjectId id = randomObjectId();
     std::string name = poolName(int(below(kNamePool)));
-    note("addName " + std::to_string(id.lo) + " " + name);
+    note("addName " + idName(id) + " " + name);
     noteRefusedOnDead(id);
     step([&] {
       auto i = indexOf(id);
@@ -752,7 +851,7 @@ class Runner {
   void opAddHolder() {
     ObjectId id = randomObjectId();
     ClientId client = randomClient();
-    note("addHolder " + std::to_string(id.lo) + " client=" + std::to_string(client));
+    note("addHolder " + idName(id) + " client=" + std::to_string(client));
     noteRefusedOnDead(id);
     step([&] {
       HolderId h = table_.addHolder(id, client, 0);
@@ -776,6 +875,11 @@ class Runner {
       if (want) {
         m_.objects[it->second].holders.erase(h);
         m_.holderObject.erase(it);
+        auto rem = m_.remote.find(h);
+        if (rem != m_.remote.end()) {
+          if (rem->second.detached) ++cov_->detachedRemovedDirectly;
+          m_.remote.erase(rem);
+        }
       }
     });
   }
@@ -802,11 +906,13 @@ class Runner {
     Secret secret{++secretCounter_, rng_()};  // unique per lease
     MonoMillis expiresAt = now_ + below(500);
     uint32_t uses = uint32_t(below(4));
-    note("addLease " + std::to_string(id.lo) + " expires=" + std::to_string(expiresAt) +
+    note("addLease " + idName(id) + " expires=" + std::to_string(expiresAt) +
          " uses=" + std::to_string(uses));
     noteRefusedOnDead(id);
     step([&] {
-      bool want = modelLive(id);
+      bool proxy = indexOf(id) && m_.objects[*indexOf(id)].proxy;
+      bool want = modelLive(id) && !proxy;
+      if (modelLive(id) && proxy) ++cov_->leaseOnProxyRefused;
       LeaseId lease = table_.addLease(id, secret, expiresAt, uses);
       expectEq(lease != 0, want, "addLease result");
       for (const auto& l : m_.leases) expect(l.id != lease, "lease ids are never reused");
@@ -849,7 +955,7 @@ class Runner {
     }
     if (chance(40)) now_ += below(100);
     ClientId client = randomClient();
-    note("redeem " + std::to_string(id.lo) + " secret#" + std::to_string(secret.hi) +
+    note("redeem " + idName(id) + " secret#" + std::to_string(secret.hi) +
          " now=" + std::to_string(now_));
     step([&] {
       HolderId h = 12345;
@@ -914,7 +1020,7 @@ class Runner {
   void opPin() {
     ObjectId id = randomObjectId();
     ClientId client = randomClient();
-    note("pin " + std::to_string(id.lo) + " client=" + std::to_string(client));
+    note("pin " + idName(id) + " client=" + std::to_string(client));
     noteRefusedOnDead(id);
     step([&] {
       bool want = modelLive(id);
@@ -924,7 +1030,7 @@ class Runner {
   }
 
   void unpinStep(ObjectId id, std::optional<ClientId> owner) {
-    note("unpin " + std::to_string(id.lo));
+    note("unpin " + idName(id));
     step([&] {
       auto i = indexOf(id);
       bool want = i && m_.pins(*i) > 0;
@@ -949,6 +1055,325 @@ class Runner {
     }
   }
 
+  // ---- many hosts ----
+
+  std::vector<size_t> presentProxies() const {
+    std::vector<size_t> out;
+    for (size_t i = 0; i < m_.objects.size(); ++i) {
+      if (m_.objects[i].proxy && !m_.gone(i)) out.push_back(i);
+    }
+    return out;
+  }
+
+  void opCreateProxy() {
+    ObjectId id;
+    uint64_t r = below(100);
+    std::vector<size_t> proxies;
+    for (size_t i = 0; i < m_.objects.size(); ++i) {
+      if (m_.objects[i].proxy) proxies.push_back(i);
+    }
+    if (r < 8) {
+      id = ObjectId{epoch_, 1 + below(m_.nextLocalLo + 1)};  // this table's own: refused
+    } else if (r < 12) {
+      id = ObjectId{randomPeer(), 0};  // not an id
+    } else if (r < 35 && !proxies.empty()) {
+      id = m_.objects[proxies[below(proxies.size())]].id;  // again: refused unless reclaimed
+    } else {
+      id = randomForeignId();
+    }
+    ClientId client = randomClient();
+    note("createProxy " + idName(id) + " client=" + std::to_string(client));
+    step([&] {
+      auto existing = indexOf(id);
+      bool own = id.hi == epoch_ || id.lo == 0;
+      bool present = !own && existing && !m_.gone(*existing);
+      ObjectTable::Created c = table_.createProxy(id, client, now_);
+      if (own || present) {
+        expect(c.id == ObjectId{} && c.writer == 0, "createProxy should be refused");
+        if (own) ++cov_->proxyRefusedOwn;
+        if (present) ++(m_.dead(*existing) ? cov_->proxyRefusedDeadPinned
+                                           : cov_->proxyRefusedDuplicate);
+        return;
+      }
+      expect(c.id == id, "createProxy: unexpected id");
+      checkNewHolder(c.writer);
+      creators_.insert(c.writer);
+      if (existing) ++cov_->proxyRemade;
+      auto local = indexOf(ObjectId{epoch_, id.lo});
+      if (local && !m_.gone(*local)) ++cov_->proxyLoCollisions;
+      ModelObject o;
+      o.id = id;
+      o.createdAt = now_;
+      o.state = ObjectState::REMOTE;
+      o.proxy = true;
+      o.holders[c.writer] = client;
+      m_.holderObject[c.writer] = m_.add(o);
+      ++cov_->proxiesMade;
+    });
+  }
+
+  // Usually a proxy in the table, sometimes any id.
+  ObjectId randomProxyId() {
+    std::vector<size_t> proxies = presentProxies();
+    if (!proxies.empty() && chance(80)) return idOf(proxies[below(proxies.size())]);
+    return randomObjectId();
+  }
+
+  std::optional<size_t> liveProxy(ObjectId id) const {
+    auto i = indexOf(id);
+    if (!i || !m_.live(*i) || !m_.objects[*i].proxy) return std::nullopt;
+    return i;
+  }
+
+  void opSetProxyBytes() {
+    ObjectId id = randomProxyId();
+    uint64_t size = below(1 << 16), userData = rng_(), hi = rng_(), lo = rng_();
+    note("setProxyBytes " + idName(id) + " size=" + std::to_string(size));
+    step([&] {
+      auto i = liveProxy(id);
+      bool want = i && !m_.objects[*i].bytesLocal;
+      expectEq(table_.setProxyBytes(id, size, userData, hi, lo), want, "setProxyBytes result");
+      if (!want) return;
+      ModelObject& o = m_.objects[*i];
+      o.size = size;
+      o.userData = userData;
+      o.hashHi = hi;
+      o.hashLo = lo;
+      o.bytesLocal = true;
+      ++cov_->proxyBytesSet;
+    });
+  }
+
+  void opClearProxyBytes() {
+    ObjectId id = randomProxyId();
+    note("clearProxyBytes " + idName(id));
+    step([&] {
+      auto i = liveProxy(id);
+      bool local = i && m_.objects[*i].bytesLocal;
+      bool want = local && m_.pins(*i) == 0;
+      if (local && !want) ++cov_->proxyClearRefusedPinned;
+      expectEq(table_.clearProxyBytes(id), want, "clearProxyBytes result");
+      if (!want) return;
+      m_.objects[*i].bytesLocal = false;
+      m_.objects[*i].userData = 0;
+      ++cov_->proxyBytesCleared;
+    });
+  }
+
+  void opSetProxyInfo() {
+    ObjectId id = randomProxyId();
+    uint64_t size = below(1 << 16), hi = rng_(), lo = rng_();
+    auto known = liveProxy(id);
+    if (known && chance(50)) {  // the same info again (accepted even with a copy)
+      size = m_.objects[*known].size;
+      hi = m_.objects[*known].hashHi;
+      lo = m_.objects[*known].hashLo;
+    }
+    note("setProxyInfo " + idName(id) + " size=" + std::to_string(size));
+    step([&] {
+      auto i = liveProxy(id);
+      bool want = false;
+      if (i) {
+        const ModelObject& o = m_.objects[*i];
+        want = !o.bytesLocal || (o.size == size && o.hashHi == hi && o.hashLo == lo);
+      }
+      expectEq(table_.setProxyInfo(id, size, hi, lo), want, "setProxyInfo result");
+      if (i && !want) ++cov_->proxyInfoRefused;
+      if (!want) return;
+      m_.objects[*i].size = size;
+      m_.objects[*i].hashHi = hi;
+      m_.objects[*i].hashLo = lo;
+      ++cov_->proxyInfoSet;
+    });
+  }
+
+  void opMarkRemote() {
+    HolderId h;
+    uint64_t r = below(100);
+    std::vector<HolderId> markable;  // most holders are creators: aim at the others often
+    for (const auto& [holder, i] : m_.holderObject) {
+      if (creators_.count(holder) == 0 && m_.remote.count(holder) == 0) markable.push_back(holder);
+    }
+    if (r < 50 && !markable.empty()) {
+      h = markable[below(markable.size())];
+    } else if (r < 75 && !m_.holderObject.empty()) {  // may be a creator's or already remote
+      auto it = m_.holderObject.begin();
+      std::advance(it, below(m_.holderObject.size()));
+      h = it->first;
+    } else if (r < 90 && !issuedHolders_.empty()) {  // possibly removed
+      auto it = issuedHolders_.begin();
+      std::advance(it, below(issuedHolders_.size()));
+      h = *it;
+    } else {
+      h = chance(50) ? 0 : rng_();
+    }
+    PeerId peer = randomPeer();
+    note("markRemote " + std::to_string(h) + " peer=" + std::to_string(peer - epoch_));
+    step([&] {
+      bool want = m_.holderObject.count(h) > 0 && creators_.count(h) == 0 &&
+                  m_.remote.count(h) == 0;
+      expectEq(table_.markRemote(h, peer), want, "markRemote result");
+      if (!want) {
+        ++cov_->markRemoteRefused;
+        return;
+      }
+      m_.remote[h] = ModelRemote{peer};
+      ++cov_->markRemoteOk;
+    });
+  }
+
+  // A peer restores a reference: a holder for its connection, marked as the peer's (two
+  // table calls, each checked on its own, as the daemon makes them).
+  void opRemoteRestore() {
+    ObjectId id = randomObjectId();
+    PeerId peer = randomPeer();
+    ClientId client = randomClient();
+    note("addHolder " + idName(id) + " client=" + std::to_string(client) + " (for a peer)");
+    HolderId h = 0;
+    step([&] {
+      h = table_.addHolder(id, client, now_);
+      if (!modelLive(id)) {
+        expectEq(h, 0u, "addHolder on a non-live object");
+        return;
+      }
+      checkNewHolder(h);
+      size_t i = *indexOf(id);
+      m_.objects[i].holders[h] = client;
+      m_.holderObject[h] = i;
+    });
+    if (h == 0) return;
+    note("markRemote " + std::to_string(h) + " peer=" + std::to_string(peer - epoch_));
+    step([&] {
+      expect(table_.markRemote(h, peer), "markRemote of a new holder");
+      m_.remote[h] = ModelRemote{peer};
+      ++cov_->markRemoteOk;
+    });
+  }
+
+  void opDetachPeer() {
+    PeerId peer = randomPeer();
+    MonoMillis deadline = now_ + below(300);
+    note("detachPeer " + std::to_string(peer - epoch_) + " deadline=" + std::to_string(deadline));
+    step([&] {
+      size_t want = 0;
+      for (auto& [h, rem] : m_.remote) {
+        if (rem.peer == peer && !rem.detached) {
+          rem.detached = true;
+          rem.deadline = deadline;
+          ++want;
+        }
+      }
+      expectEq(table_.detachPeer(peer, deadline), want, "detachPeer count");
+      cov_->detached += want;
+    });
+  }
+
+  void opReattach() {
+    PeerId peer;
+    ObjectId id;
+    std::vector<std::pair<HolderId, ModelRemote>> detached;
+    for (const auto& [h, rem] : m_.remote) {
+      if (rem.detached) detached.emplace_back(h, rem);
+    }
+    if (!detached.empty() && chance(70)) {
+      const auto& [h, rem] = detached[below(detached.size())];
+      peer = rem.peer;
+      id = idOf(m_.holderObject.at(h));
+    } else {
+      peer = randomPeer();
+      id = randomObjectId();
+    }
+    ClientId client = randomClient();
+    note("reattach peer=" + std::to_string(peer - epoch_) + " " + idName(id) +
+         " client=" + std::to_string(client));
+    step([&] {
+      auto i = indexOf(id);
+      std::set<HolderId> candidates;
+      for (const auto& [h, rem] : m_.remote) {
+        if (rem.peer == peer && rem.detached && i && m_.holderObject.at(h) == *i) {
+          candidates.insert(h);
+        }
+      }
+      HolderId got = table_.reattach(peer, id, client);
+      if (candidates.empty()) {
+        expectEq(got, 0u, "reattach without a detached holder");
+        ++cov_->reattachNone;
+        return;
+      }
+      expect(candidates.count(got) == 1, "reattach returned " + std::to_string(got) +
+                                             ", not a detached holder of that peer there");
+      m_.remote[got].detached = false;
+      m_.remote[got].deadline = 0;
+      m_.objects[*i].holders[got] = client;
+      ++cov_->reattachOk;
+    });
+  }
+
+  // Removes the model's remote holder `h` altogether (expired or dropped).
+  void removeRemoteFromModel(HolderId h) {
+    size_t i = m_.holderObject.at(h);
+    m_.objects[i].holders.erase(h);
+    m_.holderObject.erase(h);
+    m_.remote.erase(h);
+  }
+
+  void expireDetachedStep(MonoMillis now, size_t limit) {
+    note("expireDetached now=" + std::to_string(now) + " limit=" +
+         (limit == SIZE_MAX ? std::string("all") : std::to_string(limit)));
+    step([&] {
+      std::vector<HolderId> due;
+      for (const auto& [h, rem] : m_.remote) {
+        if (rem.detached && rem.deadline <= now) due.push_back(h);
+      }
+      size_t got = table_.expireDetached(now, limit);
+      expectEq(got, std::min(limit, due.size()), "expireDetached count");
+      // Which ones, when the limit cut the slice: the soonest (ties in any order). The table
+      // says which by no longer knowing them.
+      std::vector<HolderId> removed, kept;
+      for (HolderId h : due) (table_.holderInfo(h) ? kept : removed).push_back(h);
+      expectEq(removed.size(), got, "holders removed by expireDetached");
+      for (HolderId r : removed) {
+        for (HolderId k : kept) {
+          expect(m_.remote.at(r).deadline <= m_.remote.at(k).deadline,
+                 "expireDetached removed a later deadline before a sooner one");
+        }
+      }
+      if (got < due.size()) ++cov_->expireLimited;
+      for (HolderId h : removed) removeRemoteFromModel(h);
+      cov_->detachedExpired += got;
+    });
+    if (!reclaimedNow_.empty()) ++cov_->reclaimedByDetachedExpiry;
+  }
+
+  void opExpireDetached() {
+    now_ += below(200);
+    MonoMillis at = now_;
+    if (chance(30)) {  // exactly at a deadline, to hit the inclusive boundary
+      for (const auto& [h, rem] : m_.remote) {
+        if (rem.detached && rem.deadline >= now_ && (at == now_ || rem.deadline < at)) {
+          at = rem.deadline;
+        }
+      }
+      now_ = at;
+    }
+    expireDetachedStep(now_, chance(50) ? SIZE_MAX : 1 + below(3));
+  }
+
+  void dropPeerStep(PeerId peer) {
+    note("dropPeer " + std::to_string(peer - epoch_));
+    step([&] {
+      std::vector<HolderId> gone;
+      for (const auto& [h, rem] : m_.remote) {
+        if (rem.peer == peer && rem.detached) gone.push_back(h);
+      }
+      expectEq(table_.dropPeer(peer), gone.size(), "dropPeer count");
+      for (HolderId h : gone) removeRemoteFromModel(h);
+      cov_->droppedByPeer += gone.size();
+    });
+  }
+
+  void opDropPeer() { dropPeerStep(chance(90) ? randomPeer() : rng_()); }
+
   // A client disconnects: every holder and pin it has goes away, one table call at a time.
   void disconnect(ClientId client) {
     note("disconnect client=" + std::to_string(client));
@@ -966,6 +1391,7 @@ class Runner {
   }
 
   void randomOp() {
+    if (chance(20)) return randomManyHostsOp();
     uint64_t r = below(100);
     if (r < 10) return opCreate();
     if (r < 16) return opCreatePromise();
@@ -990,10 +1416,29 @@ class Runner {
     disconnect(randomClient());
   }
 
+  void randomManyHostsOp() {
+    uint64_t r = below(100);
+    if (r < 22) return opCreateProxy();
+    if (r < 30) return opSetProxyBytes();
+    if (r < 36) return opClearProxyBytes();
+    if (r < 42) return opSetProxyInfo();
+    if (r < 52) return opMarkRemote();
+    if (r < 64) return opRemoteRestore();
+    if (r < 74) return opDetachPeer();
+    if (r < 85) return opReattach();
+    if (r < 95) return opExpireDetached();
+    opDropPeer();
+  }
+
   // Drop every reference and pin; afterwards nothing may remain and every object created must
   // have been reclaimed exactly once.
   void dropEverything() {
     note("drop everything");
+    // Peers that never come back first (their detached holders go), then every client: which
+    // removes the remaining remote holders, attached and detached, like any other.
+    for (uint64_t k = 0; k < kPeers; ++k) {
+      if (chance(50)) dropPeerStep(peerEpoch(k));
+    }
     for (ClientId c = 1; c <= numClients_; ++c) disconnect(c);
     std::vector<std::string> names;
     for (const auto& [name, i] : m_.names) names.push_back(name);
@@ -1004,12 +1449,13 @@ class Runner {
     expectEq(table_.size(), 0u, "objects left at the end");
     ObjectTable::Stats s = table_.stats();
     expectEq(s.objects + s.liveBytes + s.deadPinned + s.holders + s.leases + s.names +
-                 s.parentRefs,
+                 s.parentRefs + s.proxies + s.proxyBytes + s.remoteHolders + s.detachedHolders,
              0u, "stats at the end");
     expect(table_.listNames().empty(), "names left at the end");
     expect(!table_.nextLeaseExpiry().has_value(), "leases left at the end");
+    expect(!table_.nextDetachedExpiry().has_value(), "detached holders left at the end");
     for (const ModelObject& o : m_.objects) {
-      expectEq(o.reclaims, 1, ("reclaims of object " + std::to_string(o.id.lo)).c_str());
+      expectEq(o.reclaims, 1, ("reclaims of object " + idName(o.id)).c_str());
     }
   }
 
@@ -1019,6 +1465,7 @@ class Runner {
   std::vector<ObjectRecord> reclaimedNow_;
   ObjectTable table_;
   std::set<HolderId> issuedHolders_;
+  std::set<HolderId> creators_;  // creator (writer) holders: never remote
   uint64_t secretCounter_ = 0;
   std::vector<LeaseId> spentLeases_;  // every lease id the table ever returned
   MonoMillis now_ = 1000;
@@ -1093,6 +1540,28 @@ TEST_CASE("ObjectTable agrees with the reference model on random operation seque
                       << " invalidChildRefused=" << cov.invalidChildRefused
                       << " cycleRefused(fulfill/alias/seal)=" << cov.cycleRefusedFulfill << "/"
                       << cov.cycleRefusedAlias << "/" << cov.cycleRefusedSeal);
+  MESSAGE("proxiesMade=" << cov.proxiesMade << " proxyRemade=" << cov.proxyRemade
+                         << " proxyLoCollisions=" << cov.proxyLoCollisions
+                         << " proxyRefused(own/duplicate/deadPinned)=" << cov.proxyRefusedOwn
+                         << "/" << cov.proxyRefusedDuplicate << "/"
+                         << cov.proxyRefusedDeadPinned << " proxyBytesSet=" << cov.proxyBytesSet
+                         << " proxyBytesCleared=" << cov.proxyBytesCleared
+                         << " proxyClearRefusedPinned=" << cov.proxyClearRefusedPinned
+                         << " proxyInfo(set/refused)=" << cov.proxyInfoSet << "/"
+                         << cov.proxyInfoRefused << " proxyChildren=" << cov.proxyChildren
+                         << " proxyAliasTargets=" << cov.proxyAliasTargets
+                         << " leaseOnProxyRefused=" << cov.leaseOnProxyRefused
+                         << " reclaimedProxies(withBytes/without)="
+                         << cov.reclaimedProxiesWithBytes << "/" << cov.reclaimedProxiesWithout);
+  MESSAGE("markRemote(ok/refused)=" << cov.markRemoteOk << "/" << cov.markRemoteRefused
+                                    << " detached=" << cov.detached
+                                    << " reattach(ok/none)=" << cov.reattachOk << "/"
+                                    << cov.reattachNone << " detachedExpired="
+                                    << cov.detachedExpired << " expireLimited="
+                                    << cov.expireLimited << " droppedByPeer=" << cov.droppedByPeer
+                                    << " detachedRemovedDirectly=" << cov.detachedRemovedDirectly
+                                    << " reclaimedByDetachedExpiry="
+                                    << cov.reclaimedByDetachedExpiry);
   MESSAGE("nameOk=" << cov.nameOk << " nameDuplicate=" << cov.nameDuplicate
                     << " nameNotFound=" << cov.nameNotFound << " removeNameOk=" << cov.removeNameOk
                     << " removeNameNotFound=" << cov.removeNameNotFound
@@ -1135,5 +1604,31 @@ TEST_CASE("ObjectTable agrees with the reference model on random operation seque
     CHECK(cov.reclaimedUnsettled > 0);
     CHECK(cov.reclaimedFailed > 0);
     CHECK(cov.reclaimedAliases > 0);
+    CHECK(cov.proxiesMade > 0);
+    CHECK(cov.proxyRemade > 0);
+    CHECK(cov.proxyLoCollisions > 0);
+    CHECK(cov.proxyRefusedOwn > 0);
+    CHECK(cov.proxyRefusedDuplicate > 0);
+    CHECK(cov.proxyRefusedDeadPinned > 0);
+    CHECK(cov.proxyBytesSet > 0);
+    CHECK(cov.proxyBytesCleared > 0);
+    CHECK(cov.proxyClearRefusedPinned > 0);
+    CHECK(cov.proxyInfoSet > 0);
+    CHECK(cov.proxyInfoRefused > 0);
+    CHECK(cov.proxyChildren > 0);
+    CHECK(cov.proxyAliasTargets > 0);
+    CHECK(cov.leaseOnProxyRefused > 0);
+    CHECK(cov.reclaimedProxiesWithBytes > 0);
+    CHECK(cov.reclaimedProxiesWithout > 0);
+    CHECK(cov.markRemoteOk > 0);
+    CHECK(cov.markRemoteRefused > 0);
+    CHECK(cov.detached > 0);
+    CHECK(cov.reattachOk > 0);
+    CHECK(cov.reattachNone > 0);
+    CHECK(cov.detachedExpired > 0);
+    CHECK(cov.expireLimited > 0);
+    CHECK(cov.droppedByPeer > 0);
+    CHECK(cov.detachedRemovedDirectly > 0);
+    CHECK(cov.reclaimedByDetachedExpiry > 0);
   }
 }

@@ -1652,11 +1652,16 @@ TEST_CASE("new mutators are guarded against re-entry from the callback") {
 
 TEST_CASE("ownsBytes: only objects with bytes of their own") {
   ObjectRecord r;
-  for (ObjectState s : {ObjectState::CREATING, ObjectState::SEALED, ObjectState::SPILLED,
-                        ObjectState::REMOTE}) {
+  for (ObjectState s : {ObjectState::CREATING, ObjectState::SEALED, ObjectState::SPILLED}) {
     r.state = s;
     CHECK(ObjectTable::ownsBytes(r));
   }
+  // A proxy owns bytes only while it has a local copy.
+  r.state = ObjectState::REMOTE;
+  CHECK_FALSE(ObjectTable::ownsBytes(r));
+  r.bytesLocal = true;
+  CHECK(ObjectTable::ownsBytes(r));
+  r.bytesLocal = false;
   r.state = ObjectState::PROMISED;
   CHECK_FALSE(ObjectTable::ownsBytes(r));
   r.state = ObjectState::FAILED;
@@ -1826,4 +1831,609 @@ TEST_CASE("listNames pages through names in order") {
   CHECK(f.table.namesOf(a.id).size() == 25);
   REQUIRE(f.table.removeName("n03") == NameResult::OK);
   CHECK(f.table.namesOf(a.id).size() == 24);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many hosts: proxies
+
+namespace {
+constexpr uint64_t kOwner = 0xfeedfacecafebeefULL;  // another daemon's epoch
+constexpr uint64_t kOwner2 = 0x1111222233334444ULL;
+}  // namespace
+
+TEST_CASE("createProxy: REMOTE, the owner's id, one holder, no bytes; found by its own id") {
+  Fixture f;
+  auto local = f.table.createSealed(10, 1, 2, 0xab, 1, 0);
+  REQUIRE(local.id == ObjectId{kEpoch, 1});
+  // The owner's lo equals the local object's: both are distinct objects of the table.
+  auto p = f.table.createProxy(ObjectId{kOwner, 1}, 7, 500);
+  REQUIRE(p.writer != 0);
+  CHECK(p.id == ObjectId{kOwner, 1});
+  const ObjectRecord* r = f.table.find(p.id);
+  REQUIRE(r != nullptr);
+  CHECK(r->id == ObjectId{kOwner, 1});
+  CHECK(r->state == ObjectState::REMOTE);
+  CHECK(r->holders == 1);
+  CHECK(r->size == 0);
+  CHECK(r->userData == 0);
+  CHECK(r->hashHi == 0);
+  CHECK_FALSE(r->bytesLocal);
+  CHECK_FALSE(r->alias);
+  CHECK(r->createdAt == 500);
+  CHECK_FALSE(ObjectTable::ownsBytes(*r));
+  CHECK(f.table.find(local.id)->state == ObjectState::SEALED);
+  CHECK(f.table.find(local.id)->size == 10);
+  CHECK(f.table.holdersOf(p.id) == std::vector<std::pair<HolderId, ClientId>>{{p.writer, 7}});
+  auto info = f.table.holderInfo(p.writer);
+  REQUIRE(info);
+  CHECK(info->object == p.id);
+  CHECK(info->client == 7);
+  CHECK(info->since == 500);
+  CHECK(f.table.oldestHolderSince(p.id) == MonoMillis{500});
+  // The same lo under a third epoch is yet another object, and not in the table.
+  CHECK(f.table.find(ObjectId{kOwner2, 1}) == nullptr);
+  // A forged local id with the top bit set is not some proxy's internal key.
+  CHECK(f.table.find(ObjectId{kEpoch, (uint64_t{1} << 63) | 0}) == nullptr);
+  CHECK(f.table.find(ObjectId{kEpoch, (uint64_t{1} << 63) | 1}) == nullptr);
+
+  auto s = f.table.stats();
+  CHECK(s.objects == 2);
+  CHECK(s.proxies == 1);
+  CHECK(s.proxyBytes == 0);
+  CHECK(s.holders == 2);
+  CHECK(s.perState[size_t(ObjectState::REMOTE)] == 1);
+  CHECK(s.perState[size_t(ObjectState::SEALED)] == 1);
+  CHECK(sumPerState(s) == 2);
+
+  // Local ids keep counting from where they were: a proxy uses none.
+  CHECK(f.table.create(1, 0, 1, 0).id == ObjectId{kEpoch, 2});
+
+  // Dropping the proxy's holder reclaims it (and only it), reporting the owner's id.
+  REQUIRE(f.table.removeHolder(p.writer));
+  REQUIRE(f.reclaimed.size() == 1);
+  CHECK(f.reclaimed[0].id == ObjectId{kOwner, 1});
+  CHECK(f.reclaimed[0].state == ObjectState::REMOTE);
+  CHECK(f.reclaimed[0].dead);
+  CHECK_FALSE(ObjectTable::ownsBytes(f.reclaimed[0]));
+  CHECK(f.table.find(p.id) == nullptr);
+  CHECK(f.table.find(local.id) != nullptr);
+  s = f.table.stats();
+  CHECK(s.proxies == 0);
+  CHECK(s.perState[size_t(ObjectState::REMOTE)] == 0);
+  // A new proxy for the same object may be made once the old one is gone.
+  CHECK(f.table.createProxy(ObjectId{kOwner, 1}, 7, 600).writer != 0);
+}
+
+TEST_CASE("createProxy refuses own ids, non-ids and a second proxy, even a dead-pinned one") {
+  Fixture f;
+  auto local = f.table.create(1, 0, 1, 0);
+  auto refused = [&](ObjectId id) {
+    auto c = f.table.createProxy(id, 1, 0);
+    return c.writer == 0 && c.id == ObjectId{};
+  };
+  CHECK(refused(local.id));               // this table's own object
+  CHECK(refused(ObjectId{kEpoch, 999}));  // this table's epoch, even unissued
+  CHECK(refused(ObjectId{kOwner, 0}));    // {x, 0} is "no object"
+  auto p = f.table.createProxy(ObjectId{kOwner, 5}, 1, 0);
+  REQUIRE(p.writer != 0);
+  CHECK(refused(ObjectId{kOwner, 5}));  // one proxy per object
+  CHECK(f.table.stats().objects == 2);
+  CHECK(f.table.stats().holders == 2);
+  // Dead but pinned (a View still reads it): still refused until its last unpin reclaims it.
+  REQUIRE(f.table.pin(p.id));
+  REQUIRE(f.table.removeHolder(p.writer));
+  REQUIRE(f.table.find(p.id)->dead);
+  CHECK(f.table.stats().deadPinned == 1);
+  CHECK(refused(ObjectId{kOwner, 5}));
+  CHECK_FALSE(f.table.pin(p.id));
+  CHECK(f.table.addHolder(p.id, 1, 0) == 0);
+  REQUIRE(f.table.unpin(p.id));
+  CHECK(f.reclaimCount(p.id) == 1);
+  auto again = f.table.createProxy(ObjectId{kOwner, 5}, 2, 9);
+  CHECK(again.writer != 0);
+  CHECK(again.writer != p.writer);
+  CHECK(f.table.find(again.id)->createdAt == 9);
+}
+
+TEST_CASE("proxies take holders, pins and names like local objects, but no leases") {
+  Fixture f;
+  f.table.create(1, 0, 1, 0);  // lo 1 here too
+  auto p = f.table.createProxy(ObjectId{kOwner, 1}, 1, 0);
+  HolderId h = f.table.addHolder(p.id, 2, 30);
+  REQUIRE(h != 0);
+  CHECK(f.table.find(p.id)->holders == 2);
+  CHECK(f.table.holderInfo(h)->object == p.id);
+
+  // Leases: refused (the owner mints a proxied object's tokens).
+  CHECK(f.addLease(p.id, Secret{1, 2}, 1000, 0) == 0);
+  CHECK(f.table.find(p.id)->leases == 0);
+  CHECK(f.table.stats().leases == 0);
+  CHECK(f.table.leaseExpiriesOf(p.id).empty());
+
+  // Names: on the proxy, not on the local object with the same lo.
+  REQUIRE(f.table.addName(p.id, "remote/x") == NameResult::OK);
+  REQUIRE(f.table.addName(p.id, "remote/a") == NameResult::OK);
+  CHECK(f.table.addName(p.id, "remote/x") == NameResult::DUPLICATE);
+  CHECK(f.table.lookupName("remote/x") == p.id);
+  CHECK(f.table.namesOf(p.id) == std::vector<std::string>{"remote/a", "remote/x"});
+  CHECK(f.table.namesOf(ObjectId{kEpoch, 1}).empty());
+  CHECK(f.table.listNames() == std::vector<std::pair<std::string, ObjectId>>{
+                                   {"remote/a", p.id}, {"remote/x", p.id}});
+  bool more = true;
+  CHECK(f.table.listNames("remote/a", 5, &more) ==
+        std::vector<std::pair<std::string, ObjectId>>{{"remote/x", p.id}});
+  CHECK_FALSE(more);
+
+  // Pins: a pinned proxy with no references left is dead-pinned, then reclaimed by its unpin.
+  REQUIRE(f.table.pin(p.id));
+  REQUIRE(f.table.removeHolder(p.writer));
+  REQUIRE(f.table.removeHolder(h));
+  REQUIRE(f.table.removeName("remote/a") == NameResult::OK);
+  CHECK_FALSE(f.table.find(p.id)->dead);  // still named
+  REQUIRE(f.table.removeName("remote/x") == NameResult::OK);
+  CHECK(f.table.find(p.id)->dead);
+  CHECK(f.table.lookupName("remote/x") == std::nullopt);
+  CHECK(f.reclaimed.empty());
+  REQUIRE(f.table.unpin(p.id));
+  CHECK(f.reclaimCount(p.id) == 1);
+  CHECK(f.table.find(ObjectId{kEpoch, 1}) != nullptr);
+}
+
+TEST_CASE("a proxy is a child of local containers, and is released when they die") {
+  Fixture f;
+  auto p = f.table.createProxy(ObjectId{kOwner, 2}, 1, 0);
+  f.table.create(1, 0, 1, 0);                                // local lo 1
+  auto q = f.table.createProxy(ObjectId{kOwner2, 2}, 1, 0);  // same lo, another owner
+  auto local2 = f.table.createSealed(1, 0, 0, 0, 1, 0);      // local lo 2: same lo again
+  REQUIRE(local2.id == ObjectId{kEpoch, 2});
+  // createSealed, seal and fulfill all accept proxies as children.
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0, {p.id, q.id, local2.id, p.id});
+  REQUIRE(a.writer != 0);
+  auto b = f.table.create(1, 0, 1, 0);
+  REQUIRE(f.table.seal(b.id, 0, 0, {q.id}));
+  auto c = f.table.createPromise(1, 0);
+  REQUIRE(f.table.fulfill(c.id, 1, 0, 0, 0, {p.id}));
+  CHECK(f.table.childrenOf(a.id) == std::vector<ObjectId>{p.id, q.id, local2.id, p.id});
+  CHECK(f.table.find(p.id)->parents == 3);
+  CHECK(f.table.find(q.id)->parents == 2);
+  CHECK(f.table.find(local2.id)->parents == 1);
+  CHECK(f.table.parentsOf(p.id) == std::vector<ObjectId>{a.id, a.id, c.id});
+  CHECK(f.table.parentsOf(q.id) == std::vector<ObjectId>{a.id, b.id});
+  CHECK(f.table.parentsOf(local2.id) == std::vector<ObjectId>{a.id});
+  // A proxy has no children in gc, and cannot be sealed, fulfilled or rejected.
+  CHECK(f.table.childrenOf(p.id).empty());
+  CHECK_FALSE(f.table.seal(p.id, 0, 0, {local2.id}));
+  CHECK_FALSE(f.table.fulfill(p.id, 1, 0, 0, 0));
+  CHECK_FALSE(f.table.fulfillWith(p.id, local2.id));
+  CHECK_FALSE(f.table.reject(p.id));
+  CHECK_FALSE(f.table.setSpilled(p.id, true, 0));
+  CHECK_FALSE(f.table.setHash(p.id, 1, 1));
+  CHECK(f.table.find(p.id)->state == ObjectState::REMOTE);
+  CHECK(f.table.stats().parentRefs == 6);
+
+  // Only the containers keep the proxies now.
+  REQUIRE(f.table.removeHolder(p.writer));
+  REQUIRE(f.table.removeHolder(q.writer));
+  REQUIRE(f.table.removeHolder(local2.writer));
+  REQUIRE(f.table.removeHolder(b.writer));  // b dies: q still listed by a
+  CHECK(f.reclaimed.size() == 1);
+  CHECK(f.table.parentsOf(q.id) == std::vector<ObjectId>{a.id});
+  REQUIRE(f.table.removeHolder(a.writer));  // a dies: q and local2 go; p still listed by c
+  CHECK(f.reclaimCount(q.id) == 1);
+  CHECK(f.reclaimCount(local2.id) == 1);
+  CHECK(f.reclaimCount(p.id) == 0);
+  CHECK(f.table.find(p.id)->parents == 1);
+  REQUIRE(f.table.removeHolder(c.writer));
+  CHECK(f.reclaimCount(p.id) == 1);
+  // Breadth-first: each container before the proxies it kept alive.
+  std::vector<ObjectId> order;
+  for (const auto& r : f.reclaimed) order.push_back(r.id);
+  CHECK(order == std::vector<ObjectId>{b.id, a.id, q.id, local2.id, c.id, p.id});
+  CHECK(f.table.stats().parentRefs == 0);
+  CHECK(f.table.stats().proxies == 0);
+}
+
+TEST_CASE("a proxy is an alias target: resolveAlias ends at it; a proxy is never an alias") {
+  Fixture f;
+  f.table.create(1, 0, 1, 0);
+  auto p = f.table.createProxy(ObjectId{kOwner, 1}, 1, 0);
+  auto x = f.table.createPromise(1, 0);
+  auto y = f.table.createPromise(1, 0);
+  REQUIRE(f.table.fulfillWith(x.id, p.id));
+  REQUIRE(f.table.fulfillWith(y.id, x.id));
+  CHECK(f.table.aliasTarget(x.id) == p.id);
+  CHECK(f.table.resolveAlias(y.id) == p.id);
+  CHECK(f.table.resolveAlias(x.id) == p.id);
+  CHECK(f.table.resolveAlias(p.id) == p.id);
+  CHECK(f.table.aliasTarget(p.id) == std::nullopt);
+  CHECK(f.table.parentsOf(p.id) == std::vector<ObjectId>{x.id});
+  // A container listing the alias and the proxy: still acyclic, both counted.
+  auto c = f.table.createSealed(1, 0, 0, 0, 1, 0, {y.id, p.id});
+  REQUIRE(c.writer != 0);
+  REQUIRE(f.table.removeHolder(p.writer));
+  REQUIRE(f.table.removeHolder(x.writer));
+  REQUIRE(f.table.removeHolder(y.writer));
+  CHECK(f.reclaimed.empty());
+  REQUIRE(f.table.removeHolder(c.writer));
+  std::vector<ObjectId> order;
+  for (const auto& r : f.reclaimed) order.push_back(r.id);
+  CHECK(order == std::vector<ObjectId>{c.id, y.id, x.id, p.id});
+}
+
+TEST_CASE("setProxyBytes / clearProxyBytes / setProxyInfo: a proxy's local copy") {
+  Fixture f;
+  auto local = f.table.createSealed(10, 0, 0, 0, 1, 0);
+  auto p = f.table.createProxy(ObjectId{kOwner, 1}, 1, 0);
+  // Only live proxies.
+  CHECK_FALSE(f.table.setProxyBytes(local.id, 5, 0x55, 1, 2));
+  CHECK_FALSE(f.table.setProxyInfo(local.id, 5, 1, 2));
+  CHECK_FALSE(f.table.clearProxyBytes(local.id));
+  CHECK_FALSE(f.table.setProxyBytes(ObjectId{kOwner, 2}, 5, 0x55, 1, 2));
+  CHECK(f.table.find(local.id)->size == 10);
+
+  // The owner's size and hash, before any bytes: counted as live, not as a local copy.
+  CHECK_FALSE(f.table.clearProxyBytes(p.id));  // nothing to clear
+  REQUIRE(f.table.setProxyInfo(p.id, 100, 7, 8));
+  const ObjectRecord* r = f.table.find(p.id);
+  CHECK(r->size == 100);
+  CHECK(r->hashHi == 7);
+  CHECK(r->hashLo == 8);
+  CHECK(r->userData == 0);
+  CHECK_FALSE(r->bytesLocal);
+  CHECK_FALSE(ObjectTable::ownsBytes(*r));
+  auto s = f.table.stats();
+  CHECK(s.liveBytes == 110);
+  CHECK(s.proxyBytes == 0);
+  REQUIRE(f.table.setProxyInfo(p.id, 90, 7, 8));  // re-reported before the copy: replaced
+  CHECK(f.table.stats().liveBytes == 100);
+
+  // The copy arrives.
+  REQUIRE(f.table.setProxyBytes(p.id, 100, 0xc0b1, 7, 8));
+  r = f.table.find(p.id);
+  CHECK(r->bytesLocal);
+  CHECK(r->size == 100);
+  CHECK(r->userData == 0xc0b1);
+  CHECK(ObjectTable::ownsBytes(*r));
+  s = f.table.stats();
+  CHECK(s.liveBytes == 110);
+  CHECK(s.proxyBytes == 100);
+  CHECK_FALSE(f.table.setProxyBytes(p.id, 100, 0xd, 7, 8));  // already has a copy
+  CHECK(f.table.find(p.id)->userData == 0xc0b1);
+  // With a copy, info is accepted only as it is.
+  CHECK(f.table.setProxyInfo(p.id, 100, 7, 8));
+  CHECK_FALSE(f.table.setProxyInfo(p.id, 101, 7, 8));
+  CHECK_FALSE(f.table.setProxyInfo(p.id, 100, 7, 9));
+  CHECK(f.table.find(p.id)->size == 100);
+
+  // A pinned copy cannot be evicted; an unpinned one can.
+  REQUIRE(f.table.pin(p.id));
+  CHECK_FALSE(f.table.clearProxyBytes(p.id));
+  CHECK(f.table.find(p.id)->bytesLocal);
+  REQUIRE(f.table.unpin(p.id));
+  REQUIRE(f.table.clearProxyBytes(p.id));
+  r = f.table.find(p.id);
+  CHECK_FALSE(r->bytesLocal);
+  CHECK(r->userData == 0);
+  CHECK(r->size == 100);  // still the owner's
+  CHECK(r->hashHi == 7);
+  s = f.table.stats();
+  CHECK(s.proxyBytes == 0);
+  CHECK(s.liveBytes == 110);
+  CHECK_FALSE(f.table.clearProxyBytes(p.id));
+
+  // Pulled again, then reclaimed with it: the callback frees the copy.
+  REQUIRE(f.table.setProxyBytes(p.id, 100, 0xc0b2, 7, 8));
+  REQUIRE(f.table.removeHolder(p.writer));
+  REQUIRE(f.reclaimed.size() == 1);
+  CHECK(f.reclaimed[0].id == p.id);
+  CHECK(f.reclaimed[0].state == ObjectState::REMOTE);
+  CHECK(f.reclaimed[0].bytesLocal);
+  CHECK(f.reclaimed[0].userData == 0xc0b2);
+  CHECK(f.reclaimed[0].size == 100);
+  CHECK(ObjectTable::ownsBytes(f.reclaimed[0]));
+  s = f.table.stats();
+  CHECK(s.proxyBytes == 0);
+  CHECK(s.liveBytes == 10);
+  CHECK_FALSE(f.table.setProxyBytes(p.id, 1, 1, 1, 1));  // gone
+}
+
+TEST_CASE("a dead-pinned proxy keeps its copy counted until reclaimed, and refuses changes") {
+  Fixture f;
+  auto p = f.table.createProxy(ObjectId{kOwner, 3}, 1, 0);
+  REQUIRE(f.table.setProxyBytes(p.id, 40, 0xf00, 1, 1));
+  REQUIRE(f.table.pin(p.id));
+  REQUIRE(f.table.removeHolder(p.writer));
+  auto s = f.table.stats();
+  CHECK(s.deadPinned == 1);
+  CHECK(s.liveBytes == 0);    // dead: not live
+  CHECK(s.proxyBytes == 40);  // but its memory is still held
+  CHECK_FALSE(f.table.clearProxyBytes(p.id));
+  CHECK_FALSE(f.table.setProxyInfo(p.id, 40, 1, 1));
+  REQUIRE(f.table.unpin(p.id));
+  REQUIRE(f.reclaimed.size() == 1);
+  CHECK(f.reclaimed[0].bytesLocal);
+  CHECK(f.table.stats().proxyBytes == 0);
+}
+
+TEST_CASE("proxies are listed by forEach and listPage, with their real ids") {
+  Fixture f;
+  auto a = f.table.create(1, 0, 1, 0);
+  auto p = f.table.createProxy(ObjectId{kOwner, a.id.lo}, 1, 0);
+  auto q = f.table.createProxy(ObjectId{kOwner2, 77}, 1, 0);
+  std::vector<ObjectId> seen;
+  f.table.forEach([&](const ObjectRecord& r) { seen.push_back(r.id); });
+  std::sort(seen.begin(), seen.end());
+  std::vector<ObjectId> want{a.id, p.id, q.id};
+  std::sort(want.begin(), want.end());
+  CHECK(seen == want);
+  std::vector<const ObjectRecord*> page;
+  CHECK(f.table.listPage(0, 10, &page) == 0);
+  std::vector<ObjectId> listed;
+  for (auto* r : page) listed.push_back(r->id);
+  std::sort(listed.begin(), listed.end());
+  CHECK(listed == want);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many hosts: remote holders
+
+TEST_CASE("markRemote: only live non-creator holders, once; remotePeerOf / isDetached") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  HolderId h = f.table.addHolder(a.id, 2, 10);
+  HolderId local = f.table.addHolder(a.id, 3, 10);
+  CHECK_FALSE(f.table.markRemote(a.writer, kOwner));  // a creator holder
+  CHECK_FALSE(f.table.markRemote(0, kOwner));
+  CHECK_FALSE(f.table.markRemote(h + 1000, kOwner));  // never issued
+  REQUIRE(f.table.markRemote(h, kOwner));
+  CHECK_FALSE(f.table.markRemote(h, kOwner));   // already remote
+  CHECK_FALSE(f.table.markRemote(h, kOwner2));  // for good
+  CHECK(f.table.remotePeerOf(h) == PeerId{kOwner});
+  CHECK_FALSE(f.table.isDetached(h));
+  CHECK(f.table.remotePeerOf(local) == std::nullopt);
+  CHECK(f.table.remotePeerOf(a.writer) == std::nullopt);
+  CHECK(f.table.remotePeerOf(0) == std::nullopt);
+  CHECK_FALSE(f.table.isDetached(local));
+  auto s = f.table.stats();
+  CHECK(s.remoteHolders == 1);
+  CHECK(s.detachedHolders == 0);
+  CHECK(s.holders == 3);
+  // Still an ordinary holder otherwise.
+  CHECK(f.table.holderInfo(h)->client == 2);
+  CHECK(f.table.holdersOf(a.id).size() == 3);
+  // Removing it removes its remote state; a stale id is unknown.
+  REQUIRE(f.table.removeHolder(h));
+  CHECK(f.table.remotePeerOf(h) == std::nullopt);
+  CHECK_FALSE(f.table.markRemote(h, kOwner));
+  CHECK(f.table.stats().remoteHolders == 0);
+  // A new holder reusing the slot starts local.
+  HolderId h2 = f.table.addHolder(a.id, 2, 11);
+  CHECK(f.table.remotePeerOf(h2) == std::nullopt);
+  CHECK(f.table.remotePeerOf(h) == std::nullopt);
+}
+
+TEST_CASE("detachPeer / reattach: a peer's holders survive a reconnect with their `since`") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto b = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  HolderId ha = f.table.addHolder(a.id, 10, 100);
+  HolderId hb = f.table.addHolder(b.id, 10, 101);
+  HolderId other = f.table.addHolder(a.id, 20, 102);  // another peer's
+  REQUIRE(f.table.markRemote(ha, kOwner));
+  REQUIRE(f.table.markRemote(hb, kOwner));
+  REQUIRE(f.table.markRemote(other, kOwner2));
+  REQUIRE(f.table.removeHolder(a.writer));
+  REQUIRE(f.table.removeHolder(b.writer));
+
+  CHECK(f.table.detachPeer(12345, 5000) == 0);  // no holders
+  CHECK(f.table.nextDetachedExpiry() == std::nullopt);
+  CHECK(f.table.detachPeer(kOwner, 5000) == 2);
+  CHECK(f.table.isDetached(ha));
+  CHECK(f.table.isDetached(hb));
+  CHECK_FALSE(f.table.isDetached(other));
+  CHECK(f.table.remotePeerOf(ha) == PeerId{kOwner});
+  CHECK(f.table.nextDetachedExpiry() == MonoMillis{5000});
+  auto s = f.table.stats();
+  CHECK(s.remoteHolders == 3);
+  CHECK(s.detachedHolders == 2);
+  // Detached holders still count: nothing died.
+  CHECK(f.reclaimed.empty());
+  CHECK(f.table.find(b.id)->holders == 1);
+  CHECK(f.table.detachPeer(kOwner, 9000) == 0);  // already detached: earlier deadline kept
+  CHECK(f.table.nextDetachedExpiry() == MonoMillis{5000});
+
+  // Reattach: only the same peer, the object it held, a detached holder.
+  CHECK(f.table.reattach(kOwner2, a.id, 30) == 0);           // other is attached
+  CHECK(f.table.reattach(kOwner2, b.id, 30) == 0);           // holds nothing on b
+  CHECK(f.table.reattach(kOwner, ObjectId{kEpoch, 99}, 30) == 0);  // unknown object
+  CHECK(f.table.reattach(kOwner, ObjectId{kOwner, a.id.lo}, 30) == 0);  // not a's id
+  CHECK(f.table.reattach(kOwner, a.id, 30) == ha);
+  CHECK_FALSE(f.table.isDetached(ha));
+  CHECK(f.table.reattach(kOwner, a.id, 30) == 0);  // no other detached holder there
+  auto info = f.table.holderInfo(ha);
+  REQUIRE(info);
+  CHECK(info->client == 30);   // the peer's new connection
+  CHECK(info->since == 100);   // unchanged
+  s = f.table.stats();
+  CHECK(s.remoteHolders == 3);
+  CHECK(s.detachedHolders == 1);
+  CHECK(f.table.nextDetachedExpiry() == MonoMillis{5000});  // hb's
+
+  // Reattached holders detach again with a new deadline; hb keeps its own.
+  CHECK(f.table.detachPeer(kOwner, 7000) == 1);
+  CHECK(f.table.nextDetachedExpiry() == MonoMillis{5000});
+  CHECK(f.table.reattach(kOwner, b.id, 31) == hb);
+  CHECK(f.table.nextDetachedExpiry() == MonoMillis{7000});
+  CHECK(f.table.stats().detachedHolders == 1);
+}
+
+TEST_CASE("expireDetached: soonest first, boundary inclusive, bounded; reclaims what they kept") {
+  Fixture f;
+  std::vector<ObjectId> ids;
+  std::vector<HolderId> hs;
+  for (int i = 0; i < 5; ++i) {
+    auto o = f.table.createSealed(1, 0, 0, 0, 1, 0);
+    ids.push_back(o.id);
+    hs.push_back(f.table.addHolder(o.id, 9, 0));
+    REQUIRE(f.table.markRemote(hs.back(), kOwner + uint64_t(i % 2)));
+    REQUIRE(f.table.removeHolder(o.writer));
+  }
+  // Object 4 has a local holder too: its remote holder's expiry must not reclaim it.
+  HolderId keep = f.table.addHolder(ids[4], 1, 0);
+  CHECK(f.table.expireDetached(UINT64_MAX) == 0);  // nothing detached
+  REQUIRE(f.table.detachPeer(kOwner, 300) == 3);      // objects 0, 2, 4
+  REQUIRE(f.table.detachPeer(kOwner + 1, 200) == 2);  // objects 1, 3
+  CHECK(f.table.nextDetachedExpiry() == MonoMillis{200});
+  CHECK(f.table.expireDetached(199) == 0);
+  CHECK(f.table.expireDetached(200, 1) == 1);  // one of 1, 3
+  CHECK(f.reclaimed.size() == 1);
+  CHECK((f.reclaimed[0].id == ids[1] || f.reclaimed[0].id == ids[3]));
+  CHECK(f.table.expireDetached(1000, 1) == 1);  // the other of 1, 3: soonest first
+  REQUIRE(f.reclaimed.size() == 2);
+  CHECK(f.reclaimCount(ids[1]) == 1);
+  CHECK(f.reclaimCount(ids[3]) == 1);
+  CHECK(f.table.nextDetachedExpiry() == MonoMillis{300});
+  CHECK(f.table.expireDetached(300) == 3);
+  CHECK(f.reclaimCount(ids[0]) == 1);
+  CHECK(f.reclaimCount(ids[2]) == 1);
+  CHECK(f.reclaimCount(ids[4]) == 0);
+  CHECK(f.table.find(ids[4])->holders == 1);
+  for (HolderId h : hs) {
+    CHECK_FALSE(f.table.holderInfo(h).has_value());
+    CHECK(f.table.remotePeerOf(h) == std::nullopt);
+    CHECK_FALSE(f.table.isDetached(h));
+  }
+  auto s = f.table.stats();
+  CHECK(s.remoteHolders == 0);
+  CHECK(s.detachedHolders == 0);
+  CHECK(s.holders == 1);
+  CHECK(f.table.nextDetachedExpiry() == std::nullopt);
+  CHECK(f.table.removeHolder(keep));
+  CHECK(f.reclaimCount(ids[4]) == 1);
+}
+
+TEST_CASE("dropPeer removes that peer's detached holders only; removeHolder of a detached one") {
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  auto p = f.table.createProxy(ObjectId{kOwner2, 1}, 1, 0);  // remote holders on a proxy too
+  HolderId d1 = f.table.addHolder(a.id, 5, 0);
+  HolderId d2 = f.table.addHolder(p.id, 5, 0);
+  HolderId d3 = f.table.addHolder(a.id, 5, 0);
+  HolderId attachedLater = f.table.addHolder(a.id, 5, 0);
+  HolderId otherPeer = f.table.addHolder(a.id, 6, 0);
+  for (HolderId h : {d1, d2, d3}) REQUIRE(f.table.markRemote(h, kOwner));
+  REQUIRE(f.table.markRemote(otherPeer, kOwner2));
+  REQUIRE(f.table.detachPeer(kOwner, 100) == 3);
+  REQUIRE(f.table.detachPeer(kOwner2, 100) == 1);
+  REQUIRE(f.table.markRemote(attachedLater, kOwner));  // attached: dropPeer leaves it
+  REQUIRE(f.table.removeHolder(p.writer));
+  // A detached holder removed directly (e.g. its capability finally released).
+  REQUIRE(f.table.removeHolder(d3));
+  CHECK(f.table.stats().detachedHolders == 3);
+  CHECK(f.table.stats().remoteHolders == 4);
+  CHECK(f.table.reattach(kOwner, a.id, 7) == d1);  // d3 is gone; d1 is the one left on a
+  REQUIRE(f.table.detachPeer(kOwner, 100) == 2);   // d1 and attachedLater
+
+  CHECK(f.table.dropPeer(12345) == 0);
+  CHECK(f.table.dropPeer(kOwner) == 3);  // d1, d2, attachedLater
+  CHECK(f.reclaimCount(p.id) == 1);      // d2 was the proxy's last reference
+  CHECK(f.reclaimCount(a.id) == 0);
+  for (HolderId h : {d1, d2, d3, attachedLater}) CHECK_FALSE(f.table.holderInfo(h).has_value());
+  CHECK(f.table.isDetached(otherPeer));
+  CHECK(f.table.dropPeer(kOwner) == 0);
+  auto s = f.table.stats();
+  CHECK(s.remoteHolders == 1);
+  CHECK(s.detachedHolders == 1);
+  CHECK(f.table.nextDetachedExpiry() == MonoMillis{100});
+  CHECK(f.table.dropPeer(kOwner2) == 1);
+  CHECK(f.table.find(a.id)->holders == 1);  // its writer
+  CHECK(f.table.stats().remoteHolders == 0);
+  CHECK(f.table.nextDetachedExpiry() == std::nullopt);
+}
+
+TEST_CASE("a throwing callback: dropPeer and expireDetached still remove every holder due") {
+  ObjectTable t(kEpoch, [](const ObjectRecord&) { throw std::runtime_error("callback"); });
+  std::vector<HolderId> hs;
+  for (int i = 0; i < 4; ++i) {
+    auto o = t.createSealed(1, 0, 0, 0, 1, 0);
+    hs.push_back(t.addHolder(o.id, 2, 0));
+    REQUIRE(t.markRemote(hs.back(), i < 2 ? kOwner : kOwner2));
+    REQUIRE(t.removeHolder(o.writer));
+  }
+  REQUIRE(t.detachPeer(kOwner, 10) == 2);
+  REQUIRE(t.detachPeer(kOwner2, 10) == 2);
+  CHECK_THROWS_AS(t.dropPeer(kOwner), std::runtime_error);
+  CHECK(t.size() == 2);
+  CHECK_THROWS_AS(t.expireDetached(10), std::runtime_error);
+  CHECK(t.size() == 0);
+  CHECK(t.stats().remoteHolders == 0);
+  CHECK(t.stats().detachedHolders == 0);
+}
+
+TEST_CASE("remote holders at scale: detach and reattach 200,000, one object holding them all") {
+  // reattach finds a detached holder of one peer on one object through an index, never by
+  // walking the object's holders: with all of them on one object, a scan would make this
+  // quadratic (4 * 10^10 steps), far past the test's timeout.
+  Fixture f;
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  constexpr size_t kHolders = 200000;
+  std::vector<HolderId> hs;
+  hs.reserve(kHolders);
+  for (size_t i = 0; i < kHolders; ++i) {
+    HolderId h = f.table.addHolder(a.id, 2, 0);
+    REQUIRE(f.table.markRemote(h, i));  // one peer each
+    hs.push_back(h);
+  }
+  auto start = std::chrono::steady_clock::now();
+  size_t detached = 0;
+  for (size_t i = 0; i < kHolders; ++i) detached += f.table.detachPeer(i, 1000 + i);
+  CHECK(detached == kHolders);
+  CHECK(f.table.stats().detachedHolders == kHolders);
+  size_t reattached = 0;
+  for (size_t i = 0; i < kHolders; i += 2) reattached += f.table.reattach(i, a.id, 3) == hs[i];
+  CHECK(reattached == kHolders / 2);
+  CHECK(f.table.expireDetached(UINT64_MAX) == kHolders / 2);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  MESSAGE(kHolders << " remote holders on one object: detached, half reattached, half expired in "
+                   << seconds << " s");
+  auto s = f.table.stats();
+  CHECK(s.remoteHolders == kHolders / 2);
+  CHECK(s.detachedHolders == 0);
+  CHECK(f.table.find(a.id)->holders == kHolders / 2 + 1);
+}
+
+TEST_CASE("the new many-hosts mutators are guarded against re-entry from the callback") {
+  CHECK(abortsInChild([] {
+    ObjectTable* tp = nullptr;
+    ObjectTable t(kEpoch, [&](const ObjectRecord&) { tp->createProxy(ObjectId{kOwner, 9}, 1, 0); });
+    tp = &t;
+    t.removeHolder(t.createProxy(ObjectId{kOwner, 1}, 1, 0).writer);
+  }));
+  CHECK(abortsInChild([] {
+    ObjectTable* tp = nullptr;
+    ObjectTable t(kEpoch, [&](const ObjectRecord&) { tp->detachPeer(kOwner, 0); });
+    tp = &t;
+    t.removeHolder(t.create(1, 0, 1, 0).writer);
+  }));
+  CHECK(abortsInChild([] {
+    ObjectTable t(kEpoch, nullptr);
+    auto p = t.createProxy(ObjectId{kOwner, 1}, 1, 0);
+    t.forEach([&](const ObjectRecord&) { t.setProxyBytes(p.id, 1, 1, 1, 1); });
+  }));
+  // Reads are fine from the callback.
+  std::vector<bool> reads;
+  ObjectTable* tp = nullptr;
+  HolderId h = 0;
+  ObjectTable t(kEpoch, [&](const ObjectRecord&) {
+    reads.push_back(tp->remotePeerOf(h).has_value());
+    reads.push_back(tp->nextDetachedExpiry().has_value());
+  });
+  tp = &t;
+  auto a = t.create(1, 0, 1, 0);
+  auto b = t.create(1, 0, 1, 0);
+  h = t.addHolder(b.id, 1, 0);
+  REQUIRE(t.markRemote(h, kOwner));
+  REQUIRE(t.detachPeer(kOwner, 5) == 1);
+  t.removeHolder(a.writer);
+  CHECK(reads == std::vector<bool>{true, true});
 }
