@@ -737,6 +737,13 @@ std::optional<PeerId> ObjectTable::remotePeerOf(HolderId holder) const {
   return remoteHolders_.find(static_cast<uint32_t>(holder - 1))->second.peer;
 }
 
+uint64_t ObjectTable::remoteHoldersOf(PeerId peer) const {
+  auto first = remoteByPeer_.lower_bound(PeerHolder{peer, false, 0, 0});
+  auto last = peer == UINT64_MAX ? remoteByPeer_.end()
+                                 : remoteByPeer_.lower_bound(PeerHolder{peer + 1, false, 0, 0});
+  return std::distance(first, last);
+}
+
 bool ObjectTable::isDetached(HolderId holder) const {
   const Holder* h = findHolder(holder);
   if (h == nullptr || !h->remote) return false;

@@ -48,7 +48,27 @@ kj::Maybe<kj::String> DaemonOptions::problem() const {
       return kj::str("--tcp on a non-loopback address requires --secret-file");
     }
   }
+  if (tcpAddress == nullptr) {
+    if (advertise != nullptr) return kj::str("--advertise needs --tcp (other daemons dial it)");
+    if (dataAddress != nullptr) return kj::str("--data needs --tcp");
+  }
+  int tls = (tlsCert != nullptr) + (tlsKey != nullptr) + (tlsCa != nullptr);
+  if (tls != 0 && tls != 3) return kj::str("TLS needs all of --tls-cert, --tls-key and --tls-ca");
+  if (tls != 0 && tcpAddress == nullptr) return kj::str("--tls-* need --tcp");
+  if (peerTimeoutMillis <= heartbeatMillis) {
+    return kj::str("--peer-timeout-ms must be longer than --heartbeat-ms");
+  }
   return nullptr;
+}
+
+bool isWildcardHost(kj::StringPtr hostPort) {
+  return hostPort.startsWith("0.0.0.0:") || hostPort.startsWith("[::]:") ||
+         hostPort.startsWith("*:") || hostPort.startsWith(":");
+}
+
+kj::String hostOf(kj::StringPtr hostPort) {
+  KJ_IF_MAYBE(colon, hostPort.findLast(':')) { return kj::str(hostPort.slice(0, *colon)); }
+  return kj::str(hostPort);
 }
 
 }  // namespace refstore::server
