@@ -135,7 +135,7 @@ kj::Maybe<int> BatchingMessageStream::getSendBufferSize() {
 kj::Promise<void> BatchingMessageStream::end() {
   flushPending();
   return enqueue([this]() -> kj::Promise<void> {
-    stream.shutdownWrite();
+    stream.shutdownWrite();  // may throw (ENOTCONN): the job then fails like a write
     return kj::READY_NOW;
   });
 }
@@ -205,8 +205,9 @@ void BatchingMessageStream::startNext() {
         if (failure == nullptr) {
           failure = kj::cp(e);
           // Writes that already reported success are lost: make the RPC system notice by
-          // ending its reads, as capnp does for a failed write.
-          stream.abortRead();
+          // ending its reads, as capnp does for a failed write. (Best effort: on a socket the
+          // peer reset, shutdown(2) itself fails, and throwing here would strand the queue.)
+          kj::runCatchingExceptions([&]() { stream.abortRead(); });
           KJ_IF_MAYBE(waiting, drained) {  // a read held back for unsent bytes ends too
             (*waiting)->reject(kj::cp(e));
             drained = nullptr;

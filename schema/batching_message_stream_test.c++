@@ -184,3 +184,40 @@ TEST_CASE("a failed batched write fails later writes and ends reading") {
   auto timeout = p.io.provider->getTimer().afterDelay(10 * kj::SECONDS).then([]() { return false; });
   CHECK(reading.exclusiveJoin(kj::mv(timeout)).wait(p.io.waitScope));
 }
+
+namespace {
+
+// A stream whose shutdown(2) calls fail, as they do with ENOTCONN on a TCP connection the peer
+// has reset; writes fail as they do then too.
+class ResetStream final: public kj::AsyncIoStream {
+ public:
+  kj::Promise<size_t> tryRead(void*, size_t, size_t) override { return kj::NEVER_DONE; }
+  kj::Promise<void> write(const void*, size_t) override { return reset(); }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>>) override {
+    return reset();
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return kj::NEVER_DONE; }
+  void shutdownWrite() override { KJ_FAIL_SYSCALL("shutdown(fd, SHUT_WR)", ENOTCONN); }
+  void abortRead() override { KJ_FAIL_SYSCALL("shutdown(fd, SHUT_RD)", ENOTCONN); }
+
+ private:
+  static kj::Promise<void> reset() {
+    return KJ_EXCEPTION(DISCONNECTED, "write(): Connection reset by peer");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a reset connection whose shutdown fails still ends: end() settles, never hangs") {
+  // capnp drops a connection only once end() settles, and reports it gone only then; a throw
+  // from the failed write's abortRead() once left end() pending forever.
+  kj::EventLoop loop;
+  kj::WaitScope waitScope(loop);
+  ResetStream reset;
+  BatchingMessageStream stream(reset, nullptr);
+  auto abort = message("abort");
+  CHECK(stream.writeMessage(nullptr, abort->getSegmentsForOutput()).poll(waitScope));
+  auto ended = stream.end().then([]() { return false; }, [](kj::Exception&&) { return true; });
+  CHECK(ended.poll(waitScope));
+  CHECK(ended.wait(waitScope));  // rejected: the queue's first write failed
+}

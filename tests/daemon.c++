@@ -117,9 +117,11 @@ bool Daemon::alive() {
   return waitpid(child, &status, WNOHANG) == 0;
 }
 
-int Daemon::stop() {
+int Daemon::stop() { return kill(SIGTERM); }
+
+int Daemon::kill(int signal) {
   if (child < 0) return -1;
-  ::kill(child, SIGTERM);
+  ::kill(child, signal);
   int status = 0;
   waitpid(child, &status, 0);
   child = -1;

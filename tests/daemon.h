@@ -27,6 +27,8 @@ class Daemon {
   bool alive();
   // Sends SIGTERM and returns the exit status (as from waitpid).
   int stop();
+  // Sends `signal` (e.g. SIGKILL, to simulate a crash) and returns the exit status.
+  int kill(int signal);
   // Everything the daemon wrote to stderr so far.
   std::string log() const;
 

@@ -216,9 +216,11 @@ TEST_CASE("tokens of another host: forged, expired, unreachable and restarted ow
   CHECK(codeOf([&]() { onB.restore(forged); }) == ErrorCode::NOT_FOUND);
   sleep(2);
   CHECK(codeOf([&]() { onB.restore(token); }) == ErrorCode::EXPIRED);
-  // A token naming an address where no daemon listens.
+  // A token of a daemon B does not know, naming an address where no daemon listens. (Its
+  // origin is another's: a daemon is known by its origin, the address is where to find it.)
   std::string nowhere = value.share(60);
   nowhere = nowhere.substr(0, nowhere.find('@')) + "@127.0.0.9:1";
+  nowhere[4] = nowhere[4] == 'f' ? 'e' : 'f';  // "rs2." then the owner's origin
   CHECK(codeOf([&]() { onB.restore(nowhere); }) == ErrorCode::UNREACHABLE);
   // A daemon that restarted on the same address has a new origin: its old tokens are refused.
   std::string old = value.share(60);
@@ -248,17 +250,20 @@ TEST_CASE("a daemon without the cluster secret cannot use another's objects") {
 }
 
 TEST_CASE("a reader host killed: the owner frees what only it held once the grace period passes") {
-  Host a(2, {"--peer-grace-ms", "1000"}), b(3);
+  Host a(2, {"--peer-grace-ms", "2000"}), b(3);
   Client onA = a.client();
   Stats before = onA.stats();
+  Client onB = b.client();
+  std::optional<Ref> remote;
   {
-    Client onB = b.client();
     Ref value = makeValue(onA, 2u << 20, 5);
-    Ref remote = onB.restore(value.share(60));
-    CHECK(remote.view(20).size() == 2u << 20);
+    remote = onB.restore(value.share(60, 1));  // a token of one use: no lease is left
+    CHECK(remote->view(20).size() == 2u << 20);
   }  // A's own Ref is gone: only B's remote holder keeps the value
   CHECK(onA.stats().objects == 1);
-  kill(b.daemon->pid(), SIGKILL);
+  CHECK(onA.stats().remoteHolders == 1);
+  CHECK(onA.stats().tokens == 0);
+  b.daemon->kill(SIGKILL);
   CHECK(eventually([&]() { return onA.stats().detachedHolders == 1; }, 10));
   CHECK(onA.stats().objects == 1);  // kept through the grace period
   CHECK(eventually([&]() { return onA.stats().objects == 0; }, 10));
@@ -273,7 +278,7 @@ TEST_CASE("the owner killed: complete copies stay readable, the rest fails with 
   CHECK(text(copied.readAll(10)) == "copied to B");
   Ref notCopied = onB.restore(makeValue(onA, 1u << 20, 4).share(60));
   std::string token = onA.put("never restored", 14).share(60);
-  kill(a.daemon->pid(), SIGKILL);
+  a.daemon->kill(SIGKILL);
   CHECK(text(copied.readAll(10)) == "copied to B");
   CHECK(text(copied.readAll(10)) == "copied to B");
   CHECK(codeOf([&]() { notCopied.readAll(20); }) == ErrorCode::OWNER_LOST);

@@ -53,6 +53,7 @@ ClientConnection::ClientConnection(RpcServices& services, BusyPoll& busyPoll, kj
 }
 
 ClientConnection::~ClientConnection() noexcept(false) {
+  logDebug("client ", client, " disconnected");
   rpc = nullptr;  // releases the client's capabilities
   stream = nullptr;
   services.closeConnection(client);

@@ -62,10 +62,14 @@ kj::Promise<void> ClientStream::writeWithStreams(
 }
 
 kj::Promise<void> ClientStream::whenWriteDisconnected() { return inner->whenWriteDisconnected(); }
-void ClientStream::shutdownWrite() { inner->shutdownWrite(); }
+// Both are best effort: on a connection the peer already reset, shutdown(2) fails with
+// ENOTCONN, and a throw here would escape the error paths that call them.
+void ClientStream::shutdownWrite() {
+  kj::runCatchingExceptions([&]() { inner->shutdownWrite(); });
+}
 void ClientStream::abortRead() {
   ended = true;
-  inner->abortRead();
+  kj::runCatchingExceptions([&]() { inner->abortRead(); });
 }
 void ClientStream::getsockopt(int level, int option, void* value, kj::uint* length) {
   inner->getsockopt(level, option, value, length);

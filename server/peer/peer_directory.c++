@@ -5,6 +5,7 @@
 #include "server/rpc/adoption.h"
 #include "server/rpc/ref_server.h"
 #include "server/rpc/store_server.h"
+#include "server/runtime/drop_later.h"
 #include "server/runtime/errors.h"
 #include "server/runtime/log.h"
 #include "server/store/store_clock.h"
@@ -129,9 +130,19 @@ kj::Maybe<PeerLink&> PeerDirectory::upLink(gc::PeerId origin) {
 
 size_t PeerDirectory::linkCount() const { return upByOrigin.size(); }
 
+bool PeerDirectory::usable(PeerLink& link) {
+  if (link.state != PeerLink::State::UP) return false;
+  // Its connection may have ended in this very turn, before capnp reports it.
+  KJ_IF_MAYBE(state, services.findConnection(link.client)) {
+    KJ_IF_MAYBE(ended, state->inputEnded) { return !(*ended)(); }
+    return true;
+  }
+  return false;
+}
+
 kj::Promise<PeerLink*> PeerDirectory::link(kj::StringPtr address, gc::PeerId expected) {
   for (auto& candidate: links) {
-    if (candidate->state == PeerLink::State::UP && candidate->address == address) {
+    if (usable(*candidate) && candidate->address == address) {
       if (expected != 0 && candidate->origin != expected) {
         RS_FAIL(WRONG_STORE, "the refstored at ", address, " has restarted since (it is ",
                 kj::hex(candidate->origin), ", the token's owner was ", kj::hex(expected), ")");
@@ -140,7 +151,9 @@ kj::Promise<PeerLink*> PeerDirectory::link(kj::StringPtr address, gc::PeerId exp
     }
   }
   if (expected != 0) {
-    KJ_IF_MAYBE(up, upByOrigin.find(expected)) { return *up; }
+    KJ_IF_MAYBE(up, upByOrigin.find(expected)) {
+      if (usable(**up)) return *up;
+    }
   }
   KJ_IF_MAYBE(inFlight, dialing.find(address)) {
     return inFlight->addBranch().then([this, expected, address = kj::str(address)](PeerLink*) {
@@ -205,21 +218,27 @@ kj::Promise<PeerLink*> PeerDirectory::dial(kj::String address, gc::PeerId expect
                 }));
             return introduced.then(
                 [this, &link]() -> PeerLink* {
-                  dialing.erase(link.address);
+                  forgetDial(link.address);
                   up(link);
                   return &link;
                 },
                 [this, &link](kj::Exception&& e) -> PeerLink* {
-                  dialing.erase(link.address);
+                  forgetDial(link.address);
                   down(link, e.getDescription());
                   kj::throwFatalException(kj::mv(e));
                 });
           },
           [this, address = kj::str(address)](kj::Exception&& e) -> PeerLink* {
-            dialing.erase(address);
+            forgetDial(address);
             RS_FAIL(UNREACHABLE, "cannot reach the refstored at ", address, ": ",
                     e.getDescription());
           });
+}
+
+void PeerDirectory::forgetDial(kj::StringPtr address) {
+  // This runs inside the dial's own fork: it is destroyed in a later turn.
+  KJ_IF_MAYBE(inFlight, dialing.find(address)) { dropLater(tasks, kj::mv(*inFlight)); }
+  dialing.erase(address);
 }
 
 kj::Promise<void> PeerDirectory::introduce(PeerLink& link, gc::PeerId expected) {

@@ -40,6 +40,8 @@ class PeerDirectory final: public PeerGateway, private kj::TaskSet::ErrorHandler
   kj::Promise<PeerLink*> link(kj::StringPtr address, gc::PeerId expected);
   // The up link to `origin`, if there is one now.
   kj::Maybe<PeerLink&> upLink(gc::PeerId origin);
+  // Up, and its connection has not ended (capnp reports an end a turn or more later).
+  bool usable(PeerLink& link);
   // The link over connection `client` (in any state), if it is not forgotten yet.
   kj::Maybe<PeerLink&> linkOf(gc::ClientId client);
 
@@ -71,6 +73,7 @@ class PeerDirectory final: public PeerGateway, private kj::TaskSet::ErrorHandler
 
   void taskFailed(kj::Exception&& e) override;
   kj::Promise<PeerLink*> dial(kj::String address, gc::PeerId expected);
+  void forgetDial(kj::StringPtr address);
   // Presents the secret and this daemon's origin on `link.store`, getting its PeerService.
   kj::Promise<void> introduce(PeerLink& link, gc::PeerId expected);
   void up(PeerLink& link);

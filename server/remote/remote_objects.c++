@@ -1,5 +1,6 @@
 #include "server/remote/remote_objects.h"
 
+#include "server/runtime/drop_later.h"
 #include "server/runtime/errors.h"
 #include "server/runtime/log.h"
 
@@ -28,6 +29,21 @@ RemoteObjects::RemoteObjects(RpcServices& services, PeerDirectory& peers,
 }
 
 RemoteObjects::~RemoteObjects() noexcept(false) {}
+
+void RemoteObjects::taskFailed(kj::Exception&& e) {
+  logDebug("remote objects: ", e.getDescription());
+}
+
+template <typename T>
+void RemoteObjects::forget(kj::Maybe<kj::ForkedPromise<T>>& fork) {
+  KJ_IF_MAYBE(f, fork) { dropLater(tasks, kj::mv(*f)); }
+  fork = nullptr;
+}
+
+void RemoteObjects::forgetReconnect(gc::PeerId owner) {
+  KJ_IF_MAYBE(f, reconnecting.find(owner)) { dropLater(tasks, kj::mv(*f)); }
+  reconnecting.erase(owner);
+}
 
 RemoteObjects::Proxy& RemoteObjects::proxy(gc::ObjectId id) {
   KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { return **found; }
@@ -69,37 +85,44 @@ HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr 
 }
 
 kj::Promise<HeldObject> RemoteObjects::restore(Token token, gc::ClientId client) {
-  kj::String text = formatToken(token);
-  gc::PeerId owner = token.id.hi;
+  gc::ObjectId id = token.id;
   kj::String address = kj::mv(token.ownerAddress);
+  return redeem(formatToken(token), id.hi, kj::str(address), /*retries=*/1)
+      .then([this, id, address = kj::mv(address), client](proto::Ref::Client ownerRef) mutable {
+        gc::ClientId linkClient = 0;
+        KJ_IF_MAYBE(link, peers.upLink(id.hi)) { linkClient = link->client; }
+        return hold(id, id.hi, address, kj::mv(ownerRef), linkClient, client);
+      });
+}
+
+kj::Promise<proto::Ref::Client> RemoteObjects::redeem(kj::String token, gc::PeerId owner,
+                                                      kj::String address, int retries) {
   auto linked = peers.link(address, owner);
-  return linked.then([this, text = kj::mv(text), client](PeerLink* link) {
+  return linked.then([token = kj::str(token)](PeerLink* link) {
     auto request = link->store.restoreRequest();
-    request.setToken(text);
-    gc::PeerId origin = link->origin;
-    kj::String address = kj::str(link->address);
-    gc::ClientId linkClient = link->client;
+    request.setToken(token);
     return request.send().then(
-        [this, origin, address = kj::mv(address), linkClient, client](
-            capnp::Response<proto::Store::RestoreResults> reply) mutable {
-          proto::Ref::Client ownerRef = reply.getRef();
-          // The object's id: the token's (a token names its object).
-          return kj::mv(ownerRef);
-        },
-        [](kj::Exception&& e) -> proto::Ref::Client {
-          kj::throwFatalException(fromOwner(kj::mv(e)));
+        [](capnp::Response<proto::Store::RestoreResults> reply) -> proto::Ref::Client {
+          return reply.getRef();
         });
-  }).then([this, id = token.id, owner, address = kj::str(address), client](
-              proto::Ref::Client ownerRef) mutable {
-    gc::ClientId linkClient = 0;
-    KJ_IF_MAYBE(link, peers.upLink(owner)) { linkClient = link->client; }
-    return hold(id, owner, address, kj::mv(ownerRef), linkClient, client);
+  }).catch_([this, token = kj::mv(token), owner, address = kj::mv(address), retries](
+                kj::Exception&& e) mutable -> kj::Promise<proto::Ref::Client> {
+    // A link that broke under the call (the owner restarted, a connection reset) is dialed
+    // afresh once: the new connection tells a restarted owner (WRONG_STORE) from a gone one.
+    if (isDisconnect(e) && retries > 0) {
+      return redeem(kj::mv(token), owner, kj::mv(address), retries - 1);
+    }
+    kj::throwFatalException(fromOwner(kj::mv(e)));
   });
 }
 
 void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
   // The store freed the local copy (if any); dropping the entry drops our reference on the
-  // owner, which Cap'n Proto releases there.
+  // owner, which Cap'n Proto releases there. (Later: this may run inside one of its forks.)
+  KJ_IF_MAYBE(found, proxies.find(keyOf(record.id))) {
+    (*found)->ownerRef = nullptr;
+    dropLater(tasks, kj::mv(*found));
+  }
   proxies.erase(keyOf(record.id));
 }
 
@@ -111,7 +134,7 @@ kj::Promise<PeerLink*> RemoteObjects::ownerLink(Proxy& p) {
             p.address, ") is gone");
   }
   KJ_IF_MAYBE(link, peers.linkOf(p.linkClient)) {
-    if (link->state == PeerLink::State::UP) return &*link;
+    if (peers.usable(*link)) return &*link;
   }
   // The connection its reference came through is gone: reconnect and take the references back.
   kj::TimePoint deadline = timer.now() + peers.options().grace;
@@ -140,13 +163,13 @@ kj::Promise<PeerLink*> RemoteObjects::reconnect(gc::PeerId owner, kj::String add
       });
   auto settled = attempt.then(
       [this, owner](PeerLink* link) -> kj::Promise<PeerLink*> {
-        reconnecting.erase(owner);
+        forgetReconnect(owner);
         unreachableSince.erase(owner);
         return link;
       },
       [this, owner, address = kj::str(address), deadline](kj::Exception&& e) mutable
           -> kj::Promise<PeerLink*> {
-        reconnecting.erase(owner);
+        forgetReconnect(owner);
         bool restarted = strstr(e.getDescription().cStr(), "refstore.WRONG_STORE") != nullptr;
         if (restarted || timer.now() >= deadline) {
           ownerIsLost(owner, e.getDescription());
@@ -170,7 +193,7 @@ kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
     Proxy& p = *entry.value;
     if (p.owner != link.origin || p.ownerLost || p.linkClient == link.client) continue;
     bool alive = false;
-    KJ_IF_MAYBE(old, peers.linkOf(p.linkClient)) { alive = old->state == PeerLink::State::UP; }
+    KJ_IF_MAYBE(old, peers.linkOf(p.linkClient)) { alive = peers.usable(*old); }
     if (!alive) stale.add(p.id);
   }
   if (stale.empty()) return kj::READY_NOW;
@@ -236,10 +259,10 @@ kj::Promise<void> RemoteObjects::whenSettled(gc::ObjectId id) {
                                info.getHash().getLow());
             p.settled = true;
             p.described = info.getHash().getHigh() != 0 || info.getHash().getLow() != 0;
-            p.settling = nullptr;
+            forget(p.settling);
           },
           [this, id](kj::Exception&& e) {
-            KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { (*found)->settling = nullptr; }
+            KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->settling); }
             kj::throwFatalException(fromOwner(kj::mv(e)));
           });
   auto forked = settling.fork();
@@ -352,11 +375,11 @@ kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id) {
   auto pulled = pull(id).then(
       [this, id]() {
         pullsInFlight--;
-        KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { (*found)->pulling = nullptr; }
+        KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->pulling); }
       },
       [this, id](kj::Exception&& e) {
         pullsInFlight--;
-        KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { (*found)->pulling = nullptr; }
+        KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->pulling); }
         kj::throwFatalException(kj::mv(e));
       });
   auto forked = pulled.fork();

@@ -30,7 +30,7 @@
 
 namespace refstore::server {
 
-class RemoteObjects final: public ProxyDoor, public RemoteGateway {
+class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::TaskSet::ErrorHandler {
  public:
   // Attempts at copying one value before giving up: broken transfers resume from the last good
   // chunk; a value that fails its whole-value check is copied again once.
@@ -76,11 +76,19 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway {
   };
   static IdKey keyOf(gc::ObjectId id) { return IdKey{id.hi, id.lo}; }
 
+  void taskFailed(kj::Exception&& e) override;
+  // Forgets a fork from inside its own continuation (server/runtime/drop_later.h).
+  template <typename T>
+  void forget(kj::Maybe<kj::ForkedPromise<T>>& fork);
+  void forgetReconnect(gc::PeerId owner);
   Proxy& proxy(gc::ObjectId id);  // a live proxy (NOT_FOUND otherwise)
   // A new holder for `client` on the proxy of `id`, made with `ownerRef` if there is none yet
   // (otherwise `ownerRef` is dropped: one owner reference per proxy).
   HeldObject hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr address,
                   proto::Ref::Client ownerRef, gc::ClientId linkClient, gc::ClientId client);
+  // The owner's Ref for `token`, over a link to `owner` at `address` (dialed if need be).
+  kj::Promise<proto::Ref::Client> redeem(kj::String token, gc::PeerId owner, kj::String address,
+                                         int retries);
   // The up link the proxy's owner reference works over, reconnecting (and taking the
   // references of every proxy of that owner back) if its connection was lost; OWNER_LOST once
   // the owner cannot be reached within the grace period, or has restarted.
@@ -101,6 +109,7 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway {
   kj::HashMap<gc::PeerId, kj::ForkedPromise<PeerLink*>> reconnecting;
   kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
   uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
+  kj::TaskSet tasks{*this};  // things dropped later
 };
 
 }  // namespace refstore::server
