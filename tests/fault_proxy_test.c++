@@ -97,7 +97,7 @@ std::string roundTrip(int fd, const std::string& data) {
 
 double secondsSince(double start) { return monotonicSeconds() - start; }
 
-// howConnectionEnds() of a new connection to `address`, which may already be reset while connecting.
+// howConnectionEnds() of a new connection to `address` (it may be reset while connecting).
 std::string howANewConnectionEnds(const std::string& address) {
   int fd = tryConnectTcp(address, 20000);
   if (fd < 0) return errno == ECONNRESET ? "reset" : std::string("error: ") + strerror(errno);

@@ -26,7 +26,9 @@ using namespace refstore::testing;
 
 namespace {
 
-std::string text(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+std::string text(const std::vector<uint8_t>& bytes) {
+  return std::string(bytes.begin(), bytes.end());
+}
 
 bool exists(const std::string& path) {
   struct stat info;

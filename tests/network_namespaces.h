@@ -1,6 +1,7 @@
 // Test support: a small switched network of Linux network namespaces, one per "host", for
 // many-host tests that run as root. Host i's namespace has an `eth0` (a veth pair) whose other
-// end is port `h<i>` of a bridge in a separate switch namespace, and the address 10.<a>.<b>.<i+1>/24.
+// end is port `h<i>` of a bridge in a separate switch namespace, and the address
+// 10.<a>.<b>.<i+1>/24.
 // Nothing is created in the caller's own namespace, so deleting the namespaces removes every
 // interface with them.
 //
@@ -63,7 +64,8 @@ class NamespaceNetwork {
 
   // Runs a network tool (`ip`, `tc`, `nft`, found in /usr/sbin, /usr/bin, /sbin or /bin) inside
   // host's namespace and returns its output; throws with the command and its stderr on failure.
-  std::string runIn(size_t host, const std::string& tool, const std::vector<std::string>& args) const;
+  std::string runIn(size_t host, const std::string& tool,
+                    const std::vector<std::string>& args) const;
 
  private:
   static std::string probeNamespaces();
