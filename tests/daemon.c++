@@ -73,26 +73,47 @@ double monotonicSeconds() {
 
 Daemon::Daemon(const std::string& memory, std::vector<std::string> extraArgs,
                uint64_t fileSizeLimit, uint64_t descriptorLimit)
-    : socketPath(uniqueSocketPath()) {
+    : Daemon(DaemonOptions{memory, std::move(extraArgs), fileSizeLimit, descriptorLimit}) {}
+
+Daemon::Daemon(const DaemonOptions& options): Daemon(options, NoAbort{}) {
+  if (!started) {
+    fprintf(stderr, "refstored did not start:\n%s\n", log().c_str());
+    abort();
+  }
+}
+
+std::unique_ptr<Daemon> Daemon::tryStart(const DaemonOptions& options, std::string* failure) {
+  std::unique_ptr<Daemon> daemon(new Daemon(options, NoAbort{}));
+  if (daemon->started) return daemon;
+  if (failure != nullptr) *failure = daemon->log();
+  return nullptr;
+}
+
+Daemon::Daemon(const DaemonOptions& options, NoAbort)
+    : socketPath(options.socketPath.empty() ? uniqueSocketPath() : options.socketPath) {
   const char* tmp = getenv("TEST_TMPDIR");
   std::string base = std::string(tmp ? tmp : "/tmp") + "/refstored-" +
-                     socketPath.substr(socketPath.rfind('-') + 1, 16);
-  logPath = base + ".log";
-  spillPath = base + ".spill";
+                     uniqueSocketPath().substr(strlen("/tmp/rst-"), 16);
+  logPath = options.logPath.empty() ? base + ".log" : options.logPath;
+  spillPath = options.spillDir.empty() ? base + ".spill" : options.spillDir;
   int logFd = open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  std::vector<std::string> argv;
-  if (fileSizeLimit > 0 || descriptorLimit > 0) {
-    argv = {"/usr/bin/prlimit"};
-    if (fileSizeLimit > 0) argv.push_back("--fsize=" + std::to_string(fileSizeLimit));
-    if (descriptorLimit > 0) argv.push_back("--nofile=" + std::to_string(descriptorLimit));
+  std::vector<std::string> argv = options.commandPrefix;
+  if (options.fileSizeLimit > 0 || options.descriptorLimit > 0) {
+    argv.push_back("/usr/bin/prlimit");
+    if (options.fileSizeLimit > 0) {
+      argv.push_back("--fsize=" + std::to_string(options.fileSizeLimit));
+    }
+    if (options.descriptorLimit > 0) {
+      argv.push_back("--nofile=" + std::to_string(options.descriptorLimit));
+    }
     argv.push_back("--");
   }
   for (auto& arg: std::vector<std::string>{"server/refstored", "--socket", socketPath,
-                                           "--memory", memory, "--segment-size", "8M"}) {
+                                           "--memory", options.memory, "--segment-size", "8M"}) {
     argv.push_back(arg);
   }
   bool ownSpill = true;
-  for (auto& arg: extraArgs) {
+  for (auto& arg: options.extraArgs) {
     if (arg == "--spill-dir" || arg == "--no-spill") ownSpill = false;
   }
   // Each daemon gets its own spill directory: a shared default would be locked by whichever
@@ -101,13 +122,17 @@ Daemon::Daemon(const std::string& memory, std::vector<std::string> extraArgs,
     argv.push_back("--spill-dir");
     argv.push_back(spillPath);
   }
-  for (auto& arg: extraArgs) argv.push_back(arg);
+  for (auto& arg: options.extraArgs) argv.push_back(arg);
   child = spawnWithRedirect(argv, -1, logFd);
   close(logFd);
+  // A daemon restarted on the path of a killed one finds the stale socket file, which refuses
+  // connections until the new daemon replaces it.
   bool up = eventually([&]() { return canConnect(socketPath) || !alive(); });
-  if (!up || !alive()) {
-    fprintf(stderr, "refstored did not start:\n%s\n", log().c_str());
-    abort();
+  started = up && alive();
+  if (!started && child > 0) {
+    ::kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    child = -1;
   }
 }
 
@@ -122,10 +147,15 @@ int Daemon::stop() { return kill(SIGTERM); }
 int Daemon::kill(int signal) {
   if (child < 0) return -1;
   ::kill(child, signal);
+  if (signal != SIGCONT) ::kill(child, SIGCONT);  // a frozen daemon handles nothing but SIGKILL
   int status = 0;
   waitpid(child, &status, 0);
   child = -1;
   return status;
+}
+
+void Daemon::signal(int signal) {
+  if (child > 0) ::kill(child, signal);
 }
 
 Daemon::~Daemon() {

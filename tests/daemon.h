@@ -3,12 +3,31 @@
 // through real sockets.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace refstore::testing {
+
+// How to start a refstored; `Daemon(memory, extraArgs)` is the short form of the common case.
+struct DaemonOptions {
+  std::string memory = "64M";
+  std::vector<std::string> extraArgs;
+  uint64_t fileSizeLimit = 0;    // > 0: run it under this RLIMIT_FSIZE (to simulate a full disk)
+  uint64_t descriptorLimit = 0;  // > 0: under this RLIMIT_NOFILE, soft and hard (out of fds)
+  // Words put before the command line, to run the daemon elsewhere: {"/usr/bin/nsenter",
+  // "--net=/run/netns/NAME", "--"} runs it in a network namespace. The prefix must exec the
+  // daemon (nsenter does) so that pid() is the daemon's.
+  std::vector<std::string> commandPrefix;
+  // "" = fresh unique paths. Given, a new daemon takes over where a stopped one was (a restart:
+  // a stale socket file is replaced, the spill directory reused).
+  std::string socketPath;
+  std::string spillDir;  // unused when extraArgs has --spill-dir or --no-spill
+  std::string logPath;
+};
 
 class Daemon {
  public:
@@ -18,21 +37,33 @@ class Daemon {
   // `descriptorLimit` > 0 under that RLIMIT_NOFILE, soft and hard (to run it out of fds).
   explicit Daemon(const std::string& memory = "64M", std::vector<std::string> extraArgs = {},
                   uint64_t fileSizeLimit = 0, uint64_t descriptorLimit = 0);
+  // The same, from options. Aborts the test if the daemon does not start.
+  explicit Daemon(const DaemonOptions& options);
+  // Starts a daemon, or returns nullptr with its log in `*failure` if it exited while starting
+  // (say its TCP port was taken meanwhile): for callers that can retry.
+  static std::unique_ptr<Daemon> tryStart(const DaemonOptions& options, std::string* failure);
   ~Daemon();  // SIGTERM, then waits; a daemon that does not exit cleanly fails the process
 
   const std::string& socket() const { return socketPath; }
   const std::string& spillDir() const { return spillPath; }
+  const std::string& logFile() const { return logPath; }
   pid_t pid() const { return child; }
   // True while the process is running (it has not crashed).
   bool alive();
   // Sends SIGTERM and returns the exit status (as from waitpid).
   int stop();
-  // Sends `signal` (e.g. SIGKILL, to simulate a crash) and returns the exit status.
-  int kill(int signal);
+  // Sends `signal` and waits for the process to exit; returns its status (as from waitpid).
+  // Afterwards the destructor has nothing to do: a killed daemon is not a failure.
+  int kill(int signal = SIGKILL);
+  // Sends `signal` without waiting (SIGSTOP and SIGCONT freeze and thaw a daemon).
+  void signal(int signal);
   // Everything the daemon wrote to stderr so far.
   std::string log() const;
 
  private:
+  struct NoAbort {};
+  Daemon(const DaemonOptions& options, NoAbort);
+  bool started = false;
   std::string socketPath;
   std::string spillPath;
   std::string logPath;

@@ -31,3 +31,37 @@ def c_client_test(name, deps = []):
             "//client/c",
         ] + deps,
     )
+
+def many_hosts_test(name, data = [], deps = [], size = "medium"):
+    """The doctest cases of `<name>.c++` against several refstored "hosts" (tests/hosts.h),
+    built once and run twice: `<name>` on loopback addresses, and `<name>_netns` with every host
+    in its own network namespace. The latter needs root and is tagged "local" (Bazel's sandbox
+    makes `ip netns add` fail); where namespaces are unavailable it is skipped with a message
+    (tests/many_hosts_main.c++). Cases that only make sense in namespaces (link control) go in
+    TEST_SUITE("namespaces only"). The file defines no main()."""
+    native.cc_library(
+        name = name + "_cases",
+        testonly = True,
+        srcs = [name + ".c++"],
+        deps = [
+            ":hosts",
+            "//client/cpp:client",
+            "//third_party:doctest",
+        ] + deps,
+        alwayslink = True,
+    )
+    for variant, network, tags in [
+        (name, "loopback", []),
+        (name + "_netns", "namespaces", ["local"]),
+    ]:
+        cc_test(
+            name = variant,
+            size = size,
+            data = ["//server:refstored"] + data,
+            env = {"REFSTORE_TEST_NETWORK": network},
+            tags = tags,
+            deps = [
+                ":" + name + "_cases",
+                ":many_hosts_main",
+            ],
+        )
