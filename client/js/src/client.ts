@@ -6,8 +6,9 @@
 // Memory: capnp-es never tells the daemon that a capability was dropped (its close() is empty,
 // and garbage collection does not reach the daemon either), so a Ref that goes out of scope in
 // JavaScript keeps its value alive until the connection closes. Free a value with
-// `ref.release()`, or by closing the client (or ending the process). The same holds for an
-// unsealed WriteBuffer (its reservation) and a Fulfiller (use `reject` to give up on a promise).
+// `ref.release()`, or by closing the client (or ending the process). An unsealed WriteBuffer
+// holds its reservation until `abort()` (or closing); a Fulfiller its promise until it settles.
+// This client sends Cap'n Proto's Release itself for what it is done with (release.ts).
 import * as net from "node:net";
 import * as path from "node:path";
 import * as $ from "capnp-es";
@@ -22,6 +23,7 @@ import {
   type WriteBuffer$Client,
 } from "../gen/refstore.js";
 import { RefstoreError, rpc } from "./errors.js";
+import { releaseCapability } from "./release.js";
 import { defaultSocketPath } from "./socket_path.js";
 import { SocketTransport } from "./transport.js";
 
@@ -215,6 +217,11 @@ export class Client {
     return this.closedPromise;
   }
 
+  /** @internal Drops the daemon's side of a capability this client is done with. */
+  releaseCapability(capability: $.Client): void {
+    releaseCapability(this.conn, capability);
+  }
+
   /** @internal Fails every call still waiting for a reply; later calls fail at once. */
   disconnected(why: Error): void {
     this.closedWith ??= new RefstoreError("DISCONNECTED", `refstored disconnected: ${why.message}`);
@@ -227,22 +234,32 @@ export class Client {
 }
 
 export class Ref {
+  private released = false;
+
   /** @internal */
   constructor(
     private readonly client: Client,
     /** @internal */ readonly capability: Ref$Client,
   ) {}
 
+  /** Runs an RPC on this Ref, or fails at once if it was released. */
+  private call<T>(where: string, call: () => Promise<T>): Promise<T> {
+    if (this.released) {
+      return Promise.reject(new RefstoreError("FAILED_PRECONDITION", `this Ref was released (${where})`));
+    }
+    return rpc(where, call);
+  }
+
   /** Id, size, hash and state (waits for a large value's hash). */
   async info(): Promise<ObjectInfo> {
-    const results = await rpc("Ref.info", () => this.capability.info().promise());
+    const results = await this.call("Ref.info", () => this.capability.info().promise());
     return objectInfo(results.info);
   }
 
   /** Resolves when the value is readable (a promise fulfilled); fails with REJECTED or
    *  BROKEN_PROMISE. */
   async whenReady(): Promise<ObjectInfo> {
-    const results = await rpc("Ref.whenReady", () => this.capability.whenReady().promise());
+    const results = await this.call("Ref.whenReady", () => this.capability.whenReady().promise());
     return objectInfo(results.info);
   }
 
@@ -273,7 +290,7 @@ export class Ref {
   }
 
   private async readChunk(offset: number, length: number): Promise<Uint8Array> {
-    const results = await rpc("Ref.read", () =>
+    const results = await this.call("Ref.read", () =>
       this.capability
         .read((p) => {
           p.offset = BigInt(offset);
@@ -286,7 +303,7 @@ export class Ref {
 
   /** A printable token any process can `restore` (`uses` 0: unlimited within the ttl). */
   async share(ttlSeconds: number, uses = 0): Promise<string> {
-    const results = await rpc("Ref.share", () =>
+    const results = await this.call("Ref.share", () =>
       this.capability
         .share((p) => {
           p.ttlSeconds = ttlSeconds;
@@ -299,23 +316,28 @@ export class Ref {
 
   /** New Refs to the nested references the value was sealed with. */
   async children(): Promise<Ref[]> {
-    const results = await rpc("Ref.children", () => this.capability.children().promise());
+    const results = await this.call("Ref.children", () => this.capability.children().promise());
     return results.children.map((child) => new Ref(this.client, new Ref$Client($.clientOrNull(child.getClient()))));
   }
 
   /** Pins the value under `name` until `client.unname(name)`. */
   async saveAs(name: string): Promise<void> {
-    await rpc("Ref.saveAs", () => this.capability.saveAs((p) => (p.name = name)).promise());
+    await this.call("Ref.saveAs", () => this.capability.saveAs((p) => (p.name = name)).promise());
   }
 
   /** Drops this reference in the daemon at once; the value is freed when nothing else holds
    *  it. Later calls on this Ref fail with FAILED_PRECONDITION. A second release does nothing. */
   async release(): Promise<void> {
-    await rpc("Ref.release", () => this.capability.release().promise());
+    if (this.released) return;
+    await this.call("Ref.release", () => this.capability.release().promise());
+    this.released = true;
+    this.client.releaseCapability(this.capability.client);
   }
 }
 
 export class WriteBuffer {
+  private finished?: "sealed" | "aborted";
+
   /** @internal */
   constructor(
     private readonly client: Client,
@@ -324,12 +346,33 @@ export class WriteBuffer {
     readonly size: number,
   ) {}
 
+  /** Runs an RPC on this buffer, or fails at once if it was sealed or aborted. */
+  private call<T>(where: string, call: () => Promise<T>): Promise<T> {
+    if (this.finished) {
+      return Promise.reject(new RefstoreError("FAILED_PRECONDITION", `buffer already ${this.finished} (${where})`));
+    }
+    return rpc(where, call);
+  }
+
+  /** Done with the capability: the daemon drops it (and, unsealed, the object with it). */
+  private finish(how: "sealed" | "aborted"): void {
+    this.finished = how;
+    this.client.releaseCapability(this.capability.client);
+  }
+
+  /** Gives the reservation up: the object is discarded and its memory freed (as dropping a
+   *  WriteBuffer does in C++). Also the way out after a failed write, which leaves the buffer
+   *  unusable. Nothing happens after `seal`. */
+  abort(): void {
+    if (!this.finished) this.finish("aborted");
+  }
+
   /** Writes `bytes` at `offset` of the reservation, in chunks. */
   async write(offset: number, bytes: Uint8Array): Promise<void> {
     const chunks = Math.max(1, Math.ceil(bytes.length / CHUNK_BYTES));
     await inFlight(chunks, CHUNKS_IN_FLIGHT, async (i) => {
       const chunk = bytes.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES);
-      await rpc("WriteBuffer.write", () =>
+      await this.call("WriteBuffer.write", () =>
         this.capability
           .write((p) => {
             p.offset = BigInt(offset + i * CHUNK_BYTES);
@@ -342,9 +385,10 @@ export class WriteBuffer {
 
   /** Makes the value immutable and returns a Ref to it (the buffer's hold passes to the Ref). */
   async seal(children: readonly Ref[] = []): Promise<Ref> {
-    const results = await rpc("WriteBuffer.seal", () =>
+    const results = await this.call("WriteBuffer.seal", () =>
       this.capability.seal((p) => this.setChildren(p, children)).promise(),
     );
+    this.finish("sealed");
     return new Ref(this.client, results.ref);
   }
 
@@ -355,13 +399,14 @@ export class WriteBuffer {
     uses = 0,
     children: readonly Ref[] = [],
   ): Promise<{ ref: Ref; token: string }> {
-    return rpc("WriteBuffer.seal", async () => {
+    return this.call("WriteBuffer.seal", async () => {
       const sealed = this.capability.seal((p) => this.setChildren(p, children));
       const shared = sealed.getRef().share((p) => {
         p.ttlSeconds = ttlSeconds;
         p.uses = uses;
       });
       const [results, share] = await Promise.all([sealed.promise(), shared.promise()]);
+      this.finish("sealed");
       return { ref: new Ref(this.client, results.ref), token: share.token };
     });
   }
@@ -372,16 +417,28 @@ export class WriteBuffer {
 }
 
 export class Fulfiller {
+  private settled = false;
+
   /** @internal */
   constructor(
     private readonly client: Client,
     private readonly capability: Fulfiller$Client,
   ) {}
 
+  /** Runs one of the settling RPCs, once; afterwards the daemon drops the Fulfiller. */
+  private async settle(where: string, call: () => Promise<unknown>): Promise<void> {
+    if (this.settled) {
+      throw new RefstoreError("FAILED_PRECONDITION", `the promise is already settled (${where})`);
+    }
+    await rpc(where, call);
+    this.settled = true;
+    this.client.releaseCapability(this.capability.client);
+  }
+
   /** Provides the promised value. Values over 16 MiB are written to a new value first, which
    *  the promise then becomes an alias of (no copy in the daemon). */
   async fulfill(bytes: Uint8Array, children: readonly Ref[] = []): Promise<void> {
-    if (bytes.length > MAX_INLINE_BYTES) {
+    if (bytes.length > MAX_INLINE_BYTES && !this.settled) {
       const value = await this.client.put(bytes, { children });
       try {
         await this.fulfillWith(value);
@@ -390,7 +447,7 @@ export class Fulfiller {
       }
       return;
     }
-    await rpc("Fulfiller.fulfill", () =>
+    await this.settle("Fulfiller.fulfill", () =>
       this.capability
         .fulfill((p) => {
           setData(p._initData(bytes.length), bytes);
@@ -402,14 +459,14 @@ export class Fulfiller {
 
   /** Makes the promise an alias of another value (no copy). */
   async fulfillWith(ref: Ref): Promise<void> {
-    await rpc("Fulfiller.fulfillWith", () =>
+    await this.settle("Fulfiller.fulfillWith", () =>
       this.capability.fulfillWith((p) => (p.ref = ref.capability)).promise(),
     );
   }
 
   /** Fails the promise: readers get `refstore.REJECTED: <reason>`. */
   async reject(reason: string): Promise<void> {
-    await rpc("Fulfiller.reject", () => this.capability.reject((p) => (p.reason = reason)).promise());
+    await this.settle("Fulfiller.reject", () => this.capability.reject((p) => (p.reason = reason)).promise());
   }
 }
 

@@ -39,6 +39,10 @@ export function toRefstoreError(error: unknown, where: string): RefstoreError {
   if (match && isCodeName(match[1])) {
     return new RefstoreError(match[1], `${text.slice(match.index)} (${where})`);
   }
+  if (text.includes("CAPNP-TS106")) {
+    // capnp-es refuses calls on an import this client released (see release.ts).
+    return new RefstoreError("FAILED_PRECONDITION", `this capability was released (${where})`);
+  }
   return new RefstoreError("INTERNAL", `${where}: ${text}`);
 }
 

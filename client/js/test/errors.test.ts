@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { type Client, connect, RefstoreError } from "../src/index.js";
 import { ErrorCode } from "../gen/refstore.js";
-import { Daemon, refctl } from "./harness.js";
+import { Daemon, eventually, refctl } from "./harness.js";
 
 const SECRET = "correct horse battery staple";
 
@@ -74,6 +74,10 @@ describe("error codes from the daemon", () => {
     // with the same exception (Cap'n Proto's rule), so the buffer cannot be used or sealed.
     await failsWith(broken.write(0, Buffer.from("xyz")), "OUT_OF_RANGE");
     await failsWith(broken.seal(), "OUT_OF_RANGE");
+    const before = (await client.stats()).objects;
+    broken.abort();  // the way out: the daemon drops the buffer and its object
+    assert.ok(await eventually(async () => (await client.stats()).objects === before - 1));
+    await failsWith(broken.seal(), "FAILED_PRECONDITION");
     const fine = await client.create(3);
     await fine.write(0, Buffer.from("xyz"));
     assert.equal((await (await fine.seal()).read()).toString(), "xyz");

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 
 // dist/test/harness.js -> the package directory -> the repository.
@@ -133,6 +134,13 @@ export function refctl(socket: string, ...args: string[]): Promise<Result> {
   return run(refctlPath(), ["--socket", socket, ...args]);
 }
 
+// Helpers still running when a test file ends (a failed assertion skipped its kill) are killed,
+// so that a failure fails the run instead of keeping it waiting for them.
+const running = new Set<Helper>();
+after(async () => {
+  await Promise.all([...running].map((helper) => helper.kill()));
+});
+
 /** A running helper process whose stdout is read line by line. */
 export class Helper {
   readonly child: ChildProcess;
@@ -143,7 +151,13 @@ export class Helper {
 
   constructor(program: string, args: string[]) {
     this.child = spawn(program, args, { stdio: ["ignore", "pipe", "inherit"] });
-    this.exited = new Promise((resolve) => this.child.once("exit", (code) => resolve(code)));
+    running.add(this);
+    this.exited = new Promise((resolve) =>
+      this.child.once("exit", (code) => {
+        running.delete(this);
+        resolve(code);
+      }),
+    );
     const reader = createInterface({ input: this.child.stdout! });
     reader.on("line", (line) => {
       if (this.waiting) {

@@ -58,6 +58,44 @@ test("release() frees values at once while the JavaScript process keeps running"
   await client.close();
 });
 
+test("abort() gives an unsealed WriteBuffer's reservation back at once", async () => {
+  const client = await connect({ socket: daemon.socket });
+  const buffer = await client.create(8 * 1024 * 1024);
+  await buffer.write(0, randomBytes(1024 * 1024));
+  let stats = await client.stats();
+  assert.equal(stats.objects, 1);
+  assert.equal(stats.creating, 1);
+  assert.ok(stats.bytesUsed >= 8 * 1024 * 1024, `bytesUsed ${stats.bytesUsed}`);
+  buffer.abort();  // Cap'n Proto Release: the daemon drops the buffer, which aborts the object
+  assert.ok(await eventually(async () => (await objects()) === 0), `${await objects()} objects left`);
+  stats = await client.stats();
+  assert.equal(stats.bytesUsed, 0);
+  await assert.rejects(buffer.write(0, Buffer.from("late")), { code: "FAILED_PRECONDITION" });
+  buffer.abort();  // twice does nothing
+  await client.close();
+});
+
+test("released capabilities leave nothing behind on the connection", async () => {
+  // capnp-es keeps an import entry per capability received (the daemon an export entry) until
+  // Release: release(), seal() and settling a promise send it, so a long-running client stays
+  // the same size however many values it has put.
+  const client = await connect({ socket: daemon.socket });
+  const imports = () => Object.keys((client as unknown as { conn: { imports: object } }).conn.imports).length;
+  const start = imports();
+  for (let i = 0; i < 300; i++) {
+    await (await client.put(randomBytes(100))).release();
+    const buffer = await client.create(10);
+    await buffer.write(0, randomBytes(10));
+    await (await buffer.seal()).release();
+    const { ref, fulfiller } = await client.promise();
+    await fulfiller.fulfill(randomBytes(10));
+    await ref.release();
+  }
+  assert.equal(imports(), start);
+  assert.equal(await objects(), 0);
+  await client.close();
+});
+
 test("closing a client frees everything it held", async () => {
   const client = await connect({ socket: daemon.socket });
   for (let i = 0; i < 10; i++) await client.put(randomBytes(10000));
