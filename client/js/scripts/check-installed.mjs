@@ -18,8 +18,10 @@ const differences = Object.entries(wanted)
   .filter(([path]) => path !== "")
   .filter(([path, entry]) => installed[path]?.version !== entry.version ||
                              installed[path]?.integrity !== entry.integrity)
-  .map(([path, entry]) => `${path}: ${installed[path]?.version ?? "missing"} installed, ${entry.version} pinned`);
+  .map(([path, entry]) =>
+    `${path}: ${installed[path]?.version ?? "missing"} installed, ${entry.version} pinned`);
 if (differences.length > 0) {
-  console.error(`client/js/node_modules differs from package-lock.json:\n  ${differences.join("\n  ")}`);
+  const list = differences.join("\n  ");
+  console.error(`client/js/node_modules differs from package-lock.json:\n  ${list}`);
   process.exit(1);
 }

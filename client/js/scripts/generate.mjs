@@ -23,9 +23,8 @@ const plugin = join(packageDir, "node_modules", ".bin", "capnpc-ts");
 
 mkdirSync(outDir, { recursive: true });
 try {
-  execFileSync("capnp", ["compile", `-o${plugin}:${outDir}`, `--src-prefix=${dirname(schema)}`, schema], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  const args = ["compile", `-o${plugin}:${outDir}`, `--src-prefix=${dirname(schema)}`, schema];
+  execFileSync("capnp", args, { stdio: ["ignore", "ignore", "inherit"] });
 } catch (error) {
   console.error(`generate: capnp compile failed (${error.message}); is capnproto installed and ` +
     "have you run npm ci (tools/setup does both)?");

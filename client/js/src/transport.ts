@@ -44,6 +44,11 @@ function messageOf(segments: ArrayBuffer[]): Message {
   return new Message(arena as unknown as ArrayBuffer, false);
 }
 
+// What capnp-es keeps of a message it built: its segments (buffers with room to spare).
+interface MessageInternals {
+  _capnp: { segments: { buffer: ArrayBuffer; byteLength: number }[] };
+}
+
 export class SocketTransport {
   private readonly frames: ArrayBuffer[][] = [];
   private waiter?: { resolve: (m: RpcMessage) => void; reject: (e?: unknown) => void };
@@ -74,7 +79,7 @@ export class SocketTransport {
   sendMessage(message: RpcMessage): void {
     if (this.closed) throw new Error("refstore.DISCONNECTED: the connection is closed");
     const whole = message.segment.message;
-    const segments = (whole as unknown as { _capnp: { segments: { buffer: ArrayBuffer; byteLength: number }[] } })._capnp.segments;
+    const segments = (whole as unknown as MessageInternals)._capnp.segments;
     const bytes = segments.reduce((sum, s) => sum + s.byteLength, 0);
     if (bytes <= GATHER_BYTES) {
       this.socket.write(new Uint8Array(whole.toArrayBuffer()));

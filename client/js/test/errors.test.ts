@@ -67,7 +67,7 @@ describe("error codes from the daemon", () => {
     assert.equal(after.bytesUsed, before.bytesUsed);
   });
 
-  test("a failed write breaks its WriteBuffer (Cap'n Proto streaming); others are unaffected", async () => {
+  test("a failed write breaks its WriteBuffer (capnp streaming); abort frees it", async () => {
     const broken = await client.create(3);
     await failsWith(broken.write(2, Buffer.from("xy")), "OUT_OF_RANGE");
     // `write` is a streaming call: after one fails, every later call on that capability fails
@@ -106,7 +106,8 @@ describe("TCP with a cluster secret", () => {
 
   test("no secret or a wrong one: UNAUTHENTICATED at connect", async () => {
     await failsWith(connect({ port: daemon.port }), "UNAUTHENTICATED");
-    await failsWith(connect({ port: daemon.port, secret: "x".repeat(SECRET.length) }), "UNAUTHENTICATED");
+    const wrong = "x".repeat(SECRET.length);
+    await failsWith(connect({ port: daemon.port, secret: wrong }), "UNAUTHENTICATED");
     await failsWith(connect({ port: daemon.port, secret: new TextEncoder().encode(SECRET + "!") }),
                     "UNAUTHENTICATED");
   });
@@ -118,7 +119,7 @@ describe("connections", () => {
                     "DISCONNECTED");
   });
 
-  test("calls waiting when the daemon dies fail with DISCONNECTED, and later calls too", async () => {
+  test("calls waiting when the daemon dies fail with DISCONNECTED, later calls too", async () => {
     const doomed = await Daemon.start({ memory: "64M" });
     const lost = await connect({ socket: doomed.socket });
     const { ref } = await lost.promise();

@@ -72,7 +72,8 @@ export class Daemon {
     const stderr: string[] = [];
     let port: number | undefined;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`refstored did not start:\n${stderr.join("\n")}`)), 20000);
+      const failed = () => reject(new Error(`refstored did not start:\n${stderr.join("\n")}`));
+      const timer = setTimeout(failed, 20000);
       const lines = createInterface({ input: child.stderr! });
       lines.on("line", (line) => {
         stderr.push(line);
@@ -119,13 +120,18 @@ export interface Result {
 }
 
 /** Runs a program to completion (never throws for a non-zero exit: the test checks `code`). */
-export function run(program: string, args: string[], env: Record<string, string> = {}): Promise<Result> {
+export function run(
+  program: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<Result> {
+  const environment = { ...process.env, ...env };
+  const options = { env: environment, maxBuffer: 64 << 20, encoding: "utf8" as const };
   return new Promise((resolve) => {
-    execFile(program, args, { env: { ...process.env, ...env }, maxBuffer: 64 << 20, encoding: "utf8" },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      });
+    execFile(program, args, options, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
@@ -194,7 +200,10 @@ export function nodeFixture(name: string, args: string[]): Helper {
 
 /** Polls `condition` every 10 ms until it holds or `seconds` pass; returns its last value. For
  *  asynchronous effects (a killed client's disconnect), never as a timing assertion. */
-export async function eventually(condition: () => Promise<boolean>, seconds = 20): Promise<boolean> {
+export async function eventually(
+  condition: () => Promise<boolean>,
+  seconds = 20,
+): Promise<boolean> {
   const deadline = Date.now() + seconds * 1000;
   while (!(await condition())) {
     if (Date.now() > deadline) return condition();

@@ -22,6 +22,10 @@ async function objects(): Promise<number> {
   return (await observer.stats()).objects;
 }
 
+async function left(): Promise<string> {
+  return `${await objects()} objects left`;
+}
+
 test("release() frees values at once while the JavaScript process keeps running", async () => {
   const client = await connect({ socket: daemon.socket });
   assert.equal(await objects(), 0);
@@ -67,7 +71,7 @@ test("abort() gives an unsealed WriteBuffer's reservation back at once", async (
   assert.equal(stats.creating, 1);
   assert.ok(stats.bytesUsed >= 8 * 1024 * 1024, `bytesUsed ${stats.bytesUsed}`);
   buffer.abort();  // Cap'n Proto Release: the daemon drops the buffer, which aborts the object
-  assert.ok(await eventually(async () => (await objects()) === 0), `${await objects()} objects left`);
+  assert.ok(await eventually(async () => (await objects()) === 0), await left());
   stats = await client.stats();
   assert.equal(stats.bytesUsed, 0);
   await assert.rejects(buffer.write(0, Buffer.from("late")), { code: "FAILED_PRECONDITION" });
@@ -80,7 +84,8 @@ test("released capabilities leave nothing behind on the connection", async () =>
   // Release: release(), seal() and settling a promise send it, so a long-running client stays
   // the same size however many values it has put.
   const client = await connect({ socket: daemon.socket });
-  const imports = () => Object.keys((client as unknown as { conn: { imports: object } }).conn.imports).length;
+  const conn = (client as unknown as { conn: { imports: object } }).conn;
+  const imports = () => Object.keys(conn.imports).length;
   const start = imports();
   for (let i = 0; i < 300; i++) {
     await (await client.put(randomBytes(100))).release();
@@ -105,7 +110,7 @@ test("closing a client frees everything it held", async () => {
   void fulfiller;
   assert.equal(await objects(), 12);
   await client.close();
-  assert.ok(await eventually(async () => (await objects()) === 0), `${await objects()} objects left`);
+  assert.ok(await eventually(async () => (await objects()) === 0), await left());
   await assert.rejects(client.stats(), { code: "DISCONNECTED" });
 });
 
@@ -121,7 +126,7 @@ test("a JavaScript process that is killed frees what it held", async () => {
   assert.ok(stats.bytesUsed >= 20 * 100000 + 5 * 1024 * 1024, `bytesUsed ${stats.bytesUsed}`);
   await holder.kill();
   await unsealed.kill();
-  assert.ok(await eventually(async () => (await objects()) === 0), `${await objects()} objects left`);
+  assert.ok(await eventually(async () => (await objects()) === 0), await left());
   stats = await observer.stats();
   assert.equal(stats.bytesUsed, 0);
   assert.equal(stats.clients, before);

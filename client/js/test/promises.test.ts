@@ -36,7 +36,7 @@ async function cppWaiter(token: string): Promise<Helper> {
   return waiter;
 }
 
-test("a promise fulfilled from JavaScript wakes a C++ waiter and reads identically in C++", async () => {
+test("a promise fulfilled from JavaScript wakes a C++ waiter; C++ reads its bytes", async () => {
   const { ref, fulfiller } = await client.promise();
   assert.equal((await ref.info()).state, "promised");
   const token = await ref.share(60);

@@ -16,7 +16,8 @@ after(async () => {
 
 test("share.js prints a token that refctl and cat.js read back", async () => {
   const env = { REFSTORE_SOCKET: daemon.socket };  // the examples use the default socket
-  const shared = await run(process.execPath, [join(examplesDir, "share.js"), "hello from JavaScript"], env);
+  const share = [join(examplesDir, "share.js"), "hello from JavaScript"];
+  const shared = await run(process.execPath, share, env);
   assert.equal(shared.code, 0, shared.stderr);
   const token = shared.stdout.trim();
   assert.match(token, /^rs2\.[0-9a-f]{32}\./);
