@@ -123,7 +123,7 @@ TEST_CASE("a value dropped while its hash runs stays pinned, counted as a cancel
   shm::JemallocArena arena{shm::JemallocArena::Options{256ull << 20, 64ull << 20}};
   ObjectStore store{arena, io.provider->getTimer(), /*origin=*/42};
   store.enableBackgroundHashing(hasher, uv);
-  gc::ClientId client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true});
+  gc::ClientId client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true, {}});
   constexpr uint64_t kSize = 32ull << 20;  // far above kHashInlineBytes: hashed in the background
   auto memory = store.reserve(kSize, 0 * kj::SECONDS).wait(io.waitScope);
   auto created = store.create(kj::mv(memory), kSize, client);
@@ -156,7 +156,7 @@ struct StoreFixture {
   gc::ClientId client;
   StoreFixture() {
     store.enableBackgroundHashing(hasher, uv);
-    client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true});
+    client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true, {}});
   }
   // Seals a value of `size` bytes of `fill` (far above kHashInlineBytes: hashed in the
   // background).

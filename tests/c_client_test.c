@@ -1,4 +1,6 @@
 /* The C API (client/c/refstore.h), exercised from plain C against a real refstored. */
+/* -std=c11 hides POSIX: usleep() and kill() need the default (BSD + POSIX) declarations. */
+#define _DEFAULT_SOURCE
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>

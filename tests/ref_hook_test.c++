@@ -21,7 +21,7 @@ struct Fixture {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   shm::JemallocArena arena{shm::JemallocArena::Options{64ull << 20, 4ull << 20}};
   ObjectStore store{arena, io.provider->getTimer(), /*origin=*/42};
-  gc::ClientId client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true});
+  gc::ClientId client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true, {}});
 
   // A sealed 5-byte object and a Ref holding it; the creator's holder is the Ref's.
   std::pair<gc::ObjectId, proto::Ref::Client> put(kj::StringPtr text) {

@@ -84,6 +84,9 @@ class RefctlMain {
     } catch (const Error& e) {
       context.exitError(kj::str("refctl: ", e.what()));
     }
+    // exitError never returns (KJ_NORETURN), but g++ does not see that through the virtual
+    // call and would warn that control reaches the end of a non-void function.
+    KJ_UNREACHABLE;
   }
 
   // --- put ---------------------------------------------------------------------------------
