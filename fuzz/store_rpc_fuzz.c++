@@ -25,8 +25,9 @@
 //                     never a foreign, broken or still pipelined one (adoptAll finished its
 //                     ArrayBuilder early when one failed: "ArrayBuilder::finish() called
 //                     prematurely" instead of a refstore error, and the others' holders leaked)
-// Once issue 21's fixes of both are merged, make kAvoidByDefault empty: inputs of the committed
-// corpus reach both places and then check the fixes.
+// Once issue 21's fixes of both are merged, make kAvoidByDefault empty: the corpus inputs
+// known-adopt-all (a put whose one child Ref refuses to share) and known-fulfill-invalid (a
+// whenReady on a promise, then fulfill with 0 bytes) reproduce them, and then check the fixes.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
