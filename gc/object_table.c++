@@ -355,87 +355,171 @@ bool ObjectTable::removeHolder(HolderId holder) {
   return true;
 }
 
-bool ObjectTable::addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses) {
-  checkNotBusy();
-  auto it = lookupLive(id);
-  if (!it) return false;
-  auto lease = leasesByExpiry_.emplace(expiresAt, Lease{id.lo, secret, uses});
-  try {
-    leasesByObject_.emplace(id.lo, lease);
-  } catch (...) {
-    leasesByExpiry_.erase(lease);
-    throw;
-  }
-  ++it->rec.leases;
-  return true;
+// ---- leases ----
+
+ObjectTable::Lease* ObjectTable::findLease(LeaseId id, uint32_t* slotOut) const {
+  if ((id & kCreatorHolderBit) != 0 || (id & 0xffffffffu) == 0) return nullptr;
+  uint32_t slot = static_cast<uint32_t>(id - 1);  // the low half is slot + 1
+  Lease* lease = leases_.get(slot);
+  if (lease == nullptr || lease->generation != static_cast<uint32_t>(id >> 32)) return nullptr;
+  *slotOut = slot;
+  return lease;
 }
 
-std::vector<MonoMillis> ObjectTable::leaseExpiriesOf(ObjectId id) const {
+void ObjectTable::heapPlace(size_t index, HeapEntry entry) {
+  leaseHeap_[index] = entry;
+  leases_.get(entry.slot)->heapIndex = static_cast<uint32_t>(index);
+}
+
+void ObjectTable::heapUp(size_t index, HeapEntry entry) {
+  while (index > 0) {
+    size_t parent = (index - 1) / kHeapArity;
+    if (leaseHeap_[parent].expiresAt <= entry.expiresAt) break;
+    heapPlace(index, leaseHeap_[parent]);
+    index = parent;
+  }
+  heapPlace(index, entry);
+}
+
+void ObjectTable::heapDown(size_t index, HeapEntry entry) {
+  const size_t size = leaseHeap_.size();
+  for (;;) {
+    size_t first = index * kHeapArity + 1;
+    if (first >= size) break;
+    size_t smallest = first;
+    for (size_t child = first + 1; child < std::min(first + kHeapArity, size); ++child) {
+      if (leaseHeap_[child].expiresAt < leaseHeap_[smallest].expiresAt) smallest = child;
+    }
+    if (leaseHeap_[smallest].expiresAt >= entry.expiresAt) break;
+    heapPlace(index, leaseHeap_[smallest]);
+    index = smallest;
+  }
+  heapPlace(index, entry);
+}
+
+LeaseId ObjectTable::addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses,
+                              ClientId minter) {
+  checkNotBusy();
+  auto it = lookupLive(id);
+  if (!it) return 0;
+  // The allocations come first, so a throw leaves nothing changed (the empty entries they may
+  // leave in the maps are harmless).
+  if (leaseHeap_.size() == leaseHeap_.capacity()) {
+    leaseHeap_.reserve(std::max<size_t>(64, 2 * leaseHeap_.capacity()));
+  }
+  auto chain = leaseChains_.try_emplace(id.lo, 0).first;
+  auto minted = leasesByMinter_.try_emplace(minter, 0).first;
+  auto made = leases_.allocate();
+  Lease& lease = *made.value;
+  lease.secret = secret;
+  lease.expiresAt = expiresAt;
+  lease.object = it.number;
+  lease.generation = made.generation;
+  lease.usesLeft = uses;
+  lease.minter = minter;
+  ++minted->second;
+  // New leases go to the front of the object's chain.
+  lease.next = chain->second;
+  if (chain->second != 0) leases_.get(chain->second - 1)->prev = made.slot + 1;
+  chain->second = made.slot + 1;
+  leaseHeap_.push_back(HeapEntry{expiresAt, made.slot});
+  heapUp(leaseHeap_.size() - 1, leaseHeap_.back());
+  ++it->rec.leases;
+  return leaseIdOf(made.slot, made.generation);
+}
+
+uint64_t ObjectTable::leasesMintedBy(ClientId minter) const {
+  auto found = leasesByMinter_.find(minter);
+  return found == leasesByMinter_.end() ? 0 : found->second;
+}
+
+std::vector<MonoMillis> ObjectTable::leaseExpiriesOf(ObjectId id, size_t limit) const {
   std::vector<MonoMillis> out;
   if (id.hi != epoch_) return out;
-  auto range = leasesByObject_.equal_range(id.lo);
-  for (auto i = range.first; i != range.second; ++i) out.push_back(i->second->first);
+  auto chain = leaseChains_.find(id.lo);
+  if (chain == leaseChains_.end()) return out;
+  for (uint32_t l = chain->second; l != 0;) {
+    const Lease& lease = *leases_.get(l - 1);
+    out.push_back(lease.expiresAt);
+    l = lease.next;
+  }
+  if (out.size() > limit) {
+    std::nth_element(out.begin(), out.begin() + limit, out.end());
+    out.resize(limit);
+  }
   std::sort(out.begin(), out.end());
   return out;
 }
 
-void ObjectTable::removeLease(LeaseMap::iterator lease) {
-  uint64_t lo = lease->second.objectLo;
-  auto range = leasesByObject_.equal_range(lo);
-  for (auto i = range.first; i != range.second; ++i) {
-    if (i->second == lease) {
-      leasesByObject_.erase(i);
-      break;
+void ObjectTable::removeLease(uint32_t slot) {
+  const Lease lease = *leases_.get(slot);
+  SlotRef it = atSlot(lease.object);
+  assert(it && "lease on an object not in the table");
+  // Out of the object's chain.
+  if (lease.prev != 0) {
+    leases_.get(lease.prev - 1)->next = lease.next;
+  } else if (lease.next != 0) {
+    leaseChains_[it->rec.id.lo] = lease.next;
+  } else {
+    leaseChains_.erase(it->rec.id.lo);
+  }
+  if (lease.next != 0) leases_.get(lease.next - 1)->prev = lease.prev;
+  auto minted = leasesByMinter_.find(lease.minter);
+  if (--minted->second == 0) leasesByMinter_.erase(minted);
+  // Out of the heap: the last entry fills the hole, moving up or down to where it belongs.
+  HeapEntry last = leaseHeap_.back();
+  leaseHeap_.pop_back();
+  size_t index = lease.heapIndex;
+  if (index < leaseHeap_.size()) {
+    if (index > 0 && last.expiresAt < leaseHeap_[(index - 1) / kHeapArity].expiresAt) {
+      heapUp(index, last);
+    } else {
+      heapDown(index, last);
     }
   }
-  leasesByExpiry_.erase(lease);
-  auto it = findLo(lo);
-  assert(it && "lease on an object not in the table");
+  leases_.free(slot);
   --it->rec.leases;
   onRefDropped(it);
 }
 
-RedeemResult ObjectTable::redeemLease(ObjectId id, Secret secret, MonoMillis now,
-                                      ClientId client, HolderId* holderOut) {
+RedeemResult ObjectTable::redeemLease(LeaseId leaseId, ObjectId id, Secret secret,
+                                      MonoMillis now, ClientId client, HolderId* holderOut) {
   checkNotBusy();
   assert(holderOut != nullptr);
   *holderOut = 0;
   auto it = lookupLive(id);
   if (!it) return RedeemResult::NOT_FOUND;
-  // Compare against every lease of the object without stopping early, so timing depends only on
-  // how many leases the object has, never on the secret.
-  std::optional<LeaseMap::iterator> match;
-  auto range = leasesByObject_.equal_range(id.lo);
-  for (auto i = range.first; i != range.second; ++i) {
-    if (secretEquals(i->second->second.secret, secret) && !match) match = i->second;
-  }
-  if (!match) return RedeemResult::NOT_FOUND;
-  LeaseMap::iterator lease = *match;
-  if (lease->first <= now) {
-    removeLease(lease);
+  uint32_t slot = 0;
+  Lease* lease = findLease(leaseId, &slot);
+  // The secret is compared whenever a lease was found, in constant time; another object's
+  // lease is refused after the same comparison.
+  bool match = lease != nullptr && secretEquals(lease->secret, secret);
+  if (!match || lease->object != it.number) return RedeemResult::NOT_FOUND;
+  if (lease->expiresAt <= now) {
+    removeLease(slot);
     return RedeemResult::EXPIRED;
   }
   // Holder first: the lease may be this object's last reference.
   HolderId holder = linkHolder(it.number, client, now);
-  uint32_t& uses = lease->second.usesLeft;
-  if (uses != 0 && --uses == 0) removeLease(lease);
+  lease = leases_.get(slot);  // linkHolder allocated in another slab: still valid, re-read anyway
+  if (lease->usesLeft != 0 && --lease->usesLeft == 0) removeLease(slot);
   *holderOut = holder;
   return RedeemResult::OK;
 }
 
-size_t ObjectTable::expireLeases(MonoMillis now) {
+size_t ObjectTable::expireLeases(MonoMillis now, size_t limit) {
   checkNotBusy();
   size_t removed = 0;
-  while (!leasesByExpiry_.empty() && leasesByExpiry_.begin()->first <= now) {
-    removeLease(leasesByExpiry_.begin());
+  while (removed < limit && !leaseHeap_.empty() && leaseHeap_.front().expiresAt <= now) {
+    removeLease(leaseHeap_.front().slot);
     ++removed;
   }
   return removed;
 }
 
 std::optional<MonoMillis> ObjectTable::nextLeaseExpiry() const {
-  if (leasesByExpiry_.empty()) return std::nullopt;
-  return leasesByExpiry_.begin()->first;
+  if (leaseHeap_.empty()) return std::nullopt;
+  return leaseHeap_.front().expiresAt;
 }
 
 bool ObjectTable::pin(ObjectId id) {
@@ -467,7 +551,14 @@ NameResult ObjectTable::addName(ObjectId id, std::string name) {
   checkNotBusy();
   auto it = lookupLive(id);
   if (!it) return NameResult::NOT_FOUND;
-  if (!names_.emplace(std::move(name), id.lo).second) return NameResult::DUPLICATE;
+  auto added = names_.emplace(std::move(name), id.lo);
+  if (!added.second) return NameResult::DUPLICATE;
+  try {
+    namesByObject_.emplace(id.lo, std::string_view(added.first->first));
+  } catch (...) {
+    names_.erase(added.first);
+    throw;
+  }
   ++it->rec.names;
   return NameResult::OK;
 }
@@ -478,6 +569,13 @@ NameResult ObjectTable::removeName(const std::string& name) {
   if (n == names_.end()) return NameResult::NOT_FOUND;
   auto it = findLo(n->second);
   assert(it && "name of an object not in the table");
+  auto range = namesByObject_.equal_range(n->second);
+  for (auto i = range.first; i != range.second; ++i) {
+    if (i->second.data() == n->first.data()) {
+      namesByObject_.erase(i);
+      break;
+    }
+  }
   names_.erase(n);
   --it->rec.names;
   onRefDropped(it);
@@ -495,11 +593,21 @@ std::vector<std::string> ObjectTable::namesOf(ObjectId id) const {
   auto it = lookup(id);
   if (!it || it->rec.names == 0) return out;
   out.reserve(it->rec.names);
-  for (const auto& [name, lo] : names_) {
-    if (lo != id.lo) continue;
-    out.push_back(name);
-    if (out.size() == it->rec.names) break;  // found them all: skip the rest of the names
+  auto range = namesByObject_.equal_range(id.lo);
+  for (auto i = range.first; i != range.second; ++i) out.emplace_back(i->second);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::pair<std::string, ObjectId>> ObjectTable::listNames(const std::string& after,
+                                                                     size_t limit,
+                                                                     bool* more) const {
+  std::vector<std::pair<std::string, ObjectId>> out;
+  auto n = after.empty() ? names_.begin() : names_.upper_bound(after);
+  for (; n != names_.end() && out.size() < limit; ++n) {
+    out.emplace_back(n->first, ObjectId{epoch_, n->second});
   }
+  *more = n != names_.end();
   return out;
 }
 
@@ -640,20 +748,48 @@ void ObjectTable::forEach(const std::function<void(const ObjectRecord&)>& fn) co
   objects_.forEach([&](uint32_t, const Slot& slot) { fn(slot.rec); });
 }
 
-std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id) const {
+uint64_t ObjectTable::listPage(uint64_t cursor, size_t limit,
+                               std::vector<const ObjectRecord*>* out) const {
+  if (limit == 0) return cursor;
+  size_t taken = 0;
+  // The cursor is the next slot + 1, so that 0 can mean both "start" and "done".
+  uint64_t next = objects_.visitFrom(cursor == 0 ? 0 : cursor - 1, [&](uint32_t, const Slot& slot) {
+    if (taken == limit) return false;
+    out->push_back(&slot.rec);
+    ++taken;
+    return true;
+  });
+  return next == Slab<Slot>::kEnd ? 0 : next + 1;
+}
+
+std::vector<std::pair<HolderId, ClientId>> ObjectTable::holdersOf(ObjectId id,
+                                                                   size_t limit) const {
   std::vector<std::pair<HolderId, ClientId>> out;
   auto it = lookup(id);
   if (!it) return out;
-  out.reserve(it->rec.holders);
-  if ((it->creator & kCreatorLive) != 0) {
+  out.reserve(std::min<size_t>(it->rec.holders, limit));
+  if ((it->creator & kCreatorLive) != 0 && limit > 0) {
     out.emplace_back(creatorHolderIdOf(it.number, it->creator & ~kCreatorLive), it->creatorClient);
   }
-  for (uint32_t h = it->firstHolder; h != 0;) {
+  for (uint32_t h = it->firstHolder; h != 0 && out.size() < limit;) {
     const Holder& entry = *holders_.get(h - 1);
     out.emplace_back(holderIdOf(h - 1, entry.generation), entry.client);
     h = entry.next;
   }
   return out;
+}
+
+std::optional<MonoMillis> ObjectTable::oldestHolderSince(ObjectId id) const {
+  auto it = lookup(id);
+  if (!it) return std::nullopt;
+  std::optional<MonoMillis> oldest;
+  if ((it->creator & kCreatorLive) != 0) oldest = it->rec.createdAt;
+  for (uint32_t h = it->firstHolder; h != 0;) {
+    const Holder& entry = *holders_.get(h - 1);
+    if (!oldest || entry.since < *oldest) oldest = entry.since;
+    h = entry.next;
+  }
+  return oldest;
 }
 
 std::optional<ObjectTable::HolderInfo> ObjectTable::holderInfo(HolderId holder) const {
@@ -671,7 +807,7 @@ ObjectTable::Stats ObjectTable::stats() const {
   s.liveBytes = liveBytes_;
   s.deadPinned = deadPinned_;
   s.holders = holders_.size() + creatorHolders_;
-  s.leases = leasesByExpiry_.size();
+  s.leases = leases_.size();
   s.names = names_.size();
   s.parentRefs = parentRefs_;
   for (size_t i = 0; i < kNumObjectStates; ++i) s.perState[i] = perState_[i];

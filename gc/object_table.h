@@ -38,11 +38,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstddef>
 #include <exception>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -66,6 +68,10 @@ const char* stateName(ObjectState state);
 // Identifies one holder (one handed-out Ref). Never 0, so 0 can mean "refused"; never reused
 // within a table, so removing a stale holder id is always a harmless no-op.
 using HolderId = uint64_t;
+// Identifies one share-token lease (addLease). Never 0; never reused within a table, so a stale
+// or forged id is simply not found. Not secret: a token carries it, next to the secret that
+// is the authority, so that redemption finds its lease in O(1).
+using LeaseId = uint64_t;
 // Who holds a reference (in practice a connection). Opaque to gc: only stored and reported.
 using ClientId = uint64_t;
 // Monotonic milliseconds supplied by the caller. The table never reads a clock, which keeps it
@@ -246,10 +252,14 @@ class ObjectTable {
   NameResult removeName(const std::string& name);
   // The object a name pins (always live: a named object cannot die), or nullopt.
   std::optional<ObjectId> lookupName(const std::string& name) const;
-  // An object's names, sorted. Cost: O(all names) (names are few; no reverse index).
+  // An object's names, sorted. Cost: O(its names).
   std::vector<std::string> namesOf(ObjectId id) const;
   // Every (name, object), sorted by name.
   std::vector<std::pair<std::string, ObjectId>> listNames() const;
+  // One page of that: up to `limit` names after `after` ("" for the first page), sorted; sets
+  // *more if names follow the last one returned. Cost: O(log names + limit).
+  std::vector<std::pair<std::string, ObjectId>> listNames(const std::string& after, size_t limit,
+                                                          bool* more) const;
 
   // Adds a holder held by `client` since `now` to a live object. Returns its id, or 0 if the
   // object is unknown or dead (a dead object must not come back to life).
@@ -261,26 +271,35 @@ class ObjectTable {
 
   // Adds a share-token lease: a reference that lasts until `expiresAt` (expired by
   // expireLeases or discovered by redeemLease) or until `uses` redemptions (0 = unlimited).
-  // Returns false if the object is unknown or dead. Secrets should be random: if two leases on
-  // one object share a secret, which of them a redemption consumes is unspecified.
-  bool addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses);
-  // Redeems a lease on `id` whose secret matches (constant-time compare):
-  //  - no such object/lease (or object dead): NOT_FOUND, no effect;
+  // `minter` is who made it (counted by leasesMintedBy while the lease lives). Returns its id,
+  // or 0 if the object is unknown or dead. Cost: O(log leases).
+  LeaseId addLease(ObjectId id, Secret secret, MonoMillis expiresAt, uint32_t uses,
+                   ClientId minter = 0);
+  // Live leases made by `minter` (for per-client bounds). O(1).
+  uint64_t leasesMintedBy(ClientId minter) const;
+  // Redeems lease `lease`, which must be on object `id` and carry `secret` (constant-time
+  // compare):
+  //  - no such live lease, another object's, a wrong secret, or the object dead: NOT_FOUND, no
+  //    effect (the cases are indistinguishable on purpose);
   //  - lease expiry <= now: EXPIRED, and the lease is removed (which may reclaim the object);
   //  - otherwise OK: a holder for `client` is added and stored in *holderOut, then one use is
   //    consumed (removing the lease on its last use). The holder is added first, so using up the
   //    last lease can never reclaim the object the caller is being handed.
-  // `holderOut` must not be null; it is set to 0 unless the result is OK.
-  RedeemResult redeemLease(ObjectId id, Secret secret, MonoMillis now, ClientId client,
-                           HolderId* holderOut);
-  // Removes every lease whose expiry <= now, reclaiming objects that were only kept alive by
-  // them. Returns how many leases were removed. Cost: O(removed * log leases).
-  size_t expireLeases(MonoMillis now);
+  // `holderOut` must not be null; it is set to 0 unless the result is OK. Cost: O(log leases),
+  // whatever the number of leases on the object.
+  RedeemResult redeemLease(LeaseId lease, ObjectId id, Secret secret, MonoMillis now,
+                           ClientId client, HolderId* holderOut);
+  // Removes leases whose expiry <= now, soonest first, at most `limit` of them, reclaiming
+  // objects that were only kept alive by them. Returns how many were removed; when that is
+  // `limit`, more may be due (the server expires in bounded slices so that a million tokens
+  // expiring at once never stall its event loop). Cost: O(removed * log leases).
+  size_t expireLeases(MonoMillis now, size_t limit = SIZE_MAX);
   // Earliest expiry among all leases (nullopt if none), so the server can arm exactly one timer
-  // and call expireLeases when it fires, instead of polling.
+  // and call expireLeases when it fires, instead of polling. O(1).
   std::optional<MonoMillis> nextLeaseExpiry() const;
-  // Expiry times of the live leases on `id`, soonest first (for "who holds what" listings).
-  std::vector<MonoMillis> leaseExpiriesOf(ObjectId id) const;
+  // Expiry times of the live leases on `id`, soonest first, at most `limit` of them (for "who
+  // holds what" listings). Cost: O(leases of this object).
+  std::vector<MonoMillis> leaseExpiriesOf(ObjectId id, size_t limit = SIZE_MAX) const;
 
   // Memory pins (one per View). Pinning needs a live object (a dead one is on its way out);
   // returns false otherwise. Pins do not count as references: an object whose references are
@@ -295,9 +314,16 @@ class ObjectTable {
   // Visits every object in the table (unspecified order). `fn` must not mutate the table
   // (guarded like the reclaim callback).
   void forEach(const std::function<void(const ObjectRecord&)>& fn) const;
+  // One page of a listing: up to `limit` objects from `cursor` on (0 for the first page), in a
+  // stable order (their slots), appended to `out`. Returns the cursor of the next page, 0 after
+  // the last. Objects added or removed between pages may or may not be seen; none is seen
+  // twice, and an object present throughout is seen once. The pointers are valid until the
+  // next mutating call. Cost: O(limit) plus the empty slots skipped.
+  uint64_t listPage(uint64_t cursor, size_t limit, std::vector<const ObjectRecord*>* out) const;
   // Holders of one object as (HolderId, ClientId) pairs, for "who holds what" listings.
   // Unspecified order; empty for unknown or dead objects. Cost: O(holders of this object).
-  std::vector<std::pair<HolderId, ClientId>> holdersOf(ObjectId id) const;
+  std::vector<std::pair<HolderId, ClientId>> holdersOf(ObjectId id,
+                                                       size_t limit = SIZE_MAX) const;
   // One live holder: the object it holds, the client holding it, and since when (the `now` of
   // create*, addHolder or redeemLease). nullopt for unknown or removed holders. Lets a holder
   // id alone stand for a Ref (the daemon keeps nothing else per Ref), and answers "held for
@@ -308,6 +334,9 @@ class ObjectTable {
     MonoMillis since;
   };
   std::optional<HolderInfo> holderInfo(HolderId holder) const;
+  // When the longest-standing live holder of `id` started holding it (nullopt: no holders).
+  // Cost: O(holders of this object), no allocation.
+  std::optional<MonoMillis> oldestHolderSince(ObjectId id) const;
 
   struct Stats {
     uint64_t objects;     // objects in the table (live + dead-pinned) == size()
@@ -388,15 +417,40 @@ class ObjectTable {
   // The live Holder `id` names, or null (0, removed, a creator holder, or never issued).
   Holder* findHolder(HolderId id) const;
 
-  // Leases are ordered by expiry (expireLeases walks the front; nextLeaseExpiry reads it) and
-  // indexed by object for redemption (the secret is never used as a lookup key, so finding a
-  // lease leaks nothing about it beyond the constant-time compare).
+  // One share-token lease (48 bytes), in a slab like holders: a LeaseId names its slot and
+  // generation, so redemption and removal are O(1) plus the expiry heap's O(log n), whatever the
+  // number of leases on one object (that was a linear scan, which made a million tokens on one
+  // object take the daemon down for twenty minutes as they expired). The secret is never a
+  // lookup key: finding a lease leaks nothing about it beyond the one constant-time compare.
+  // Leases of one object are chained (for listings), the chain's head in leaseChains_.
   struct Lease {
-    uint64_t objectLo;
     Secret secret;
-    uint32_t usesLeft;  // 0 = unlimited
+    MonoMillis expiresAt;
+    uint32_t object;      // the object's slot
+    uint32_t generation;  // of this lease's slot when the lease was made
+    uint32_t prev = 0, next = 0;  // neighbours in the object's chain: lease slot + 1, 0 = none
+    uint32_t heapIndex;   // position in leaseHeap_
+    uint32_t usesLeft;    // 0 = unlimited
+    ClientId minter;
   };
-  using LeaseMap = std::multimap<MonoMillis, Lease>;
+  static_assert(sizeof(Lease) <= 56, "one Lease per token: keep it at 56 bytes");
+  static LeaseId leaseIdOf(uint32_t slot, uint32_t generation) { return holderIdOf(slot, generation); }
+  // The live Lease `id` names, and its slot; null if none.
+  Lease* findLease(LeaseId id, uint32_t* slotOut) const;
+  // The expiry heap: a 4-ary min-heap on expiry, each lease knowing its index. Entries carry
+  // the expiry so that sifting compares within the heap's own array (a node's four children
+  // share one cache line) and touches a lease only to record its new index when it moves; a
+  // sift moves a hole rather than swapping, so that is one lease touched per level.
+  struct HeapEntry {
+    MonoMillis expiresAt;
+    uint32_t slot;  // the lease's
+  };
+  static constexpr size_t kHeapArity = 4;
+  // Puts `entry` at `index` and tells its lease.
+  void heapPlace(size_t index, HeapEntry entry);
+  // Moves `entry`, for the hole at `index`, up or down to where it belongs.
+  void heapUp(size_t index, HeapEntry entry);
+  void heapDown(size_t index, HeapEntry entry);
 
   // Sets busy_ for its lifetime (exception-safe, nestable); see checkNotBusy.
   class BusyScope;
@@ -424,7 +478,8 @@ class ObjectTable {
   }
   Created insert(ObjectRecord rec, ClientId creator);
   HolderId linkHolder(uint32_t objectSlot, ClientId client, MonoMillis now);
-  void removeLease(LeaseMap::iterator lease);
+  // Unlinks and frees a lease, then drops its reference (which may reclaim the object).
+  void removeLease(uint32_t slot);
   // Resolves a child list to `lo`s; false if any child is unknown or dead.
   bool liveChildren(const std::vector<ObjectId>& children, std::vector<uint64_t>* out) const;
   // Whether `self` is among `from` or reachable from them over child and alias links: adding
@@ -454,13 +509,17 @@ class ObjectTable {
   Slab<Slot> objects_;
   SlotIndex objectsByLo_;  // lo -> slot in objects_
   Slab<Holder> holders_;
-  LeaseMap leasesByExpiry_;
-  std::unordered_multimap<uint64_t, LeaseMap::iterator> leasesByObject_;
+  Slab<Lease> leases_;
+  std::vector<HeapEntry> leaseHeap_;                       // soonest expiry first
+  std::unordered_map<uint64_t, uint32_t> leaseChains_;     // object lo -> first lease slot + 1
+  std::unordered_map<ClientId, uint64_t> leasesByMinter_;  // live leases per minter (none: absent)
   // Side maps, holding entries only for the (few) objects concerned, and only while they live:
   // a dying object's entries are erased when it releases its links.
   std::unordered_map<uint64_t, std::vector<uint64_t>> children_;  // container lo -> child los
   std::unordered_map<uint64_t, uint64_t> aliases_;                // alias lo -> target lo
   std::map<std::string, uint64_t, std::less<>> names_;            // name -> object lo (sorted)
+  // object lo -> its names (views of names_'s keys, which std::map keeps in place)
+  std::unordered_multimap<uint64_t, std::string_view> namesByObject_;
 
   // Incremental counters behind stats() (the rest come from container sizes).
   uint64_t parentRefs_ = 0;

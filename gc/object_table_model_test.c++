@@ -67,6 +67,7 @@ struct ModelObject {
 
 struct ModelLease {
   size_t object;  // index into Model::objects
+  LeaseId id;     // what the table returned
   Secret secret;
   MonoMillis expiresAt;
   uint32_t usesLeft;  // 0 = unlimited
@@ -806,25 +807,45 @@ class Runner {
     noteRefusedOnDead(id);
     step([&] {
       bool want = modelLive(id);
-      expectEq(table_.addLease(id, secret, expiresAt, uses), want, "addLease result");
-      if (want) m_.leases.push_back(ModelLease{*indexOf(id), secret, expiresAt, uses});
+      LeaseId lease = table_.addLease(id, secret, expiresAt, uses);
+      expectEq(lease != 0, want, "addLease result");
+      for (const auto& l : m_.leases) expect(l.id != lease, "lease ids are never reused");
+      if (want) m_.leases.push_back(ModelLease{*indexOf(id), lease, secret, expiresAt, uses});
+      if (lease != 0) spentLeases_.push_back(lease);
     });
   }
 
   void opRedeem() {
     ObjectId id;
     Secret secret;
+    LeaseId leaseId = 0;
     uint64_t r = below(100);
-    if (r < 70 && !m_.leases.empty()) {
+    if (r < 65 && !m_.leases.empty()) {  // a real token
       const ModelLease& l = m_.leases[below(m_.leases.size())];
       id = m_.objects[l.object].id;
       secret = l.secret;
-    } else if (r < 85 && !m_.leases.empty()) {  // a real secret presented for another object
-      secret = m_.leases[below(m_.leases.size())].secret;
+      leaseId = l.id;
+    } else if (r < 75 && !m_.leases.empty()) {  // a real lease and secret for another object
+      const ModelLease& l = m_.leases[below(m_.leases.size())];
+      secret = l.secret;
+      leaseId = l.id;
       id = randomObjectId();
-    } else {  // a guessed secret
+    } else if (r < 85 && !m_.leases.empty()) {  // a real lease with another lease's secret
+      leaseId = m_.leases[below(m_.leases.size())].id;
+      const ModelLease& other = m_.leases[below(m_.leases.size())];
+      secret = other.secret;
+      id = m_.objects[other.object].id;
+    } else if (r < 92 && !spentLeases_.empty()) {  // a lease id that may be used up or expired
+      leaseId = spentLeases_[below(spentLeases_.size())];
       id = randomObjectId();
       secret = Secret{rng_(), rng_()};
+      for (const auto& l : m_.leases) {
+        if (l.id == leaseId) secret = l.secret;  // still live: its own secret
+      }
+    } else {  // a guessed lease and secret
+      id = randomObjectId();
+      secret = Secret{rng_(), rng_()};
+      leaseId = rng_();
     }
     if (chance(40)) now_ += below(100);
     ClientId client = randomClient();
@@ -832,12 +853,12 @@ class Runner {
          " now=" + std::to_string(now_));
     step([&] {
       HolderId h = 12345;
-      RedeemResult got = table_.redeemLease(id, secret, now_, client, &h);
+      RedeemResult got = table_.redeemLease(leaseId, id, secret, now_, client, &h);
       auto i = indexOf(id);
       std::optional<size_t> match;
       for (size_t k = 0; k < m_.leases.size() && i; ++k) {
-        if (m_.leases[k].object == *i && m_.leases[k].secret.hi == secret.hi &&
-            m_.leases[k].secret.lo == secret.lo) {
+        if (m_.leases[k].id == leaseId && m_.leases[k].object == *i &&
+            m_.leases[k].secret.hi == secret.hi && m_.leases[k].secret.lo == secret.lo) {
           match = k;
         }
       }
@@ -999,6 +1020,7 @@ class Runner {
   ObjectTable table_;
   std::set<HolderId> issuedHolders_;
   uint64_t secretCounter_ = 0;
+  std::vector<LeaseId> spentLeases_;  // every lease id the table ever returned
   MonoMillis now_ = 1000;
   uint64_t numClients_ = 1;
   bool trace_;

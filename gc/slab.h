@@ -120,16 +120,31 @@ class Slab {
   // Calls fn(slot, T&) for every allocated slot, in slot order. fn must not allocate or free.
   template <typename Fn>
   void forEach(Fn&& fn) const {
-    for (uint32_t c = 0; c < chunks_.size(); ++c) {
+    visitFrom(0, [&](uint32_t slot, T& value) {
+      fn(slot, value);
+      return true;
+    });
+  }
+
+  // Visits live slots numbered `start` or more, in slot order, while `fn(slot, value)` returns
+  // true. Returns the slot at which `fn` returned false (not consumed), or kEnd if it visited
+  // all of them. For paging through a slab without copying it.
+  static constexpr uint64_t kEnd = UINT64_MAX;
+  template <typename Fn>
+  uint64_t visitFrom(uint64_t start, Fn&& fn) const {
+    for (uint64_t c = start / kChunkSlots; c < chunks_.size(); ++c) {
       if (!chunks_[c].storage) continue;
       Storage& s = *chunks_[c].storage;
       for (uint32_t w = 0; w < kWords; ++w) {
         for (uint64_t bits = s.used[w]; bits != 0; bits &= bits - 1) {
           uint32_t offset = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
-          fn(c * kChunkSlots + offset, s.slots[offset]);
+          uint64_t slot = c * kChunkSlots + offset;
+          if (slot < start) continue;
+          if (!fn(static_cast<uint32_t>(slot), s.slots[offset])) return slot;
         }
       }
     }
+    return kEnd;
   }
 
  private:

@@ -42,7 +42,25 @@ BatchingMessageStream::~BatchingMessageStream() noexcept(false) {
 kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> BatchingMessageStream::tryReadMessage(
     kj::ArrayPtr<kj::AutoCloseFd> fdSpace, capnp::ReaderOptions options,
     kj::ArrayPtr<capnp::word>) {
+  if (unsent > maxUnsentBytes) {
+    // The peer is not reading our messages: read none of its own until it catches up.
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    drained = kj::mv(paf.fulfiller);
+    return paf.promise.then([this, fdSpace, options]() {
+      return reader.tryReadMessage(fdSpace, options);
+    });
+  }
   return reader.tryReadMessage(fdSpace, options);
+}
+
+void BatchingMessageStream::wrote(uint64_t batchedBytes) {
+  unsent -= kj::min(unsent, batchedBytes);
+  if (unsent <= maxUnsentBytes / 2) {
+    KJ_IF_MAYBE(waiting, drained) {
+      (*waiting)->fulfill();
+      drained = nullptr;
+    }
+  }
 }
 
 kj::Promise<void> BatchingMessageStream::writeMessage(
@@ -55,9 +73,11 @@ kj::Promise<void> BatchingMessageStream::writeMessage(
   }
   flushPending();  // what was sent before goes first
   if (fds.size() > 0 && fdStream != nullptr) return writeWithFds(fds, segments);
-  return enqueue([this, segments]() {
+  return enqueue([this, segments, bytes]() {
     ++messages;
-    return capnp::writeMessage(stream, segments);
+    return capnp::writeMessage(stream, segments).then([this, bytes]() {
+      KJ_IF_MAYBE(callback, onLargeMessageWritten) { (*callback)(bytes); }
+    });
   });
 }
 
@@ -92,9 +112,11 @@ kj::Promise<void> BatchingMessageStream::writeMessages(
     return kj::READY_NOW;
   }
   flushPending();
-  return enqueue([this, batch]() {
+  return enqueue([this, batch, bytes]() {
     messages += batch.size();
-    return capnp::writeMessages(stream, batch);
+    return capnp::writeMessages(stream, batch).then([this, bytes]() {
+      KJ_IF_MAYBE(callback, onLargeMessageWritten) { (*callback)(bytes); }
+    });
   });
 }
 
@@ -121,7 +143,9 @@ kj::Promise<void> BatchingMessageStream::end() {
 void BatchingMessageStream::addPending(
     kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
   if (pending.get() == nullptr) pending = kj::heap<kj::VectorOutputStream>();
+  size_t before = pending->getArray().size();
   capnp::writeMessage(*pending, segments);
+  unsent += pending->getArray().size() - before;
   if (++pendingMessages == 1) streamsWithPending().push_back(this);
   if (pending->getArray().size() >= kFlushAtBytes) {
     flushPending();
@@ -144,7 +168,10 @@ void BatchingMessageStream::flushPending() {
   enqueue([this, buffer = kj::mv(pending), count]() mutable {
     messages += count;
     auto bytes = buffer->getArray();
-    return stream.write(bytes.begin(), bytes.size()).attach(kj::mv(buffer));
+    size_t size = bytes.size();
+    return stream.write(bytes.begin(), size).attach(kj::mv(buffer)).then([this, size]() {
+      wrote(size);
+    });
   });
 }
 
@@ -180,6 +207,10 @@ void BatchingMessageStream::startNext() {
           // Writes that already reported success are lost: make the RPC system notice by
           // ending its reads, as capnp does for a failed write.
           stream.abortRead();
+          KJ_IF_MAYBE(waiting, drained) {  // a read held back for unsent bytes ends too
+            (*waiting)->reject(kj::cp(e));
+            drained = nullptr;
+          }
         }
         Job job = kj::mv(jobs.front());
         jobs.pop_front();

@@ -69,6 +69,24 @@ class BatchingMessageStream final: public capnp::MessageStream {
   // Sends the pending messages of every stream on this thread now (see the file comment).
   static void flushAll();
 
+  // Incoming limits (see ReadAheadMessageReader): the largest message accepted, and how long a
+  // peer may stall in the middle of one.
+  void setMaxIncomingBytes(uint64_t bytes) { reader.setMaxMessageBytes(bytes); }
+  void setStallTimeout(kj::Timer& timer, kj::Duration timeout) {
+    reader.setStallTimeout(timer, timeout);
+  }
+  // Backpressure for a peer that does not read what we send: while more than `bytes` of batched
+  // messages wait to be written, stop reading its messages (so it cannot make us produce more)
+  // until half of them are out. Unlimited by default.
+  void setMaxUnsentBytes(uint64_t bytes) { maxUnsentBytes = bytes; }
+  // Called with the size of every message written from the caller's memory (too big to batch),
+  // once it is written.
+  void setOnLargeMessageWritten(kj::Function<void(size_t)> callback) {
+    onLargeMessageWritten = kj::mv(callback);
+  }
+  // Bytes of batched messages not yet written (for tests and the limit above).
+  uint64_t unsentBytes() const { return unsent; }
+
   // How many writes went to the stream, and how many messages they carried (for tests).
   uint64_t streamWrites() const { return writes; }
   uint64_t messagesWritten() const { return messages; }
@@ -112,6 +130,13 @@ class BatchingMessageStream final: public capnp::MessageStream {
 
   uint64_t writes = 0;
   uint64_t messages = 0;
+
+  uint64_t unsent = 0;  // batched bytes pending or queued, not yet written
+  uint64_t maxUnsentBytes = UINT64_MAX;
+  kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> drained;  // a read waiting for unsent to fall
+  kj::Maybe<kj::Function<void(size_t)>> onLargeMessageWritten;
+  // Called as batched bytes are written: lets a read waiting on maxUnsentBytes go on.
+  void wrote(uint64_t batchedBytes);
 
   class ErrorLogger final: public kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}  // failures are recorded in `failure`

@@ -95,8 +95,31 @@ bool ReadAheadMessageReader::wholeBuffered(const Framing& framing) const {
   return (buffered() - framing.headerBytes) / sizeof(capnp::word) >= framing.bodyWords;
 }
 
-void ReadAheadMessageReader::checkFraming(const Framing& framing, capnp::ReaderOptions options) {
+void ReadAheadMessageReader::setStallTimeout(kj::Timer& timer, kj::Duration timeout) {
+  stallTimer = timer;
+  stallTimeout = timeout;
+}
+
+template <typename T>
+kj::Promise<T> ReadAheadMessageReader::withinStallTimeout(kj::Promise<T> read) {
+  KJ_IF_MAYBE(timer, stallTimer) {
+    return read.exclusiveJoin(timer->afterDelay(stallTimeout).then([this]() -> kj::Promise<T> {
+      return KJ_EXCEPTION(DISCONNECTED, "the peer began a message and sent nothing more for ",
+                          stallTimeout / kj::SECONDS, " s: closing the connection");
+    }));
+  }
+  return kj::mv(read);
+}
+
+void ReadAheadMessageReader::checkFraming(const Framing& framing,
+                                          capnp::ReaderOptions options) const {
   checkSegmentCount(framing.segmentCount);
+  if (framing.bodyWords > maxMessageBytes / sizeof(capnp::word) ||
+      framing.headerBytes + framing.bodyWords * sizeof(capnp::word) > maxMessageBytes) {
+    KJ_FAIL_REQUIRE(kj::str("Message is too large for this connection: its header announces ",
+                            framing.headerBytes + framing.bodyWords * sizeof(capnp::word),
+                            " bytes, the limit is ", maxMessageBytes));
+  }
   // As capnp does: refuse to allocate for a message the receiver could never traverse.
   KJ_REQUIRE(framing.bodyWords <= options.traversalLimitInWords,
              "Message is too large.  To increase the limit on the receiving end, see "
@@ -156,18 +179,19 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::readB
   for (size_t i = 0; i < sizes.size(); i++) sizes[i] = littleEndian32(header + 4 + 4 * i);
   uint64_t start = position;
   uint64_t finish = start + headerBytes + bodyBytes;
-  auto words = kj::heapArray<capnp::word>(framing.bodyWords);
   size_t have = buffered() - headerBytes;  // fill() never reads past a buffer's worth
   KJ_ASSERT(have < bodyBytes);
+  // Room for what is here and as much again (at least a buffer's worth): the array grows with
+  // the bytes that actually arrive.
+  size_t capacityWords = kj::min(framing.bodyWords, (kj::max(2 * have, kBufferBytes) + 7) / 8);
+  auto words = kj::heapArray<capnp::word>(capacityWords);
   memcpy(words.begin(), header + headerBytes, have);
   position += headerBytes + have;
   begin = end = 0;
-  kj::byte* rest = reinterpret_cast<kj::byte*>(words.begin()) + have;
-  size_t restBytes = bodyBytes - have;
-  return stream.read(rest, restBytes)
-      .then([this, fdSpace, options, start, finish, restBytes, words = kj::mv(words),
-             sizes = kj::mv(sizes)]() mutable {
-        position += restBytes;
+  return readRest(kj::mv(words), have, bodyBytes)
+      .then([this, fdSpace, options, start, finish, bodyBytes, have,
+             sizes = kj::mv(sizes)](kj::Array<capnp::word> words) mutable {
+        position += bodyBytes - have;
         size_t count = sizes.size();
         return kj::Maybe<capnp::MessageReaderAndFds>(finishMessage(
             kj::mv(words), count, [&sizes](size_t i) { return sizes[i]; }, start, finish,
@@ -175,10 +199,36 @@ kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> ReadAheadMessageReader::readB
       });
 }
 
+kj::Promise<kj::Array<capnp::word>> ReadAheadMessageReader::readRest(kj::Array<capnp::word> words,
+                                                                    size_t have,
+                                                                    size_t bodyBytes) {
+  if (have == bodyBytes) return kj::mv(words);
+  size_t capacity = words.size() * sizeof(capnp::word);
+  if (have == capacity) {
+    // Full: double it, keeping what arrived; once the peer has sent an eighth of the message,
+    // make room for all of it. Memory stays within 16 times what arrived, and the copies add up
+    // to a quarter of the message at most.
+    size_t grown = 16 * capacity >= bodyBytes ? bodyBytes : 2 * capacity;
+    auto bigger = kj::heapArray<capnp::word>(grown / sizeof(capnp::word));
+    memcpy(bigger.begin(), words.begin(), have);
+    words = kj::mv(bigger);
+    capacity = grown;
+  }
+  kj::byte* into = reinterpret_cast<kj::byte*>(words.begin()) + have;
+  auto read = withinStallTimeout(stream.tryRead(into, 1, capacity - have));
+  return read.then([this, words = kj::mv(words), have, bodyBytes](size_t n) mutable
+                   -> kj::Promise<kj::Array<capnp::word>> {
+    if (n == 0) return KJ_EXCEPTION(DISCONNECTED, "Premature EOF.");
+    return readRest(kj::mv(words), have + n, bodyBytes);
+  });
+}
+
 kj::Promise<bool> ReadAheadMessageReader::fill(size_t bytes) {
   KJ_ASSERT(bytes <= kBufferBytes);
   if (buffered() >= bytes) return true;
-  return readOnce().then([this, bytes](size_t n) -> kj::Promise<bool> {
+  // Between messages a peer may stay silent for as long as it likes; within one, not.
+  auto read = buffered() == 0 ? readOnce() : withinStallTimeout(readOnce());
+  return read.then([this, bytes](size_t n) -> kj::Promise<bool> {
     if (n == 0) {
       if (buffered() == 0) return false;  // a clean end, between messages
       return KJ_EXCEPTION(DISCONNECTED, "Premature EOF.");

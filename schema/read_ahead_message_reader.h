@@ -8,7 +8,15 @@
 // How: reads of up to kBufferBytes go into a buffer; each message is parsed out of it (segment
 // table, then segments) and copied into its own word-aligned array, because the RPC system may
 // keep a message long after the buffer has moved on. A message too big for the buffer has its
-// remainder read straight into that array: bulk data is not copied twice.
+// remainder read straight into that array, which grows (doubling) as bytes arrive: memory
+// follows what the peer actually sent, never what its segment table claims (a peer announcing
+// a 64 MiB message and sending nothing costs one buffer, not 64 MiB).
+//
+// Limits (the daemon's defence against hostile peers): a message larger than
+// setMaxMessageBytes() is refused by its header, before anything is allocated for it; and with
+// setStallTimeout(), a peer that starts a message and then sends nothing more for that long
+// gets the read failed (DISCONNECTED), so a half-sent frame cannot hold a connection forever.
+// An idle peer between messages is never timed out.
 //
 // File descriptors: the kernel hands out a message's fds with the read that brings the first
 // bytes of the write that carried them, and ends that read there. The sender (a
@@ -20,6 +28,7 @@
 #include <capnp/serialize-async.h>
 #include <kj/async-io.h>
 #include <kj/io.h>
+#include <kj/timer.h>
 
 #include <deque>
 
@@ -48,6 +57,12 @@ class ReadAheadMessageReader {
   // How many reads went to the stream (for tests).
   uint64_t streamReads() const { return reads; }
 
+  // Refuse messages over `bytes` (segment table and segments), in addition to the caller's
+  // ReaderOptions. May be changed between messages (e.g. raised once a peer authenticates).
+  void setMaxMessageBytes(uint64_t bytes) { maxMessageBytes = bytes; }
+  // Fail a read that waits longer than `timeout` for the rest of a message already begun.
+  void setStallTimeout(kj::Timer& timer, kj::Duration timeout);
+
  private:
   struct ReceivedFds {
     // The stream positions of the bytes of the read that brought them: [start, end).
@@ -70,8 +85,8 @@ class ReadAheadMessageReader {
   // Whether all of that message is buffered.
   bool wholeBuffered(const Framing& framing) const;
   // Refuses, by name, what capnp refuses: too many segments, more words than the receiver may
-  // traverse (or than memory can address).
-  static void checkFraming(const Framing& framing, capnp::ReaderOptions options);
+  // traverse (or than memory can address); and messages over maxMessageBytes.
+  void checkFraming(const Framing& framing, capnp::ReaderOptions options) const;
   // Takes the message at the front of the buffer, all of which is buffered.
   capnp::MessageReaderAndFds takeBuffered(kj::ArrayPtr<kj::AutoCloseFd> fdSpace,
                                           capnp::ReaderOptions options, const Framing& framing);
@@ -87,6 +102,13 @@ class ReadAheadMessageReader {
   kj::Promise<bool> fill(size_t bytes);
   // One read into the buffer's free space (compacting it first), keeping its fds.
   kj::Promise<size_t> readOnce();
+  // `read`, failed with DISCONNECTED if it takes longer than the stall timeout (if any).
+  template <typename T>
+  kj::Promise<T> withinStallTimeout(kj::Promise<T> read);
+  // Reads the rest of a big message (`have` of `bodyBytes` bytes are in `words`, whose size is
+  // its capacity so far) straight into place, growing it as bytes arrive.
+  kj::Promise<kj::Array<capnp::word>> readRest(kj::Array<capnp::word> words, size_t have,
+                                               size_t bodyBytes);
   // Collects the message whose segment table is buffered (the slow path: it may need more
   // reads, or a message bigger than the buffer read straight into place).
   kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> readBody(
@@ -104,6 +126,9 @@ class ReadAheadMessageReader {
   std::deque<ReceivedFds> received;
   kj::AutoCloseFd fdBuffer[kMaxFdsPerRead];  // where each read's fds land (empty between reads)
   uint64_t reads = 0;
+  uint64_t maxMessageBytes = UINT64_MAX;
+  kj::Maybe<kj::Timer&> stallTimer;
+  kj::Duration stallTimeout = 0 * kj::SECONDS;
 };
 
 }  // namespace refstore

@@ -19,12 +19,53 @@
 # reads a value as offset+length inside a mapping it already has; no payload crosses the
 # socket. Clients without fd passing (TCP, or languages whose Cap'n Proto lacks it) use the
 # copy path: `Store.put` / `WriteBuffer.write` / `Ref.read` in bounded chunks, same semantics.
+# The copy path (`put`, `putMany`, `write`, `read`, `readMany`) works on every connection, from
+# any Cap'n Proto implementation. A client on the Unix socket whose implementation cannot
+# receive file descriptors says so in `Store.hello` (`noFileDescriptors`) and is then treated as
+# a copy-path client.
+#
+# Releasing. Cap'n Proto implementations release a capability by sending `Release` when the
+# application drops it; the daemon counts on that. Some do not (npm's capnp-es: its `close()` is
+# empty, so a JavaScript client could only free memory by disconnecting): for them, `Ref.release`
+# and `View.release` drop the daemon-side holder at once; later calls on it fail with
+# FAILED_PRECONDITION.
 #
 # Errors. Every failure is a Cap'n Proto exception whose description starts with a stable
 # code word followed by ": " and a human explanation, e.g.
 #     refstore.NOT_FOUND: token unknown or expired
-# The code words are the `err*` constants at the end of this file. Bad input gets an error and
+# The codes are the `ErrorCode` enum at the end of this file. Bad input gets an error and
 # changes nothing.
+
+# Bounds. refstored is shared by every framework on a host, so one client must never be able to
+# freeze, starve or exhaust it for the others. Everything a client can make the daemon hold is
+# either released by something the client controls, or bounded:
+#   * Ref holders, Views (memory pins), WriteBuffers (reservations), Fulfillers, Segment
+#     capabilities: each is a capability; dropping it, or closing the connection, releases it.
+#     Segment capabilities also cost the daemon a file descriptor each, so a connection may hold
+#     at most 1024 at once (RESOURCE_EXHAUSTED beyond).
+#   * Promises: a Ref like any other; a promise nobody references is freed, fulfilled or not.
+#   * Share tokens outlive their connection until used up or expired (ttl at most
+#     maxTokenTtlSeconds), so they are counted: at most --max-tokens live in the daemon and
+#     --max-tokens-per-client minted through one connection (RESOURCE_EXHAUSTED beyond).
+#   * Names outlive their connection until `unname`: at most --max-names.
+#   * Requests waiting for memory (create, put, putMany, fulfil): each connection's wait in a
+#     line of their own and the lines take turns, so one client's backlog delays another's
+#     request by at most one of its own; at most 131,072 per connection. A waiting request
+#     ends at its deadline, and with its connection.
+#   * Pending calls: cancelled when their connection closes (with whatever they held); and a
+#     connection's calls in flight are capped by Cap'n Proto's flow limit (8M words of
+#     requests), past which the daemon reads no more of that connection's requests.
+#   * Incoming messages: at most 20 MiB each (64 KiB on a TCP connection until `hello` has
+#     presented the cluster secret), memory growing with the bytes that arrive, never with what a
+#     frame header claims; a peer that stops in the middle of a message for a minute
+#     (--stall-timeout-ms) is disconnected, and a TCP peer that must authenticate has 10 s
+#     (--hello-timeout-ms) to do so. Idle connections between messages are never closed.
+#   * Replies a client does not read: past 64 MiB waiting to be written, the daemon builds no more
+#     large replies for it and reads no more of its requests until it catches up.
+#   * Connections: at most --max-clients; more are closed at once.
+#   * Listings: `Store.list` and `Store.names` answer a page at a time (maxListPage rows), and a
+#     row names at most maxListedPerObject holders, names, tokens, parents and children.
+#   * Labels (`hello`'s clientName): at most maxLabelBytes.
 
 @0x94354fc2987ef65e;
 
@@ -144,18 +185,24 @@ struct HolderInfo {
 }
 
 struct ObjectListing {
-  # One row of `Store.list` (`refctl ls`): diagnostics only, grants no access.
+  # One row of `Store.list` (`refctl ls`): diagnostics only, grants no access. Each list in a
+  # row names at most `maxListedPerObject` entries (an object may have a million holders or
+  # tokens); the counts say how many there are in all.
   info @0 :ObjectInfo;
-  holders @1 :List(HolderInfo);
+  holders @1 :List(HolderInfo);      # the first holders (at most maxListedPerObject)
   tokens @2 :UInt32;     # live share tokens
   pins @3 :UInt32;       # live Views
   ageMs @4 :UInt64;      # time since creation
   dead @5 :Bool;         # unreferenced, kept only until the last View is dropped
-  tokenExpiriesMs @6 :List(UInt64);  # per live token: milliseconds until it expires
+  tokenExpiriesMs @6 :List(UInt64);  # the soonest-expiring live tokens: ms until each expires
   names @7 :List(Text);
   parents @8 :List(ObjectId);        # objects that contain this one
   children @9 :List(ObjectId);       # objects this one contains (an alias lists its target)
   oldestHoldMs @10 :UInt64;          # how long the longest-standing current holder has held it
+  holderCount @11 :UInt32;           # holders in all (`holders` may list fewer)
+  nameCount @12 :UInt32;             # names in all
+  parentCount @13 :UInt32;           # parents in all
+  childCount @14 :UInt32;            # children in all
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -164,14 +211,18 @@ struct ObjectListing {
 interface Store {
   # The bootstrap capability of every connection to refstored.
 
-  hello @0 (clientName :Text, secret :Data) -> (version :Text, origin :UInt64, sharedMemory :Bool, writableSharedMemory :Bool);
-  # Optional introduction. `clientName` labels this connection in listings (`refctl ls`).
-  # `secret` authenticates a TCP connection to a daemon started with a cluster secret; until a
-  # correct secret is presented every other method fails with `refstore.UNAUTHENTICATED`.
-  # Unix-socket connections need no secret. Returns the daemon version, its origin epoch, and
-  # whether this connection receives shared-memory placements for reading (`sharedMemory`:
-  # Unix socket) and for writing (`writableSharedMemory`: additionally the same uid as the
-  # daemon, because a writable segment is never shared across uids).
+  hello @0 (clientName :Text, secret :Data, noFileDescriptors :Bool) -> (version :Text, origin :UInt64, sharedMemory :Bool, writableSharedMemory :Bool);
+  # Optional introduction. `clientName` labels this connection in listings (`refctl ls`; at most
+  # maxLabelBytes). `secret` authenticates a TCP connection to a daemon started with a cluster
+  # secret; until a correct secret is presented every other method fails with
+  # `refstore.UNAUTHENTICATED`. Unix-socket connections need no secret. `noFileDescriptors`: this
+  # client's Cap'n Proto cannot receive file descriptors (the kernel would silently drop the
+  # Segment fds of shared-memory placements), so the connection gets copy-path placements
+  # (segmentId 0) and `Ref.view` refuses it, as on TCP; it applies to Refs obtained after the
+  # call, so say it first. Returns the daemon version, its origin epoch, and whether this
+  # connection receives shared-memory placements for reading (`sharedMemory`: Unix socket) and
+  # for writing (`writableSharedMemory`: additionally the same uid as the daemon, because a
+  # writable segment is never shared across uids).
 
   put @1 (data :Data, children :List(Ref), timeoutMs :UInt32) -> (ref :Ref);
   # Store `data` as a new sealed object and return its Ref (copy path; for small values or
@@ -206,8 +257,11 @@ interface Store {
   stats @4 () -> (stats :Stats);
   # Counters describing the daemon right now.
 
-  list @5 () -> (objects :List(ObjectListing));
-  # Every object with its holders, for diagnostics (`refctl ls`). Grants no access.
+  list @5 (cursor :UInt64, limit :UInt32) -> (objects :List(ObjectListing), nextCursor :UInt64);
+  # Objects with their holders, for diagnostics (`refctl ls`), a page at a time so that a
+  # listing always fits in a message whatever the number of objects: call with cursor 0, then
+  # with each answer's `nextCursor` until it is 0. `limit`: rows per page (0: 1000; at most
+  # maxListPage). Objects created or freed while paging may or may not appear. Grants no access.
 
   promise @6 () -> (ref :Ref, fulfiller :Fulfiller);
   # A future: returns at once a Ref to an object that does not exist yet (state `promised`) and
@@ -222,8 +276,10 @@ interface Store {
   unname @8 (name :Text) -> ();
   # Removes the name pin; the object is freed if nothing else references it. Errors: NOT_FOUND.
 
-  names @9 () -> (names :List(NameBinding));
-  # Every name and the object it pins (for `refctl ls` and operators).
+  names @9 (after :Text, limit :UInt32) -> (names :List(NameBinding), more :Bool);
+  # Names and the objects they pin (for `refctl ls` and operators), in name order, a page at a
+  # time: the names after `after` ("" for the first page), at most `limit` (0: 1000; at most
+  # maxListPage); `more` says whether names follow the last one returned (pass it as `after`).
 
   adopt @10 (ref :Ref) -> (ref :Ref);
   # Re-homes a Ref received from another party (which may be a proxy through that party's
@@ -330,14 +386,25 @@ interface Ref {
   # Pin the object under `name` (1..256 printable ASCII characters, no spaces) until
   # `Store.unname`: names are the only manual part of memory management.
   # Errors: ALREADY_EXISTS (name taken), INVALID_ARGUMENT (bad name).
+
+  release @7 () -> ();
+  # Drops this holder at once, as releasing the capability would: for Cap'n Proto
+  # implementations that never send `Release` (see "Releasing" at the top). Every later call on
+  # this Ref fails with FAILED_PRECONDITION; a second release does nothing. Refs of the same
+  # object held elsewhere are unaffected.
 }
 
 interface View {
-  # A pin on an object's memory for zero-copy reading; see `Ref.view`. No methods are needed:
-  # holding it is the pin, dropping it unpins.
+  # A pin on an object's memory for zero-copy reading; see `Ref.view`. Holding it is the pin,
+  # dropping it unpins.
 
   placement @0 () -> (placement :Placement);
-  # Where the pinned bytes are (the same as returned by `Ref.view`).
+  # Where the pinned bytes are (the same as returned by `Ref.view`). Errors: FAILED_PRECONDITION
+  # (released).
+
+  release @1 () -> ();
+  # Unpins at once, as dropping the View would (see `Ref.release`); a second release does
+  # nothing.
 }
 
 interface Segment {
@@ -375,59 +442,106 @@ const maxBatchValues :UInt32 = 65536;
 const maxTokenTtlSeconds :UInt32 = 2592000;
 # Longest token time-to-live (30 days).
 
+const maxListPage :UInt32 = 10000;
+# Most rows one `Store.list` or `Store.names` call returns.
+
+const maxListedPerObject :UInt32 = 32;
+# Most holders, token expiries, names, parents and children one `ObjectListing` row names.
+
+const maxLabelBytes :UInt32 = 256;
+# Longest `Store.hello` clientName (a label for listings). Longer ones are INVALID_ARGUMENT.
+
 # ---------------------------------------------------------------------------------------------
-# Error codes: the first word of every exception description.
+# Error codes
 
-const errInvalidArgument :Text = "refstore.INVALID_ARGUMENT";
-# A parameter is out of its documented domain (zero size, bad ttl, ...).
+annotation summary(enumerant) :Text;
+# A one-line description of an error code. schema/error_codes_gen copies it, with the code's
+# number and name, into the generated header every client builds its tables from.
 
-const errTooLarge :Text = "refstore.TOO_LARGE";
-# A size exceeds a hard limit (the whole capacity, an inline or chunk limit). Retrying the same
-# request can never succeed.
+enum ErrorCode {
+  # The one list of error codes. The daemon's exceptions describe a failure as
+  # "refstore.<NAME>: <explanation>", NAME being the code's name in UPPER_SNAKE_CASE (notFound ->
+  # NOT_FOUND); the C++ client's `refstore::ErrorCode` and the C client's `REFSTORE_E_<NAME>` use
+  # the same numbers, generated from this enum, so a new code is added here and nowhere else.
+  # Codes marked "client" are never sent by the daemon: client libraries report them for failures
+  # on their side. Numbers are stable: add new codes at the end.
+  #
+  # Some Cap'n Proto implementations prefix a remote exception's description (Rust's capnp-rpc
+  # adds "remote exception: "): search the description for the "refstore.<NAME>" word rather
+  # than assume it starts the string.
 
-const errOutOfMemory :Text = "refstore.OUT_OF_MEMORY";
-# The request fits the capacity in principle but not in the memory free right now.
+  ok @0 $summary("success (never sent)");
 
-const errNotFound :Text = "refstore.NOT_FOUND";
-# A token is unknown, forged, used up, or its object no longer exists.
+  invalidArgument @1 $summary("a parameter is outside its documented domain");
+  # A parameter is out of its documented domain (zero size, bad ttl, a label too long, ...).
 
-const errExpired :Text = "refstore.EXPIRED";
-# A token's time-to-live has passed.
+  tooLarge @2 $summary("a size exceeds a hard limit");
+  # A size exceeds a hard limit (the whole capacity, an inline or chunk limit). Retrying the same
+  # request can never succeed.
 
-const errMalformed :Text = "refstore.MALFORMED";
-# A token is not syntactically a refstore token.
+  outOfMemory @3 $summary("the store has no room right now");
+  # The request fits the capacity in principle but not in the memory free right now.
 
-const errWrongStore :Text = "refstore.WRONG_STORE";
-# A token was minted by a different daemon (another origin epoch).
+  notFound @4 $summary("token unknown, used up, or object gone");
+  # A token is unknown, forged, used up, or its object no longer exists.
 
-const errOutOfRange :Text = "refstore.OUT_OF_RANGE";
-# An offset/length lies outside the object.
+  expired @5 $summary("token past its time-to-live");
+  # A token's time-to-live has passed.
 
-const errFailedPrecondition :Text = "refstore.FAILED_PRECONDITION";
-# The object is not in a state that allows the call (e.g. reading before seal, sealing twice).
+  malformed @6 $summary("not a refstore token");
+  # A token is not syntactically a refstore token.
 
-const errUnauthenticated :Text = "refstore.UNAUTHENTICATED";
-# A TCP connection to a daemon with a cluster secret has not presented it (`Store.hello`).
+  wrongStore @7 $summary("token minted by another daemon");
+  # A token was minted by a different daemon (another origin epoch).
 
-const errRejected :Text = "refstore.REJECTED";
-# The promise was rejected by its fulfiller; the reason follows.
+  outOfRange @8 $summary("offset/length outside the object");
+  # An offset/length lies outside the object.
 
-const errBrokenPromise :Text = "refstore.BROKEN_PROMISE";
-# The promise's Fulfiller was dropped (or its process died) before fulfilling it.
+  failedPrecondition @9 $summary("wrong state, e.g. sealing twice");
+  # The object is not in a state that allows the call (e.g. reading before seal, sealing twice).
 
-const errCycle :Text = "refstore.CYCLE";
-# A fulfilment or seal would make an object contain itself (directly or through nested refs).
+  unauthenticated @10 $summary("the listener needs the cluster secret");
+  # A TCP connection to a daemon with a cluster secret has not presented it (`Store.hello`).
 
-const errAlreadyExists :Text = "refstore.ALREADY_EXISTS";
-# A name is already taken.
+  internal @11 $summary("daemon-side failure");
+  # A bug or an operating-system failure inside the daemon; the description says which.
 
-const errOutOfDisk :Text = "refstore.OUT_OF_DISK";
-# The spill directory's disk is full (or over its quota/file-size limit): a spill or a
-# file-backed allocation could not be written. Nothing was lost; the value stays where it was.
+  disconnected @12 $summary("daemon unreachable or gone (client)");
+  # Client: the connection to the daemon could not be made or was lost.
 
-const errCorrupted :Text = "refstore.CORRUPTED";
-# Bytes read back from disk do not match the object's XXH3-128 hash (or are missing). The
-# object cannot be restored; it is never returned silently wrong.
+  io @13 $summary("a local system call failed (client)");
+  # Client: a system call on the client's side failed (mmap, connect, ...).
 
-const errInternal :Text = "refstore.INTERNAL";
-# A bug or an operating-system failure inside the daemon; the description says which.
+  misuse @14 $summary("the API was misused (client)");
+  # Client: a NULL handle or out-parameter, a handle used from another thread or in a forked
+  # child, ... The call did nothing.
+
+  rejected @15 $summary("a promise was rejected (the message has the reason)");
+  # The promise was rejected by its fulfiller; the reason follows.
+
+  brokenPromise @16 $summary("a promise's fulfiller went away unfulfilled");
+  # The promise's Fulfiller was dropped (or its process died) before fulfilling it.
+
+  cycle @17 $summary("an object would contain itself");
+  # A fulfilment or seal would make an object contain itself (directly or through nested refs).
+
+  alreadyExists @18 $summary("a name is taken");
+  # A name is already taken.
+
+  timeout @19 $summary("a client-side wait ran out (client)");
+  # Client: a wait with a deadline on the client's side ran out (the daemon is unaffected).
+
+  outOfDisk @20 $summary("the spill directory's disk is full");
+  # The spill directory's disk is full (or over its quota/file-size limit): a spill or a
+  # file-backed allocation could not be written. Nothing was lost; the value stays where it was.
+
+  corrupted @21 $summary("bytes failed their hash check");
+  # Bytes read back from disk do not match the object's XXH3-128 hash (or are missing). The
+  # object cannot be restored; it is never returned silently wrong.
+
+  resourceExhausted @22 $summary("a per-client or per-daemon limit is reached");
+  # A bound on what one client (or all of them) may make the daemon hold is reached: live share
+  # tokens, names, requests waiting for memory, Segment capabilities, connections. Nothing
+  # changed; release some (drop Refs, let tokens expire, unname) and retry. The description names
+  # the limit and its value. See "Bounds" at the top of this file.
+}

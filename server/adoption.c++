@@ -1,5 +1,7 @@
 #include "server/adoption.h"
 
+#include <kj/vector.h>
+
 #include "server/errors.h"
 #include "server/ref_server.h"
 
@@ -58,11 +60,13 @@ kj::Promise<kj::Own<TemporaryHolds>> adoptAll(ObjectStore& store,
   }
   return kj::joinPromises(settled.finish())
       .then([&store, firstError = kj::mv(firstError)](kj::Array<kj::Maybe<HeldObject>> results) mutable {
-        auto held = kj::heapArrayBuilder<HeldObject>(results.size());
+        // Every holder taken goes into `holds` before anything can throw, so a failed batch
+        // releases the good Refs' holders when `holds` goes out of scope.
+        kj::Vector<HeldObject> held(results.size());
         for (auto& result: results) {
           KJ_IF_MAYBE(object, result) { held.add(*object); }
         }
-        auto holds = kj::heap<TemporaryHolds>(store, held.finish());
+        auto holds = kj::heap<TemporaryHolds>(store, held.releaseAsArray());
         KJ_IF_MAYBE(error, *firstError) { kj::throwFatalException(kj::mv(*error)); }
         return holds;
       });

@@ -18,12 +18,19 @@ class FulfillerServer final: public proto::Fulfiller::Server {
   kj::Promise<void> reject(RejectContext context) override;
 
  private:
-  void requireUnsettled();
+  // UNSETTLED -> SETTLING while a fulfil waits (for memory, or for its Refs to be adopted) ->
+  // SETTLED once the store has the outcome. A refused, failed or cancelled attempt goes back to
+  // UNSETTLED and changes nothing: the caller may retry or reject, and dropping the Fulfiller
+  // still breaks the promise.
+  enum class State { UNSETTLED, SETTLING, SETTLED };
+  // Marks an attempt in progress until destroyed; back to UNSETTLED unless settled() was called.
+  class Attempt;
+  kj::Own<Attempt> startAttempt();
 
   ObjectStore& store;
   gc::ObjectId promise;
   gc::ClientId client;
-  bool settled = false;  // or settling: a call is adopting its Refs
+  State state = State::UNSETTLED;
 };
 
 }  // namespace refstore::server

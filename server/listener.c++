@@ -70,28 +70,71 @@ kj::AutoCloseFd listenUnixSocket(kj::StringPtr path) {
 // One client connection: stream, message framing, Cap'n Proto network and RPC system. Member
 // order matters: the RPC system is destroyed first (releasing the client's capabilities), then
 // the network, the framing, the stream, and finally the client's registry entry.
+//
+// Its limits (server/limits.h): messages up to Limits::maxMessageBytes, or only
+// maxUnauthenticatedMessageBytes until a TCP peer has presented the cluster secret; a message
+// begun must keep arriving (stalledMessageTimeout); calls in flight are capped by capnp's flow
+// limit (maxCallWords); and calls are cancelled when the connection ends (their servers allow
+// it), so nothing a client started outlives it.
 struct Listener::Connection {
-  Connection(ObjectStore& store, BusyPoll& busyPoll, kj::Own<kj::AsyncIoStream> accepted,
-             ClientInfo info, kj::Maybe<kj::StringPtr> secret)
+  Connection(ObjectStore& store, BusyPoll& busyPoll, kj::Timer& timer,
+             kj::Own<kj::AsyncIoStream> accepted, ClientInfo info,
+             kj::Maybe<kj::StringPtr> secret, kj::Maybe<TransportWrapper&> wrapTransport)
       : store(store), client(store.addClient(kj::mv(info))),
-        stream(kj::heap<ClientStream>(kj::mv(accepted), busyPoll)) {
-    if (store.client(client).sharedMemory) {
+        stream(kj::heap<ClientStream>(kj::mv(accepted), busyPoll)),
+        authenticated(secret == nullptr) {
+    bool sharedMemory = store.client(client).sharedMemory;
+    messages = sharedMemory ? kj::heap<BatchingMessageStream>(*stream, *stream)
+                            : kj::heap<BatchingMessageStream>(*stream);
+    capnp::MessageStream* transport = messages.get();
+    KJ_IF_MAYBE(wrap, wrapTransport) {
+      wrapped = (*wrap)(*messages);
+      transport = wrapped.get();
+    }
+    if (sharedMemory) {
       // We send segment fds; clients never need to send us any, but capnp 0.9.2 only
       // attaches outgoing fds on a network created with maxFdsPerMessage > 0.
-      messages = kj::heap<BatchingMessageStream>(*stream, *stream);
-      network = kj::heap<capnp::TwoPartyVatNetwork>(*messages, /*maxFdsPerMessage=*/1,
+      network = kj::heap<capnp::TwoPartyVatNetwork>(*transport, /*maxFdsPerMessage=*/1,
                                                     capnp::rpc::twoparty::Side::SERVER);
     } else {
-      messages = kj::heap<BatchingMessageStream>(*stream);
       network =
-          kj::heap<capnp::TwoPartyVatNetwork>(*messages, capnp::rpc::twoparty::Side::SERVER);
+          kj::heap<capnp::TwoPartyVatNetwork>(*transport, capnp::rpc::twoparty::Side::SERVER);
     }
+    const Limits& limits = store.limits();
+    messages->setMaxIncomingBytes(authenticated ? limits.maxMessageBytes
+                                                : limits.maxUnauthenticatedMessageBytes);
+    messages->setStallTimeout(timer, limits.stalledMessageTimeout);
+    messages->setMaxUnsentBytes(limits.maxUnsentBytes);
+    messages->setOnLargeMessageWritten(
+        [budget = kj::addRef(*store.client(client).replyBudget)](size_t bytes) mutable {
+          budget->credit(bytes);
+        });
+    auto onAuthenticated = [this]() {
+      authenticated = true;
+      messages->setMaxIncomingBytes(this->store.limits().maxMessageBytes);
+    };
     rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(capnp::makeRpcServer(
-        *network, capnp::Capability::Client(kj::heap<StoreServer>(store, client, secret))));
+        *network, capnp::Capability::Client(
+                      kj::heap<StoreServer>(store, client, secret, kj::mv(onAuthenticated)))));
+    rpc->setFlowLimit(limits.maxCallWords);
+  }
+
+  // Resolves when the connection is over: the peer disconnected, or (TCP with a cluster secret)
+  // it did not present the secret within Limits::helloTimeout.
+  kj::Promise<void> whenDone(kj::Timer& timer) {
+    auto done = network->onDisconnect();
+    if (authenticated) return done;
+    return done.exclusiveJoin(
+        timer.afterDelay(store.limits().helloTimeout).then([this]() -> kj::Promise<void> {
+          if (authenticated) return kj::NEVER_DONE;
+          logDebug("client ", client, " did not authenticate in time: closing it");
+          return kj::READY_NOW;
+        }));
   }
   ~Connection() noexcept(false) {
     rpc = nullptr;
     network = nullptr;
+    wrapped = nullptr;
     messages = nullptr;
     stream = nullptr;
     store.removeClient(client);
@@ -101,12 +144,14 @@ struct Listener::Connection {
   gc::ClientId client;
   kj::Own<ClientStream> stream;
   kj::Own<BatchingMessageStream> messages;
+  kj::Own<capnp::MessageStream> wrapped;  // over `messages`, if transports are wrapped
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  bool authenticated;  // no secret required, or hello presented it
 };
 
-Listener::Listener(ObjectStore& store, BusyPoll& busyPoll)
-    : store(store), busyPoll(busyPoll), connections(kj::heap<kj::TaskSet>(*this)) {}
+Listener::Listener(ObjectStore& store, BusyPoll& busyPoll, kj::Timer& timer)
+    : store(store), busyPoll(busyPoll), timer(timer), connections(kj::heap<kj::TaskSet>(*this)) {}
 
 void Listener::taskFailed(kj::Exception&& exception) {
   logWarning("connection ended with error: ", exception.getDescription());
@@ -114,6 +159,16 @@ void Listener::taskFailed(kj::Exception&& exception) {
 
 void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
                                kj::Maybe<kj::StringPtr> secret) {
+  uint32_t maxClients = store.limits().maxClients;
+  if (store.clientCount() >= maxClients) {
+    // Closed at once (the stream is dropped): accepting and closing keeps the backlog moving and
+    // tells the client, where leaving it in the backlog would make it hang.
+    if (refusedForLimit++ % 1000 == 0) {
+      logWarning("refused a connection: ", maxClients, " clients are connected (--max-clients; ",
+                 refusedForLimit, " refused so far)");
+    }
+    return;
+  }
   ClientInfo info;
   if (isUnix) {
     auto& identity = kj::downcast<kj::LocalPeerIdentity>(*accepted.peerIdentity);
@@ -124,26 +179,47 @@ void Listener::startConnection(kj::AuthenticatedStream accepted, bool isUnix,
     // Writable segments are never shared across uids (DESIGN.md "Data paths").
     info.writableSharedMemory = creds.uid != nullptr && (info.uid == getuid() || info.uid == 0);
   }
-  auto connection = kj::heap<Connection>(store, busyPoll, kj::mv(accepted.stream), kj::mv(info), secret);
+  auto connection = kj::heap<Connection>(store, busyPoll, timer, kj::mv(accepted.stream),
+                                         kj::mv(info), secret, transportWrapper);
   logDebug("client ", connection->client, " connected (pid ", store.client(connection->client).pid,
            ")");
-  auto done = connection->network->onDisconnect();
+  auto done = connection->whenDone(timer);
   connections->add(done.attach(kj::mv(connection)));
 }
 
 kj::Promise<void> Listener::serveUnix(kj::ConnectionReceiver& receiver) {
-  return receiver.acceptAuthenticated().then([this, &receiver](kj::AuthenticatedStream accepted) {
-    startConnection(kj::mv(accepted), /*isUnix=*/true, nullptr);
-    return serveUnix(receiver);
-  });
+  return acceptLoop(receiver, /*isUnix=*/true, nullptr, 0 * kj::MILLISECONDS);
 }
 
 kj::Promise<void> Listener::serveTcp(kj::ConnectionReceiver& receiver,
                                      kj::Maybe<kj::StringPtr> secret) {
-  return receiver.acceptAuthenticated().then(
-      [this, &receiver, secret](kj::AuthenticatedStream accepted) {
-        startConnection(kj::mv(accepted), /*isUnix=*/false, secret);
-        return serveTcp(receiver, secret);
+  return acceptLoop(receiver, /*isUnix=*/false, secret, 0 * kj::MILLISECONDS);
+}
+
+kj::Promise<void> Listener::acceptLoop(kj::ConnectionReceiver& receiver, bool isUnix,
+                                       kj::Maybe<kj::StringPtr> secret, kj::Duration backoff) {
+  // evalNow: kj's accept can throw (EMFILE) before it returns a promise.
+  return kj::evalNow([&]() { return receiver.acceptAuthenticated(); }).then(
+      [this, &receiver, isUnix, secret](kj::AuthenticatedStream accepted) {
+        // A connection that fails to start (e.g. no fd left for a segment) is dropped, not
+        // the listener.
+        KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+          startConnection(kj::mv(accepted), isUnix, secret);
+        })) {
+          logWarning("could not start a connection: ", e->getDescription());
+        }
+        return acceptLoop(receiver, isUnix, secret, 0 * kj::MILLISECONDS);
+      },
+      [this, &receiver, isUnix, secret, backoff](kj::Exception&& e) {
+        kj::Duration wait = backoff == 0 * kj::MILLISECONDS ? 10 * kj::MILLISECONDS
+                                                             : kj::min(backoff * 2, 1 * kj::SECONDS);
+        if (backoff == 0 * kj::MILLISECONDS || wait == 1 * kj::SECONDS) {
+          logWarning(isUnix ? "unix" : "tcp", " listener: accept failed (", e.getDescription(),
+                     "); retrying in ", wait / kj::MILLISECONDS, " ms");
+        }
+        return timer.afterDelay(wait).then([this, &receiver, isUnix, secret, wait]() {
+          return acceptLoop(receiver, isUnix, secret, wait);
+        });
       });
 }
 

@@ -4,7 +4,9 @@
 // peer killed) Cap'n Proto releases every capability it held, which releases its references.
 #pragma once
 
+#include <capnp/serialize-async.h>
 #include <kj/async-io.h>
+#include <kj/function.h>
 
 #include "server/busy_poll.h"
 #include "server/object_store.h"
@@ -21,8 +23,8 @@ void requireSocketFree(kj::StringPtr path);
 
 class Listener final: public kj::TaskSet::ErrorHandler {
  public:
-  // `busyPoll` is told about every client's traffic (busy_poll.h).
-  Listener(ObjectStore& store, BusyPoll& busyPoll);
+  // `busyPoll` is told about every client's traffic (busy_poll.h); `timer` paces retries.
+  Listener(ObjectStore& store, BusyPoll& busyPoll, kj::Timer& timer);
   KJ_DISALLOW_COPY(Listener);
 
   // Serve until the returned promise is dropped.
@@ -33,15 +35,29 @@ class Listener final: public kj::TaskSet::ErrorHandler {
   // Disconnects every client (graceful shutdown).
   void closeAll();
 
+  // From now on, each new connection's RPC system reads and writes through
+  // `wrap(its transport)` (refstored --metrics times calls this way; off, nothing is wrapped).
+  using TransportWrapper = kj::Function<kj::Own<capnp::MessageStream>(capnp::MessageStream&)>;
+  void wrapTransports(TransportWrapper wrap) { transportWrapper = kj::mv(wrap); }
+
  private:
   struct Connection;
   void taskFailed(kj::Exception&& exception) override;
+  // Accepts connections until the promise is dropped. A failed accept (EMFILE when the process
+  // is out of file descriptors, ENOBUFS, ...) never ends it: it logs, waits (10 ms, doubling up
+  // to 1 s while failures go on) and tries again, so the daemon accepts again as soon as
+  // descriptors come back.
+  kj::Promise<void> acceptLoop(kj::ConnectionReceiver& receiver, bool isUnix,
+                               kj::Maybe<kj::StringPtr> secret, kj::Duration backoff);
   void startConnection(kj::AuthenticatedStream accepted, bool isUnix,
                        kj::Maybe<kj::StringPtr> secret);
 
   ObjectStore& store;
   BusyPoll& busyPoll;
+  kj::Timer& timer;
+  kj::Maybe<TransportWrapper> transportWrapper;
   kj::Own<kj::TaskSet> connections;
+  uint64_t refusedForLimit = 0;  // connections closed at once because of --max-clients
 };
 
 }  // namespace refstore::server

@@ -1,5 +1,6 @@
 // refstored: the per-host object-store daemon. Runs in the foreground; see README.md.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,12 +13,14 @@
 #include "server/busy_poll.h"
 #include "server/listener.h"
 #include "server/log.h"
+#include "server/metrics/metrics_service.h"
 #include "server/object_store.h"
 #include "server/prefaulter.h"
 #include "server/shm/jemalloc_arena.h"
 #include "server/size_parse.h"
 #include "server/spill/file_backed.h"
 #include "server/spill/spill_store.h"
+#include "server/systemd/service_manager.h"
 #include "server/token.h"
 #include "server/uv_loop.h"
 
@@ -68,6 +71,25 @@ class RefstoredMain {
                           "Hash values over 1 MiB once they have lived this long (default 200), "
                           "or sooner when the hash is needed; values dropped before are never "
                           "hashed.")
+        .addOptionWithArg({"max-tokens"}, KJ_BIND_METHOD(*this, setMaxTokens), "<n>",
+                          "Live share tokens the daemon keeps at most (default 4194304); "
+                          "Ref.share beyond fails with RESOURCE_EXHAUSTED.")
+        .addOptionWithArg({"max-tokens-per-client"}, KJ_BIND_METHOD(*this, setMaxTokensPerClient),
+                          "<n>", "Live share tokens one connection may have minted (default "
+                          "1048576).")
+        .addOptionWithArg({"max-names"}, KJ_BIND_METHOD(*this, setMaxNames), "<n>",
+                          "Names the daemon keeps at most (default 1048576).")
+        .addOptionWithArg({"max-clients"}, KJ_BIND_METHOD(*this, setMaxClients), "<n>",
+                          "Open connections at most (default 4096); more are closed at once.")
+        .addOptionWithArg({"hello-timeout-ms"}, KJ_BIND_METHOD(*this, setHelloTimeout), "<ms>",
+                          "A TCP connection that must present the cluster secret is closed if it "
+                          "has not within this long (default 10000).")
+        .addOptionWithArg({"stall-timeout-ms"}, KJ_BIND_METHOD(*this, setStallTimeout), "<ms>",
+                          "A connection that begins a message and sends nothing more for this "
+                          "long is closed (default 60000).")
+        .addOptionWithArg({"metrics"}, KJ_BIND_METHOD(*this, setMetrics), "<host:port>",
+                          "Serve Prometheus metrics (GET /metrics) and GET /healthz over HTTP "
+                          "there (off by default; counters only, never data, ids or tokens).")
         .addOption({"debug"}, KJ_BIND_METHOD(*this, setDebug), "Log every connection and token expiry.")
         .callAfterParsing(KJ_BIND_METHOD(*this, run))
         .build();
@@ -126,6 +148,11 @@ class RefstoredMain {
     tcpAddress = kj::str(address);
     return true;
   }
+  kj::MainBuilder::Validity setMetrics(kj::StringPtr address) {
+    if (address.findLast(':') == nullptr) return "--metrics expects host:port, e.g. 127.0.0.1:9470";
+    metricsAddress = kj::str(address);
+    return true;
+  }
   kj::MainBuilder::Validity setSecretFile(kj::StringPtr path) {
     auto fs = kj::newDiskFilesystem();
     auto file = fs->getRoot().tryOpenFile(fs->getCurrentPath().eval(path));
@@ -160,9 +187,52 @@ class RefstoredMain {
     return parseCount(text, 3600000, "milliseconds",
                       "--hash-delay-ms must be at most 3600000 (one hour)", hashDelayMillis);
   }
+  kj::MainBuilder::Validity setMaxTokens(kj::StringPtr text) {
+    return parseCount(text, uint64_t(1) << 32, "tokens", "--max-tokens must be at most 2^32",
+                      limits.maxTokens);
+  }
+  kj::MainBuilder::Validity setMaxTokensPerClient(kj::StringPtr text) {
+    return parseCount(text, uint64_t(1) << 32, "tokens",
+                      "--max-tokens-per-client must be at most 2^32", limits.maxTokensPerClient);
+  }
+  kj::MainBuilder::Validity setMaxNames(kj::StringPtr text) {
+    return parseCount(text, uint64_t(1) << 32, "names", "--max-names must be at most 2^32",
+                      limits.maxNames);
+  }
+  kj::MainBuilder::Validity setMaxClients(kj::StringPtr text) {
+    uint64_t value = 0;
+    auto valid = parseCount(text, 1000000, "connections", "--max-clients must be at most 1000000",
+                            value);
+    limits.maxClients = value;
+    return valid;
+  }
+  kj::MainBuilder::Validity setHelloTimeout(kj::StringPtr text) {
+    uint64_t millis = 0;
+    auto valid = parseCount(text, 3600000, "milliseconds",
+                            "--hello-timeout-ms must be at most 3600000 (one hour)", millis);
+    limits.helloTimeout = millis * kj::MILLISECONDS;
+    return valid;
+  }
+  kj::MainBuilder::Validity setStallTimeout(kj::StringPtr text) {
+    uint64_t millis = 0;
+    auto valid = parseCount(text, 3600000, "milliseconds",
+                            "--stall-timeout-ms must be at most 3600000 (one hour)", millis);
+    limits.stalledMessageTimeout = millis * kj::MILLISECONDS;
+    return valid;
+  }
   kj::MainBuilder::Validity setDebug() {
     setLogLevel(LogLevel::DEBUG);
     return true;
+  }
+
+  // Listens on `address`, or takes over the socket the service manager opened for it.
+  static kj::Own<kj::ConnectionReceiver> listenTcp(kj::AsyncIoContext& io,
+                                                   kj::Maybe<systemd::InheritedSocket>& inherited,
+                                                   kj::StringPtr address) {
+    KJ_IF_MAYBE(socket, inherited) {
+      return io.lowLevelProvider->wrapListenSocketFd(kj::mv(socket->fd));
+    }
+    return io.provider->getNetwork().parseAddress(address).wait(io.waitScope)->listen();
   }
 
   void ensureSocketDirectory() {
@@ -175,8 +245,18 @@ class RefstoredMain {
     }
   }
 
+  // Every connection and Segment capability costs a descriptor: take all the kernel allows.
+  static void raiseDescriptorLimit() {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+      limit.rlim_cur = limit.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &limit);
+    }
+  }
+
   kj::MainBuilder::Validity run() {
     signal(SIGPIPE, SIG_IGN);
+    raiseDescriptorLimit();
     // A spill write past a file-size limit must fail with EFBIG (OUT_OF_DISK), not kill us.
     signal(SIGXFSZ, SIG_IGN);
     KJ_IF_MAYBE(address, tcpAddress) {
@@ -185,6 +265,21 @@ class RefstoredMain {
       }
     }
     if (segmentSize == 0) segmentSize = defaultSegmentSize(capacity);
+    // Under systemd: sockets it opened for us, and where to report readiness (server/systemd).
+    kj::Own<systemd::ServiceManager> manager;
+    KJ_IF_MAYBE(error, kj::runCatchingExceptions(
+                           [&]() { manager = systemd::ServiceManager::fromEnvironment(); })) {
+      return kj::str(error->getDescription());
+    }
+    auto& activated = manager->sockets;
+    KJ_IF_MAYBE(inherited, activated.tcp) {
+      if (tcpAddress != nullptr) return "--tcp and an inherited TCP socket: use one of them";
+      tcpAddress = kj::str(inherited->address);
+    }
+    KJ_IF_MAYBE(inherited, activated.metrics) {
+      if (metricsAddress != nullptr) return "--metrics and an inherited metrics socket: use one";
+      metricsAddress = kj::str(inherited->address);
+    }
     auto io = kj::setupAsyncIo();
     UvLoop uv(io.unixEventPort);
     // Signal handling before the socket exists: anyone who can connect can also stop us
@@ -192,12 +287,16 @@ class RefstoredMain {
     auto stopSignal = uv.onSignal({SIGTERM, SIGINT});
     // A second daemon on the same path fails here, before touching shared memory or the spill
     // directory. The socket itself is created last: accepting connections means ready.
-    ensureSocketDirectory();
-    requireSocketFree(socketPath);
+    KJ_IF_MAYBE(inherited, activated.unixSocket) {
+      socketPath = kj::str(inherited->address);  // the service manager owns this path
+    } else {
+      ensureSocketDirectory();
+      requireSocketFree(socketPath);
+    }
     shm::JemallocArena arena(shm::JemallocArena::Options{capacity, segmentSize});
     uint64_t origin = randomSecret().hi;
     BackgroundHasher hasher;  // before the store: its hashes must stop before the hasher does
-    ObjectStore store(arena, io.provider->getTimer(), origin);
+    ObjectStore store(arena, io.provider->getTimer(), origin, MemoryPolicy(), limits);
     store.enableBackgroundHashing(hasher, uv, hashDelayMillis);
     kj::Maybe<kj::Own<SpillStore>> spillStore;
     kj::Maybe<kj::Own<FileBackedAllocator>> fileAllocator;
@@ -218,12 +317,29 @@ class RefstoredMain {
     BusyPoll busyPoll(io.waitScope, busyPollMicros * kj::MICROSECONDS, [&uv, &store]() {
       return uv.poolBusy() || store.cancelledHashesRunning();
     });
-    Listener listener(store, busyPoll);
+    Listener listener(store, busyPoll, io.provider->getTimer());
+
+    kj::Maybe<kj::Own<metrics::MetricsService>> metricsService;
+    KJ_IF_MAYBE(address, metricsAddress) {
+      kj::Own<metrics::MetricsService> service;
+      KJ_IF_MAYBE(error, kj::runCatchingExceptions([&]() {
+        service = kj::heap<metrics::MetricsService>(
+            io.provider->getTimer(), listenTcp(io, activated.metrics, *address),
+            [&store](proto::Stats::Builder stats) { store.fillStats(stats); }, "0.1");
+      })) {
+        return kj::str("--metrics ", *address, ": ", error->getDescription());
+      }
+      listener.wrapTransports([&service = *service](capnp::MessageStream& transport) {
+        return service.timeCalls(transport);
+      });
+      logInfo("metrics on http://", *address, "/metrics (port ", service->getPort(), ")");
+      metricsService = kj::mv(service);
+    }
 
     kj::Maybe<kj::Own<kj::ConnectionReceiver>> tcpReceiver;
     kj::Promise<void> tcpServing = nullptr;
     KJ_IF_MAYBE(address, tcpAddress) {
-      auto receiver = io.provider->getNetwork().parseAddress(*address).wait(io.waitScope)->listen();
+      auto receiver = listenTcp(io, activated.tcp, *address);
       logInfo("listening on tcp:", *address, " port ", receiver->getPort(),
               secret == nullptr ? " (loopback, no secret)" : " (cluster secret required)");
       kj::Maybe<kj::StringPtr> required;
@@ -234,19 +350,25 @@ class RefstoredMain {
       tcpReceiver = kj::mv(receiver);
     }
 
-    auto unixReceiver = io.lowLevelProvider->wrapListenSocketFd(listenUnixSocket(socketPath));
+    auto unixReceiver = io.lowLevelProvider->wrapListenSocketFd(
+        activated.unixSocket == nullptr ? listenUnixSocket(socketPath)
+                                        : kj::mv(KJ_ASSERT_NONNULL(activated.unixSocket).fd));
     auto serving = listener.serveUnix(*unixReceiver).eagerlyEvaluate([](kj::Exception&& e) {
       logError("unix listener failed: ", e.getDescription());
     });
     logInfo("listening on unix:", socketPath, " (capacity ", formatSize(capacity),
             ", segments of ", formatSize(segmentSize), ", origin ", kj::hex(origin), ")");
+    KJ_IF_MAYBE(service, metricsService) { (*service)->setHealth(metrics::Health::READY); }
+    manager->ready(kj::str("serving on unix:", socketPath), io.provider->getTimer());
 
     int signum = stopSignal.wait(io.waitScope);
     logInfo("received ", strsignal(signum), ": shutting down (", store.clientCount(),
             " clients, ", store.table().size(), " objects)");
+    manager->stopping(kj::str("received ", strsignal(signum)));
+    KJ_IF_MAYBE(service, metricsService) { (*service)->setHealth(metrics::Health::STOPPING); }
     serving = nullptr;
     tcpServing = nullptr;
-    unlink(socketPath.cStr());
+    if (activated.unixSocket == nullptr) unlink(socketPath.cStr());
     listener.closeAll();
     // Pool threads may still be reading shared memory for a spill: let them finish before
     // anything is torn down.
@@ -260,11 +382,13 @@ class RefstoredMain {
   uint64_t capacity;
   uint64_t segmentSize = 0;  // 0: defaultSegmentSize(capacity)
   kj::Maybe<kj::String> tcpAddress;
+  kj::Maybe<kj::String> metricsAddress;
   kj::Maybe<kj::String> spillDir;
   bool noSpill = false;
   kj::Maybe<kj::String> secret;
   uint64_t busyPollMicros = 100;
   uint64_t hashDelayMillis = ObjectStore::kDefaultHashDelayMillis;
+  Limits limits;
 };
 
 }  // namespace

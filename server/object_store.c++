@@ -22,10 +22,11 @@ uint64_t unixSecondsNow() {
 }  // namespace
 
 ObjectStore::ObjectStore(shm::Allocator& memory, kj::Timer& timer, uint64_t origin,
-                         MemoryPolicy policy)
+                         MemoryPolicy policy, Limits limits)
     : allocator(memory),
       policy(policy),
-      queue(timer),
+      bounds(limits),
+      queue(timer, limits.maxWaitingPerClient),
       timer(timer),
       originEpoch(origin),
       startedAt(timer.now()),
@@ -45,6 +46,8 @@ gc::MonoMillis ObjectStore::nowMillis() const {
 
 gc::ClientId ObjectStore::addClient(ClientInfo info) {
   gc::ClientId id = nextClientId++;
+  info.segmentCapBudget = kj::refcounted<SegmentCapBudget>(bounds.maxSegmentCapsPerClient);
+  info.replyBudget = kj::refcounted<ReplyBudget>(bounds.maxUnsentBytes);
   clients.insert(id, kj::mv(info));
   return id;
 }
@@ -225,6 +228,8 @@ void ObjectStore::reclaim(const gc::ObjectRecord& object) {
 
 void ObjectStore::addName(gc::ObjectId id, kj::StringPtr name) {
   validateName(name);
+  RS_REQUIRE(objects.stats().names < bounds.maxNames, RESOURCE_EXHAUSTED, "the daemon holds ",
+             bounds.maxNames, " names, its limit (--max-names): unname some");
   switch (objects.addName(id, std::string(name.cStr(), name.size()))) {
     case gc::NameResult::OK: return;
     case gc::NameResult::DUPLICATE: RS_FAIL(ALREADY_EXISTS, "the name '", name, "' is taken");
@@ -248,15 +253,26 @@ void ObjectStore::removeName(kj::StringPtr name) {
 
 // --- tokens ----------------------------------------------------------------------------
 
-kj::String ObjectStore::share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses) {
+kj::String ObjectStore::share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses,
+                              gc::ClientId client) {
   RS_REQUIRE(ttlSeconds >= 1 && ttlSeconds <= proto::MAX_TOKEN_TTL_SECONDS, INVALID_ARGUMENT,
              "ttlSeconds must be between 1 and ", proto::MAX_TOKEN_TTL_SECONDS, ", got ",
              ttlSeconds);
+  RS_REQUIRE(objects.stats().leases < bounds.maxTokens, RESOURCE_EXHAUSTED, "the daemon holds ",
+             bounds.maxTokens, " live share tokens, its limit (--max-tokens): let some expire "
+             "or be used up");
+  RS_REQUIRE(objects.leasesMintedBy(client) < bounds.maxTokensPerClient, RESOURCE_EXHAUSTED,
+             "this connection has minted ", bounds.maxTokensPerClient,
+             " live share tokens, the limit per connection: let some expire or be used up");
   // Any referenced object can be shared, promises included (a reader waits for the value).
-  Token token{id, unixSecondsNow() + ttlSeconds, randomSecret()};
+  Token token;
+  token.id = id;
+  token.expiresUnixSeconds = unixSecondsNow() + ttlSeconds;
+  token.secret = randomSecret();
   gc::MonoMillis expiresAt = nowMillis() + uint64_t(ttlSeconds) * 1000;
-  RS_REQUIRE(objects.addLease(id, token.secret, expiresAt, uses), NOT_FOUND, "object ",
-             gc::toHex(id).c_str(), " no longer exists");
+  token.lease = objects.addLease(id, token.secret, expiresAt, uses, client);
+  RS_REQUIRE(token.lease != 0, NOT_FOUND, "object ", gc::toHex(id).c_str(),
+             " no longer exists");
   armLeaseTimer();
   return formatToken(token);
 }
@@ -265,16 +281,18 @@ std::pair<gc::ObjectId, gc::HolderId> ObjectStore::restore(kj::StringPtr text,
                                                            gc::ClientId client) {
   Token token;
   KJ_IF_MAYBE(parsed, parseToken(text)) {
-    token = *parsed;
+    token = kj::mv(*parsed);
   } else {
-    RS_FAIL(MALFORMED, "not a refstore token (expected rs1.<32 hex>.<16 hex>.<32 hex>)");
+    RS_FAIL(MALFORMED,
+            "not a refstore token (expected rs2.<32 hex>.<16 hex>.<16 hex>.<32 hex>[@host:port])");
   }
   RS_REQUIRE(token.id.hi == originEpoch, WRONG_STORE, "token was minted by another refstored (",
              kj::hex(token.id.hi), "), this one is ", kj::hex(originEpoch));
-  // Expire due leases first so that the answer does not depend on timer scheduling.
-  objects.expireLeases(nowMillis());
+  // The lease's own expiry is checked by the redemption, so the answer does not depend on when
+  // the lease timer last ran.
   gc::HolderId holder = 0;
-  switch (objects.redeemLease(token.id, token.secret, nowMillis(), client, &holder)) {
+  switch (objects.redeemLease(token.lease, token.id, token.secret, nowMillis(), client,
+                              &holder)) {
     case gc::RedeemResult::OK:
       armLeaseTimer();
       return {token.id, holder};
@@ -285,6 +303,16 @@ std::pair<gc::ObjectId, gc::HolderId> ObjectStore::restore(kj::StringPtr text,
   }
   RS_REQUIRE(token.expiresUnixSeconds > unixSecondsNow(), EXPIRED, "token expired");
   RS_FAIL(NOT_FOUND, "token unknown, used up, or its object is gone");
+}
+
+kj::Promise<void> ObjectStore::expireDueLeases() {
+  size_t expired = objects.expireLeases(nowMillis(), kLeaseExpirySlice);
+  if (expired > 0) logDebug("expired ", expired, " share token(s)");
+  if (expired == kLeaseExpirySlice) {
+    // More may be due: go on in a later turn, after whatever else the loop has to do.
+    return kj::evalLater([this]() { return expireDueLeases(); });
+  }
+  return leaseTimerLoop();
 }
 
 void ObjectStore::armLeaseTimer() {
@@ -307,9 +335,7 @@ kj::Promise<void> ObjectStore::leaseTimerLoop() {
   }
   leaseTimerAt = *next;
   return timer.atTime(kj::origin<kj::TimePoint>() + *next * kj::MILLISECONDS).then([this]() {
-    size_t expired = objects.expireLeases(nowMillis());
-    if (expired > 0) logDebug("expired ", expired, " share token(s)");
-    return leaseTimerLoop();
+    return expireDueLeases();
   });
 }
 
@@ -319,7 +345,8 @@ proto::Segment::Client ObjectStore::segmentCap(uint32_t segmentId, bool writable
                                                gc::ClientId clientId) {
   auto& owner = allocatorFor(segmentId);
   if (owner.isDedicated(segmentId)) {
-    return kj::heap<SegmentServer>(owner.segment(segmentId), writable, nullptr);
+    return kj::heap<SegmentServer>(owner.segment(segmentId), writable, nullptr,
+                                   kj::addRef(*client(clientId).segmentCapBudget));
   }
   auto& caps = client(clientId).segmentCaps;
   uint64_t key = uint64_t(segmentId) << 1 | uint64_t(writable);
@@ -332,7 +359,8 @@ proto::Segment::Client ObjectStore::segmentCap(uint32_t segmentId, bool writable
       }
     }
   };
-  auto server = kj::heap<SegmentServer>(owner.segment(segmentId), writable, kj::mv(forget));
+  auto server = kj::heap<SegmentServer>(owner.segment(segmentId), writable, kj::mv(forget),
+                                       kj::addRef(*client(clientId).segmentCapBudget));
   caps.insert(key, server.get());
   return kj::mv(server);
 }
@@ -377,9 +405,10 @@ void ObjectStore::fillListing(capnp::List<proto::ObjectListing>::Builder out,
     const gc::ObjectRecord& object = *records[i];
     auto row = out[i];
     fillObjectInfo(row.initInfo(), object);
-    auto holders = objects.holdersOf(object.id);
+    constexpr size_t kListed = proto::MAX_LISTED_PER_OBJECT;
+    auto holders = objects.holdersOf(object.id, kListed);
+    row.setHolderCount(object.holders);
     auto holderList = row.initHolders(holders.size());
-    uint64_t oldest = 0;
     for (size_t h = 0; h < holders.size(); h++) {
       holderList[h].setClientId(holders[h].second);
       KJ_IF_MAYBE(info, clients.find(holders[h].second)) {
@@ -388,11 +417,12 @@ void ObjectStore::fillListing(capnp::List<proto::ObjectListing>::Builder out,
       }
       if (auto held = objects.holderInfo(holders[h].first)) {
         holderList[h].setHeldMs(now - held->since);
-        oldest = kj::max(oldest, now - held->since);
       }
     }
-    row.setOldestHoldMs(oldest);
+    if (auto since = objects.oldestHolderSince(object.id)) row.setOldestHoldMs(now - *since);
     auto names = objects.namesOf(object.id);
+    row.setNameCount(names.size());
+    if (names.size() > kListed) names.resize(kListed);
     auto nameList = row.initNames(names.size());
     for (size_t n = 0; n < names.size(); n++) nameList.set(n, names[n].c_str());
     auto setIds = [](capnp::List<proto::ObjectId>::Builder out, const std::vector<gc::ObjectId>& ids) {
@@ -402,12 +432,16 @@ void ObjectStore::fillListing(capnp::List<proto::ObjectListing>::Builder out,
       }
     };
     auto parents = objects.parentsOf(object.id);
+    row.setParentCount(parents.size());
+    if (parents.size() > kListed) parents.resize(kListed);
     setIds(row.initParents(parents.size()), parents);
     auto children = objects.childrenOf(object.id);
     if (auto target = objects.aliasTarget(object.id)) children.push_back(*target);
+    row.setChildCount(children.size());
+    if (children.size() > kListed) children.resize(kListed);
     setIds(row.initChildren(children.size()), children);
     row.setTokens(object.leases);
-    auto expiries = objects.leaseExpiriesOf(object.id);
+    auto expiries = objects.leaseExpiriesOf(object.id, kListed);
     auto expiryList = row.initTokenExpiriesMs(expiries.size());
     for (size_t t = 0; t < expiries.size(); t++) {
       expiryList.set(t, expiries[t] > now ? expiries[t] - now : 0);

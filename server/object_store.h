@@ -27,14 +27,16 @@
 #include "schema/refstore.capnp.h"
 #include "server/admission_queue.h"
 #include "server/background_hasher.h"
+#include "server/limits.h"
 #include "server/promise_waiters.h"
+#include "server/reply_budget.h"
+#include "server/segment_server.h"
 #include "server/shm/allocator.h"
 #include "server/spill/spill_store.h"
 #include "server/uv_loop.h"
 
 namespace refstore::server {
 
-class SegmentServer;
 
 // Who is on the other end of a connection.
 struct ClientInfo {
@@ -47,6 +49,10 @@ struct ClientInfo {
   // sent with its fd once and then reused (ObjectStore::segmentCap). Entries remove themselves
   // when the client releases the capability.
   kj::HashMap<uint64_t, SegmentServer*> segmentCaps;
+  // Every Segment capability of this connection, cached or not, counts against this.
+  kj::Own<SegmentCapBudget> segmentCapBudget;
+  // Large replies (copy-path reads) built for this connection and not yet written to it.
+  kj::Own<ReplyBudget> replyBudget;
 };
 
 // A value's location in shared memory, as sent in `Placement`.
@@ -71,11 +77,12 @@ struct MemoryPolicy {
 class ObjectStore {
  public:
   ObjectStore(shm::Allocator& memory, kj::Timer& timer, uint64_t origin,
-              MemoryPolicy policy = MemoryPolicy());
+              MemoryPolicy policy = MemoryPolicy(), Limits limits = Limits());
   ~ObjectStore() noexcept(false);
   KJ_DISALLOW_COPY(ObjectStore);
 
   uint64_t origin() const { return originEpoch; }
+  const Limits& limits() const { return bounds; }
 
   // --- clients -------------------------------------------------------------------------
   gc::ClientId addClient(ClientInfo info);
@@ -102,11 +109,13 @@ class ObjectStore {
   }
 
   // --- objects -------------------------------------------------------------------------
-  // Memory for `size` bytes: now if it fits; else after waiting in the admission queue (while
-  // spilling makes room) until `timeout` (0: the policy's default); else OUT_OF_MEMORY.
-  // Objects larger than the capacity, or large ones that do not fit now, get file-backed memory
-  // when disk is enabled. Throws INVALID_ARGUMENT (0 bytes), TOO_LARGE (can never fit).
-  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout);
+  // Memory for `size` bytes for `client`: now if it fits; else after waiting in the admission
+  // queue (while spilling makes room) until `timeout` (0: the policy's default); else
+  // OUT_OF_MEMORY. Objects larger than the capacity, or large ones that do not fit now, get
+  // file-backed memory when disk is enabled. Throws INVALID_ARGUMENT (0 bytes), TOO_LARGE (can
+  // never fit), RESOURCE_EXHAUSTED (the client has too many requests waiting).
+  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout,
+                                            gc::ClientId client);
   // Shared memory at once, when reserve() would grant it without waiting for anything (it
   // starts with this); null otherwise (then call reserve()). For the request paths: a promise
   // costs several heap allocations and event-loop turns even when it is ready.
@@ -116,7 +125,8 @@ class ObjectStore {
   // failing as soon as one fails and releasing those already granted. Spilling is considered
   // once for the whole batch rather than once per value.
   kj::Promise<kj::Array<kj::Own<Reservation>>> reserveMany(kj::ArrayPtr<const uint64_t> sizes,
-                                                           kj::Duration timeout);
+                                                           kj::Duration timeout,
+                                                           gc::ClientId client);
 
   // A new object in state CREATING over `memory`, held by the returned writer holder.
   gc::ObjectTable::Created create(kj::Own<Reservation> memory, uint64_t size,
@@ -190,7 +200,9 @@ class ObjectStore {
   void removeName(kj::StringPtr name);                // NOT_FOUND
 
   // --- tokens --------------------------------------------------------------------------
-  kj::String share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses);
+  // A token for `id` minted by `client`. Throws INVALID_ARGUMENT (bad ttl), NOT_FOUND (object
+  // gone), RESOURCE_EXHAUSTED (too many live tokens in the daemon or from this client).
+  kj::String share(gc::ObjectId id, uint32_t ttlSeconds, uint32_t uses, gc::ClientId client);
   // Returns the object and a new holder for `client`. Throws MALFORMED / EXPIRED / NOT_FOUND /
   // WRONG_STORE.
   std::pair<gc::ObjectId, gc::HolderId> restore(kj::StringPtr token, gc::ClientId client);
@@ -216,9 +228,14 @@ class ObjectStore {
   void reclaim(const gc::ObjectRecord& record);  // gc callback: give the memory back
   void armLeaseTimer();                            // one timer at the earliest token expiry
   kj::Promise<void> leaseTimerLoop();
+  kj::Promise<void> expireDueLeases();  // one slice, then the next slice or the timer
+  // Leases expired per event-loop turn: a million tokens expiring at once must not stall the
+  // loop (other clients, signals); the rest go in the next turns.
+  static constexpr size_t kLeaseExpirySlice = 10000;
   // reserve(), starting spills for the new demand only if `spillNow` (reserveMany starts them
   // once for its whole batch).
-  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout, bool spillNow);
+  kj::Promise<kj::Own<Reservation>> reserve(uint64_t size, kj::Duration timeout,
+                                            gc::ClientId client, bool spillNow);
   kj::Maybe<kj::Own<Reservation>> tryReserveNow(uint64_t size);  // shared memory, no waiting
   // reserveNow(), starting spills only if `spillNow`.
   kj::Maybe<kj::Own<Reservation>> reserveNow(uint64_t size, bool spillNow);
@@ -259,6 +276,7 @@ class ObjectStore {
   kj::Maybe<shm::Allocator&> files;
   kj::Maybe<SpillStore&> spill;
   MemoryPolicy policy;
+  Limits bounds;
   AdmissionQueue queue;
   struct ErrorLogger: kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&& e) override;

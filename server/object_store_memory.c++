@@ -62,8 +62,9 @@ kj::Own<Reservation> ObjectStore::reserveFileBacked(uint64_t size) {
   RS_FAIL(OUT_OF_DISK, "no room for a file-backed object of ", size, " bytes");
 }
 
-kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Duration timeout) {
-  return reserve(size, timeout, /*spillNow=*/true);
+kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Duration timeout,
+                                                       gc::ClientId client) {
+  return reserve(size, timeout, client, /*spillNow=*/true);
 }
 
 kj::Maybe<kj::Own<Reservation>> ObjectStore::reserveNow(uint64_t size) {
@@ -84,7 +85,7 @@ kj::Maybe<kj::Own<Reservation>> ObjectStore::reserveNow(uint64_t size, bool spil
 }
 
 kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Duration timeout,
-                                                       bool spillNow) {
+                                                       gc::ClientId client, bool spillNow) {
   RS_REQUIRE(size > 0, INVALID_ARGUMENT, "object size must be at least 1 byte");
   RS_REQUIRE(size <= proto::MAX_OBJECT_BYTES, TOO_LARGE, "object of ", size,
              " bytes exceeds the limit of ", proto::MAX_OBJECT_BYTES, " bytes");
@@ -94,7 +95,8 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
     // of the same size reuses the same memory.
     KJ_IF_MAYBE(stopping, whenCancelledHashesStop()) {
       // By then the batch (if any) has started its spills: this one considers its own.
-      return stopping->then([this, size, timeout]() { return reserve(size, timeout); });
+      return stopping->then(
+          [this, size, timeout, client]() { return reserve(size, timeout, client); });
     }
   }
   bool disk = files != nullptr;
@@ -107,7 +109,7 @@ kj::Promise<kj::Own<Reservation>> ObjectStore::reserve(uint64_t size, kj::Durati
       policy.fileBackedThreshold != 0 ? policy.fileBackedThreshold : allocator.capacity() / 4;
   if (disk && size >= threshold) return reserveFileBacked(size);
   if (timeout == 0 * kj::SECONDS) timeout = policy.defaultWait;
-  auto waiting = queue.wait(size, timer.now() + timeout);
+  auto waiting = queue.wait(size, timer.now() + timeout, client);
   if (spillNow) maybeSpill();  // make room for it
   return kj::mv(waiting);
 }
@@ -130,14 +132,16 @@ void ObjectStore::pumpQueue() {
 // --- spilling --------------------------------------------------------------------------
 
 kj::Promise<kj::Array<kj::Own<Reservation>>> ObjectStore::reserveMany(
-    kj::ArrayPtr<const uint64_t> sizes, kj::Duration timeout) {
+    kj::ArrayPtr<const uint64_t> sizes, kj::Duration timeout, gc::ClientId client) {
   uint64_t total = 0;
   for (uint64_t size: sizes) total += size;
   RS_REQUIRE(total <= allocator.capacity() || files != nullptr, TOO_LARGE, "a batch of ", total,
              " bytes exceeds the store's whole capacity of ", allocator.capacity(),
              " bytes (and no spill directory is configured)");
   auto reservations = kj::heapArrayBuilder<kj::Promise<kj::Own<Reservation>>>(sizes.size());
-  for (uint64_t size: sizes) reservations.add(reserve(size, timeout, /*spillNow=*/false));
+  for (uint64_t size: sizes) {
+    reservations.add(reserve(size, timeout, client, /*spillNow=*/false));
+  }
   maybeSpill();
   return joinFailFast(reservations.finish());
 }
@@ -256,7 +260,8 @@ kj::Promise<void> ObjectStore::restore(gc::ObjectId id) {
     restoring.erase(id.lo);
     objects.unpin(id);
   };
-  return reserve(size, policy.defaultWait)
+  // Restores wait in a line of their own (client 0: the daemon's), taking turns with clients'.
+  return reserve(size, policy.defaultWait, /*client=*/0)
       .then([this, id](kj::Own<Reservation> memory) {
         const gc::ObjectRecord& object = *objects.find(id);
         SpillLocation where = SpillLocation::unpack(object.userData, object.size);

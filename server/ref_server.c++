@@ -1,5 +1,6 @@
 #include "server/ref_server.h"
 
+#include "schema/batching_message_stream.h"
 #include "server/errors.h"
 
 namespace refstore::server {
@@ -32,13 +33,20 @@ kj::Own<RefHook> RefHook::addRefHook() {
 }
 
 gc::ObjectTable::HolderInfo RefHook::held() const {
+  RS_REQUIRE(holder != 0, FAILED_PRECONDITION, "this Ref was released (Ref.release)");
   auto info = store.table().holderInfo(holder);
-  // The holder is removed only by this hook's destructor.
+  // The holder is removed only by this hook's destructor or release().
   KJ_ASSERT(info.has_value(), "a live Ref's holder is missing from the gc table", holder);
   return *info;
 }
 
-RefHook::~RefHook() noexcept(false) { store.removeHolder(holder); }
+void RefHook::release() {
+  gc::HolderId releasing = holder;
+  holder = 0;
+  if (releasing != 0) store.removeHolder(releasing);
+}
+
+RefHook::~RefHook() noexcept(false) { release(); }
 
 kj::Own<capnp::ClientHook> RefHook::dispatcher() {
   return capnp::ClientHook::from(
@@ -64,9 +72,12 @@ kj::Maybe<RefHook&> RefHook::from(capnp::ClientHook& hook) {
 }
 
 RefServer::RefServer(kj::Own<RefHook> ref)
-    : ref(kj::mv(ref)), store(this->ref->store), id(this->ref->held().object) {}
+    : ref(kj::mv(ref)), store(this->ref->store),
+      id(this->ref->holder != 0 ? this->ref->held().object : gc::ObjectId{0, 0}) {}
 
 kj::Promise<void> RefServer::info(InfoContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   store.record(id);  // NOT_FOUND if it is gone
   return store.whenHashed(id).then([this, context]() mutable {
     fillObjectInfo(context.getResults().initInfo(), store.record(id));
@@ -74,6 +85,8 @@ kj::Promise<void> RefServer::info(InfoContext context) {
 }
 
 kj::Promise<void> RefServer::whenReady(WhenReadyContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   // Readiness does not wait for the hash: Ref::size() and copy-path reads ask this, and a
   // large value's deferred hash would cost them a pass over it (info() waits for it).
   return store.whenReady(id).then([this, context]() mutable {
@@ -99,7 +112,9 @@ kj::Promise<void> RefServer::whenReadable(Answer answer) {
 }
 
 kj::Promise<void> RefServer::read(ReadContext context) {
-  return whenReadable([this, context]() mutable {
+  context.allowCancellation();  // a call that waits ends with its connection
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
+  auto answer = [this, context](kj::Maybe<ReplyBudget::Turn&> turn) mutable {
     auto params = context.getParams();
     gc::ObjectId owner = store.resolve(id);
     auto& object = store.record(owner);
@@ -110,10 +125,25 @@ kj::Promise<void> RefServer::read(ReadContext context) {
                " exceeds the chunk limit of ", proto::MAX_CHUNK_BYTES, " bytes");
     length = kj::min(length, object.size - offset);
     context.getResults().setData(store.bytes(owner).slice(offset, offset + length));
-  });
+    KJ_IF_MAYBE(charged, turn) { charged->charge(length); }
+  };
+  if (context.getParams().getLength() <= BatchingMessageStream::kMaxBatchedBytes) {
+    // A small reply is batched; the connection's stream bounds those itself.
+    return whenReadable([answer]() mutable { answer(nullptr); });
+  }
+  // A large reply waits for room in the connection's reply budget (reply_budget.h), but only
+  // once the value is there: a read waiting for a promise must not hold up the others.
+  auto budget = kj::addRef(*store.client(ref->held().client).replyBudget);
+  return whenReadable([]() {})
+      .then([budget = kj::mv(budget)]() mutable { return budget->turn(); })
+      .then([this, answer](kj::Own<ReplyBudget::Turn> turn) mutable {
+        return whenReadable([answer, turn = kj::mv(turn)]() mutable { answer(*turn); });
+      });
 }
 
 kj::Promise<void> RefServer::view(ViewContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   RS_REQUIRE(ref->sharedMemory, FAILED_PRECONDITION,
              "this connection has no shared memory (TCP): use read() instead");
   return whenReadable([this, context]() mutable {
@@ -127,12 +157,15 @@ kj::Promise<void> RefServer::view(ViewContext context) {
 }
 
 kj::Promise<void> RefServer::share(ShareContext context) {
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   auto params = context.getParams();
-  context.getResults().setToken(store.share(id, params.getTtlSeconds(), params.getUses()));
+  context.getResults().setToken(
+      store.share(id, params.getTtlSeconds(), params.getUses(), ref->held().client));
   return kj::READY_NOW;
 }
 
 kj::Promise<void> RefServer::children(ChildrenContext context) {
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   auto kids = store.table().childrenOf(store.resolve(id));
   auto out = context.getResults().initChildren(kids.size());
   gc::ClientId client = ref->held().client;
@@ -143,6 +176,7 @@ kj::Promise<void> RefServer::children(ChildrenContext context) {
 }
 
 kj::Promise<void> RefServer::saveAs(SaveAsContext context) {
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
   store.addName(id, context.getParams().getName());
   return kj::READY_NOW;
 }
@@ -152,10 +186,26 @@ ViewServer::ViewServer(ObjectStore& store, gc::ObjectId owner, gc::ClientId clie
   store.pin(owner);
 }
 
-ViewServer::~ViewServer() noexcept(false) { store.unpin(owner); }
+ViewServer::~ViewServer() noexcept(false) {
+  if (pinned) store.unpin(owner);
+}
 
 kj::Promise<void> ViewServer::placement(PlacementContext context) {
+  RS_REQUIRE(pinned, FAILED_PRECONDITION, "this View was released (View.release)");
   fillPlacement(context.getResults().initPlacement(), store, owner, /*writable=*/false, client);
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> ViewServer::release(ReleaseContext /*context*/) {
+  if (pinned) {
+    pinned = false;
+    store.unpin(owner);
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> RefServer::release(ReleaseContext /*context*/) {
+  ref->release();
   return kj::READY_NOW;
 }
 

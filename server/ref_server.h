@@ -26,14 +26,17 @@ class RefHook final: public capnp::ClientHook {
   static kj::Own<RefHook> make(ObjectStore& store, gc::HolderId holder, bool sharedMemory);
 
   ObjectStore& store;
-  const gc::HolderId holder;
+  gc::HolderId holder;      // 0 once released (Ref.release)
   const bool sharedMemory;  // the holding connection can receive segment fds
 
   // One more reference to this hook (kj::addRef's counterpart, for the typed pointer).
   kj::Own<RefHook> addRefHook();
 
-  // The object held and the connection holding it (Refs this one makes go there too).
+  // The object held and the connection holding it (Refs this one makes go there too). Throws
+  // FAILED_PRECONDITION once released.
   gc::ObjectTable::HolderInfo held() const;
+  // Removes the holder now (Ref.release); later calls fail. Idempotent.
+  void release();
 
   // capnp::ClientHook. A Ref is always settled (never a promise) and has no fd of its own.
   capnp::Request<capnp::AnyPointer, capnp::AnyPointer> newCall(
@@ -80,6 +83,7 @@ class RefServer final: public proto::Ref::Server {
   kj::Promise<void> whenReady(WhenReadyContext context) override;
   kj::Promise<void> children(ChildrenContext context) override;
   kj::Promise<void> saveAs(SaveAsContext context) override;
+  kj::Promise<void> release(ReleaseContext context) override;
 
  private:
   // Runs `answer()` in a turn in which the value is readable and in memory (waiting for a
@@ -90,7 +94,7 @@ class RefServer final: public proto::Ref::Server {
 
   kj::Own<RefHook> ref;
   ObjectStore& store;
-  gc::ObjectId id;  // looked up once per call
+  gc::ObjectId id;  // looked up once per call; {0, 0} if the Ref was released
 };
 
 // The `View` capability: a pin on the memory of the object that owns the bytes (an alias pins
@@ -102,11 +106,13 @@ class ViewServer final: public proto::View::Server {
   ~ViewServer() noexcept(false);                       // unpins
 
   kj::Promise<void> placement(PlacementContext context) override;
+  kj::Promise<void> release(ReleaseContext context) override;
 
  private:
   ObjectStore& store;
   gc::ObjectId owner;
   gc::ClientId client;
+  bool pinned = true;  // until released (View.release) or destroyed
 };
 
 // Makes a Ref capability (a RefHook) for a fresh holder held by `client`.

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "schema/batching_message_stream.h"
 #include "server/errors.h"
 #include "server/adoption.h"
 #include "server/fulfiller_server.h"
@@ -24,10 +25,12 @@ bool constantTimeEquals(kj::ArrayPtr<const kj::byte> a, kj::ArrayPtr<const kj::b
 }  // namespace
 
 StoreServer::StoreServer(ObjectStore& store, gc::ClientId client,
-                         kj::Maybe<kj::StringPtr> requiredSecret)
+                         kj::Maybe<kj::StringPtr> requiredSecret,
+                         kj::Function<void()> onAuthenticated)
     : store(store),
       client(client),
       requiredSecret(requiredSecret),
+      onAuthenticated(kj::mv(onAuthenticated)),
       authenticated(requiredSecret == nullptr) {}
 
 void StoreServer::requireAuthenticated() {
@@ -37,12 +40,23 @@ void StoreServer::requireAuthenticated() {
 
 kj::Promise<void> StoreServer::hello(HelloContext context) {
   auto params = context.getParams();
+  auto label = params.getClientName();
+  RS_REQUIRE(label.size() <= proto::MAX_LABEL_BYTES, INVALID_ARGUMENT, "clientName of ",
+             label.size(), " bytes exceeds the limit of ", proto::MAX_LABEL_BYTES, " bytes");
   KJ_IF_MAYBE(secret, requiredSecret) {
     RS_REQUIRE(constantTimeEquals(params.getSecret(), secret->asBytes()), UNAUTHENTICATED,
                "wrong cluster secret");
-    authenticated = true;
+    if (!authenticated) {
+      authenticated = true;
+      onAuthenticated();
+    }
   }
-  info().label = kj::str(params.getClientName());
+  info().label = kj::str(label);
+  if (params.getNoFileDescriptors()) {
+    // Its Cap'n Proto cannot receive fds: copy-path placements only, as on TCP.
+    info().sharedMemory = false;
+    info().writableSharedMemory = false;
+  }
   auto results = context.getResults();
   results.setVersion("refstored 0.1");
   results.setOrigin(store.origin());
@@ -52,6 +66,7 @@ kj::Promise<void> StoreServer::hello(HelloContext context) {
 }
 
 kj::Promise<void> StoreServer::put(PutContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
   requireAuthenticated();
   auto params = context.getParams();
   auto data = params.getData();
@@ -69,7 +84,7 @@ kj::Promise<void> StoreServer::put(PutContext context) {
       return kj::READY_NOW;
     }
   }
-  auto memory = store.reserve(data.size(), params.getTimeoutMs() * kj::MILLISECONDS);
+  auto memory = store.reserve(data.size(), params.getTimeoutMs() * kj::MILLISECONDS, client);
   return adoptAll(store, params.getChildren(), client)
       .then([memory = kj::mv(memory)](kj::Own<TemporaryHolds> children) mutable {
         return memory.then([children = kj::mv(children)](kj::Own<Reservation> reserved) mutable {
@@ -80,10 +95,11 @@ kj::Promise<void> StoreServer::put(PutContext context) {
 }
 
 kj::Promise<void> StoreServer::create(CreateContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
   requireAuthenticated();
   auto params = context.getParams();
   uint64_t size = params.getSize();
-  return store.reserve(size, params.getTimeoutMs() * kj::MILLISECONDS)
+  return store.reserve(size, params.getTimeoutMs() * kj::MILLISECONDS, client)
       .then([this, context, size](kj::Own<Reservation> memory) mutable {
         auto created = store.create(kj::mv(memory), size, client);
         auto results = context.getResults();
@@ -110,10 +126,23 @@ kj::Promise<void> StoreServer::stats(StatsContext context) {
   return kj::READY_NOW;
 }
 
+namespace {
+
+// A page size: 0 means the default; never more than maxListPage.
+size_t pageLimit(uint32_t requested) {
+  return requested == 0 ? 1000 : kj::min(requested, proto::MAX_LIST_PAGE);
+}
+
+}  // namespace
+
 kj::Promise<void> StoreServer::list(ListContext context) {
   requireAuthenticated();
-  auto records = store.allRecords();
-  store.fillListing(context.getResults().initObjects(records.size()), records);
+  auto params = context.getParams();
+  std::vector<const gc::ObjectRecord*> page;
+  uint64_t next = store.table().listPage(params.getCursor(), pageLimit(params.getLimit()), &page);
+  auto results = context.getResults();
+  store.fillListing(results.initObjects(page.size()), kj::arrayPtr(page.data(), page.size()));
+  results.setNextCursor(next);
   return kj::READY_NOW;
 }
 
@@ -145,7 +174,10 @@ kj::Promise<void> StoreServer::unname(UnnameContext context) {
 
 kj::Promise<void> StoreServer::names(NamesContext context) {
   requireAuthenticated();
-  auto all = store.table().listNames();
+  auto params = context.getParams();
+  bool more = false;
+  auto all = store.table().listNames(params.getAfter(), pageLimit(params.getLimit()), &more);
+  context.getResults().setMore(more);
   auto out = context.getResults().initNames(all.size());
   for (size_t i = 0; i < all.size(); i++) {
     out[i].setName(all[i].first.c_str());
@@ -156,6 +188,7 @@ kj::Promise<void> StoreServer::names(NamesContext context) {
 }
 
 kj::Promise<void> StoreServer::adopt(AdoptContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
   requireAuthenticated();
   return adoptRef(store, context.getParams().getRef(), client)
       .then([this, context](HeldObject held) mutable {
@@ -164,6 +197,7 @@ kj::Promise<void> StoreServer::adopt(AdoptContext context) {
 }
 
 kj::Promise<void> StoreServer::putMany(PutManyContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
   requireAuthenticated();
   auto params = context.getParams();
   auto values = params.getValues();
@@ -178,7 +212,7 @@ kj::Promise<void> StoreServer::putMany(PutManyContext context) {
   }
   RS_REQUIRE(total <= proto::MAX_INLINE_BYTES, TOO_LARGE, "putMany of ", total,
              " bytes exceeds ", proto::MAX_INLINE_BYTES, " bytes: put large values with create()");
-  return store.reserveMany(sizes, params.getTimeoutMs() * kj::MILLISECONDS)
+  return store.reserveMany(sizes, params.getTimeoutMs() * kj::MILLISECONDS, client)
       .then([this, context](kj::Array<kj::Own<Reservation>> memory) mutable {
         auto values = context.getParams().getValues();
         auto refs = context.getResults().initRefs(values.size());
@@ -214,6 +248,7 @@ class Pins {
 }  // namespace
 
 kj::Promise<void> StoreServer::readMany(ReadManyContext context) {
+  context.allowCancellation();  // a call that waits ends with its connection
   requireAuthenticated();
   auto refs = context.getParams().getRefs();
   RS_REQUIRE(refs.size() <= proto::MAX_BATCH_VALUES, TOO_LARGE, "readMany of ", refs.size(),
@@ -237,23 +272,42 @@ kj::Promise<void> StoreServer::readMany(ReadManyContext context) {
           RS_REQUIRE(total <= proto::MAX_INLINE_BYTES, TOO_LARGE, "readMany of ", total,
                      " bytes exceeds ", proto::MAX_INLINE_BYTES,
                      " bytes: read large values with Ref.read or Ref.view");
-          // Pin every value before bringing the spilled ones back, so that restoring one cannot
-          // spill another (a spill in flight is abandoned when it finds a new pin).
-          auto pins = kj::heap<Pins>(store, owners.size());
-          auto resident = kj::heapArrayBuilder<kj::Promise<void>>(owners.size());
-          for (gc::ObjectId owner: owners) {
-            pins->add(owner);
-            resident.add(store.ensureResident(owner));
+          if (total <= BatchingMessageStream::kMaxBatchedBytes) {
+            return readValues(context, kj::mv(owners), nullptr);  // batched: no budget
           }
-          return joinFailFast(resident.finish())
-              .then([this, context, owners = kj::mv(owners)]() mutable {
-                auto values = context.getResults().initValues(owners.size());
-                for (size_t i = 0; i < owners.size(); i++) values.set(i, store.bytes(owners[i]));
-              })
-              .attach(kj::mv(pins));
+          // A large reply waits for room in the connection's reply budget (reply_budget.h).
+          return info().replyBudget->turn().then(
+              [this, context, owners = kj::mv(owners)](kj::Own<ReplyBudget::Turn> turn) mutable {
+                return readValues(context, kj::mv(owners), kj::mv(turn));
+              });
         })
         .attach(kj::mv(held));
   });
+}
+
+kj::Promise<void> StoreServer::readValues(ReadManyContext context,
+                                          std::vector<gc::ObjectId> owners,
+                                          kj::Maybe<kj::Own<ReplyBudget::Turn>> turn) {
+  // Pin every value before bringing the spilled ones back, so that restoring one cannot spill
+  // another (a spill in flight is abandoned when it finds a new pin).
+  auto pins = kj::heap<Pins>(store, owners.size());
+  auto resident = kj::heapArrayBuilder<kj::Promise<void>>(owners.size());
+  for (gc::ObjectId owner: owners) {
+    pins->add(owner);
+    resident.add(store.ensureResident(owner));
+  }
+  return joinFailFast(resident.finish())
+      .then([this, context, owners = kj::mv(owners), turn = kj::mv(turn)]() mutable {
+        auto values = context.getResults().initValues(owners.size());
+        uint64_t total = 0;
+        for (size_t i = 0; i < owners.size(); i++) {
+          auto bytes = store.bytes(owners[i]);
+          values.set(i, bytes);
+          total += bytes.size();
+        }
+        KJ_IF_MAYBE(charged, turn) { (*charged)->charge(total); }
+      })
+      .attach(kj::mv(pins));
 }
 
 }  // namespace refstore::server

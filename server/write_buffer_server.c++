@@ -30,11 +30,15 @@ kj::Promise<void> WriteBufferServer::write(WriteContext context) {
 }
 
 kj::Promise<void> WriteBufferServer::seal(SealContext context) {
-  RS_REQUIRE(writer != nullptr && !sealing, FAILED_PRECONDITION, "buffer is already sealed");
+  context.allowCancellation();
+  RS_REQUIRE(writer != nullptr, FAILED_PRECONDITION, "buffer is already sealed");
+  RS_REQUIRE(!sealing, FAILED_PRECONDITION,
+             "another seal of this buffer is in progress (it waits for its children's Refs)");
+  // Cleared however the seal ends: sealed, refused, or cancelled (the caller went away).
   sealing = true;
+  auto sealingDone = kj::defer([this]() { sealing = false; });
   return adoptAll(store, context.getParams().getChildren(), client)
       .then([this, context](kj::Own<TemporaryHolds> children) mutable {
-        sealing = false;
         KJ_IF_MAYBE(holder, writer) {
           store.seal(id, children->ids());
           context.getResults().setRef(newRef(store, *holder, client));
@@ -42,10 +46,8 @@ kj::Promise<void> WriteBufferServer::seal(SealContext context) {
           return;
         }
         RS_FAIL(FAILED_PRECONDITION, "buffer is already sealed");
-      }, [this](kj::Exception&& e) {
-        sealing = false;
-        kj::throwFatalException(kj::mv(e));
-      });
+      })
+      .attach(kj::mv(sealingDone));
 }
 
 }  // namespace refstore::server

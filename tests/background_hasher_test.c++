@@ -25,6 +25,16 @@ using namespace refstore::server;
 
 namespace {
 
+// A connection over the Unix socket, of the daemon's own uid (writable shared memory).
+ClientInfo unixClient() {
+  ClientInfo info;
+  info.label = kj::str("test");
+  info.pid = 1;
+  info.sharedMemory = true;
+  info.writableSharedMemory = true;
+  return info;
+}
+
 std::shared_ptr<std::atomic<bool>> notStopped() {
   return std::make_shared<std::atomic<bool>>(false);
 }
@@ -125,9 +135,9 @@ TEST_CASE("a value dropped while its hash runs stays pinned, counted as a cancel
   shm::JemallocArena arena{shm::JemallocArena::Options{256ull << 20, 64ull << 20}};
   ObjectStore store{arena, io.provider->getTimer(), /*origin=*/42};
   store.enableBackgroundHashing(hasher, uv);
-  gc::ClientId client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true, {}});
+  gc::ClientId client = store.addClient(unixClient());
   constexpr uint64_t kSize = 32ull << 20;  // far above kHashInlineBytes: hashed in the background
-  auto memory = store.reserve(kSize, 0 * kj::SECONDS).wait(io.waitScope);
+  auto memory = store.reserve(kSize, 0 * kj::SECONDS, client).wait(io.waitScope);
   auto created = store.create(kj::mv(memory), kSize, client);
   store.seal(created.id, {});
   auto hashed = store.whenHashed(created.id);  // start it now rather than after the delay
@@ -158,12 +168,12 @@ struct StoreFixture {
   gc::ClientId client;
   StoreFixture() {
     store.enableBackgroundHashing(hasher, uv);
-    client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true, {}});
+    client = store.addClient(unixClient());
   }
   // Seals a value of `size` bytes of `fill` (far above kHashInlineBytes: hashed in the
   // background).
   gc::ObjectTable::Created seal(uint64_t size, kj::byte fill) {
-    auto memory = store.reserve(size, 0 * kj::SECONDS).wait(io.waitScope);
+    auto memory = store.reserve(size, 0 * kj::SECONDS, client).wait(io.waitScope);
     auto created = store.create(kj::mv(memory), size, client);
     memset(store.bytes(created.id).begin(), fill, size);
     store.seal(created.id, {});

@@ -72,7 +72,7 @@ double monotonicSeconds() {
 }
 
 Daemon::Daemon(const std::string& memory, std::vector<std::string> extraArgs,
-               uint64_t fileSizeLimit)
+               uint64_t fileSizeLimit, uint64_t descriptorLimit)
     : socketPath(uniqueSocketPath()) {
   const char* tmp = getenv("TEST_TMPDIR");
   std::string base = std::string(tmp ? tmp : "/tmp") + "/refstored-" +
@@ -81,8 +81,11 @@ Daemon::Daemon(const std::string& memory, std::vector<std::string> extraArgs,
   spillPath = base + ".spill";
   int logFd = open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   std::vector<std::string> argv;
-  if (fileSizeLimit > 0) {
-    argv = {"/usr/bin/prlimit", "--fsize=" + std::to_string(fileSizeLimit), "--"};
+  if (fileSizeLimit > 0 || descriptorLimit > 0) {
+    argv = {"/usr/bin/prlimit"};
+    if (fileSizeLimit > 0) argv.push_back("--fsize=" + std::to_string(fileSizeLimit));
+    if (descriptorLimit > 0) argv.push_back("--nofile=" + std::to_string(descriptorLimit));
+    argv.push_back("--");
   }
   for (auto& arg: std::vector<std::string>{"server/refstored", "--socket", socketPath,
                                            "--memory", memory, "--segment-size", "8M"}) {

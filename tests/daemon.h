@@ -14,9 +14,10 @@ class Daemon {
  public:
   // Starts `server/refstored --socket <tmp path> --memory <memory> --spill-dir <fresh dir>`
   // plus `extraArgs`, and waits until it accepts connections (or fails the test after 20 s).
-  // `fileSizeLimit` > 0 runs it under that RLIMIT_FSIZE (to simulate a full disk).
+  // `fileSizeLimit` > 0 runs it under that RLIMIT_FSIZE (to simulate a full disk);
+  // `descriptorLimit` > 0 under that RLIMIT_NOFILE, soft and hard (to run it out of fds).
   explicit Daemon(const std::string& memory = "64M", std::vector<std::string> extraArgs = {},
-                  uint64_t fileSizeLimit = 0);
+                  uint64_t fileSizeLimit = 0, uint64_t descriptorLimit = 0);
   ~Daemon();  // SIGTERM, then waits; a daemon that does not exit cleanly fails the process
 
   const std::string& socket() const { return socketPath; }

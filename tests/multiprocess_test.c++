@@ -28,7 +28,7 @@ TEST_CASE("put in one process, share, restore and zero-copy view in another: byt
     auto producer = spawn(HELPER, {"put", daemon.socket(), std::to_string(size), "77", "60"});
     std::string token = producer.readLine();
     REQUIRE(WEXITSTATUS(producer.wait()) == 0);
-    REQUIRE(token.rfind("rs1.", 0) == 0);
+    REQUIRE(token.rfind("rs2.", 0) == 0);
     // The producer has exited: its token alone keeps the value alive.
     auto consumer = spawn(HELPER, {"verify", daemon.socket(), token, std::to_string(size), "77"});
     CHECK(consumer.readLine() == "ok");
@@ -142,7 +142,7 @@ TEST_CASE("a fulfiller process killed with SIGKILL: waiters get BROKEN_PROMISE p
   Daemon daemon("64M");
   auto fulfiller = spawn(HELPER, {"promise", daemon.socket()});
   std::string token = fulfiller.readLine();
-  REQUIRE(token.rfind("rs1.", 0) == 0);
+  REQUIRE(token.rfind("rs2.", 0) == 0);
   auto waiter = spawn(HELPER, {"wait", daemon.socket(), token});
   REQUIRE(waiter.readLine() == "waiting");
   Client observer = Client::connect(daemon.socket());

@@ -16,16 +16,26 @@ using namespace refstore::server;
 
 namespace {
 
+// A connection over the Unix socket, of the daemon's own uid (writable shared memory).
+ClientInfo unixClient() {
+  ClientInfo info;
+  info.label = kj::str("test");
+  info.pid = 1;
+  info.sharedMemory = true;
+  info.writableSharedMemory = true;
+  return info;
+}
+
 // A store with one client connected over a Unix socket (so it may view shared memory).
 struct Fixture {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   shm::JemallocArena arena{shm::JemallocArena::Options{64ull << 20, 4ull << 20}};
   ObjectStore store{arena, io.provider->getTimer(), /*origin=*/42};
-  gc::ClientId client = store.addClient(ClientInfo{kj::str("test"), 1, 0, true, true, {}});
+  gc::ClientId client = store.addClient(unixClient());
 
   // A sealed 5-byte object and a Ref holding it; the creator's holder is the Ref's.
   std::pair<gc::ObjectId, proto::Ref::Client> put(kj::StringPtr text) {
-    auto memory = store.reserve(text.size(), 0 * kj::SECONDS).wait(io.waitScope);
+    auto memory = store.reserve(text.size(), 0 * kj::SECONDS, client).wait(io.waitScope);
     auto created = store.put(kj::mv(memory), text.asBytes(), {}, client);
     return {created.id, newRef(store, created.writer, client)};
   }

@@ -10,35 +10,68 @@
 
 using namespace refstore::server;
 
-TEST_CASE("tokens round-trip and are fixed-width lowercase hex") {
-  Token token{{0x0123456789abcdefull, 42}, 1790000000, {0xfedcba9876543210ull, 7}};
+TEST_CASE("tokens round-trip: fixed-width lowercase hex, the lease, and an optional address") {
+  Token token{{0x0123456789abcdefull, 42}, 0x99, 1790000000, {0xfedcba9876543210ull, 7}, kj::str()};
   kj::String text = formatToken(token);
-  CHECK(text.size() == 86);
-  CHECK(text.startsWith("rs1.0123456789abcdef000000000000002a."));
-  KJ_IF_MAYBE(parsed, parseToken(text)) {
-    CHECK(parsed->id.hi == token.id.hi);
-    CHECK(parsed->id.lo == token.id.lo);
-    CHECK(parsed->expiresUnixSeconds == token.expiresUnixSeconds);
-    CHECK(parsed->secret.hi == token.secret.hi);
-    CHECK(parsed->secret.lo == token.secret.lo);
-  } else {
-    FAIL("a formatted token must parse");
+  CHECK(text.size() == 103);
+  CHECK(text.startsWith("rs2.0123456789abcdef000000000000002a.0000000000000099."));
+  auto check = [&](kj::StringPtr text, kj::StringPtr address) {
+    KJ_IF_MAYBE(parsed, parseToken(text)) {
+      CHECK(parsed->id.hi == token.id.hi);
+      CHECK(parsed->id.lo == token.id.lo);
+      CHECK(parsed->lease == token.lease);
+      CHECK(parsed->expiresUnixSeconds == token.expiresUnixSeconds);
+      CHECK(parsed->secret.hi == token.secret.hi);
+      CHECK(parsed->secret.lo == token.secret.lo);
+      CHECK(parsed->ownerAddress == address);
+    } else {
+      FAIL("a formatted token must parse: ", text.cStr());
+    }
+  };
+  check(text, "");
+  for (kj::StringPtr address: {"10.0.0.5:7400"_kj, "host-a.example:1"_kj, "[::1]:7400"_kj}) {
+    token.ownerAddress = kj::str(address);
+    kj::String withAddress = formatToken(token);
+    CHECK(withAddress == kj::str(text, "@", address));
+    check(withAddress, address);
   }
 }
 
 TEST_CASE("malformed tokens are rejected") {
-  std::string good = formatToken(Token{{1, 2}, 3, {4, 5}}).cStr();
+  std::string good = formatToken(Token{{1, 2}, 6, 3, {4, 5}, kj::str()}).cStr();
   CHECK(parseToken(good.c_str()) != nullptr);
   std::string cases[] = {
       "",
       good.substr(0, good.size() - 1),             // short
-      good + "0",                                  // long
-      "rs2" + good.substr(3),                      // wrong version
+      good + "0",                                  // long, and no '@'
+      good + "@",                                  // an empty address
+      good + "@host",                              // no port
+      good + "@host:",                             // an empty port
+      good + "@host:12a",                          // a port that is not a number
+      good + "@:7400",                             // no host
+      good + "@ho st:1",                           // a space
+      good + "@host:1@other:2",                    // two addresses
+      "rs3" + good.substr(3),                      // unknown version
       good.substr(0, 36) + "-" + good.substr(37),  // wrong separator
       good.substr(0, 50) + "G" + good.substr(51),  // not hex
       good.substr(0, 50) + "A" + good.substr(51),  // uppercase is not canonical
   };
   for (auto& text: cases) CHECK_MESSAGE(parseToken(text.c_str()) == nullptr, text);
+}
+
+TEST_CASE("an rs1 token of refstored 0.1 parses, naming no lease") {
+  std::string text = "rs1.00000000000000010000000000000002.0000000000000003."
+                     "00000000000000040000000000000005";
+  KJ_IF_MAYBE(parsed, parseToken(text.c_str())) {
+    CHECK(parsed->id.hi == 1);
+    CHECK(parsed->id.lo == 2);
+    CHECK(parsed->lease == 0);
+    CHECK(parsed->expiresUnixSeconds == 3);
+    CHECK(parsed->secret.lo == 5);
+  } else {
+    FAIL("an rs1 token must parse");
+  }
+  CHECK(parseToken((text + "@host:1").c_str()) == nullptr);  // rs1 had no address
 }
 
 TEST_CASE("random secrets are distinct") {

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <capnp/capability.h>
+#include <capnp/rpc-twoparty.h>
 #include <kj/debug.h>
 
 #include "client/cpp/refstore_async.h"
@@ -606,4 +607,71 @@ TEST_CASE("a second daemon on a live socket is refused; SIGTERM shuts down clean
   CHECK(WEXITSTATUS(exit) == 0);
   CHECK(daemon.log().find("shutting down") != std::string::npos);
   CHECK(access(daemon.socket().c_str(), F_OK) != 0);  // socket file removed
+}
+
+TEST_CASE("Ref.release and View.release free at once, for clients that never send Release") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  Client watcher = Client::connect(daemon.socket());
+  auto& io = async::ioContext(client);
+  auto store = async::store(client);
+  auto put = store.putRequest();
+  put.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>("released"), 8));
+  auto ref = put.send().wait(io.waitScope).getRef();
+  auto view = ref.viewRequest().send().wait(io.waitScope).getView();
+  ref.releaseRequest().send().wait(io.waitScope);
+  // The capability is still held, but the holder is gone; the View still pins the bytes.
+  CHECK(watcher.stats().holders == 0);
+  CHECK(watcher.stats().pinnedDead == 1);
+  view.releaseRequest().send().wait(io.waitScope);
+  CHECK(watcher.stats().objects == 0);
+  std::string error;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    ref.readRequest().send().wait(io.waitScope);
+  })) {
+    error = e->getDescription();
+  }
+  CHECK(error.find("refstore.FAILED_PRECONDITION") != std::string::npos);
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    view.placementRequest().send().wait(io.waitScope);
+  })) {
+    error = e->getDescription();
+  }
+  CHECK(error.find("View.release") != std::string::npos);
+  ref.releaseRequest().send().wait(io.waitScope);  // again: nothing happens
+  view.releaseRequest().send().wait(io.waitScope);
+  CHECK(watcher.stats().objects == 0);
+}
+
+TEST_CASE("hello(noFileDescriptors): a Unix client whose Cap'n Proto cannot take fds gets the copy path") {
+  Daemon daemon;
+  Client client = Client::connect(daemon.socket());
+  auto& io = async::ioContext(client);
+  // A second, raw connection on the same loop, as such a client would make.
+  auto address = io.provider->getNetwork().parseAddress("unix:" + daemon.socket()).wait(io.waitScope);
+  auto stream = address->connect().wait(io.waitScope);
+  capnp::TwoPartyClient rpc(*stream);
+  auto store = rpc.bootstrap().castAs<proto::Store>();
+  auto hello = store.helloRequest();
+  hello.setNoFileDescriptors(true);
+  auto reply = hello.send().wait(io.waitScope);
+  CHECK_FALSE(reply.getSharedMemory());
+  CHECK_FALSE(reply.getWritableSharedMemory());
+  auto create = store.createRequest();
+  create.setSize(16);
+  auto created = create.send().wait(io.waitScope);
+  CHECK(created.getPlacement().getSegmentId() == 0);  // write with WriteBuffer.write instead
+  auto put = store.putRequest();
+  put.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>("copy path"), 9));
+  auto ref = put.send().getRef();
+  std::string error;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    ref.viewRequest().send().wait(io.waitScope);
+  })) {
+    error = e->getDescription();
+  }
+  CHECK(error.find("refstore.FAILED_PRECONDITION") != std::string::npos);
+  auto read = ref.readRequest();
+  read.setLength(100);
+  CHECK(read.send().wait(io.waitScope).getData().size() == 9);
 }

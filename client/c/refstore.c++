@@ -69,10 +69,12 @@ struct refstore_buffer {
   uint64_t size;
 };
 
-static_assert(REFSTORE_E_IO == static_cast<int>(refstore::ErrorCode::IO) &&
-                  REFSTORE_E_REJECTED == static_cast<int>(refstore::ErrorCode::REJECTED) &&
-                  REFSTORE_E_CORRUPTED == static_cast<int>(refstore::ErrorCode::CORRUPTED),
-              "C and C++ error codes must stay aligned");
+// Both enums come from the same generated list; this only guards against someone editing one.
+#define REFSTORE_CHECK_ALIGNED(number, NAME, summary)                                  \
+  static_assert(REFSTORE_E_##NAME == static_cast<int>(refstore::ErrorCode::NAME), \
+                "C and C++ error codes must stay aligned");
+REFSTORE_ERROR_CODES(REFSTORE_CHECK_ALIGNED)
+#undef REFSTORE_CHECK_ALIGNED
 
 extern "C" {
 
@@ -80,9 +82,7 @@ const char* refstore_version(void) { return "0.1.0"; }
 
 const char* refstore_errstr(int code) {
   if (code == REFSTORE_OK) return "OK";
-  if (code == REFSTORE_E_MISUSE) return "MISUSE";
-  if ((code >= REFSTORE_E_INVALID_ARGUMENT && code <= REFSTORE_E_IO) ||
-      (code >= REFSTORE_E_REJECTED && code <= REFSTORE_E_CORRUPTED)) {
+  if (code >= 1 && code <= REFSTORE_LAST_ERROR_CODE) {
     return refstore::errorCodeName(static_cast<refstore::ErrorCode>(code));
   }
   return "UNKNOWN";

@@ -19,33 +19,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "schema/refstore_error_codes.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Result codes. The daemon's `refstore.<NAME>` error words map to REFSTORE_E_<NAME>. */
+/* Result codes: REFSTORE_OK (0), or REFSTORE_E_<NAME> for each error code of the schema's
+ * ErrorCode enum (schema/refstore.capnp explains each one; schema/refstore_error_codes.h, generated
+ * from it, lists them with one-line summaries): REFSTORE_E_INVALID_ARGUMENT, REFSTORE_E_NOT_FOUND,
+ * REFSTORE_E_MISUSE (a NULL handle, a handle used from another thread or a forked child), ...
+ * The daemon's `refstore.<NAME>` error words map to REFSTORE_E_<NAME>. */
 #define REFSTORE_OK 0
-#define REFSTORE_E_INVALID_ARGUMENT 1    /* a parameter is outside its domain */
-#define REFSTORE_E_TOO_LARGE 2           /* a size exceeds a hard limit */
-#define REFSTORE_E_OUT_OF_MEMORY 3       /* the store has no room right now */
-#define REFSTORE_E_NOT_FOUND 4           /* token unknown, used up, or object gone */
-#define REFSTORE_E_EXPIRED 5             /* token past its time-to-live */
-#define REFSTORE_E_MALFORMED 6           /* not a refstore token */
-#define REFSTORE_E_WRONG_STORE 7         /* token minted by another daemon */
-#define REFSTORE_E_OUT_OF_RANGE 8        /* offset/length outside the object */
-#define REFSTORE_E_FAILED_PRECONDITION 9 /* wrong state, e.g. sealing twice */
-#define REFSTORE_E_UNAUTHENTICATED 10    /* TCP listener needs the cluster secret */
-#define REFSTORE_E_INTERNAL 11           /* daemon-side failure */
-#define REFSTORE_E_DISCONNECTED 12       /* daemon unreachable or gone */
-#define REFSTORE_E_IO 13                 /* a local system call failed */
-#define REFSTORE_E_MISUSE 14             /* NULL handle or out-parameter */
-#define REFSTORE_E_REJECTED 15           /* a promise was rejected (the message has the reason) */
-#define REFSTORE_E_BROKEN_PROMISE 16     /* a promise's fulfiller went away unfulfilled */
-#define REFSTORE_E_CYCLE 17              /* an object would contain itself */
-#define REFSTORE_E_ALREADY_EXISTS 18     /* a name is taken */
-#define REFSTORE_E_TIMEOUT 19            /* a client-side wait ran out */
-#define REFSTORE_E_OUT_OF_DISK 20        /* the spill directory's disk is full */
-#define REFSTORE_E_CORRUPTED 21          /* bytes read back from disk failed their hash check */
+enum refstore_result_code {
+#define REFSTORE_C_ERROR_CODE(number, NAME, summary) REFSTORE_E_##NAME = number,
+  REFSTORE_ERROR_CODES(REFSTORE_C_ERROR_CODE)
+#undef REFSTORE_C_ERROR_CODE
+};
 
 typedef struct refstore_client refstore_client;
 typedef struct refstore_ref refstore_ref;

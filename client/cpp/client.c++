@@ -67,26 +67,11 @@ using detail::Factory;
 
 const char* errorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case ErrorCode::TOO_LARGE: return "TOO_LARGE";
-    case ErrorCode::OUT_OF_MEMORY: return "OUT_OF_MEMORY";
-    case ErrorCode::NOT_FOUND: return "NOT_FOUND";
-    case ErrorCode::EXPIRED: return "EXPIRED";
-    case ErrorCode::MALFORMED: return "MALFORMED";
-    case ErrorCode::WRONG_STORE: return "WRONG_STORE";
-    case ErrorCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case ErrorCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case ErrorCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case ErrorCode::INTERNAL: return "INTERNAL";
-    case ErrorCode::DISCONNECTED: return "DISCONNECTED";
-    case ErrorCode::IO: return "IO";
-    case ErrorCode::REJECTED: return "REJECTED";
-    case ErrorCode::BROKEN_PROMISE: return "BROKEN_PROMISE";
-    case ErrorCode::CYCLE: return "CYCLE";
-    case ErrorCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case ErrorCode::TIMEOUT: return "TIMEOUT";
-    case ErrorCode::OUT_OF_DISK: return "OUT_OF_DISK";
-    case ErrorCode::CORRUPTED: return "CORRUPTED";
+#define REFSTORE_ERROR_CODE_NAME(number, NAME, summary) \
+  case ErrorCode::NAME:                                \
+    return #NAME;
+    REFSTORE_ERROR_CODES(REFSTORE_ERROR_CODE_NAME)
+#undef REFSTORE_ERROR_CODE_NAME
   }
   return "UNKNOWN";
 }
@@ -537,26 +522,34 @@ Stats Client::stats() {
 }
 
 std::vector<ObjectListing> Client::list() {
-  auto reply = connection->wait(connection->store.listRequest().send());
+  // The daemon answers a page at a time (Store.list); this gathers every page.
   std::vector<ObjectListing> out;
-  for (auto row: reply.getObjects()) {
-    ObjectListing listing;
-    listing.info = toInfo(row.getInfo());
-    for (auto holder: row.getHolders()) {
-      listing.holders.push_back(HolderInfo{holder.getClientId(), holder.getLabel().cStr(),
-                                           holder.getPid(), holder.getHeldMs()});
+  uint64_t cursor = 0;
+  do {
+    auto request = connection->store.listRequest();
+    request.setCursor(cursor);
+    auto reply = connection->wait(request.send());
+    for (auto row: reply.getObjects()) {
+      ObjectListing listing;
+      listing.info = toInfo(row.getInfo());
+      for (auto holder: row.getHolders()) {
+        listing.holders.push_back(HolderInfo{holder.getClientId(), holder.getLabel().cStr(),
+                                             holder.getPid(), holder.getHeldMs()});
+      }
+      listing.holderCount = row.getHolderCount();
+      listing.tokens = row.getTokens();
+      listing.pins = row.getPins();
+      listing.ageMs = row.getAgeMs();
+      listing.dead = row.getDead();
+      for (auto expiry: row.getTokenExpiriesMs()) listing.tokenExpiriesMs.push_back(expiry);
+      for (auto name: row.getNames()) listing.names.push_back(name.cStr());
+      for (auto id: row.getParents()) listing.parents.push_back(toId(id));
+      for (auto id: row.getChildren()) listing.children.push_back(toId(id));
+      listing.oldestHoldMs = row.getOldestHoldMs();
+      out.push_back(std::move(listing));
     }
-    listing.tokens = row.getTokens();
-    listing.pins = row.getPins();
-    listing.ageMs = row.getAgeMs();
-    listing.dead = row.getDead();
-    for (auto expiry: row.getTokenExpiriesMs()) listing.tokenExpiriesMs.push_back(expiry);
-    for (auto name: row.getNames()) listing.names.push_back(name.cStr());
-    for (auto id: row.getParents()) listing.parents.push_back(toId(id));
-    for (auto id: row.getChildren()) listing.children.push_back(toId(id));
-    listing.oldestHoldMs = row.getOldestHoldMs();
-    out.push_back(std::move(listing));
-  }
+    cursor = reply.getNextCursor();
+  } while (cursor != 0);
   return out;
 }
 
@@ -580,10 +573,17 @@ void Client::unname(const std::string& name) {
 }
 
 std::vector<NameBinding> Client::names() {
-  auto reply = connection->wait(connection->store.namesRequest().send());
+  // The daemon answers a page at a time (Store.names); this gathers every page.
   std::vector<NameBinding> out;
-  for (auto binding: reply.getNames()) {
-    out.push_back(NameBinding{binding.getName().cStr(), toId(binding.getId())});
+  bool more = true;
+  while (more) {
+    auto request = connection->store.namesRequest();
+    if (!out.empty()) request.setAfter(out.back().name);
+    auto reply = connection->wait(request.send());
+    for (auto binding: reply.getNames()) {
+      out.push_back(NameBinding{binding.getName().cStr(), toId(binding.getId())});
+    }
+    more = reply.getMore() && reply.getNames().size() > 0;
   }
   return out;
 }

@@ -22,23 +22,9 @@ struct CodeWord {
   ErrorCode code;
 };
 const CodeWord CODE_WORDS[] = {
-    {"INVALID_ARGUMENT", ErrorCode::INVALID_ARGUMENT},
-    {"TOO_LARGE", ErrorCode::TOO_LARGE},
-    {"OUT_OF_MEMORY", ErrorCode::OUT_OF_MEMORY},
-    {"NOT_FOUND", ErrorCode::NOT_FOUND},
-    {"EXPIRED", ErrorCode::EXPIRED},
-    {"MALFORMED", ErrorCode::MALFORMED},
-    {"WRONG_STORE", ErrorCode::WRONG_STORE},
-    {"OUT_OF_RANGE", ErrorCode::OUT_OF_RANGE},
-    {"FAILED_PRECONDITION", ErrorCode::FAILED_PRECONDITION},
-    {"UNAUTHENTICATED", ErrorCode::UNAUTHENTICATED},
-    {"INTERNAL", ErrorCode::INTERNAL},
-    {"REJECTED", ErrorCode::REJECTED},
-    {"BROKEN_PROMISE", ErrorCode::BROKEN_PROMISE},
-    {"CYCLE", ErrorCode::CYCLE},
-    {"ALREADY_EXISTS", ErrorCode::ALREADY_EXISTS},
-    {"OUT_OF_DISK", ErrorCode::OUT_OF_DISK},
-    {"CORRUPTED", ErrorCode::CORRUPTED},
+#define REFSTORE_ERROR_CODE_WORD(number, NAME, summary) {#NAME, ErrorCode::NAME},
+    REFSTORE_ERROR_CODES(REFSTORE_ERROR_CODE_WORD)
+#undef REFSTORE_ERROR_CODE_WORD
 };
 
 std::string programName() {

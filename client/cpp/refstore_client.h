@@ -24,30 +24,16 @@
 #include <string>
 #include <vector>
 
+#include "schema/refstore_error_codes.h"
+
 namespace refstore {
 
-// Stable error codes; the daemon's `refstore.<NAME>` code words map one to one.
+// Stable error codes: the schema's ErrorCode enum (schema/refstore.capnp documents each one),
+// numbered as there. The daemon's `refstore.<NAME>` code words map one to one.
 enum class ErrorCode {
-  INVALID_ARGUMENT = 1,
-  TOO_LARGE,
-  OUT_OF_MEMORY,
-  NOT_FOUND,
-  EXPIRED,
-  MALFORMED,
-  WRONG_STORE,
-  OUT_OF_RANGE,
-  FAILED_PRECONDITION,
-  UNAUTHENTICATED,
-  INTERNAL,
-  DISCONNECTED,  // the daemon went away (or could not be reached)
-  IO,            // a local system call failed (mmap, connect, ...)
-  REJECTED = 15,   // a promise was rejected by its fulfiller (the message has the reason)
-  BROKEN_PROMISE,  // a promise's fulfiller went away unfulfilled
-  CYCLE,           // an object would contain itself
-  ALREADY_EXISTS,  // a name is taken
-  TIMEOUT,         // a client-side wait ran out (the daemon is unaffected)
-  OUT_OF_DISK,     // the spill directory's disk is full
-  CORRUPTED,       // bytes read back from disk did not match the object's hash
+#define REFSTORE_ERROR_CODE_ENUMERATOR(number, NAME, summary) NAME = number,
+  REFSTORE_ERROR_CODES(REFSTORE_ERROR_CODE_ENUMERATOR)
+#undef REFSTORE_ERROR_CODE_ENUMERATOR
 };
 
 // "NOT_FOUND" etc.
@@ -100,7 +86,8 @@ struct HolderInfo {
 
 struct ObjectListing {
   ObjectInfo info;
-  std::vector<HolderInfo> holders;
+  std::vector<HolderInfo> holders;         // the first few (Store.list names at most 32)
+  uint32_t holderCount = 0;                // holders in all
   uint32_t tokens = 0, pins = 0;
   uint64_t ageMs = 0;
   bool dead = false;
