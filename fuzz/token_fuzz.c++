@@ -19,7 +19,7 @@ using refstore::server::Token;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The input as a token text (parseToken takes a NUL-terminated StringPtr: no NUL inside).
   kj::String text = kj::heapString(reinterpret_cast<const char*>(data), size);
-  if (memchr(data, 0, size) == nullptr) {
+  if (size > 0 && memchr(data, 0, size) == nullptr) {  // (data may be null when size is 0)
     KJ_IF_MAYBE(token, refstore::server::parseToken(text)) {
       if (text.startsWith("rs1.")) {
         KJ_ASSERT(token->lease == 0 && token->ownerAddress.size() == 0, text);
@@ -39,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   token.secret = {input.u64(), input.u64()};
   auto rest = input.bytes(input.remaining());
   kj::String address = kj::heapString(reinterpret_cast<const char*>(rest.begin()), rest.size());
-  if (memchr(rest.begin(), 0, rest.size()) == nullptr &&
+  if (rest.size() > 0 && memchr(rest.begin(), 0, rest.size()) == nullptr &&
       refstore::server::isValidTokenAddress(address)) {
     token.ownerAddress = kj::mv(address);
   }

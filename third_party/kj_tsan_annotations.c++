@@ -9,6 +9,10 @@
 // before dropping a reference (whoever drops the last one deletes the object, after everything
 // the other holders did with it). libkj reaches these through its PLT and vtable relocations,
 // so its internal uses (the executor's queues) are seen too.
+// Compiled only by code built with -fsanitize=thread: --define=sanitizer=tsan also reaches tools
+// built for the host (code generators), which are not.
+#if defined(__SANITIZE_THREAD__)
+
 #include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
 #include <stdio.h>
@@ -87,3 +91,5 @@ void AtomicRefcounted::disposeImpl(void* pointer) const {
 }
 
 }  // namespace kj
+
+#endif  // defined(__SANITIZE_THREAD__)
