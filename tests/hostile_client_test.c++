@@ -53,7 +53,7 @@ bool contains(const std::string& text, const std::string& part) {
 // framework might pass where a Ref is expected.
 class BrokenRef final: public proto::Ref::Server {
  protected:
-  kj::Promise<void> share(ShareContext context) override {
+  kj::Promise<void> share(ShareContext /*context*/) override {
     KJ_FAIL_REQUIRE("this Ref refuses to share");
   }
 };

@@ -37,8 +37,9 @@ kj::Promise<void> HttpEndpoint::reply(Response& response, unsigned int status, k
 }
 
 kj::Promise<void> HttpEndpoint::request(kj::HttpMethod method, kj::StringPtr url,
-                                        const kj::HttpHeaders& headers,
-                                        kj::AsyncInputStream& requestBody, Response& response) {
+                                        const kj::HttpHeaders& /*headers*/,
+                                        kj::AsyncInputStream& /*requestBody*/,
+                                        Response& response) {
   kj::String storage;
   kj::StringPtr path = pathOf(url, storage);
   if (path != "/metrics" && path != "/healthz") {

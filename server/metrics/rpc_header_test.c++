@@ -106,7 +106,8 @@ TEST_CASE("truncated and garbage segments read as OTHER, never out of bounds") {
       // Mostly plausible messages: a root struct pointer, a union tag near CALL and RETURN, a
       // body pointer with small (sometimes out-of-range or negative) offsets and sizes.
       auto structPointer = [&](int64_t offset) {
-        return (uint64_t(uint32_t(int32_t(offset) << 2))) | (random() % 3) << 32 |
+        // (Shifted unsigned: a negative int32_t shifted left is undefined before C++20.)
+        return uint64_t(uint32_t(offset) << 2) | (random() % 3) << 32 |
                (random() % 3) << 48;
       };
       bits[0] = structPointer(int64_t(random() % 3) - 1);

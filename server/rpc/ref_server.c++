@@ -220,7 +220,7 @@ kj::Promise<void> ViewServer::placement(PlacementContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> ViewServer::release(ReleaseContext context) {
+kj::Promise<void> ViewServer::release(ReleaseContext /*context*/) {
   if (pinned) {
     pinned = false;
     store.unpin(owner);
@@ -228,7 +228,7 @@ kj::Promise<void> ViewServer::release(ReleaseContext context) {
   return kj::READY_NOW;
 }
 
-kj::Promise<void> RefServer::release(ReleaseContext context) {
+kj::Promise<void> RefServer::release(ReleaseContext /*context*/) {
   ref->release();
   return kj::READY_NOW;
 }

@@ -6,11 +6,24 @@
 
 namespace refstore::server {
 
+namespace {
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+}  // namespace
+
 kj::Maybe<uint64_t> parseSize(kj::StringPtr text) {
-  if (text.size() == 0 || !(text[0] >= '0' && text[0] <= '9')) return nullptr;
-  char* end;
-  double number = strtod(text.cStr(), &end);
-  kj::StringPtr unit(end);
+  // The number: decimal digits, perhaps with a fraction. Only that goes to strtod, which would
+  // also take hexadecimal ("0x10B" as 267 bytes, not 16 B), exponents and "inf".
+  size_t length = 0;
+  while (length < text.size() && isDigit(text[length])) length++;
+  if (length == 0) return nullptr;
+  if (length < text.size() && text[length] == '.') {
+    length++;
+    while (length < text.size() && isDigit(text[length])) length++;
+  }
+  double number = strtod(kj::heapString(text.slice(0, length)).cStr(), nullptr);
+  kj::StringPtr unit = text.slice(length);
   double multiplier;
   if (unit == "" || unit == "B") multiplier = 1;
   else if (unit == "K" || unit == "KB" || unit == "KiB") multiplier = 1024.0;

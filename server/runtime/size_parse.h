@@ -7,7 +7,9 @@
 
 namespace refstore::server {
 
-// Binary multiples (K = 1024). nullptr on anything else (negative, junk, overflow).
+// A decimal number (perhaps with a fraction) and an optional unit: B, K/KB/KiB, M..., G...,
+// T... in binary multiples (K = 1024). nullptr on anything else (negative, hexadecimal,
+// exponents, junk, overflow).
 kj::Maybe<uint64_t> parseSize(kj::StringPtr text);
 
 // "1.5 GiB"-style rendering for logs.

@@ -13,7 +13,8 @@ TEST_CASE("sizes parse with binary units and reject junk") {
   CHECK(parseSize("2G") == uint64_t(2) << 30);
   CHECK(parseSize("1.5GB") == uint64_t(3) << 29);
   CHECK(parseSize("1T") == uint64_t(1) << 40);
-  for (const char* junk: {"", "G", "-1G", "12X", "1e400", " 5M", "5 M"}) {
+  for (const char* junk: {"", "G", "-1G", "12X", "1e400", " 5M", "5 M", "0x10", "0x10B", "1e3",
+                          "1.5.5G", "99999999999999999999"}) {
     CHECK_MESSAGE(parseSize(junk) == nullptr, junk);
   }
   CHECK(formatSize(0) == kj::StringPtr("0 B"));

@@ -83,7 +83,8 @@ void UvLoop::submit(PoolJob* job) {
   jobsInFlight++;
   checkUv(uv_queue_work(&loop, &job->request,
                         [](uv_work_t* req) { static_cast<PoolJob*>(req->data)->run(); },
-                        [](uv_work_t* req, int status) {
+                        // status is UV_ECANCELED only after uv_cancel, which is never called.
+                        [](uv_work_t* req, int /*status*/) {
                           auto done = static_cast<PoolJob*>(req->data);
                           done->owner->jobsInFlight--;
                           KJ_DEFER(delete done);

@@ -539,7 +539,7 @@ bool JemallocArena::hookDalloc(void* addr, size_t size) noexcept {
   return true;
 }
 
-void JemallocArena::hookDestroy(void* addr, size_t size) noexcept {
+void JemallocArena::hookDestroy(void* /*addr*/, size_t /*size*/) noexcept {
   // Only called while the arena is being destroyed; ~JemallocArena frees the segments after.
   ++stats_.destroyCalls;
 }

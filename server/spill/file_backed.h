@@ -45,7 +45,7 @@ class FileBackedAllocator final: public shm::Allocator {
   // Allocation.size == the rounded size); nullptr when the budget would be exceeded.
   kj::Maybe<shm::Allocation> allocate(uint64_t size) override;
   void release(const shm::Allocation& allocation) override;
-  bool isDedicated(uint32_t segmentId) const override { return true; }
+  bool isDedicated(uint32_t /*segmentId*/) const override { return true; }
   const shm::Segment& segment(uint32_t id) const override;
 
   uint64_t bytesAllocated() const override { return allocated; }
