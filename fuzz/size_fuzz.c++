@@ -1,5 +1,5 @@
-// Fuzzes size parsing (server/size_parse.h: --memory, --segment-size; a typo there must be a
-// clear error, never a wrong capacity). Properties, for the input as text `s`:
+// Fuzzes size parsing (server/runtime/size_parse.h: --memory, --segment-size; a typo there must
+// be a clear error, never a wrong capacity). Properties, for the input as text `s`:
 //   - parseSize never crashes (UBSan checks the double -> uint64 conversion);
 //   - when s parses and has no unit, the units agree: s+"B" is s, s+"K" = s+"KB" = s+"KiB" is
 //     1024 times s (up to the fraction s dropped), and so on up to T; a result that would not
@@ -14,7 +14,7 @@
 #include <string>
 
 #include "fuzz/fuzz_input.h"
-#include "server/size_parse.h"
+#include "server/runtime/size_parse.h"
 
 using refstore::fuzz::FuzzInput;
 using refstore::server::formatSize;

@@ -39,9 +39,11 @@
 #include <vector>
 
 #include "fuzz/fuzz_input.h"
-#include "server/object_store.h"
+#include "server/rpc/services.h"
+#include "server/rpc/store_server.h"
 #include "server/shm/jemalloc_arena.h"
-#include "server/store_server.h"
+#include "server/store/object_store.h"
+#include "server/store/token.h"
 
 using namespace refstore;
 using namespace refstore::server;
@@ -53,6 +55,7 @@ constexpr uint64_t kOrigin = 0x5eed;
 constexpr uint64_t kCapacity = 16ull << 20;
 constexpr uint64_t kSegmentSize = 4ull << 20;
 constexpr size_t kMaxOps = 400;
+constexpr uint8_t kOperations = 38;  // Session::step
 constexpr const char* kSecret = "cluster-secret";
 
 struct Avoid {
@@ -89,7 +92,7 @@ World& world() {
   abort();
 }
 
-// Every error a client can see names its code (server/errors.h).
+// Every error a client can see names its code (server/runtime/errors.h).
 void checkError(const kj::Exception& e) {
   kj::StringPtr description = e.getDescription();
   if (!description.startsWith("refstore.") || description.startsWith("refstore.INTERNAL")) {
@@ -140,7 +143,7 @@ class ForeignRef final: public proto::Ref::Server {
 class Session final: private kj::TaskSet::ErrorHandler {
  public:
   Session(World& world, FuzzInput& input)
-      : world(world), in(input), store(arena, timer, kOrigin) {
+      : world(world), in(input) {
     addConnection("unix", 100, 0, true, true, nullptr);
     addConnection("unix-other-uid", 101, 1000, true, false, nullptr);
     addConnection("tcp", 0, 0, false, false, nullptr);
@@ -168,7 +171,8 @@ class Session final: private kj::TaskSet::ErrorHandler {
   // at zero that moves only when told to, and an empty shared-memory arena of its own.
   kj::TimerImpl timer{kj::origin<kj::TimePoint>()};
   shm::JemallocArena arena{shm::JemallocArena::Options{kCapacity, kSegmentSize}};
-  ObjectStore store;  // outlives every server below
+  ObjectStore store{ObjectStore::Options{arena, timer, kOrigin}};
+  RpcServices services{store};  // both outlive every server below
   std::vector<Connection> connections;
   std::vector<RefEntry> refs;
   std::vector<proto::WriteBuffer::Client> buffers;
@@ -182,14 +186,9 @@ class Session final: private kj::TaskSet::ErrorHandler {
 
   void addConnection(kj::StringPtr label, int pid, uint uid, bool sharedMemory,
                      bool writableSharedMemory, kj::Maybe<kj::StringPtr> secret) {
-    ClientInfo info;
-    info.label = kj::str(label);
-    info.pid = pid;
-    info.uid = uid;
-    info.sharedMemory = sharedMemory;
-    info.writableSharedMemory = writableSharedMemory;
-    gc::ClientId id = store.addClient(kj::mv(info));
-    connections.push_back({id, kj::heap<StoreServer>(store, id, secret)});
+    gc::ClientId id = services.openConnection(ClientInfo{kj::str(label), pid, uid}, sharedMemory,
+                                              writableSharedMemory);
+    connections.push_back({id, kj::heap<StoreServer>(services, id, secret)});
   }
 
   void taskFailed(kj::Exception&& e) override { fail(kj::str("a check failed: ", e)); }
@@ -250,8 +249,17 @@ class Session final: private kj::TaskSet::ErrorHandler {
       changed[in.below(changed.size())] = char(in.byte());
       if (memchr(changed.data(), 0, changed.size()) == nullptr) return kj::str(changed.c_str());
     }
-    if (kind < 250) return kj::str("rs1.0000000000005eed0000000000000001.0000000000000000.",
+    if (kind < 240) return kj::str("rs1.0000000000005eed0000000000000001.0000000000000000.",
                                    "00000000000000000000000000000000");
+    if (kind < 250) {  // another daemon's, naming where it is: this one has no way to reach it
+      Token foreign;
+      foreign.id = {0xbeef, 1 + in.below(4)};
+      foreign.lease = 1 + in.below(4);
+      foreign.expiresUnixSeconds = in.flag() ? 0 : ~uint64_t(0) >> 1;
+      foreign.secret = {in.u64(), in.u64()};
+      foreign.ownerAddress = kj::str(in.flag() ? "10.1.2.3:7000" : "");
+      return formatToken(foreign);
+    }
     return kj::str("not a token");
   }
   // A Ref to pass as a parameter, and its entry in `refs` (for the value it refers to), if any.
@@ -310,7 +318,7 @@ class Session final: private kj::TaskSet::ErrorHandler {
 
   // --- operations ----------------------------------------------------------------------
   void step() {
-    switch (in.byte() % 33) {
+    switch (in.byte() % kOperations) {
       case 0: {  // Store.put
         auto request = connection().store.putRequest();
         auto bytes = std::make_shared<const std::string>(value(size() % (64 << 10)));
@@ -345,9 +353,13 @@ class Session final: private kj::TaskSet::ErrorHandler {
       case 3:  // Store.stats
         track(connection().store.statsRequest().send(), [](auto&) {});
         break;
-      case 4:  // Store.list
-        track(connection().store.listRequest().send(), [](auto&) {});
+      case 4: {  // Store.list, a page from a cursor (0: the first page; any other value too)
+        auto request = connection().store.listRequest();
+        request.setCursor(in.flag() ? 0 : in.u64());
+        request.setLimit(in.flag() ? 0 : in.below(4) == 0 ? in.u32() : in.below(8));
+        track(request.send(), [](auto&) {});
         break;
+      }
       case 5: {  // Store.promise
         auto promise = connection().store.promiseRequest().send();
         if (in.flag()) keepRef(promise.getRef(), false);
@@ -370,9 +382,13 @@ class Session final: private kj::TaskSet::ErrorHandler {
         track(request.send(), [](auto&) {});
         break;
       }
-      case 8:  // Store.names
-        track(connection().store.namesRequest().send(), [](auto&) {});
+      case 8: {  // Store.names, a page after a name
+        auto request = connection().store.namesRequest();
+        if (in.flag()) request.setAfter(name());
+        request.setLimit(in.flag() ? 0 : in.below(4) == 0 ? in.u32() : in.below(8));
+        track(request.send(), [](auto&) {});
         break;
+      }
       case 9: {  // Store.adopt
         auto request = connection().store.adoptRequest();
         request.setRef(refParam().cap);
@@ -582,6 +598,41 @@ class Session final: private kj::TaskSet::ErrorHandler {
       case 32:  // forget a token
         dropOne(tokens);
         break;
+      case 33: {  // Ref.release: this holder goes at once; later calls on it (and its copies)
+                  // fail with FAILED_PRECONDITION
+        if (refs.empty()) break;
+        track(refs[in.below(refs.size())].cap.releaseRequest().send(), [](auto&) {});
+        break;
+      }
+      case 34: {  // View.release: the pin goes at once
+        if (views.empty()) break;
+        track(views[in.below(views.size())].releaseRequest().send(), [](auto&) {});
+        break;
+      }
+      case 35: {  // Store.hello(noFileDescriptors): copy-path placements from now on
+        auto request = connection().store.helloRequest();
+        request.setNoFileDescriptors(true);
+        if (in.flag()) request.setSecret(kj::StringPtr(kSecret).asBytes());
+        track(request.send(), [](auto& r) {
+          if (r.getSharedMemory() || r.getWritableSharedMemory()) {
+            fail("hello(noFileDescriptors) left the connection its shared memory");
+          }
+        });
+        break;
+      }
+      case 36: {  // Store.peer: this daemon has no peers (no --tcp), so it must refuse cleanly
+        auto request = connection().store.peerRequest();
+        static const uint64_t origins[] = {0, kOrigin, 0xbeef};
+        request.setOrigin(origins[in.below(3)]);
+        request.setAddress(in.flag() ? "10.1.2.3:7000" : "no port");
+        track(request.send(), [](auto&) { fail("Store.peer succeeded on a daemon without peers"); });
+        break;
+      }
+      case 37:  // Store.peers: none
+        track(connection().store.peersRequest().send(), [](auto& r) {
+          if (r.getPeers().size() != 0) fail("Store.peers lists peers of a daemon without any");
+        });
+        break;
     }
   }
 
@@ -676,7 +727,7 @@ class Session final: private kj::TaskSet::ErrorHandler {
     }
     for (auto& connection: connections) connection.store = nullptr;
     turn();
-    for (auto& connection: connections) store.removeClient(connection.id);
+    for (auto& connection: connections) services.closeConnection(connection.id);
   }
 };
 

@@ -1,4 +1,4 @@
-// Fuzzes share-token parsing (server/token.h), the first thing Store.restore does with a
+// Fuzzes share-token parsing (server/store/token.h), the first thing Store.restore does with a
 // string any client may send. Properties:
 //   - parseToken accepts exactly the canonical form: whatever it accepts as an rs2 token,
 //     formatToken writes back byte for byte (so no two texts name the same token, and nothing
@@ -11,7 +11,7 @@
 #include <kj/debug.h>
 
 #include "fuzz/fuzz_input.h"
-#include "server/token.h"
+#include "server/store/token.h"
 
 using refstore::fuzz::FuzzInput;
 using refstore::server::Token;

@@ -70,6 +70,10 @@ class RefstoredMain {
         .addOptionWithArg({"data"}, KJ_BIND_METHOD(*this, setData), "<host:port>",
                           "The data port other daemons copy values from (default: the --tcp "
                           "host, any free port).")
+        .addOptionWithArg({"data-advertise"}, KJ_BIND_METHOD(*this, setDataAdvertise),
+                          "<host:port>",
+                          "Where other daemons reach the data port, if not at the advertised "
+                          "host (behind NAT or a proxy).")
         .addOptionWithArg({"heartbeat-ms"}, KJ_BIND_METHOD(*this, setHeartbeat), "<ms>",
                           "Heartbeat period on connections to other daemons (default 1000).")
         .addOptionWithArg({"peer-timeout-ms"}, KJ_BIND_METHOD(*this, setPeerTimeout), "<ms>",
@@ -172,6 +176,11 @@ class RefstoredMain {
   kj::MainBuilder::Validity setData(kj::StringPtr address) {
     if (address.findLast(':') == nullptr) return "--data expects host:port";
     options.dataAddress = kj::str(address);
+    return true;
+  }
+  kj::MainBuilder::Validity setDataAdvertise(kj::StringPtr address) {
+    if (address.findLast(':') == nullptr) return "--data-advertise expects host:port";
+    options.dataAdvertise = kj::str(address);
     return true;
   }
   kj::MainBuilder::Validity setHeartbeat(kj::StringPtr text) {

@@ -157,7 +157,7 @@ class Connection final: private kj::TaskSet::ErrorHandler {
   bool breakFired = false;
 
  private:
-  void taskFailed(kj::Exception&& exception) override { finished(true); }
+  void taskFailed(kj::Exception&&) override { finished(true); }
   kj::Own<kj::AsyncIoStream> client;
   kj::Own<kj::AsyncIoStream> server;
   Pipe toTarget;

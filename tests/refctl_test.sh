@@ -31,7 +31,9 @@ export REFSTORE_SOCKET=$socket   # refctl and refstored share this override
 head -c 300000 /dev/urandom > "$work/value.bin"
 
 token=$("$refctl" put "$work/value.bin" --ttl 60)
-check "put prints a token" grep -qE '^rs2\.[0-9a-f]{32}\.[0-9a-f]{16}\.[0-9a-f]{16}\.[0-9a-f]{32}$' <<< "$token"
+# The daemon listens on TCP, so its tokens name it: any host can dial the owner.
+check "put prints a token naming its owner" \
+  grep -qE "^rs2\.[0-9a-f]{32}\.[0-9a-f]{16}\.[0-9a-f]{16}\.[0-9a-f]{32}@127\.0\.0\.1:$tcp_port\$" <<< "$token"
 "$refctl" get "$token" -o "$work/back.bin"
 check "get by token returns identical bytes" cmp -s "$work/value.bin" "$work/back.bin"
 
@@ -99,7 +101,7 @@ else
 fi
 put_json=$("$refctl" put "$work/value.bin" --json)
 check "put --json gives the token and size" \
-  grep -qE '^\{"token": "rs2\.[0-9a-f.]+", "size": 300000\}$' <<< "$put_json"
+  grep -qE '^\{"token": "rs2\.[0-9a-f.]+@[0-9.:]+", "size": 300000\}$' <<< "$put_json"
 check "put --name --json gives the name" \
   test "$("$refctl" put "$work/value.bin" --name json/v1 --json)" = '{"name": "json/v1", "size": 300000}'
 "$refctl" unname json/v1

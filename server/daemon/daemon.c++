@@ -191,6 +191,7 @@ void Daemon::startPeers() {
   auto port = io.provider->getNetwork().parseAddress(dataListen).wait(io.waitScope)->listen();
   kj::String dataAnnounced = kj::str(advertise.size() > 0 ? hostOf(advertise) : hostOf(dataListen),
                                      ":", port->getPort());
+  KJ_IF_MAYBE(announced, options.dataAdvertise) { dataAnnounced = kj::str(*announced); }
   KJ_IF_MAYBE(context, tls) { port = (*context)->wrapPort(kj::mv(port)); }
   PeerOptions peerOptions;
   peerOptions.origin = origin;

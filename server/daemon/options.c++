@@ -14,7 +14,10 @@ bool isLoopbackHost(kj::StringPtr hostPort) {
 
 DaemonOptions DaemonOptions::defaults() {
   uint64_t ram = uint64_t(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
-  return DaemonOptions{kj::str(defaultSocketPath().c_str()), ram / 4};
+  DaemonOptions options;
+  options.socketPath = kj::str(defaultSocketPath().c_str());
+  options.capacity = ram / 4;
+  return options;
 }
 
 uint64_t DaemonOptions::defaultSegmentSize(uint64_t capacity) {
@@ -51,6 +54,7 @@ kj::Maybe<kj::String> DaemonOptions::problem() const {
   if (tcpAddress == nullptr) {
     if (advertise != nullptr) return kj::str("--advertise needs --tcp (other daemons dial it)");
     if (dataAddress != nullptr) return kj::str("--data needs --tcp");
+    if (dataAdvertise != nullptr) return kj::str("--data-advertise needs --tcp");
   }
   int tls = (tlsCert != nullptr) + (tlsKey != nullptr) + (tlsCa != nullptr);
   if (tls != 0 && tls != 3) return kj::str("TLS needs all of --tls-cert, --tls-key and --tls-ca");

@@ -21,9 +21,11 @@ struct DaemonOptions {
   kj::Maybe<kj::String> metricsAddress;
   // Many hosts: where other daemons reach this one (default: the --tcp address, unless it is a
   // wildcard), the data port other daemons copy bytes from (default: the --tcp host, any
-  // port), and the peer timings.
+  // port) and where they reach it (default: the advertised host, that port), and the peer
+  // timings.
   kj::Maybe<kj::String> advertise;
   kj::Maybe<kj::String> dataAddress;
+  kj::Maybe<kj::String> dataAdvertise;
   uint64_t heartbeatMillis = 1000;
   uint64_t peerTimeoutMillis = 5000;
   uint64_t peerGraceMillis = 15000;

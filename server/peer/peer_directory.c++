@@ -20,7 +20,7 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
       : directory(directory), services(directory.services), store(services.store),
         origin(origin), client(client) {}
 
-  kj::Promise<void> heartbeat(HeartbeatContext context) override {
+  kj::Promise<void> heartbeat(HeartbeatContext) override {
     KJ_IF_MAYBE(link, directory.byClient(client)) { link->lastHeard = directory.timer.now(); }
     return kj::READY_NOW;
   }
@@ -328,7 +328,10 @@ void PeerDirectory::down(PeerLink& link, kj::StringPtr why) {
   KJ_IF_MAYBE(up, upByOrigin.find(link.origin)) {
     if (*up == &link) upByOrigin.erase(link.origin);
   }
-  if (wasUp) logInfo("peer ", kj::hex(link.origin), " at ", link.address, " is down: ", why);
+  if (wasUp) {
+    logInfo("peer ", kj::hex(link.origin), " at ", link.address, " is down: ", why);
+    KJ_IF_MAYBE(handler, onLinkDown) { (*handler)(link.origin, link.address); }
+  }
   PeerLink* gone = &link;
   // Forget it in a later turn: this may run inside its own connection's callbacks.
   tasks.add(kj::evalLater([this, gone]() {

@@ -52,6 +52,10 @@ class PeerDirectory final: public PeerGateway, private kj::TaskSet::ErrorHandler
   void setProxyCounter(kj::Function<uint64_t(gc::PeerId)> counter) {
     proxiesOf = kj::mv(counter);
   }
+  // Called when an up link goes down (the remote module reconnects to owners it depends on).
+  void setOnLinkDown(kj::Function<void(gc::PeerId origin, kj::StringPtr address)> handler) {
+    onLinkDown = kj::mv(handler);
+  }
 
   size_t linkCount() const;
 
@@ -95,6 +99,7 @@ class PeerDirectory final: public PeerGateway, private kj::TaskSet::ErrorHandler
   kj::HashMap<gc::PeerId, Figures> figures;
   kj::HashMap<gc::PeerId, kj::String> lostAddresses;  // peers whose holds are detached
   kj::Maybe<kj::Function<uint64_t(gc::PeerId)>> proxiesOf;
+  kj::Maybe<kj::Function<void(gc::PeerId, kj::StringPtr)>> onLinkDown;
   kj::Maybe<gc::MonoMillis> graceAt;
   kj::Promise<void> graceTask = nullptr;
   kj::TaskSet tasks{*this};

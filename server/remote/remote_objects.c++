@@ -26,6 +26,9 @@ RemoteObjects::RemoteObjects(RpcServices& services, PeerDirectory& peers,
                              dataplane::DataReceiver& receiver, kj::Timer& timer)
     : services(services), store(services.store), peers(peers), receiver(receiver), timer(timer) {
   peers.setProxyCounter([this](gc::PeerId owner) { return proxiesOf(owner); });
+  peers.setOnLinkDown([this](gc::PeerId owner, kj::StringPtr address) {
+    linkLost(owner, address);
+  });
 }
 
 RemoteObjects::~RemoteObjects() noexcept(false) {}
@@ -152,6 +155,24 @@ kj::Promise<PeerLink*> RemoteObjects::ownerLink(Proxy& p) {
     }
     return link;
   });
+}
+
+void RemoteObjects::linkLost(gc::PeerId owner, kj::StringPtr address) {
+  // Reconnect now, not at the next use: the owner keeps our references only for its grace
+  // period, and a proxy nobody happens to use in that time must not lose its owner's object.
+  bool needed = false;
+  for (auto& entry: proxies) needed |= entry.value->owner == owner && !entry.value->ownerLost;
+  if (!needed) return;
+  kj::TimePoint deadline = timer.now() + peers.options().grace;
+  KJ_IF_MAYBE(since, unreachableSince.find(owner)) {
+    deadline = *since + peers.options().grace;
+  } else {
+    unreachableSince.insert(owner, timer.now());
+  }
+  // Run it in a later turn: this is called from inside the lost link's own bookkeeping.
+  tasks.add(kj::evalLater([this, owner, address = kj::str(address), deadline]() mutable {
+    return reconnect(owner, kj::mv(address), deadline).ignoreResult();
+  }));
 }
 
 kj::Promise<PeerLink*> RemoteObjects::reconnect(gc::PeerId owner, kj::String address,

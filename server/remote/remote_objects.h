@@ -94,6 +94,8 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   // the owner cannot be reached within the grace period, or has restarted.
   kj::Promise<PeerLink*> ownerLink(Proxy& proxy);
   kj::Promise<PeerLink*> reconnect(gc::PeerId owner, kj::String address, kj::TimePoint deadline);
+  // A link to `owner` went down: reconnect at once if proxies here depend on it.
+  void linkLost(gc::PeerId owner, kj::StringPtr address);
   kj::Promise<void> reattachAll(PeerLink& link);
   void ownerIsLost(gc::PeerId owner, kj::StringPtr why);
   struct PullState;

@@ -16,16 +16,6 @@ using namespace refstore::server;
 
 namespace {
 
-// A connection over the Unix socket, of the daemon's own uid (writable shared memory).
-ClientInfo unixClient() {
-  ClientInfo info;
-  info.label = kj::str("test");
-  info.pid = 1;
-  info.sharedMemory = true;
-  info.writableSharedMemory = true;
-  return info;
-}
-
 // A store with one client connected over a Unix socket (so it may view shared memory).
 struct Fixture {
   kj::AsyncIoContext io = kj::setupAsyncIo();

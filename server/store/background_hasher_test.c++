@@ -25,16 +25,6 @@ using namespace refstore::server;
 
 namespace {
 
-// A connection over the Unix socket, of the daemon's own uid (writable shared memory).
-ClientInfo unixClient() {
-  ClientInfo info;
-  info.label = kj::str("test");
-  info.pid = 1;
-  info.sharedMemory = true;
-  info.writableSharedMemory = true;
-  return info;
-}
-
 std::shared_ptr<std::atomic<bool>> notStopped() {
   return std::make_shared<std::atomic<bool>>(false);
 }

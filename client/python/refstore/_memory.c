@@ -68,7 +68,7 @@ static int memory_getbuffer(PyObject* object, Py_buffer* view, int flags) {
   return 0;
 }
 
-static void memory_releasebuffer(PyObject* object, Py_buffer* view) {
+static void memory_releasebuffer(PyObject* object, Py_buffer* Py_UNUSED(view)) {
   Memory* self = (Memory*)object;
   self->exports--;
   if (self->exports == 0 && self->state == MEMORY_CLOSING) {
@@ -103,7 +103,7 @@ static PyObject* memory_attach(PyObject* object, PyObject* args) {
   Py_RETURN_NONE;
 }
 
-static PyObject* memory_detach(PyObject* object, PyObject* unused) {
+static PyObject* memory_detach(PyObject* object, PyObject* Py_UNUSED(unused)) {
   Memory* self = (Memory*)object;
   if (self->state == MEMORY_OPEN && self->exports > 0) {
     self->state = MEMORY_CLOSING;
@@ -114,15 +114,15 @@ static PyObject* memory_detach(PyObject* object, PyObject* unused) {
   Py_RETURN_TRUE;
 }
 
-static PyObject* memory_exports(PyObject* object, void* unused) {
+static PyObject* memory_exports(PyObject* object, void* Py_UNUSED(unused)) {
   return PyLong_FromSsize_t(((Memory*)object)->exports);
 }
 
-static PyObject* memory_address(PyObject* object, void* unused) {
+static PyObject* memory_address(PyObject* object, void* Py_UNUSED(unused)) {
   return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)((Memory*)object)->data);
 }
 
-static PyObject* memory_attached(PyObject* object, void* unused) {
+static PyObject* memory_attached(PyObject* object, void* Py_UNUSED(unused)) {
   return PyBool_FromLong(((Memory*)object)->state == MEMORY_OPEN);
 }
 
@@ -162,7 +162,7 @@ typedef struct {
   int held;
 } Borrowed;
 
-static int borrowed_init(PyObject* object, PyObject* args, PyObject* kwargs) {
+static int borrowed_init(PyObject* object, PyObject* args, PyObject* Py_UNUSED(kwargs)) {
   Borrowed* self = (Borrowed*)object;
   PyObject* source = NULL;
   if (!PyArg_ParseTuple(args, "O", &source)) return -1;
@@ -193,24 +193,24 @@ static void borrowed_dealloc(PyObject* object) {
   Py_TYPE(object)->tp_free(object);
 }
 
-static PyObject* borrowed_address(PyObject* object, void* unused) {
+static PyObject* borrowed_address(PyObject* object, void* Py_UNUSED(unused)) {
   Borrowed* self = (Borrowed*)object;
   if (!self->held) return misuse("refstore.MISUSE: Borrowed used after release");
   return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)self->buffer.buf);
 }
 
-static PyObject* borrowed_nbytes(PyObject* object, void* unused) {
+static PyObject* borrowed_nbytes(PyObject* object, void* Py_UNUSED(unused)) {
   Borrowed* self = (Borrowed*)object;
   if (!self->held) return misuse("refstore.MISUSE: Borrowed used after release");
   return PyLong_FromSsize_t(self->buffer.len);
 }
 
-static PyObject* borrowed_enter(PyObject* object, PyObject* unused) {
+static PyObject* borrowed_enter(PyObject* object, PyObject* Py_UNUSED(unused)) {
   Py_INCREF(object);
   return object;
 }
 
-static PyObject* borrowed_exit(PyObject* object, PyObject* args) {
+static PyObject* borrowed_exit(PyObject* object, PyObject* Py_UNUSED(args)) {
   borrowed_release_buffer((Borrowed*)object);
   Py_RETURN_FALSE;
 }
@@ -243,7 +243,7 @@ static PyTypeObject BorrowedType = {
 
 /* --- module -------------------------------------------------------------------------------- */
 
-static PyObject* set_misuse_error(PyObject* module, PyObject* error) {
+static PyObject* set_misuse_error(PyObject* Py_UNUSED(module), PyObject* error) {
   Py_XINCREF(error);
   Py_XSETREF(misuse_error, error);
   Py_RETURN_NONE;
@@ -256,8 +256,11 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef memory_module = {
-    PyModuleDef_HEAD_INIT, "refstore._memory",
-    "The buffer protocol for refstore's View and WriteBuffer.", -1, module_methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "refstore._memory",
+    .m_doc = "The buffer protocol for refstore's View and WriteBuffer.",
+    .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC PyInit__memory(void) {
