@@ -444,6 +444,16 @@ interface Ref {
   # implementations that never send `Release` (see "Releasing" at the top). Every later call on
   # this Ref fails with FAILED_PRECONDITION; a second release does nothing. Refs of the same
   # object held elsewhere are unaffected.
+
+  prefetch @8 () -> ();
+  # Brings the bytes into this daemon's memory ahead of a read, and resolves once they are
+  # there: another host's object (a proxy, see "Many hosts") is copied from its owner now, as
+  # its first `view`/`read` would (once per host, however many readers and prefetches wait); a
+  # spilled value is read back from disk; a promise is waited for first. Readers go first: a
+  # prefetch's copy does not ask for memory while a reader's copy waits for it, unless a reader
+  # wants that very value. The caller need not wait for the answer: the copy goes on if this
+  # call is cancelled, and it is dropped with the last reference to the value. Errors: as `read`
+  # (REJECTED, BROKEN_PROMISE), and OWNER_LOST, CORRUPTED, OUT_OF_MEMORY for a copy.
 }
 
 interface View {

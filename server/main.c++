@@ -81,6 +81,9 @@ class RefstoredMain {
         .addOptionWithArg({"peer-grace-ms"}, KJ_BIND_METHOD(*this, setPeerGrace), "<ms>",
                           "How long the references of a disconnected daemon are kept for it to "
                           "come back (default 15000).")
+        .addOptionWithArg({"peer-idle-ms"}, KJ_BIND_METHOD(*this, setPeerIdle), "<ms>",
+                          "Close a connection this daemon dialed once no reference has used it "
+                          "for this long (default 30000; 0 never).")
         .addOptionWithArg({"tls-cert"}, KJ_BIND_METHOD(*this, setTlsCert), "<file>",
                           "TLS certificate (PEM) for the TCP listener and connections to other "
                           "daemons; with --tls-key and --tls-ca.")
@@ -194,6 +197,10 @@ class RefstoredMain {
   kj::MainBuilder::Validity setPeerGrace(kj::StringPtr text) {
     return parseCount(text, 86400000, "milliseconds", "--peer-grace-ms must be at most a day",
                       options.peerGraceMillis);
+  }
+  kj::MainBuilder::Validity setPeerIdle(kj::StringPtr text) {
+    return parseCount(text, 86400000, "milliseconds", "--peer-idle-ms must be at most a day",
+                      options.peerIdleMillis);
   }
   // The text of a PEM file, or why not.
   static kj::MainBuilder::Validity readPem(kj::StringPtr path, kj::Maybe<kj::String>& out) {

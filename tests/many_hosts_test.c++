@@ -1,12 +1,13 @@
 // Integration tests of references across hosts (issue 17): several real refstored daemons, each
-// a "host" with its own Unix socket, spill directory and TCP address on a loopback alias
-// (127.0.0.2, 127.0.0.3, ...), clients on each host talking to their own daemon only. Tokens
+// a "host" with its own Unix socket, spill directory and TCP address (tests/hosts.h: loopback
+// aliases 127.0.0.2, 127.0.0.3, ... in many_hosts_test, network namespaces joined by veth pairs
+// in many_hosts_test_netns), clients on each host talking to their own daemon only. Tokens
 // minted on one host are restored on another; the daemons dial each other, hold proxies and
 // remote holders, copy bytes over their data ports, and free everything when the last
-// reference anywhere goes.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+// reference anywhere goes. Faults come from fault proxies (tests/fault_proxy.h) and, in
+// namespaces, from the links themselves.
 #include <doctest/doctest.h>
-
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,43 +17,40 @@
 #include <string>
 #include <vector>
 
+#include "client/cpp/refstore_async.h"
 #include "client/cpp/refstore_client.h"
 #include "tests/daemon.h"
+#include "tests/hosts.h"
+#include "tests/network_namespaces.h"
 
 using namespace refstore;
-using refstore::testing::Daemon;
 using refstore::testing::eventually;
+using refstore::testing::Hosts;
+using refstore::testing::HostsOptions;
+using refstore::testing::Network;
+using HostArgs = std::function<std::vector<std::string>(const refstore::testing::Host&)>;
 
 namespace {
 
-const std::string kSecret = "many-hosts-test-secret";
-
-std::string secretFile() {
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string path = std::string(tmp ? tmp : "/tmp") + "/cluster-secret";
-  FILE* f = fopen(path.c_str(), "w");
-  REQUIRE(f != nullptr);
-  fputs(kSecret.c_str(), f);
-  fclose(f);
-  return path;
+// Hosts whose daemons notice a silent peer quickly (heartbeat 200 ms, deadline 1.5 s), with
+// `perHost` arguments added to some of them.
+HostsOptions hostsOptions(size_t count, HostArgs perHost = nullptr) {
+  HostsOptions options;
+  options.count = count;
+  options.memory = "128M";
+  options.extraArgs = {"--heartbeat-ms", "200", "--peer-timeout-ms", "1500"};
+  options.argsFor = perHost;
+  return options;
 }
 
-// One "host": a daemon listening on 127.0.0.<n> (its TCP address is what other daemons dial).
-struct Host {
-  std::string ip;
-  int port;
-  std::unique_ptr<Daemon> daemon;
+// `args` for host `index` only.
+HostArgs onHost(size_t index, std::vector<std::string> args) {
+  return [index, args](const refstore::testing::Host& host) {
+    return host.index() == index ? args : std::vector<std::string>{};
+  };
+}
 
-  Host(int n, std::vector<std::string> extra = {}) : ip("127.0.0." + std::to_string(n)) {
-    port = refstore::testing::freeTcpPort();
-    std::vector<std::string> args = {"--tcp", address(), "--secret-file", secretFile(),
-                                     "--heartbeat-ms", "200", "--peer-timeout-ms", "1500"};
-    for (auto& arg: extra) args.push_back(arg);
-    daemon = std::make_unique<Daemon>("128M", args);
-  }
-  std::string address() const { return ip + ":" + std::to_string(port); }
-  Client client() const { return Client::connect(daemon->socket()); }
-};
+Client clientOf(refstore::testing::Host& host) { return Client::connect(host.socket()); }
 
 std::string text(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
 
@@ -79,13 +77,21 @@ bool idle(Client& client) {
   return s.objects == 0 && s.proxies == 0 && s.remoteHolders == 0 && s.holders == 0;
 }
 
+void writeFile(const std::string& path, const std::string& content) {
+  FILE* f = fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  fputs(content.c_str(), f);
+  fclose(f);
+}
+
 }  // namespace
 
 TEST_CASE("a token restored on another host reads the same bytes, both directions") {
-  Host a(2), b(3);
-  Client onA = a.client(), onB = b.client();
+  Hosts hosts(hostsOptions(2));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a), onB = clientOf(b);
   std::string token = onA.put("made on A", 9).share(60);
-  CHECK(token.find("@" + a.address()) != std::string::npos);  // the token names its owner
+  CHECK(token.find("@" + a.tcpAddress()) != std::string::npos);  // the token names its owner
   Ref fromA = onB.restore(token);
   CHECK(text(fromA.readAll(10)) == "made on A");
   CHECK(fromA.info().size == 9);
@@ -101,8 +107,9 @@ TEST_CASE("a token restored on another host reads the same bytes, both direction
 }
 
 TEST_CASE("one proxy, one copy and one remote holder per object per host") {
-  Host a(2), b(3);
-  Client onA = a.client(), onB = b.client(), alsoOnB = b.client();
+  Hosts hosts(hostsOptions(2));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a), onB = clientOf(b), alsoOnB = clientOf(b);
   Ref value = makeValue(onA, 5u << 20, 3);
   std::string token = value.share(60);
   Ref first = onB.restore(token);
@@ -124,23 +131,24 @@ TEST_CASE("one proxy, one copy and one remote holder per object per host") {
   auto rows = onB.list();
   REQUIRE(rows.size() == 1);
   CHECK(rows[0].info.state == "remote");
-  CHECK(rows[0].ownerAddress == a.address());
+  CHECK(rows[0].ownerAddress == a.tcpAddress());
   CHECK(rows[0].bytesLocal);
   auto peers = onB.peers();
   REQUIRE(peers.size() == 1);
-  CHECK(peers[0].address == a.address());
+  CHECK(peers[0].address == a.tcpAddress());
   CHECK(peers[0].state == "up");
   CHECK(peers[0].heldFromPeer == 1);
   CHECK(peers[0].bytesPulled == 5u << 20);
 }
 
 TEST_CASE("share of a proxy names the owner, and a third host restores it directly") {
-  Host a(2), b(3), c(4);
-  Client onA = a.client(), onB = b.client(), onC = c.client();
+  Hosts hosts(hostsOptions(3));
+  auto &a = hosts[0], &b = hosts[1], &c = hosts[2];
+  Client onA = clientOf(a), onB = clientOf(b), onC = clientOf(c);
   Ref value = onA.put("owned by A", 10);
   Ref onBRef = onB.restore(value.share(60));
   std::string again = onBRef.share(60);
-  CHECK(again.find("@" + a.address()) != std::string::npos);
+  CHECK(again.find("@" + a.tcpAddress()) != std::string::npos);
   Ref onCRef = onC.restore(again);
   CHECK(text(onCRef.readAll(10)) == "owned by A");
   CHECK(onC.peers().size() == 1);  // C talked to A only, not through B
@@ -148,8 +156,9 @@ TEST_CASE("share of a proxy names the owner, and a third host restores it direct
 }
 
 TEST_CASE("when the last reference anywhere goes, every host is back to nothing") {
-  Host a(2), b(3), c(4);
-  Client onA = a.client(), onB = b.client(), onC = c.client();
+  Hosts hosts(hostsOptions(3));
+  auto &a = hosts[0], &b = hosts[1], &c = hosts[2];
+  Client onA = clientOf(a), onB = clientOf(b), onC = clientOf(c);
   Stats aBefore = onA.stats();
   {
     std::optional<Ref> value(makeValue(onA, 3u << 20, 9));
@@ -167,8 +176,9 @@ TEST_CASE("when the last reference anywhere goes, every host is back to nothing"
 }
 
 TEST_CASE("promises across hosts: a reader on B sees A's value, rejection, or broken promise") {
-  Host a(2), b(3);
-  Client onA = a.client(), onB = b.client();
+  Hosts hosts(hostsOptions(2));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a), onB = clientOf(b);
   {
     Promise p = onA.promise();
     Ref reader = onB.restore(p.ref.share(60));
@@ -193,8 +203,9 @@ TEST_CASE("promises across hosts: a reader on B sees A's value, rejection, or br
 }
 
 TEST_CASE("nested references across hosts: children of a remote parent are proxies too") {
-  Host a(2), b(3);
-  Client onA = a.client(), onB = b.client();
+  Hosts hosts(hostsOptions(2));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a), onB = clientOf(b);
   Ref left = onA.put("left", 4), right = onA.put("right", 5);
   Ref parent = onA.put("parent", 6, {&left, &right});
   Ref remote = onB.restore(parent.share(60));
@@ -206,8 +217,9 @@ TEST_CASE("nested references across hosts: children of a remote parent are proxi
 }
 
 TEST_CASE("tokens of another host: forged, expired, unreachable and restarted owners") {
-  Host a(2), b(3);
-  Client onA = a.client(), onB = b.client();
+  Hosts hosts(hostsOptions(2));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a), onB = clientOf(b);
   Ref value = onA.put("value", 5);
   std::string token = value.share(1);
   std::string forged = token;
@@ -224,36 +236,37 @@ TEST_CASE("tokens of another host: forged, expired, unreachable and restarted ow
   CHECK(codeOf([&]() { onB.restore(nowhere); }) == ErrorCode::UNREACHABLE);
   // A daemon that restarted on the same address has a new origin: its old tokens are refused.
   std::string old = value.share(60);
-  int port = a.port;
-  a.daemon.reset();
-  Daemon restarted("128M", {"--tcp", "127.0.0.2:" + std::to_string(port), "--secret-file",
-                            secretFile()});
+  a.restart();
   std::string message;
   CHECK(codeOf([&]() { onB.restore(old); }, &message) == ErrorCode::WRONG_STORE);
   CHECK(message.find("restarted") != std::string::npos);
 }
 
 TEST_CASE("a daemon without the cluster secret cannot use another's objects") {
-  Host a(2);
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string wrong = std::string(tmp ? tmp : "/tmp") + "/wrong-secret";
-  FILE* f = fopen(wrong.c_str(), "w");
-  fputs("not-the-cluster-secret", f);
-  fclose(f);
-  int port = refstore::testing::freeTcpPort();
-  Daemon outsider("64M", {"--tcp", "127.0.0.5:" + std::to_string(port), "--secret-file", wrong});
-  Client onA = a.client(), onOutsider = Client::connect(outsider.socket());
+  // Each host gets its own secret: to the other, it is an outsider.
+  HostsOptions options = hostsOptions(2, [](const refstore::testing::Host& host) {
+    const char* tmp = getenv("TEST_TMPDIR");
+    std::string path = std::string(tmp ? tmp : "/tmp") + "/secret-" + host.name();
+    writeFile(path, "the secret of " + host.name() + " only");
+    return std::vector<std::string>{"--secret-file", path};
+  });
+  options.secret = false;
+  Hosts hosts(options);
+  auto &a = hosts[0], &outsider = hosts[1];
+  Client onA = clientOf(a), onOutsider = clientOf(outsider);
   std::string token = onA.put("secret", 6).share(60);
   std::string message;
   CHECK(codeOf([&]() { onOutsider.restore(token); }, &message) == ErrorCode::UNAUTHENTICATED);
   CHECK(onA.stats().remoteHolders == 0);
+  CHECK(onOutsider.stats().proxies == 0);
 }
 
 TEST_CASE("a reader host killed: the owner frees what only it held once the grace period passes") {
-  Host a(2, {"--peer-grace-ms", "2000"}), b(3);
-  Client onA = a.client();
+  Hosts hosts(hostsOptions(2, onHost(0, {"--peer-grace-ms", "2000"})));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a);
   Stats before = onA.stats();
-  Client onB = b.client();
+  Client onB = clientOf(b);
   std::optional<Ref> remote;
   {
     Ref value = makeValue(onA, 2u << 20, 5);
@@ -263,7 +276,7 @@ TEST_CASE("a reader host killed: the owner frees what only it held once the grac
   CHECK(onA.stats().objects == 1);
   CHECK(onA.stats().remoteHolders == 1);
   CHECK(onA.stats().tokens == 0);
-  b.daemon->kill(SIGKILL);
+  b.kill();
   CHECK(eventually([&]() { return onA.stats().detachedHolders == 1; }, 10));
   CHECK(onA.stats().objects == 1);  // kept through the grace period
   CHECK(eventually([&]() { return onA.stats().objects == 0; }, 10));
@@ -272,13 +285,14 @@ TEST_CASE("a reader host killed: the owner frees what only it held once the grac
 }
 
 TEST_CASE("the owner killed: complete copies stay readable, the rest fails with OWNER_LOST") {
-  Host a(2), b(3, {"--peer-grace-ms", "1000"});
-  Client onA = a.client(), onB = b.client();
+  Hosts hosts(hostsOptions(2, onHost(1, {"--peer-grace-ms", "1000"})));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a), onB = clientOf(b);
   Ref copied = onB.restore(onA.put("copied to B", 11).share(60));
   CHECK(text(copied.readAll(10)) == "copied to B");
   Ref notCopied = onB.restore(makeValue(onA, 1u << 20, 4).share(60));
   std::string token = onA.put("never restored", 14).share(60);
-  a.daemon->kill(SIGKILL);
+  a.kill();
   CHECK(text(copied.readAll(10)) == "copied to B");
   CHECK(text(copied.readAll(10)) == "copied to B");
   CHECK(codeOf([&]() { notCopied.readAll(20); }) == ErrorCode::OWNER_LOST);
@@ -286,3 +300,249 @@ TEST_CASE("the owner killed: complete copies stay readable, the rest fails with 
   CHECK(codeOf([&]() { onB.restore(token); }) == ErrorCode::UNREACHABLE);
   CHECK(eventually([&]() { return onB.stats().ownerLost == 2; }, 10));
 }
+
+namespace {
+
+// Options where every host advertises its fault proxy: peers reach it through the proxy (the
+// data port stays direct), so a test can cut or silence the link between daemons.
+HostsOptions behindProxies(size_t count, std::vector<std::string> args) {
+  HostsOptions options = hostsOptions(count, [args](const refstore::testing::Host& host) {
+    std::vector<std::string> all = {"--advertise", host.proxyAddress()};
+    all.insert(all.end(), args.begin(), args.end());
+    return all;
+  });
+  options.proxies = true;
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("a connection cut shorter than the grace period loses no reference") {
+  Hosts hosts(behindProxies(2, {"--peer-grace-ms", "4000"}));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  constexpr uint64_t kSize = 1u << 20;
+  std::optional<Ref> remote;
+  {
+    Ref value = makeValue(onA, kSize, 11);
+    remote = onB.restore(value.share(60, 1));  // one use: only B's remote holder keeps it
+    CHECK(refstore::testing::checkPattern(remote->view(20).data(), kSize, 11));
+  }
+  REQUIRE(onA.stats().remoteHolders == 1);
+  uint64_t connectionsBefore = a.proxy().counters().connections;
+  a.proxy().cut();
+  // B dials again at once (nobody uses the proxy meanwhile) and takes its holder back.
+  CHECK(eventually([&]() {
+    Stats s = onA.stats();
+    return a.proxy().counters().connections > connectionsBefore && s.detachedHolders == 0 &&
+           s.remoteHolders == 1;
+  }, 10));
+  // Past the grace period of the cut, the value is still held: nothing was lost.
+  sleep(5);
+  Stats s = onA.stats();
+  CHECK(s.objects == 1);
+  CHECK(s.remoteHolders == 1);
+  CHECK(s.detachedHolders == 0);
+  CHECK(refstore::testing::checkPattern(remote->view(20).data(), kSize, 11));
+  CHECK(remote->share(60).find("@" + a.proxyAddress()) != std::string::npos);  // owner reached
+  remote.reset();  // (the token just made keeps the value on A, not B's holder)
+  CHECK(eventually([&]() { return idle(onB) && onA.stats().remoteHolders == 0; }, 10));
+}
+
+TEST_CASE("a silent peer is detected by the heartbeat; past the grace period its holds go") {
+  Hosts hosts(behindProxies(2, {"--peer-grace-ms", "2000"}));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  std::optional<Ref> remote;
+  {
+    Ref value = onA.put("held across a partition", 23);
+    remote = onB.restore(value.share(60, 1));
+    CHECK(text(remote->readAll(10)) == "held across a partition");
+  }
+  REQUIRE(onA.stats().remoteHolders == 1);
+  a.proxy().stall();  // packets go nowhere; no connection is closed
+  // Both daemons notice the silence by their heartbeat deadline and treat it as a disconnect.
+  CHECK(eventually([&]() { return onA.stats().detachedHolders == 1; }, 10));
+  CHECK(eventually([&]() {
+    auto peers = onB.peers();
+    return peers.empty() || peers[0].state != "up";
+  }, 10));
+  // Past the grace period the owner frees what only the silent peer held...
+  CHECK(eventually([&]() { return onA.stats().objects == 0; }, 10));
+  // ...while B's complete copy stays readable, and what needs the owner fails clearly.
+  CHECK(text(remote->readAll(10)) == "held across a partition");
+  a.proxy().resume();
+  CHECK(eventually([&]() { return onB.stats().ownerLost == 1; }, 15));
+  CHECK(codeOf([&]() { remote->share(60); }) == ErrorCode::OWNER_LOST);
+  CHECK(text(remote->readAll(10)) == "held across a partition");
+  remote.reset();
+  CHECK(eventually([&]() { return idle(onA) && idle(onB); }, 10));
+}
+
+namespace {
+
+// Host 0's data port sits behind a fault proxy of its own, which host 0 announces to readers:
+// what it does to the bytes, readers see.
+struct DataPortProxy {
+  int dataPort, proxyPort;
+  std::unique_ptr<refstore::testing::FaultProxy> proxy;
+
+  explicit DataPortProxy(Network network)
+      : dataPort(network == Network::NAMESPACES ? 7402 : refstore::testing::freeTcpPort()),
+        proxyPort(network == Network::NAMESPACES ? 7403 : refstore::testing::freeTcpPort()) {}
+  HostArgs args() const {
+    return [this](const refstore::testing::Host& host) {
+      if (host.index() != 0) return std::vector<std::string>{};
+      return std::vector<std::string>{"--data", host.ip() + ":" + std::to_string(dataPort),
+                                      "--data-advertise",
+                                      host.ip() + ":" + std::to_string(proxyPort)};
+    };
+  }
+  void start(Hosts& hosts) {
+    refstore::testing::FaultProxyOptions options;
+    options.listen = hosts[0].ip() + ":" + std::to_string(proxyPort);
+    options.target = hosts[0].ip() + ":" + std::to_string(dataPort);
+    if (hosts.namespaces()) options.networkNamespace = hosts.namespaces()->path(0);
+    proxy = std::make_unique<refstore::testing::FaultProxy>(options);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("bytes corrupted or cut in flight are detected, copied again from the last good chunk, "
+          "and never served when they stay wrong") {
+  using refstore::testing::Break;
+  using refstore::testing::Corruption;
+  using refstore::testing::Direction;
+  DataPortProxy data(refstore::testing::testNetwork());
+  Hosts hosts(hostsOptions(2, data.args()));
+  data.start(hosts);
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  constexpr uint64_t kSize = 20u << 20;  // five chunks of the data plane
+  auto& proxy = *data.proxy;
+
+  SUBCASE("one flipped byte: that chunk fails its check, the copy resumes from it") {
+    Corruption flip;
+    flip.direction = Direction::TO_CLIENT;
+    flip.offset = 10u << 20;  // in the third chunk
+    flip.limit = 1;
+    proxy.corrupt(flip);
+    Ref remote = onB.restore(makeValue(onA, kSize, 21).share(60, 1));
+    CHECK(refstore::testing::checkPattern(remote.view(30).data(), kSize, 21));
+    CHECK(proxy.counters().corruptedBytes == 1);
+    CHECK(proxy.counters().connections >= 2);  // a second data connection resumed
+    // Resumed, not started over: the good chunks before the bad one were kept.
+    CHECK(proxy.counters().bytesToClient < 2 * kSize);
+  }
+  SUBCASE("a data connection cut halfway: the copy resumes where it broke") {
+    proxy.breakAfter(Direction::TO_CLIENT, 9u << 20, Break::CUT, 0);
+    Ref remote = onB.restore(makeValue(onA, kSize, 22).share(60, 1));
+    CHECK(refstore::testing::checkPattern(remote.view(30).data(), kSize, 22));
+    CHECK(proxy.counters().cuts == 1);
+    CHECK(proxy.counters().bytesToClient < 2 * kSize);
+  }
+  SUBCASE("bytes corrupted on every attempt: CORRUPTED, and no reader ever sees them") {
+    Corruption always;
+    always.direction = Direction::TO_CLIENT;
+    always.offset = 100;
+    always.every = 1u << 20;
+    proxy.corrupt(always);
+    Ref remote = onB.restore(makeValue(onA, kSize, 23).share(60, 1));
+    std::string message;
+    CHECK(codeOf([&]() { remote.view(30); }, &message) == ErrorCode::CORRUPTED);
+    INFO(message);
+    CHECK(codeOf([&]() { remote.readAll(30); }) == ErrorCode::CORRUPTED);
+    CHECK(onB.stats().bytesPulledTotal == 0);
+    // Once the link is healthy again, the next reader copies it correctly.
+    proxy.clearCorruption();
+    CHECK(refstore::testing::checkPattern(remote.view(30).data(), kSize, 23));
+  }
+  CHECK(eventually([&]() { return idle(onA) && idle(onB); }, 10));
+}
+
+TEST_CASE("prefetch copies a value here before its first read, once") {
+  Hosts hosts(hostsOptions(2));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a), onB = clientOf(b);
+  constexpr uint64_t kSize = 6u << 20;
+  Ref value = makeValue(onA, kSize, 41);
+  Ref remote = onB.restore(value.share(60));
+  CHECK(onB.stats().bytesPulledTotal == 0);  // restoring copies nothing
+  remote.prefetch(30);
+  Stats s = onB.stats();
+  CHECK(s.bytesPulledTotal == kSize);
+  CHECK(s.pullsTotal == 1);
+  CHECK(s.pullsInFlight == 0);
+  CHECK(refstore::testing::checkPattern(remote.view(20).data(), kSize, 41));
+  remote.prefetch(30);  // already here
+  value.prefetch(30);   // a local value in memory: nothing to do
+  CHECK(onB.stats().pullsTotal == 1);
+  // A promise is waited for first, then copied.
+  Promise promise = onA.promise();
+  Ref later = onB.restore(promise.ref.share(60));
+  auto& io = async::ioContext(onB);
+  auto prefetched = async::prefetch(later).eagerlyEvaluate(nullptr);
+  io.waitScope.poll();
+  CHECK(onB.stats().pullsTotal == 1);
+  promise.fulfiller.fulfill("settled", 7);
+  prefetched.wait(io.waitScope);
+  CHECK(onB.stats().pullsTotal == 2);
+  CHECK(text(later.readAll(10)) == "settled");
+}
+
+TEST_CASE("a connection no reference uses is closed, and dialed again when one does") {
+  Hosts hosts(hostsOptions(2, [](const refstore::testing::Host&) {
+    return std::vector<std::string>{"--peer-idle-ms", "300"};
+  }));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  Ref value = onA.put("kept by A", 9);
+  std::string token = value.share(60);
+  {
+    Ref remote = onB.restore(token);
+    CHECK(text(remote.readAll(10)) == "kept by A");
+    sleep(1);  // idle time passes, but a reference uses the connection: it stays
+    REQUIRE(onB.peers().size() == 1);
+    CHECK(onB.peers()[0].state == "up");
+  }
+  // The last reference over it went: both daemons let the connection go.
+  CHECK(eventually([&]() { return onB.peers().empty() && onA.peers().empty(); }, 10));
+  CHECK(onA.stats().remoteHolders == 0);
+  Ref again = onB.restore(token);
+  CHECK(text(again.readAll(10)) == "kept by A");
+  CHECK(onB.peers().size() == 1);
+}
+
+TEST_SUITE("namespaces only") {
+TEST_CASE("a link down for less than the grace period loses no reference") {
+  Hosts hosts(hostsOptions(2, [](const refstore::testing::Host&) {
+    return std::vector<std::string>{"--peer-grace-ms", "6000"};
+  }));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  std::optional<Ref> remote;
+  {
+    Ref value = makeValue(onA, 1u << 20, 31);
+    remote = onB.restore(value.share(60, 1));
+    CHECK(refstore::testing::checkPattern(remote->view(20).data(), 1u << 20, 31));
+  }
+  b.setLink(false);
+  CHECK(eventually([&]() { return onA.stats().detachedHolders == 1; }, 10));
+  b.setLink(true);
+  CHECK(eventually([&]() {
+    Stats s = onA.stats();
+    return s.detachedHolders == 0 && s.remoteHolders == 1;
+  }, 10));
+  sleep(7);  // past the first disconnect's grace period
+  CHECK(onA.stats().objects == 1);
+  CHECK(remote->share(60).size() > 0);  // the owner is reachable again
+  remote.reset();
+  CHECK(eventually([&]() { return idle(onB) && onA.stats().remoteHolders == 0; }, 10));
+}
+}  // TEST_SUITE("namespaces only")

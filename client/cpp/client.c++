@@ -266,6 +266,10 @@ kj::Promise<ObjectInfo> whenReady(const Ref& ref) {
       [](capnp::Response<proto::Ref::WhenReadyResults> reply) { return toInfo(reply.getInfo()); });
 }
 
+kj::Promise<void> prefetch(const Ref& ref) {
+  return Factory::state(ref).ref.prefetchRequest().send().ignoreResult();
+}
+
 kj::Promise<Ref> adopt(Client& client, proto::Ref::Client ref) {
   auto connection = Factory::usable(client);
   auto request = connection->store.adoptRequest();
@@ -353,6 +357,10 @@ std::string Ref::share(uint32_t ttlSeconds, uint32_t uses) const {
 
 ObjectInfo Ref::whenReady(double timeoutSeconds) const {
   return Factory::state(*this).connection->wait(async::whenReady(*this), timeoutSeconds);
+}
+
+void Ref::prefetch(double timeoutSeconds) const {
+  Factory::state(*this).connection->wait(async::prefetch(*this), timeoutSeconds);
 }
 
 std::vector<Ref> Ref::children() const {

@@ -34,6 +34,7 @@ kj::Promise<View> view(const Ref& ref);
 // Client::restoreView: restore and view in one round trip.
 kj::Promise<View> restoreView(Client& client, std::string token);
 kj::Promise<ObjectInfo> whenReady(const Ref& ref);
+kj::Promise<void> prefetch(const Ref& ref);
 
 // The Store capability of the client's connection, for calls the client API does not wrap
 // (e.g. pipelining many puts without waiting for each).

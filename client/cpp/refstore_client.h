@@ -182,6 +182,10 @@ class Ref {
   // Throws REJECTED / BROKEN_PROMISE if the promise failed, TIMEOUT after `timeoutSeconds`
   // (negative: wait forever). read/readAll/view wait the same way by themselves.
   ObjectInfo whenReady(double timeoutSeconds = -1) const;
+  // Brings the bytes into this host's memory ahead of a read (another host's value is copied
+  // now; a spilled one comes back from disk) and waits until they are there (Ref.prefetch).
+  // To prefetch without waiting, use async::prefetch and keep or drop the promise.
+  void prefetch(double timeoutSeconds = -1) const;
   // New Refs to the nested references this value was sealed with.
   std::vector<Ref> children() const;
   // Pins the value under `name` until Client::unname (see Client::lookup).

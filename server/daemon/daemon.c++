@@ -201,6 +201,7 @@ void Daemon::startPeers() {
   peerOptions.heartbeat = options.heartbeatMillis * kj::MILLISECONDS;
   peerOptions.timeout = options.peerTimeoutMillis * kj::MILLISECONDS;
   peerOptions.grace = options.peerGraceMillis * kj::MILLISECONDS;
+  peerOptions.idle = options.peerIdleMillis * kj::MILLISECONDS;
   KJ_IF_MAYBE(context, tls) { peerOptions.tls = **context; }
   auto& directory = *peers.emplace(kj::heap<PeerDirectory>(
       *services, io.provider->getNetwork(), timer, *busyPoll, ticketBook, kj::mv(peerOptions)));

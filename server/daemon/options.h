@@ -29,6 +29,7 @@ struct DaemonOptions {
   uint64_t heartbeatMillis = 1000;
   uint64_t peerTimeoutMillis = 5000;
   uint64_t peerGraceMillis = 15000;
+  uint64_t peerIdleMillis = 30000;
   // TLS on the TCP listener and on connections to other daemons (all three, or none).
   kj::Maybe<kj::String> tlsCert, tlsKey, tlsCa;
   uint64_t busyPollMicros = 100;

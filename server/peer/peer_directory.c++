@@ -124,7 +124,7 @@ kj::Maybe<PeerLink&> PeerDirectory::linkOf(gc::ClientId client) {
 }
 
 kj::Maybe<PeerLink&> PeerDirectory::upLink(gc::PeerId origin) {
-  KJ_IF_MAYBE(link, upByOrigin.find(origin)) { return **link; }
+  KJ_IF_MAYBE(link, upByOrigin.find(origin)) { return used(**link); }
   return nullptr;
 }
 
@@ -147,12 +147,12 @@ kj::Promise<PeerLink*> PeerDirectory::link(kj::StringPtr address, gc::PeerId exp
         RS_FAIL(WRONG_STORE, "the refstored at ", address, " has restarted since (it is ",
                 kj::hex(candidate->origin), ", the token's owner was ", kj::hex(expected), ")");
       }
-      return candidate.get();
+      return &used(*candidate);
     }
   }
   if (expected != 0) {
     KJ_IF_MAYBE(up, upByOrigin.find(expected)) {
-      if (usable(**up)) return *up;
+      if (usable(**up)) return &used(**up);
     }
   }
   KJ_IF_MAYBE(inFlight, dialing.find(address)) {
@@ -315,6 +315,7 @@ void PeerDirectory::up(PeerLink& link) {
   if (link.state == PeerLink::State::DOWN) return;
   link.state = PeerLink::State::UP;
   link.lastHeard = timer.now();
+  link.lastUsed = timer.now();
   upByOrigin.upsert(link.origin, &link, [](PeerLink*& old, PeerLink* now) { old = now; });
   link.heartbeatTask = heartbeatLoop(link).eagerlyEvaluate([](kj::Exception&& e) {
     logDebug("heartbeat ended: ", e.getDescription());
@@ -353,6 +354,20 @@ void PeerDirectory::down(PeerLink& link, kj::StringPtr why) {
   }));
 }
 
+PeerLink& PeerDirectory::used(PeerLink& link) {
+  link.lastUsed = timer.now();
+  return link;
+}
+
+bool PeerDirectory::idle(PeerLink& link) {
+  // Only the side that dialed closes, so that both never close (and redial) at once.
+  if (!link.outgoing || config.idle == 0 * kj::SECONDS) return false;
+  if (timer.now() - link.lastUsed < config.idle) return false;
+  uint64_t proxies = 0;
+  KJ_IF_MAYBE(counter, proxiesOf) { proxies = (*counter)(link.origin); }
+  return proxies == 0 && services.store.remoteHolds().remoteHoldersOf(link.origin) == 0;
+}
+
 kj::Promise<void> PeerDirectory::heartbeatLoop(PeerLink& link) {
   return timer.afterDelay(config.heartbeat).then([this, &link]() -> kj::Promise<void> {
     if (link.state != PeerLink::State::UP) return kj::READY_NOW;
@@ -363,6 +378,15 @@ kj::Promise<void> PeerDirectory::heartbeatLoop(PeerLink& link) {
         KJ_IF_MAYBE(abort, state->abort) { (*abort)(); }
       }
       down(link, "heartbeat timeout");
+      return kj::READY_NOW;
+    }
+    if (idle(link)) {
+      logInfo("closing the connection to peer ", kj::hex(link.origin), " at ", link.address,
+              ": no reference has used it for ", config.idle / kj::MILLISECONDS, " ms");
+      KJ_IF_MAYBE(state, services.findConnection(link.client)) {
+        KJ_IF_MAYBE(abort, state->abort) { (*abort)(); }
+      }
+      down(link, "idle");
       return kj::READY_NOW;
     }
     link.heartbeatsSent++;

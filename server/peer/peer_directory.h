@@ -83,6 +83,9 @@ class PeerDirectory final: public PeerGateway, private kj::TaskSet::ErrorHandler
   void up(PeerLink& link);
   void down(PeerLink& link, kj::StringPtr why);
   kj::Promise<void> heartbeatLoop(PeerLink& link);
+  PeerLink& used(PeerLink& link);  // notes that a reference is about to use it
+  // An outgoing link no reference uses, unused for the idle time: closed (PeerOptions::idle).
+  bool idle(PeerLink& link);
   void armGrace();
   kj::Promise<void> graceLoop();
   PeerLink* byClient(gc::ClientId client);

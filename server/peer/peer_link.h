@@ -26,6 +26,7 @@ struct PeerLink {
   proto::Store::Client store = nullptr;
   peer::PeerService::Client service = nullptr;
   kj::TimePoint lastHeard = kj::origin<kj::TimePoint>();
+  kj::TimePoint lastUsed = kj::origin<kj::TimePoint>();  // last handed out by PeerDirectory
   uint64_t heartbeatsSent = 0;
   kj::Promise<void> heartbeatTask = nullptr;
 

@@ -25,6 +25,10 @@ struct PeerOptions {
   // back (--peer-grace-ms); and how long a reader keeps trying to reach a lost owner.
   kj::Duration grace = 15 * kj::SECONDS;
   kj::Duration connectTimeout = 5 * kj::SECONDS;
+  // A connection this daemon dialed is closed once no reference has flowed over it either way
+  // (no proxy of the peer's objects here, no hold of the peer on ours) and it has not been used
+  // for this long (--peer-idle-ms); 0: kept for as long as both daemons live.
+  kj::Duration idle = 30 * kj::SECONDS;
   // TLS for peer connections (both ways) when set: certificates are checked against its CA.
   kj::Maybe<kj::TlsContext&> tls;
 };

@@ -388,12 +388,15 @@ void RemoteObjects::fillStats(proto::Stats::Builder stats) {
 
 // ---- copying the bytes ----------------------------------------------------------------------
 
-kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id) {
+kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
   Proxy& p = proxy(id);
   if (store.record(id).bytesLocal) return kj::READY_NOW;
-  KJ_IF_MAYBE(inFlight, p.pulling) { return inFlight->addBranch(); }
+  KJ_IF_MAYBE(inFlight, p.pulling) {
+    if (wanted == Wanted::BY_READER) openPrefetchGate(p);  // a reader waits for it now
+    return inFlight->addBranch();
+  }
   pullsInFlight++;
-  auto pulled = pull(id).then(
+  auto pulled = pull(id, wanted).then(
       [this, id]() {
         pullsInFlight--;
         KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->pulling); }
@@ -420,12 +423,41 @@ struct RemoteObjects::PullState final: public kj::Refcounted {
   bool retriedWhole = false;  // the whole value failed its check once already
 };
 
-kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
-  return whenSettled(id).then([this, id]() {
+class RemoteObjects::ReaderReserving {
+ public:
+  explicit ReaderReserving(RemoteObjects& remote): remote(remote) { remote.readersReserving++; }
+  ~ReaderReserving() {
+    if (--remote.readersReserving > 0) return;
+    for (auto& entry: remote.proxies) remote.openPrefetchGate(*entry.value);
+  }
+  KJ_DISALLOW_COPY(ReaderReserving);
+
+ private:
+  RemoteObjects& remote;
+};
+
+void RemoteObjects::openPrefetchGate(Proxy& p) {
+  KJ_IF_MAYBE(gate, p.prefetchGate) { (*gate)->fulfill(); }
+  p.prefetchGate = nullptr;
+}
+
+kj::Promise<void> RemoteObjects::afterReaders(gc::ObjectId id) {
+  if (readersReserving == 0) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  proxy(id).prefetchGate = kj::mv(paf.fulfiller);
+  return kj::mv(paf.promise);
+}
+
+kj::Promise<void> RemoteObjects::pull(gc::ObjectId id, Wanted wanted) {
+  return whenSettled(id).then([this, id, wanted]() {
+    return wanted == Wanted::AHEAD ? afterReaders(id) : kj::Promise<void>(kj::READY_NOW);
+  }).then([this, id, wanted]() {
     uint64_t size = store.record(id).size;
     // The copy waits for memory like a create (admission control, spilling), in the daemon's
-    // own line (client 0).
-    return store.reserve(size, 0 * kj::SECONDS, /*client=*/0);
+    // own line (client 0). Prefetches wait their turn behind readers (afterReaders).
+    auto reserved = store.reserve(size, 0 * kj::SECONDS, /*client=*/0);
+    if (wanted == Wanted::BY_READER) reserved = reserved.attach(kj::heap<ReaderReserving>(*this));
+    return reserved;
   }).then([this, id](kj::Own<Reservation> memory) {
     auto state = kj::refcounted<PullState>(kj::mv(memory), store.record(id).size);
     return pullAttempt(id, kj::mv(state));

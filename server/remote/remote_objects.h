@@ -43,7 +43,7 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
 
   // ProxyDoor.
   kj::Promise<void> whenSettled(gc::ObjectId proxy) override;
-  kj::Promise<void> whenLocal(gc::ObjectId proxy) override;
+  kj::Promise<void> whenLocal(gc::ObjectId proxy, Wanted wanted) override;
   void reclaimed(const gc::ObjectRecord& proxy) override;
 
   // RemoteGateway.
@@ -68,6 +68,9 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
     bool ownerLost = false;
     kj::Maybe<kj::ForkedPromise<void>> settling;
     kj::Maybe<kj::ForkedPromise<void>> pulling;
+    // A prefetch's copy waiting for readers' copies to get their memory first; fulfilled when
+    // none waits, or when a reader wants this very value.
+    kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> prefetchGate;
   };
   struct IdKey {
     uint64_t hi, lo;
@@ -99,7 +102,11 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   kj::Promise<void> reattachAll(PeerLink& link);
   void ownerIsLost(gc::PeerId owner, kj::StringPtr why);
   struct PullState;
-  kj::Promise<void> pull(gc::ObjectId id);
+  kj::Promise<void> pull(gc::ObjectId id, Wanted wanted);
+  // Readers first: resolves when no reader's copy waits for memory (or a reader wants `id`).
+  kj::Promise<void> afterReaders(gc::ObjectId id);
+  void openPrefetchGate(Proxy& proxy);
+  class ReaderReserving;  // counts a reader's copy waiting for memory while it lives
   kj::Promise<void> pullAttempt(gc::ObjectId id, kj::Own<PullState> state);
 
   RpcServices& services;
@@ -111,6 +118,7 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   kj::HashMap<gc::PeerId, kj::ForkedPromise<PeerLink*>> reconnecting;
   kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
   uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
+  uint64_t readersReserving = 0;  // readers' copies waiting for memory
   kj::TaskSet tasks{*this};  // things dropped later
 };
 

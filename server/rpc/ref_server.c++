@@ -146,6 +146,12 @@ kj::Promise<void> RefServer::read(ReadContext context) {
       });
 }
 
+kj::Promise<void> RefServer::prefetch(PrefetchContext context) {
+  context.allowCancellation();  // the copy itself goes on (the remote module keeps it)
+  ref->held();  // FAILED_PRECONDITION if this Ref was released
+  return store.whenReady(id).then([this]() { return store.prefetch(store.resolve(id)); });
+}
+
 kj::Promise<void> RefServer::view(ViewContext context) {
   context.allowCancellation();  // a call that waits ends with its connection
   ref->held();  // FAILED_PRECONDITION if this Ref was released

@@ -79,6 +79,7 @@ class RefServer final: public proto::Ref::Server {
   kj::Promise<void> info(InfoContext context) override;
   kj::Promise<void> read(ReadContext context) override;
   kj::Promise<void> view(ViewContext context) override;
+  kj::Promise<void> prefetch(PrefetchContext context) override;
   kj::Promise<void> share(ShareContext context) override;
   kj::Promise<void> whenReady(WhenReadyContext context) override;
   kj::Promise<void> children(ChildrenContext context) override;

@@ -162,10 +162,18 @@ kj::ArrayPtr<kj::byte> ObjectStore::bytes(gc::ObjectId id) {
 Location ObjectStore::location(gc::ObjectId id) const { return memory.locationOf(record(id)); }
 
 kj::Promise<void> ObjectStore::ensureResident(gc::ObjectId id) {
+  return bringHere(id, ProxyDoor::Wanted::BY_READER);
+}
+
+kj::Promise<void> ObjectStore::prefetch(gc::ObjectId id) {
+  return bringHere(id, ProxyDoor::Wanted::AHEAD);
+}
+
+kj::Promise<void> ObjectStore::bringHere(gc::ObjectId id, ProxyDoor::Wanted wanted) {
   const gc::ObjectRecord& object = record(id);  // NOT_FOUND if it is gone
   if (object.state == gc::ObjectState::REMOTE) {
     if (object.bytesLocal) return kj::READY_NOW;
-    return KJ_ASSERT_NONNULL(proxies).whenLocal(id);
+    return KJ_ASSERT_NONNULL(proxies).whenLocal(id, wanted);
   }
   KJ_IF_MAYBE(s, spiller) { return (*s)->ensureResident(id); }
   return kj::READY_NOW;

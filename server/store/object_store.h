@@ -115,6 +115,9 @@ class ObjectStore {
   // Brings a spilled object back into memory (CORRUPTED if its hash does not match); resolves
   // at once for objects in memory. Use bytes() in the same turn as it resolves.
   kj::Promise<void> ensureResident(gc::ObjectId id);
+  // The same ahead of any read (Ref.prefetch): a proxy's copy from its owner lets readers'
+  // copies reserve memory first.
+  kj::Promise<void> prefetch(gc::ObjectId id);
   // The bytes of `id` (owns bytes, resident: resolve() and ensureResident() first). Marks it
   // recently used.
   kj::ArrayPtr<kj::byte> bytes(gc::ObjectId id);
@@ -156,6 +159,7 @@ class ObjectStore {
   StoreStats stats() const;
 
  private:
+  kj::Promise<void> bringHere(gc::ObjectId id, ProxyDoor::Wanted wanted);
   void reclaim(const gc::ObjectRecord& record);  // gc callback: give the memory back
   // After gc refused to attach `children` to `id`: throws the precise reason.
   [[noreturn]] void throwChildrenRefused(gc::ObjectId id,

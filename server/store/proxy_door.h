@@ -17,9 +17,12 @@ class ProxyDoor {
   // Resolves once the proxied object is settled on its owner (at once unless it is a promise
   // there); throws REJECTED, BROKEN_PROMISE or OWNER_LOST as the owner's object failed.
   virtual kj::Promise<void> whenSettled(gc::ObjectId proxy) = 0;
+  // Who wants a proxy's bytes here: a reader waits for them; a prefetch gets them ahead of
+  // time, and lets readers' copies have memory first.
+  enum class Wanted { BY_READER, AHEAD };
   // Resolves once the proxy's bytes are in local memory, copying them from the owner if needed;
   // throws OWNER_LOST, CORRUPTED, OUT_OF_MEMORY, ...
-  virtual kj::Promise<void> whenLocal(gc::ObjectId proxy) = 0;
+  virtual kj::Promise<void> whenLocal(gc::ObjectId proxy, Wanted wanted) = 0;
   // The proxy was freed (its local copy already given back): drop the owner's reference.
   virtual void reclaimed(const gc::ObjectRecord& proxy) = 0;
 };
@@ -31,7 +34,9 @@ class ProxyDoorHandle final: public ProxyDoor {
  public:
   void connect(ProxyDoor& door) { target = door; }
   kj::Promise<void> whenSettled(gc::ObjectId proxy) override { return get().whenSettled(proxy); }
-  kj::Promise<void> whenLocal(gc::ObjectId proxy) override { return get().whenLocal(proxy); }
+  kj::Promise<void> whenLocal(gc::ObjectId proxy, Wanted wanted) override {
+    return get().whenLocal(proxy, wanted);
+  }
   void reclaimed(const gc::ObjectRecord& proxy) override { get().reclaimed(proxy); }
 
  private:
