@@ -1,0 +1,57 @@
+// The cross-host workloads, in the order that says most first (BENCHMARKS.md, "Many hosts").
+#include <string.h>
+#include <unistd.h>
+
+#include <stdexcept>
+
+#include "tools/bench/bytes.h"
+#include "tools/bench/xhost.h"
+
+namespace refbench {
+
+Xhost::Xhost(Context& ctx, BenchHosts& hosts): ctx(ctx), hosts(hosts) {
+  for (size_t i = 0; i < hosts.size(); i++) {
+    clients.push_back(refstore::Client::connect(hosts[i].socket()));
+  }
+}
+
+void Xhost::waitNoProxies(size_t host) {
+  for (int i = 0; on(host).stats().proxies != 0; i++) {
+    if (i > 20000) throw std::runtime_error("host " + std::to_string(host) + " keeps a proxy");
+    usleep(100);
+  }
+}
+
+refstore::Ref Xhost::makeValue(size_t host, uint64_t size, uint64_t seed) {
+  refstore::WriteBuffer buffer = on(host).create(size);
+  fillPattern(buffer.data(), size, seed);
+  return buffer.seal();
+}
+
+std::string linkName(size_t from, size_t to) {
+  return "loopback " + BenchHosts::ip(from) + " -> " + BenchHosts::ip(to);
+}
+
+void checkValue(const uint8_t* data, uint64_t size, uint64_t seed, const char* what) {
+  // fillPattern's word i is seed * K + i * K': check the first, middle and last whole words.
+  const uint64_t base = seed * 0x9E3779B97F4A7C15ull, step = 0xD6E8FEB86659FD93ull;
+  uint64_t words = size / 8;
+  for (uint64_t i: {uint64_t(0), words / 2, words - 1}) {
+    uint64_t word;
+    memcpy(&word, data + i * 8, 8);
+    if (words > 0 && word != base + i * step) {
+      throw std::runtime_error(std::string(what) + ": the value's bytes are wrong");
+    }
+  }
+}
+
+void runXhost(Context& ctx) {
+  // Four hosts: 0 owns the values, 1 reads them, 2 and 3 join for fan-out and broadcast.
+  // Memory: the 1 GiB cases need a value on the owner and a copy on each reader.
+  BenchHosts hosts(ctx, 4, "host", ctx.quick() ? "1G" : "3G");
+  Xhost x(ctx, hosts);
+  ctx.report.set("xhost_link", linkName(0, 1));
+  xhostPull(x);
+}
+
+}  // namespace refbench
