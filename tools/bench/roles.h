@@ -28,7 +28,8 @@ int runSocketSink(const std::vector<std::string>& args);
 int runTcpReceiver(const std::vector<std::string>& args);
 
 // role_worker.c++. `worker <bench socket> <refstore socket>`: serves bench.capnp's Worker
-// (echo, by-value sinks, the pipeline's f and add in both forms) and answers "ready".
+// (echo, by-value sinks, the pipeline's f and add in both forms) and answers "ready". With
+// `tcp:<ip>` instead of the socket it listens on TCP there (any free port): "ready <port>".
 int runWorker(const std::vector<std::string>& args);
 
 // Reads one line from stdin ("" at EOF); writes one line to stdout and flushes.

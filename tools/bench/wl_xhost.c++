@@ -1,10 +1,16 @@
 // The cross-host workloads, in the order that says most first (BENCHMARKS.md, "Many hosts").
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <stdexcept>
 
+#include "client/cpp/refstore_async.h"
 #include "tools/bench/bytes.h"
+#include "tools/bench/raw_tcp.h"
 #include "tools/bench/xhost.h"
 
 namespace refbench {
@@ -26,6 +32,45 @@ refstore::Ref Xhost::makeValue(size_t host, uint64_t size, uint64_t seed) {
   refstore::WriteBuffer buffer = on(host).create(size);
   fillPattern(buffer.data(), size, seed);
   return buffer.seal();
+}
+
+kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const std::string& fromIp,
+                                       const std::string& toIp, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in from = ipv4Address(fromIp, 0), to = ipv4Address(toIp, port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) < 0 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) < 0) {
+    int error = errno;
+    close(fd);
+    throw std::runtime_error("cannot connect " + fromIp + " -> " + toIp + ": " + strerror(error));
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // as kj's connect() does
+  // wrapSocketFd makes it non-blocking.
+  return io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+}
+
+namespace {
+
+Child startTcpWorker(Xhost& x, size_t atHost, int& port) {
+  Child child = Child::role("worker", {"tcp:" + BenchHosts::ip(atHost), x.hosts[atHost].socket()});
+  std::string ready = child.receive();  // "ready <port>"
+  port = std::stoi(ready.substr(6));
+  return child;
+}
+
+}  // namespace
+
+TcpWorker::TcpWorker(Xhost& x, size_t atHost, size_t fromHost)
+    : process(startTcpWorker(x, atHost, port)),
+      stream(connectFrom(refstore::async::ioContext(x.on(fromHost)), BenchHosts::ip(fromHost),
+                         BenchHosts::ip(atHost), port)),
+      rpc(*stream),
+      worker(rpc.bootstrap().castAs<proto::Worker>()) {}
+
+void idleLongerThanBusyPolls() {
+  struct timespec gap = {0, 300 * 1000};
+  nanosleep(&gap, nullptr);
 }
 
 std::string linkName(size_t from, size_t to) {
@@ -52,6 +97,10 @@ void runXhost(Context& ctx) {
   Xhost x(ctx, hosts);
   ctx.report.set("xhost_link", linkName(0, 1));
   xhostPull(x);
+  xhostFirstRead(x);
+  xhostHandoff(x);
+  xhostFanout(x);
+  xhostRelease(x);
 }
 
 }  // namespace refbench

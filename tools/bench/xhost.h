@@ -3,10 +3,15 @@
 // run. One file per measurement (xhost_*.c++); wl_xhost.c++ runs them in order.
 #pragma once
 
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
 #include <string>
 
 #include "client/cpp/refstore_client.h"
+#include "tools/bench/bench.capnp.h"
 #include "tools/bench/bench_hosts.h"
+#include "tools/bench/processes.h"
 #include "tools/bench/workloads.h"
 
 namespace refbench {
@@ -29,7 +34,33 @@ struct Xhost {
 // The link measured: "loopback 127.0.0.2 -> 127.0.0.3" and so on.
 std::string linkName(size_t from, size_t to);
 
-void xhostPull(Xhost& x);  // pull_1GiB_vs_raw_tcp and the pull throughput by size
+// A TCP connection from `fromIp` (bound, any port) to `toIp`:`port`, on the event loop `io`:
+// kj's network API cannot choose the source address, and a cross-host baseline must leave from
+// the sending host's address like the daemons' connections do.
+kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const std::string& fromIp,
+                                       const std::string& toIp, int port);
+
+// A `worker` helper (bench.capnp Worker: echo, by-value sinks) listening on TCP at host
+// `atHost`'s address, and refbench's connection to it from host `fromHost`'s address: the
+// Cap'n Proto baselines across the link.
+struct TcpWorker {
+  TcpWorker(Xhost& x, size_t atHost, size_t fromHost);
+  int port = 0;  // first: the process's start-up sets it, the connection uses it
+  Child process;
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient rpc;
+  proto::Worker::Client worker;
+};
+
+// Sleeps 300 us: longer than every busy poll (the daemons' and clients' 100 us), so each timed
+// call starts with its servers asleep, as wl_view.c++ does for the local echo.
+void idleLongerThanBusyPolls();
+
+void xhostPull(Xhost& x);       // pull_1GiB_vs_raw_tcp and the pull throughput by size
+void xhostFirstRead(Xhost& x);  // xhost_first_read_over_echo: restore + read 1 KiB vs an echo
+void xhostHandoff(Xhost& x);    // xhost_handoff_64MiB_vs_by_value, with raw TCP too
+void xhostFanout(Xhost& x);     // xhost_fanout_4_readers: four readers on B, one transfer
+void xhostRelease(Xhost& x);    // xhost_release_ms: last drop on B -> freed on A
 // Spot checks of a value made by makeValue (a few words, not every byte: the daemon has
 // verified the whole value against its XXH3-128 already).
 void checkValue(const uint8_t* data, uint64_t size, uint64_t seed, const char* what);
