@@ -101,6 +101,7 @@ void runXhost(Context& ctx) {
   xhostHandoff(x);
   xhostFanout(x);
   xhostRelease(x);
+  xhostTls(x);
 }
 
 }  // namespace refbench

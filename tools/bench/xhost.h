@@ -56,11 +56,19 @@ struct TcpWorker {
 // call starts with its servers asleep, as wl_view.c++ does for the local echo.
 void idleLongerThanBusyPolls();
 
+// One pull: host 1 restores a fresh token of `owned` (on host 0, made by makeValue with
+// `seed`) and views it; seconds from the restore to the View in hand (the token and the
+// clean-up, host 1 freeing its copy, untimed).
+double timePull(Xhost& x, const refstore::Ref& owned, uint64_t seed);
+
 void xhostPull(Xhost& x);       // pull_1GiB_vs_raw_tcp and the pull throughput by size
 void xhostFirstRead(Xhost& x);  // xhost_first_read_over_echo: restore + read 1 KiB vs an echo
 void xhostHandoff(Xhost& x);    // xhost_handoff_64MiB_vs_by_value, with raw TCP too
 void xhostFanout(Xhost& x);     // xhost_fanout_4_readers: four readers on B, one transfer
 void xhostRelease(Xhost& x);    // xhost_release_ms: last drop on B -> freed on A
+// pull_tls_vs_plain: the pull between two more hosts with --tls-* (certificates made with
+// openssl in the run's directory) against the plain pull of `x`; skipped without openssl.
+void xhostTls(Xhost& x);
 // Spot checks of a value made by makeValue (a few words, not every byte: the daemon has
 // verified the whole value against its XXH3-128 already).
 void checkValue(const uint8_t* data, uint64_t size, uint64_t seed, const char* what);

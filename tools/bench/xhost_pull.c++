@@ -20,6 +20,19 @@
 
 namespace refbench {
 
+double timePull(Xhost& x, const refstore::Ref& owned, uint64_t seed) {
+  std::string token = owned.share(60, 1);
+  double start = now(), seconds;
+  {
+    refstore::Ref ref = x.on(1).restore(token);
+    refstore::View view = ref.view();
+    seconds = now() - start;
+    checkValue(view.data(), view.size(), seed, "pull");
+  }
+  x.waitNoProxies(1);
+  return seconds;
+}
+
 void xhostPull(Xhost& x) {
   std::vector<uint64_t> sizes = x.ctx.quick() ? std::vector<uint64_t>{MiB, 16 * MiB, 256 * MiB}
                                               : sizeRange(MiB, GiB, 4);
@@ -48,23 +61,9 @@ void xhostPull(Xhost& x) {
       }();
     };
     auto pull = [&]() {
-      double seconds = 0;
-      auto body = [&]() {
-        std::string token = owned.share(60, 1);
-        double start = now();
-        refstore::Ref ref = x.on(1).restore(token);
-        refstore::View view = ref.view();
-        seconds = now() - start;
-        if (view.size() != size) throw std::runtime_error("pull: wrong size");
-        checkValue(view.data(), size, 31, "pull");
-      };
-      // Timed inside (the token and the clean-up are not part of a pull).
+      // Small pulls take a millisecond or two: a sample is the median of a block of them.
       std::vector<double> block;
-      for (int i = 0; i < (size <= 4 * MiB ? 8 : 1); i++) {
-        body();
-        block.push_back(seconds);
-        x.waitNoProxies(1);
-      }
+      for (int i = 0; i < (size <= 4 * MiB ? 8 : 1); i++) block.push_back(timePull(x, owned, 31));
       return summarize(block).median;
     };
     auto rawCopy = [&]() {
