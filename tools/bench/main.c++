@@ -32,6 +32,7 @@ const char* const USAGE =
     "usage: refbench [--quick] [--json] [--csv DIR] [--only w1,w2] [--reps N] [--warmup N]\n"
     "                [--refstored PATH] [--refstored-arg ARG]... [--memory SIZE]\n"
     "                [--redis-server PATH] [--small-sizes N,..] [--small-modes 1x1,8x16,..]\n"
+    "                [--xhost-parts pull,first_read,handoff,fanout,release,tls]\n"
     "workloads: transfer put_large view small_ops handoff pipeline scale reclaim pressure xhost\n";
 
 struct Workload {
@@ -89,6 +90,8 @@ Options parse(int argc, char** argv) {
       for (auto& size: split(value(), ',')) options.smallSizes.push_back(std::stoull(size));
     } else if (arg == "--small-modes") {
       options.smallModes = split(value(), ',');
+    } else if (arg == "--xhost-parts") {
+      options.xhostParts = split(value(), ',');
     } else if (arg == "--help" || arg == "-h") {
       std::cout << USAGE;
       exit(0);

@@ -6,10 +6,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "client/cpp/refstore_async.h"
 #include "tools/bench/bytes.h"
+#include "tools/bench/context.h"
 #include "tools/bench/raw_tcp.h"
 #include "tools/bench/xhost.h"
 
@@ -96,12 +98,22 @@ void runXhost(Context& ctx) {
   BenchHosts hosts(ctx, 4, "host", ctx.quick() ? "1G" : "3G");
   Xhost x(ctx, hosts);
   ctx.report.set("xhost_link", linkName(0, 1));
-  xhostPull(x);
-  xhostFirstRead(x);
-  xhostHandoff(x);
-  xhostFanout(x);
-  xhostRelease(x);
-  xhostTls(x);
+  const std::pair<const char*, void (*)(Xhost&)> parts[] = {
+      {"pull", xhostPull},       {"first_read", xhostFirstRead}, {"handoff", xhostHandoff},
+      {"fanout", xhostFanout},   {"release", xhostRelease},      {"tls", xhostTls},
+  };
+  auto& wanted = ctx.options.xhostParts;
+  for (auto& name: wanted) {
+    if (std::none_of(std::begin(parts), std::end(parts),
+                     [&](auto& part) { return name == part.first; })) {
+      throw std::runtime_error("--xhost-parts: no part named " + name);
+    }
+  }
+  for (auto& part: parts) {
+    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), part.first) != wanted.end()) {
+      part.second(x);
+    }
+  }
 }
 
 }  // namespace refbench
