@@ -8,6 +8,7 @@
 // Baselines on the same link, interleaved with the pulls: refbench's raw TCP copy of the same
 // bytes from 127.0.0.2 to a receiver on 127.0.0.3 (raw_tcp.h: a new connection per copy, as
 // each pull opens one; no hashing), and at the largest size iperf3 (one run per round).
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -83,12 +84,13 @@ void xhostPull(Xhost& x) {
     }
     auto samples = interleave(warmupFor(x.ctx, size), repsFor(x.ctx, size), variants);
     Summary pulled = summarize(samples[0]), copied = summarize(samples[1]);
-    Summary iperf = withIperf ? summarize(samples[2]) : Summary{};
+    // Not measured (below the largest size, or no iperf3): null in the JSON, NaN in the CSV.
+    Summary iperf = withIperf ? summarize(samples[2]) : Summary{NAN, NAN, NAN, NAN, NAN, 0};
     std::vector<Value> row = {size, sizeName(size)};
     Table::appendSummary(row, pulled, 1e3);
     Table::appendSummary(row, copied, 1e3);
     Table::appendSummary(row, iperf, 1e3);
-    auto gbps = [&](const Summary& s) { return s.median > 0 ? size / s.median * 1e-9 : 0.0; };
+    auto gbps = [&](const Summary& s) { return size / s.median * 1e-9; };  // NaN stays NaN
     row.push_back(gbps(pulled));
     row.push_back(gbps(copied));
     row.push_back(gbps(iperf));
