@@ -27,6 +27,8 @@ struct Options {
   // (clients x pipeline depth; depth is 1 or 16). Empty = all.
   std::vector<uint64_t> smallSizes;
   std::vector<std::string> smallModes;
+  // --xhost-parts pull,tls: run just these parts of the xhost workload (for profiling one).
+  std::vector<std::string> xhostParts;
 };
 
 struct Context {

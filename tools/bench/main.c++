@@ -32,7 +32,8 @@ const char* const USAGE =
     "usage: refbench [--quick] [--json] [--csv DIR] [--only w1,w2] [--reps N] [--warmup N]\n"
     "                [--refstored PATH] [--refstored-arg ARG]... [--memory SIZE]\n"
     "                [--redis-server PATH] [--small-sizes N,..] [--small-modes 1x1,8x16,..]\n"
-    "workloads: transfer put_large view small_ops handoff pipeline scale reclaim\n";
+    "                [--xhost-parts pull,first_read,handoff,fanout,release,tls]\n"
+    "workloads: transfer put_large view small_ops handoff pipeline scale reclaim pressure xhost\n";
 
 struct Workload {
   const char* name;
@@ -42,6 +43,7 @@ const Workload kWorkloads[] = {
     {"transfer", runTransfer},   {"put_large", runPutLarge}, {"view", runView},
     {"small_ops", runSmallOps},  {"handoff", runHandoff},    {"pipeline", runPipeline},
     {"scale", runScale},         {"reclaim", runReclaim},     {"pressure", runPressure},
+    {"xhost", runXhost},
 };
 
 std::vector<std::string> split(const std::string& text, char separator) {
@@ -88,6 +90,8 @@ Options parse(int argc, char** argv) {
       for (auto& size: split(value(), ',')) options.smallSizes.push_back(std::stoull(size));
     } else if (arg == "--small-modes") {
       options.smallModes = split(value(), ',');
+    } else if (arg == "--xhost-parts") {
+      options.xhostParts = split(value(), ',');
     } else if (arg == "--help" || arg == "-h") {
       std::cout << USAGE;
       exit(0);
@@ -168,6 +172,7 @@ int main(int argc, char** argv) {
       if (role == "holder") return runHolder(args);
       if (role == "socket-sink") return runSocketSink(args);
       if (role == "worker") return runWorker(args);
+      if (role == "tcp-receiver") return runTcpReceiver(args);
       throw std::runtime_error("unknown role " + role);
     }
     return runBenchmarks(parse(argc, argv));

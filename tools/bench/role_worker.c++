@@ -162,17 +162,18 @@ class WorkerImpl final: public proto::Worker::Server {
 }  // namespace
 
 int runWorker(const std::vector<std::string>& args) {
-  if (args.size() != 2) throw std::runtime_error("worker <bench socket> <refstore socket>");
+  if (args.size() != 2) throw std::runtime_error("worker <bench socket>|tcp:<ip> <refstore socket>");
   refstore::Client client = refstore::Client::connect(args[1]);
   kj::AsyncIoContext& io = refstore::async::ioContext(client);
   capnp::TwoPartyServer server(kj::heap<WorkerImpl>(client));
-  unlink(args[0].c_str());
-  auto listener = io.provider->getNetwork()
-                      .parseAddress(kj::str("unix:", args[0].c_str()))
-                      .wait(io.waitScope)
-                      ->listen();
+  // "tcp:<ip>" (the cross-host baselines, xhost.h): TCP on that address, any free port,
+  // announced as "ready <port>". Anything else is a Unix socket path.
+  bool tcp = args[0].rfind("tcp:", 0) == 0;
+  if (!tcp) unlink(args[0].c_str());
+  auto address = tcp ? kj::str(args[0].substr(4).c_str(), ":0") : kj::str("unix:", args[0].c_str());
+  auto listener = io.provider->getNetwork().parseAddress(address).wait(io.waitScope)->listen();
   auto serving = server.listen(*listener).eagerlyEvaluate(nullptr);
-  writeLine("ready");
+  writeLine(tcp ? "ready " + std::to_string(listener->getPort()) : std::string("ready"));
   // Serve until refbench closes our stdin (or dies).
   auto input = io.lowLevelProvider->wrapInputFd(STDIN_FILENO);
   char byte;

@@ -22,8 +22,14 @@ int runHolder(const std::vector<std::string>& args);
 // that many bytes into a warm buffer, reads every byte and writes back the 8-byte checksum.
 int runSocketSink(const std::vector<std::string>& args);
 
+// role_tcp_receiver.c++. `tcp-receiver <ip> read|discard`: the raw TCP baseline between hosts
+// (raw_tcp.h). Answers "ready <port>", then serves connections one after another: an 8-byte
+// length, that many bytes into a warm buffer, 8 bytes back (checksum, or the count).
+int runTcpReceiver(const std::vector<std::string>& args);
+
 // role_worker.c++. `worker <bench socket> <refstore socket>`: serves bench.capnp's Worker
-// (echo, by-value sinks, the pipeline's f and add in both forms) and answers "ready".
+// (echo, by-value sinks, the pipeline's f and add in both forms) and answers "ready". With
+// `tcp:<ip>` instead of the socket it listens on TCP there (any free port): "ready <port>".
 int runWorker(const std::vector<std::string>& args);
 
 // Reads one line from stdin ("" at EOF); writes one line to stdout and flushes.

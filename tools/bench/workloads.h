@@ -20,6 +20,7 @@ void runPipeline(Context& ctx);   // 5. a = f(); b = f(); c = add(a, b), by ref 
 void runScale(Context& ctx);      // 6. put rate and daemon bytes per live object up to 1M
 void runReclaim(Context& ctx);    // 6. last drop / SIGKILL -> memory freed
 void runPressure(Context& ctx);   // 7. 3x-memory workload (spilling) vs raw sequential disk I/O
+void runXhost(Context& ctx);      // 8. many hosts: pulls, handoffs, fan-out... (xhost.h)
 
 // A connection to a `socket-sink` helper (wl_transfer.c++): the raw-socket baseline.
 class RawTransfer {

@@ -1,0 +1,119 @@
+// The cross-host workloads, in the order that says most first (BENCHMARKS.md, "Many hosts").
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "client/cpp/refstore_async.h"
+#include "tools/bench/bytes.h"
+#include "tools/bench/context.h"
+#include "tools/bench/raw_tcp.h"
+#include "tools/bench/xhost.h"
+
+namespace refbench {
+
+Xhost::Xhost(Context& ctx, BenchHosts& hosts): ctx(ctx), hosts(hosts) {
+  for (size_t i = 0; i < hosts.size(); i++) {
+    clients.push_back(refstore::Client::connect(hosts[i].socket()));
+  }
+}
+
+void Xhost::waitNoProxies(size_t host) {
+  for (int i = 0; on(host).stats().proxies != 0; i++) {
+    if (i > 20000) throw std::runtime_error("host " + std::to_string(host) + " keeps a proxy");
+    usleep(100);
+  }
+}
+
+refstore::Ref Xhost::makeValue(size_t host, uint64_t size, uint64_t seed) {
+  refstore::WriteBuffer buffer = on(host).create(size);
+  fillPattern(buffer.data(), size, seed);
+  return buffer.seal();
+}
+
+kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const std::string& fromIp,
+                                       const std::string& toIp, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in from = ipv4Address(fromIp, 0), to = ipv4Address(toIp, port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) < 0 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) < 0) {
+    int error = errno;
+    close(fd);
+    throw std::runtime_error("cannot connect " + fromIp + " -> " + toIp + ": " + strerror(error));
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // as kj's connect() does
+  // wrapSocketFd makes it non-blocking.
+  return io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+}
+
+namespace {
+
+Child startTcpWorker(Xhost& x, size_t atHost, int& port) {
+  Child child = Child::role("worker", {"tcp:" + BenchHosts::ip(atHost), x.hosts[atHost].socket()});
+  std::string ready = child.receive();  // "ready <port>"
+  port = std::stoi(ready.substr(6));
+  return child;
+}
+
+}  // namespace
+
+TcpWorker::TcpWorker(Xhost& x, size_t atHost, size_t fromHost)
+    : process(startTcpWorker(x, atHost, port)),
+      stream(connectFrom(refstore::async::ioContext(x.on(fromHost)), BenchHosts::ip(fromHost),
+                         BenchHosts::ip(atHost), port)),
+      rpc(*stream),
+      worker(rpc.bootstrap().castAs<proto::Worker>()) {}
+
+void idleLongerThanBusyPolls() {
+  struct timespec gap = {0, 300 * 1000};
+  nanosleep(&gap, nullptr);
+}
+
+std::string linkName(size_t from, size_t to) {
+  return "loopback " + BenchHosts::ip(from) + " -> " + BenchHosts::ip(to);
+}
+
+void checkValue(const uint8_t* data, uint64_t size, uint64_t seed, const char* what) {
+  // fillPattern's word i is seed * K + i * K': check the first, middle and last whole words.
+  const uint64_t base = seed * 0x9E3779B97F4A7C15ull, step = 0xD6E8FEB86659FD93ull;
+  uint64_t words = size / 8;
+  for (uint64_t i: {uint64_t(0), words / 2, words - 1}) {
+    uint64_t word;
+    memcpy(&word, data + i * 8, 8);
+    if (words > 0 && word != base + i * step) {
+      throw std::runtime_error(std::string(what) + ": the value's bytes are wrong");
+    }
+  }
+}
+
+void runXhost(Context& ctx) {
+  // Two hosts: 0 owns the values, 1 reads them (its fan-out readers are processes on host 1).
+  // Memory: the 1 GiB pull needs the value on the owner and a copy on the reader.
+  BenchHosts hosts(ctx, 2, "host", ctx.quick() ? "1G" : "3G");
+  Xhost x(ctx, hosts);
+  ctx.report.set("xhost_link", linkName(0, 1));
+  const std::pair<const char*, void (*)(Xhost&)> parts[] = {
+      {"pull", xhostPull},       {"first_read", xhostFirstRead}, {"handoff", xhostHandoff},
+      {"fanout", xhostFanout},   {"release", xhostRelease},      {"tls", xhostTls},
+  };
+  auto& wanted = ctx.options.xhostParts;
+  for (auto& name: wanted) {
+    if (std::none_of(std::begin(parts), std::end(parts),
+                     [&](auto& part) { return name == part.first; })) {
+      throw std::runtime_error("--xhost-parts: no part named " + name);
+    }
+  }
+  for (auto& part: parts) {
+    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), part.first) != wanted.end()) {
+      part.second(x);
+    }
+  }
+}
+
+}  // namespace refbench
