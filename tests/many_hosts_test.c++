@@ -17,11 +17,14 @@
 #include <string>
 #include <vector>
 
+#include <capnp/rpc-twoparty.h>
+
 #include "client/cpp/refstore_async.h"
 #include "client/cpp/refstore_client.h"
 #include "tests/daemon.h"
 #include "tests/hosts.h"
 #include "tests/network_namespaces.h"
+#include "tools/pipeline/pipeline.capnp.h"
 
 using namespace refstore;
 using refstore::testing::eventually;
@@ -516,6 +519,87 @@ TEST_CASE("a connection no reference uses is closed, and dialed again when one d
   Ref again = onB.restore(token);
   CHECK(text(again.readAll(10)) == "kept by A");
   CHECK(onB.peers().size() == 1);
+}
+
+TEST_CASE("a Ref passed in a user's own interface from host A is adopted on host B, and "
+          "survives its sender") {
+  Hosts hosts(hostsOptions(2));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  // A producer process on host A serves its own Cap'n Proto interface over TCP.
+  std::string producerAddress =
+      a.ip() + ":" + std::to_string(hosts.network() == Network::NAMESPACES
+                                        ? 7410 : refstore::testing::freeTcpPort());
+  auto producer = a.spawn("tools/pipeline/pipeline",
+                          {"producer", "--store", a.socket(), "--listen", producerAddress});
+  REQUIRE(producer.readLine() == "listening");
+  b.run([&]() {  // a service on host B
+    Client onB = clientOf(b);
+    auto& io = async::ioContext(onB);
+    auto stream = io.provider->getNetwork()
+                      .parseAddress(kj::str(producerAddress.c_str()))
+                      .wait(io.waitScope)
+                      ->connect()
+                      .wait(io.waitScope);
+    capnp::TwoPartyClient rpc(*stream);
+    auto service = rpc.bootstrap().castAs<pipeline::proto::Producer>();
+    auto request = service.fRequest();
+    request.setSeed(3);
+    request.setCount(1000);
+    auto response = request.send().wait(io.waitScope);
+    // The Ref came through the producer (Cap'n Proto is Level 1); adopting it makes B's daemon
+    // reach A's object directly, as a proxy.
+    Ref adopted = async::adopt(onB, response.getValue()).wait(io.waitScope);
+    CHECK(onB.stats().proxies == 1);
+    producer.kill(SIGKILL);
+    producer.wait();
+    View view = adopted.view(20);
+    REQUIRE(view.size() == 8000);
+    bool correct = true;
+    for (uint64_t i = 0; i < 1000; i++) {
+      uint64_t v;
+      memcpy(&v, view.data() + i * 8, 8);
+      correct = correct && v == 3 * i;
+    }
+    CHECK(correct);
+    // B's remote holder, though the producer and its Ref are gone. (A client of this thread:
+    // a Client belongs to the thread that made it.)
+    Client observer = clientOf(a);
+    CHECK(observer.stats().remoteHolders == 1);
+  });
+  Client onA = clientOf(a);
+  CHECK(eventually([&]() { return idle(onA); }, 10));
+}
+
+TEST_CASE("under memory pressure a local copy of another host's value is dropped, not spilled, "
+          "and copied again when next read") {
+  Hosts hosts(hostsOptions(2, onHost(1, {"--memory", "16M", "--segment-size", "8M"})));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  constexpr uint64_t kSize = 6u << 20;  // three of them do not fit in B's 16 MiB
+  std::vector<Ref> owned, remote;
+  for (uint64_t seed = 51; seed <= 53; seed++) {
+    owned.push_back(makeValue(onA, kSize, seed));
+    remote.push_back(onB.restore(owned.back().share(60, 1)));
+  }
+  for (uint64_t i = 0; i < 3; i++) {
+    View view = remote[i].view(30);
+    CHECK(refstore::testing::checkPattern(view.data(), kSize, 51 + i));
+  }  // each View dropped: nothing pins the copies
+  Stats s = onB.stats();
+  CHECK(s.pullsTotal == 3);
+  CHECK(s.spillsTotal == 0);  // the owner keeps the primary: a copy is never written to disk
+  uint64_t local = 0;
+  for (auto& row: onB.list()) local += row.bytesLocal;
+  CHECK(local == 2);  // the least recently read copy was dropped to make room
+  // Every value still reads correctly: the dropped copy is copied again.
+  for (uint64_t i = 0; i < 3; i++) {
+    View view = remote[i].view(30);
+    CHECK(refstore::testing::checkPattern(view.data(), kSize, 51 + i));
+  }
+  CHECK(onB.stats().pullsTotal >= 4);
+  CHECK(onB.stats().spillsTotal == 0);
 }
 
 TEST_SUITE("namespaces only") {

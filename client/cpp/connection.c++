@@ -145,7 +145,7 @@ std::shared_ptr<ThreadLoop> ThreadLoop::forThisThread() {
     // destroy it (see dispose()). Only its WaitScope ends, which is what tells KJ that this
     // thread has no event loop any more, so that it may make one of its own.
     ThreadLoop* inherited = loop.get();
-    new std::shared_ptr<ThreadLoop>(std::move(loop));  // leaked on purpose
+    leakOnPurpose(new std::shared_ptr<ThreadLoop>(std::move(loop)));
     inherited->io.waitScope.~WaitScope();
   }
   if (!loop) {

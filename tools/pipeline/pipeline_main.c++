@@ -1,6 +1,7 @@
 // pipeline: the paper's example, a = f(); b = f(); c = add(a, b), as three processes.
 //
-//   pipeline producer --store SOCK --listen PRODUCER_SOCK
+//   pipeline producer --store SOCK --listen PRODUCER_SOCK   (or --listen HOST:PORT: over TCP,
+//                                                           for a consumer on another host)
 //   pipeline adder    --store SOCK --listen ADDER_SOCK
 //   pipeline driver   --store SOCK --producer PRODUCER_SOCK --adder ADDER_SOCK
 //                     [--by-value] [--count N] [--repetitions R]
@@ -18,9 +19,11 @@ namespace refstore::pipeline {
 [[noreturn]] void serveForever(Client& client, const std::string& path,
                                capnp::Capability::Client bootstrap) {
   auto& io = async::ioContext(client);
-  unlink(path.c_str());
-  auto listener = io.provider->getNetwork().parseAddress(kj::str("unix:", path.c_str()))
-                      .wait(io.waitScope)->listen();
+  // A path is a Unix socket; anything else a network address (host:port).
+  bool unixSocket = path.find('/') != std::string::npos;
+  if (unixSocket) unlink(path.c_str());
+  auto address = unixSocket ? kj::str("unix:", path.c_str()) : kj::str(path.c_str());
+  auto listener = io.provider->getNetwork().parseAddress(address).wait(io.waitScope)->listen();
   printf("listening\n");
   fflush(stdout);
   capnp::ReaderOptions options;
@@ -62,8 +65,8 @@ class PipelineMain {
                            "through refstored or by value.")
         .addOptionWithArg({"store"}, KJ_BIND_METHOD(*this, setStore), "<socket>",
                           "refstored socket")
-        .addOptionWithArg({"listen"}, KJ_BIND_METHOD(*this, setListen), "<socket>",
-                          "where a service listens")
+        .addOptionWithArg({"listen"}, KJ_BIND_METHOD(*this, setListen), "<socket|host:port>",
+                          "where a service listens (a Unix socket path, or a TCP address)")
         .addOptionWithArg({"producer"}, KJ_BIND_METHOD(*this, setProducer), "<socket>",
                           "the producer service (driver)")
         .addOptionWithArg({"adder"}, KJ_BIND_METHOD(*this, setAdder), "<socket>",
