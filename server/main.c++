@@ -6,6 +6,7 @@
 #include <kj/main.h>
 
 #include "server/daemon/daemon.h"
+#include "server/daemon/tls_files.h"
 #include "server/runtime/log.h"
 #include "server/runtime/size_parse.h"
 
@@ -202,18 +203,41 @@ class RefstoredMain {
     return parseCount(text, 86400000, "milliseconds", "--peer-idle-ms must be at most a day",
                       options.peerIdleMillis);
   }
-  // The text of a PEM file, or why not.
-  static kj::MainBuilder::Validity readPem(kj::StringPtr path, kj::Maybe<kj::String>& out) {
-    auto fs = kj::newDiskFilesystem();
-    KJ_IF_MAYBE(file, fs->getRoot().tryOpenFile(fs->getCurrentPath().eval(path))) {
-      out = (*file)->readAllText();
+  // The text of a PEM file holding what `holds` checks for (`what`, e.g. "PEM certificate"),
+  // or why not. A directory or an unreadable file is a line of its own, not an exception.
+  // (kj::MainBuilder puts the option and the path before the message.)
+  static kj::MainBuilder::Validity readPem(kj::StringPtr path, kj::StringPtr what,
+                                           bool (*holds)(kj::StringPtr),
+                                           kj::Maybe<kj::String>& out) {
+    kj::Maybe<kj::String> text;
+    KJ_IF_MAYBE(error, kj::runCatchingExceptions([&]() {
+      auto fs = kj::newDiskFilesystem();
+      KJ_IF_MAYBE(file, fs->getRoot().tryOpenFile(fs->getCurrentPath().eval(path))) {
+        text = (*file)->readAllText();
+      }
+    })) {
+      // KJ says "pread(fd, ...): Is a directory": keep the system's reason.
+      kj::StringPtr reason = error->getDescription();
+      KJ_IF_MAYBE(colon, reason.findLast(':')) { reason = reason.slice(*colon + 1); }
+      while (reason.startsWith(" ")) reason = reason.slice(1);
+      return kj::str("cannot read the file: ", reason);
+    }
+    KJ_IF_MAYBE(pem, text) {
+      if (!holds(*pem)) return kj::str("the file holds no ", what);
+      out = kj::mv(*pem);
       return true;
     }
-    return kj::str("cannot read ", path);
+    return kj::str("cannot read the file: it does not exist");
   }
-  kj::MainBuilder::Validity setTlsCert(kj::StringPtr path) { return readPem(path, options.tlsCert); }
-  kj::MainBuilder::Validity setTlsKey(kj::StringPtr path) { return readPem(path, options.tlsKey); }
-  kj::MainBuilder::Validity setTlsCa(kj::StringPtr path) { return readPem(path, options.tlsCa); }
+  kj::MainBuilder::Validity setTlsCert(kj::StringPtr path) {
+    return readPem(path, "PEM certificate", holdsPemCertificate, options.tlsCert);
+  }
+  kj::MainBuilder::Validity setTlsKey(kj::StringPtr path) {
+    return readPem(path, "PEM private key (unencrypted)", holdsPemPrivateKey, options.tlsKey);
+  }
+  kj::MainBuilder::Validity setTlsCa(kj::StringPtr path) {
+    return readPem(path, "PEM certificate", holdsPemCertificate, options.tlsCa);
+  }
   kj::MainBuilder::Validity setHashDelay(kj::StringPtr text) {
     return parseCount(text, 3600000, "milliseconds",
                       "--hash-delay-ms must be at most 3600000 (one hour)",
@@ -259,6 +283,11 @@ class RefstoredMain {
 
   kj::MainBuilder::Validity run() {
     KJ_IF_MAYBE(problem, options.problem()) { return kj::mv(*problem); }
+    KJ_IF_MAYBE(cert, options.tlsCert) {
+      if (!keyMatchesCertificate(*cert, KJ_ASSERT_NONNULL(options.tlsKey))) {
+        return "--tls-key: the key does not match the certificate of --tls-cert";
+      }
+    }
     // A problem found while starting (the socket or the spill directory taken by another daemon,
     // an address that does not parse, no shared memory) is one line and an exit code.
     kj::Own<Daemon> daemon;

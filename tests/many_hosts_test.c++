@@ -9,12 +9,15 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <capnp/rpc-twoparty.h>
@@ -24,6 +27,7 @@
 #include "tests/daemon.h"
 #include "tests/hosts.h"
 #include "tests/network_namespaces.h"
+#include "tests/tcp_testing.h"
 #include "tools/pipeline/pipeline.capnp.h"
 
 using namespace refstore;
@@ -229,8 +233,12 @@ TEST_CASE("tokens of another host: forged, expired, unreachable and restarted ow
   size_t secretAt = forged.find('@') - 1;
   forged[secretAt] = forged[secretAt] == '0' ? '1' : '0';
   CHECK(codeOf([&]() { onB.restore(forged); }) == ErrorCode::NOT_FOUND);
+  CHECK(onB.stats().proxies == 0);  // nothing is made for a token that does not restore
+  CHECK(onA.stats().remoteHolders == 0);
   sleep(2);
   CHECK(codeOf([&]() { onB.restore(token); }) == ErrorCode::EXPIRED);
+  CHECK(onB.stats().proxies == 0);
+  CHECK(onA.stats().remoteHolders == 0);
   // A token of a daemon B does not know, naming an address where no daemon listens. (Its
   // origin is another's: a daemon is known by its origin, the address is where to find it.)
   std::string nowhere = value.share(60);
@@ -243,6 +251,166 @@ TEST_CASE("tokens of another host: forged, expired, unreachable and restarted ow
   std::string message;
   CHECK(codeOf([&]() { onB.restore(old); }, &message) == ErrorCode::WRONG_STORE);
   CHECK(message.find("restarted") != std::string::npos);
+}
+
+TEST_CASE("a single-use token restored on one host does not restore again on a third") {
+  Hosts hosts(hostsOptions(3));
+  auto &a = hosts[0], &b = hosts[1], &c = hosts[2];
+  Client onA = clientOf(a), onB = clientOf(b), onC = clientOf(c);
+  std::string token = onA.put("once", 4).share(60, 1);
+  Ref first = onB.restore(token);
+  CHECK(text(first.readAll(10)) == "once");
+  CHECK(codeOf([&]() { onC.restore(token); }) == ErrorCode::NOT_FOUND);
+  CHECK(codeOf([&]() { onB.restore(token); }) == ErrorCode::NOT_FOUND);  // nor on B again
+  CHECK(onC.stats().proxies == 0);
+  CHECK(onB.stats().proxies == 1);
+  CHECK(eventually([&]() { return onA.stats().remoteHolders == 1; }, 10));  // B's only
+}
+
+namespace {
+
+using refstore::testing::connectTcp;
+using refstore::testing::listenTcp;
+using refstore::testing::readUpTo;
+using refstore::testing::writeAll;
+
+constexpr size_t kDataRequestBytes = 48;  // schema/peer.capnp, "the data port"
+constexpr size_t kChunkHeaderBytes = 24;
+
+// A data-port request (schema/peer.capnp): "RSDP", version 1, the ticket, offset, length.
+std::string dataRequest(const std::string& ticket, uint64_t offset, uint64_t length) {
+  std::string request = "RSDP";
+  uint32_t version = 1;
+  request.append(reinterpret_cast<const char*>(&version), 4);
+  request += ticket;
+  request.append(reinterpret_cast<const char*>(&offset), 8);
+  request.append(reinterpret_cast<const char*>(&length), 8);
+  request.append(8, '\0');
+  return request;
+}
+
+// What the data port at `address` answers to `request` until it closes the connection, asked
+// from the calling thread's network.
+std::string askDataPort(const std::string& address, const std::string& request) {
+  int fd = connectTcp(address);
+  writeAll(fd, request);
+  std::string answer = readUpTo(fd, 1 << 20);
+  close(fd);
+  return answer;
+}
+
+// Stands where host 0's data port is announced (--data-advertise), on host 0's network, and
+// sees every request a reader sends: the first `withheld` connections are closed once their
+// request is read (the reader retries with a new ticket, leaving that one unused), later ones
+// are relayed to the real data port (their tickets are then used up). Ports as DataPortProxy's
+// below: free ones on loopback, fixed ones (each host has its own IP) in namespaces.
+class TicketCapture {
+ public:
+  TicketCapture(Network network, int withheld)
+      : dataPort(network == Network::NAMESPACES ? 7404 : refstore::testing::freeTcpPort()),
+        capturePort(network == Network::NAMESPACES ? 7405 : refstore::testing::freeTcpPort()),
+        withheld(withheld) {}
+  ~TicketCapture() {
+    if (listener < 0) return;
+    shutdown(listener, SHUT_RDWR);
+    thread.join();
+    close(listener);
+  }
+  HostArgs args() const {
+    return [this](const refstore::testing::Host& host) {
+      if (host.index() != 0) return std::vector<std::string>{};
+      return std::vector<std::string>{"--data", host.ip() + ":" + std::to_string(dataPort),
+                                      "--data-advertise",
+                                      host.ip() + ":" + std::to_string(capturePort)};
+    };
+  }
+  // Listens on `owner`'s network (a socket stays in the network it was made in) and relays from
+  // there.
+  void start(const refstore::testing::Host& owner) {
+    dataAddress = owner.ip() + ":" + std::to_string(dataPort);
+    std::string address = owner.ip() + ":" + std::to_string(capturePort);
+    listener = owner.run([&]() { return listenTcp(address); });
+    thread = std::thread([this, &owner]() {
+      owner.enterNetwork();
+      serve();
+    });
+  }
+  // Where host 0's real data port listens.
+  const std::string& dataPortAddress() const { return dataAddress; }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return seen;
+  }
+
+ private:
+  void serve() {
+    for (int n = 0;; n++) {
+      int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string request = readUpTo(fd, kDataRequestBytes);
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        seen.push_back(request);
+      }
+      if (n >= withheld && request.size() == kDataRequestBytes) {
+        writeAll(fd, askDataPort(dataAddress, request));
+      }
+      close(fd);
+    }
+  }
+  int dataPort, capturePort;
+  int withheld;
+  std::string dataAddress;
+  int listener = -1;
+  std::mutex mutex;
+  std::vector<std::string> seen;
+  std::thread thread;
+};
+
+}  // namespace
+
+TEST_CASE("the data port gives bytes for a live ticket only: forged, replayed, expired get none") {
+  TicketCapture capture(refstore::testing::testNetwork(), 2);
+  Hosts hosts(hostsOptions(2, capture.args()));
+  auto &a = hosts[0], &b = hosts[1];
+  capture.start(a);
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  // The test asks A's data port from B's network, as a reader would.
+  auto ask = [&](const std::string& request) {
+    return b.run([&]() { return askDataPort(capture.dataPortAddress(), request); });
+  };
+  const std::string value = "bytes behind a ticket";
+  Ref fromA = onB.restore(onA.put(value.data(), value.size()).share(60));
+  CHECK(text(fromA.readAll(20)) == value);  // B retried past the two withheld connections
+  auto requests = capture.requests();
+  REQUIRE(requests.size() == 3);
+  for (auto& request: requests) REQUIRE(request.size() == kDataRequestBytes);
+  auto ticketOf = [](const std::string& request) { return request.substr(8, 16); };
+  std::string used = requests[2], unused = requests[0], unusedToo = requests[1];
+  // The request as the test encodes it is what B sent: the wire format is the documented one.
+  CHECK(dataRequest(ticketOf(used), 0, value.size()) == used);
+  // A live ticket (B never presented it to A): the value, in one chunk after its header.
+  std::string answer = ask(unused);
+  CHECK(answer.size() == kChunkHeaderBytes + value.size());
+  CHECK(answer.substr(kChunkHeaderBytes) == value);
+  // Used ones, whether by B or just now: nothing.
+  CHECK(ask(used).empty());
+  CHECK(ask(unused).empty());
+  // A forged ticket (a used one with one bit flipped, and one of all zeros): nothing.
+  std::string forged = ticketOf(used);
+  forged[5] ^= 1;
+  CHECK(ask(dataRequest(forged, 0, value.size())).empty());
+  CHECK(ask(dataRequest(std::string(16, '\0'), 0, value.size())).empty());
+  // Not a request at all: nothing, and the port still serves.
+  CHECK(ask(std::string(kDataRequestBytes, 'x')).empty());
+  // A ticket that was never used but outlived its lifetime (10 s, ticket_book.h): nothing.
+  sleep(11);
+  CHECK(ask(unusedToo).empty());
+  CHECK(onB.stats().pullsTotal == 1);
+  // And the data port still serves a reader with its own ticket.
+  Ref again = onB.restore(onA.put("again", 5).share(60));
+  CHECK(text(again.readAll(20)) == "again");
 }
 
 TEST_CASE("a daemon without the cluster secret cannot use another's objects") {
@@ -262,6 +430,11 @@ TEST_CASE("a daemon without the cluster secret cannot use another's objects") {
   CHECK(codeOf([&]() { onOutsider.restore(token); }, &message) == ErrorCode::UNAUTHENTICATED);
   CHECK(onA.stats().remoteHolders == 0);
   CHECK(onOutsider.stats().proxies == 0);
+  // Nor the other way: A presents the cluster secret, which is not the outsider's.
+  std::string outsiders = onOutsider.put("theirs", 6).share(60);
+  CHECK(codeOf([&]() { onA.restore(outsiders); }) == ErrorCode::UNAUTHENTICATED);
+  CHECK(onA.stats().proxies == 0);
+  CHECK(onOutsider.stats().remoteHolders == 0);
 }
 
 TEST_CASE("a reader host killed: the owner frees what only it held once the grace period passes") {

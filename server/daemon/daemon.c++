@@ -8,6 +8,7 @@
 
 #include <kj/async-unix.h>
 
+#include "server/net/tls_receiver.h"
 #include "server/net/unix_socket.h"
 #include "server/rpc/wire.h"
 #include "server/runtime/log.h"
@@ -147,8 +148,6 @@ void Daemon::startTls() {
     tlsOptions.verifyClients = true;  // a peer (or client) without a valid certificate is refused
     tlsOptions.trustedCertificates = trusted;
     tlsOptions.defaultKeypair = *KJ_ASSERT_NONNULL(keypair);
-    tlsOptions.timer = io.provider->getTimer();
-    tlsOptions.acceptTimeout = options.limits.helloTimeout;
     tls = kj::heap<kj::TlsContext>(tlsOptions);
     logInfo("TLS on the TCP listener and connections to other daemons");
   }
@@ -157,7 +156,10 @@ void Daemon::startTls() {
 void Daemon::bindTcp(kj::StringPtr address) {
   auto receiver = listenTcp(manager->sockets.tcp, address);
   uint port = receiver->getPort();
-  KJ_IF_MAYBE(context, tls) { receiver = (*context)->wrapPort(kj::mv(receiver)); }
+  KJ_IF_MAYBE(context, tls) {
+    receiver = kj::heap<TlsReceiver>(**context, kj::mv(receiver), io.provider->getTimer(),
+                                     options.limits.helloTimeout, "tcp listener");
+  }
   KJ_IF_MAYBE(chosen, options.advertise) {
     advertise = kj::str(*chosen);
   } else if (!isWildcardHost(address)) {
@@ -192,7 +194,10 @@ void Daemon::startPeers() {
   kj::String dataAnnounced = kj::str(advertise.size() > 0 ? hostOf(advertise) : hostOf(dataListen),
                                      ":", port->getPort());
   KJ_IF_MAYBE(announced, options.dataAdvertise) { dataAnnounced = kj::str(*announced); }
-  KJ_IF_MAYBE(context, tls) { port = (*context)->wrapPort(kj::mv(port)); }
+  KJ_IF_MAYBE(context, tls) {
+    port = kj::heap<TlsReceiver>(**context, kj::mv(port), timer, options.limits.helloTimeout,
+                                 "data port");
+  }
   PeerOptions peerOptions;
   peerOptions.origin = origin;
   peerOptions.advertise = kj::str(advertise);

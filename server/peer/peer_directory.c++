@@ -225,6 +225,14 @@ kj::Promise<PeerLink*> PeerDirectory::dial(kj::String address, gc::PeerId expect
                 [this, &link](kj::Exception&& e) -> PeerLink* {
                   forgetDial(link.address);
                   down(link, e.getDescription());
+                  // The other side hanging up during hello (TLS on one side only, not a
+                  // refstored) is "cannot reach it", not our client's own connection breaking;
+                  // its refstore.* answers (UNAUTHENTICATED, WRONG_STORE) pass as they are.
+                  if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+                    RS_FAIL(UNREACHABLE, "cannot reach the refstored at ", link.address,
+                            ": it closed the connection during hello (",
+                            e.getDescription(), ")");
+                  }
                   kj::throwFatalException(kj::mv(e));
                 });
           },
