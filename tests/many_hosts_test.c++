@@ -205,6 +205,22 @@ TEST_CASE("nested references across hosts: children of a remote parent are proxi
   CHECK(onB.stats().proxies == 3);
 }
 
+// Found by tools/soak (seed 1): B's value holds one of A's; a client on A restores B's value
+// and asks its children. The child is A's own object: A used to dial itself for it and fail
+// with INVALID_ARGUMENT "... is this refstored itself".
+TEST_CASE("a remote parent's child owned by the asking host comes back as its own object") {
+  Host a(2), b(3);
+  Client onA = a.client(), onB = b.client();
+  Ref mine = onA.put("A's own", 7);
+  Ref mineOnB = onB.restore(mine.share(60));
+  Ref parent = onB.put("B's parent", 10, {&mineOnB});
+  Ref parentOnA = onA.restore(parent.share(60));
+  auto kids = parentOnA.children();
+  REQUIRE(kids.size() == 1);
+  CHECK(text(kids[0].readAll(10)) == "A's own");
+  CHECK(onA.stats().proxies == 1);  // B's parent only: the child is A's own object
+}
+
 TEST_CASE("tokens of another host: forged, expired, unreachable and restarted owners") {
   Host a(2), b(3);
   Client onA = a.client(), onB = b.client();

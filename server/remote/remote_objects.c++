@@ -1,5 +1,6 @@
 #include "server/remote/remote_objects.h"
 
+#include "server/rpc/adoption.h"
 #include "server/runtime/drop_later.h"
 #include "server/runtime/errors.h"
 #include "server/runtime/log.h"
@@ -349,16 +350,16 @@ kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
                   }
                   // The owner's own proxy of a third daemon's object: go to that daemon
                   // directly (a token minted there), so that references never run in chains.
+                  // The "third" daemon may be this one: restoreToken then holds our own object.
                   auto share = kj::mv(kid).shareRequest();
                   share.setTtlSeconds(60);
                   share.setUses(1);
                   return share.send().then(
                       [this, client](capnp::Response<proto::Ref::ShareResults> token)
                           -> kj::Promise<HeldObject> {
-                        KJ_IF_MAYBE(parsed, parseToken(token.getToken())) {
-                          return restore(kj::mv(*parsed), client);
-                        }
-                        RS_FAIL(INTERNAL, "a child's token is malformed");
+                        RS_REQUIRE(parseToken(token.getToken()) != nullptr, INTERNAL,
+                                   "a child's token is malformed");
+                        return restoreToken(services, token.getToken(), client);
                       });
                 }));
           }
