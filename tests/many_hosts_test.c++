@@ -302,3 +302,21 @@ TEST_CASE("the owner killed: complete copies stay readable, the rest fails with 
   CHECK(codeOf([&]() { onB.restore(token); }) == ErrorCode::UNREACHABLE);
   CHECK(eventually([&]() { return onB.stats().ownerLost == 2; }, 10));
 }
+
+// Children of a proxy are taken one by one; if one fails, the holders taken for the others
+// must go too (they used to stay, held by no Ref, until the daemon stopped: tools/soak found
+// proxies with a holder of a long-gone client).
+TEST_CASE("children of a proxy: one child's owner lost, the others' holders are released") {
+  Host a(2), b(3, {"--peer-grace-ms", "500"}), c(4);
+  Client onA = a.client(), onB = b.client(), onC = c.client();
+  Ref fromC = onB.restore(onC.put("C's", 3).share(60));
+  Ref own = onB.put("B's", 3);
+  Ref parent = onB.put("parent", 6, {&own, &fromC});
+  Ref parentOnA = onA.restore(parent.share(60));
+  c.daemon->kill(SIGKILL);
+  CHECK(eventually([&]() { return onB.stats().ownerLost == 1; }, 20));
+  ErrorCode code = codeOf([&]() { parentOnA.children(); });
+  CHECK((code == ErrorCode::OWNER_LOST || code == ErrorCode::UNREACHABLE));
+  // B's parent only: the proxy of B's own child, taken before the other child failed, is gone.
+  CHECK(eventually([&]() { return onA.stats().proxies == 1 && onA.stats().objects == 1; }, 10));
+}

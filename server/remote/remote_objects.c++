@@ -326,6 +326,24 @@ kj::Promise<kj::String> RemoteObjects::share(gc::ObjectId id, uint32_t ttlSecond
             });
 }
 
+namespace {
+
+// A child's new holder while the others are still being taken. If one child fails, or the call
+// is cancelled (its client gone), the holders already taken are released with these: they must
+// not outlive the call, as nothing else would ever release them.
+struct TakenHolder {
+  TakenHolder(ObjectStore& store, HeldObject held): store(store), held(held) {}
+  ~TakenHolder() noexcept(false) {
+    if (!kept) store.removeHolder(held.holder);
+  }
+  KJ_DISALLOW_COPY(TakenHolder);
+  ObjectStore& store;
+  HeldObject held;
+  bool kept = false;  // handed to the caller, who owns it from then on
+};
+
+}  // namespace
+
 kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
                                                            gc::ClientId client) {
   Proxy& p = proxy(id);
@@ -333,7 +351,7 @@ kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
     return proxy(id).ownerRef.childrenRequest().send().then(
         [this, link, client](capnp::Response<proto::Ref::ChildrenResults> reply) {
           auto kids = reply.getChildren();
-          auto each = kj::heapArrayBuilder<kj::Promise<HeldObject>>(kids.size());
+          auto each = kj::heapArrayBuilder<kj::Promise<kj::Own<TakenHolder>>>(kids.size());
           for (auto kid: kids) {
             auto identify = link->service.identifyRequest();
             identify.setRef(kid);
@@ -361,9 +379,15 @@ kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
                                    "a child's token is malformed");
                         return restoreToken(services, token.getToken(), client);
                       });
-                }));
+                }).then([this](HeldObject held) { return kj::heap<TakenHolder>(store, held); }));
           }
-          return kj::joinPromises(each.finish());
+          return kj::joinPromises(each.finish())
+              .then([](kj::Array<kj::Own<TakenHolder>> taken) {
+                return KJ_MAP(child, taken) {
+                  child->kept = true;
+                  return child->held;
+                };
+              });
         },
         [](kj::Exception&& e) -> kj::Promise<kj::Array<HeldObject>> {
           kj::throwFatalException(fromOwner(kj::mv(e)));
