@@ -27,7 +27,10 @@ constexpr uint64_t kGiveUpAfter = 20;
 // Peer heartbeats and timeouts much shorter than the defaults, so that a killed daemon is
 // noticed within a round or two and the final wait is short.
 constexpr int kHeartbeatMs = 250, kPeerTimeoutMs = 1500;
-constexpr uint32_t kMaxTokenTtl = 10;  // ops.c++ mints tokens of 2-10 s
+// The longest a token can outlive the run: ops.c++ mints tokens of 2-10 s, but the daemons mint
+// single-use 60-s tokens themselves to move a Ref between them (adopt, children of a proxy), and
+// one whose call was cut short by a kill is never redeemed and lives out its 60 s.
+constexpr uint32_t kMaxTokenTtl = 60;
 
 volatile sig_atomic_t interrupted = 0;
 void onInterrupt(int) { interrupted = 1; }
