@@ -1,6 +1,7 @@
 #include "server/dataplane/ticket_book.h"
 
 #include "server/runtime/errors.h"
+#include "server/runtime/log.h"
 #include "server/store/token.h"
 
 namespace refstore::server::dataplane {
@@ -32,7 +33,24 @@ gc::Secret TicketBook::issue(gc::ObjectId owner, gc::PeerId peer) {
   store.pin(owner);
   gc::Secret secret = randomSecret();
   tickets.insert(Key{secret.hi, secret.lo}, Entry{owner, peer, timer.now() + lifetime});
+  armSweep();
   return secret;
+}
+
+void TicketBook::armSweep() {
+  if (sweepArmed || tickets.size() == 0) return;
+  kj::TimePoint earliest = tickets.begin()->value.expiresAt;
+  for (auto& entry: tickets) earliest = kj::min(earliest, entry.value.expiresAt);
+  sweepArmed = true;
+  sweeps.add(timer.atTime(earliest).then([this]() {
+    sweepArmed = false;
+    expireDue();
+    armSweep();
+  }));
+}
+
+void TicketBook::taskFailed(kj::Exception&& e) {
+  logError("transfer ticket sweep failed: ", e.getDescription());
 }
 
 kj::Maybe<kj::Own<TicketBook::Grant>> TicketBook::redeem(gc::Secret ticket) {

@@ -5,6 +5,7 @@
 // knowing part of one helps nothing, and they are the only authority on the data port.
 #pragma once
 
+#include <kj/async.h>
 #include <kj/map.h>
 #include <kj/timer.h>
 
@@ -12,7 +13,7 @@
 
 namespace refstore::server::dataplane {
 
-class TicketBook {
+class TicketBook final: private kj::TaskSet::ErrorHandler {
  public:
   static constexpr size_t kMaxOutstanding = 4096;
 
@@ -54,11 +55,18 @@ class TicketBook {
     kj::TimePoint expiresAt;
   };
   void expireDue();
+  // Arms the timer for the earliest expiry while tickets are outstanding: a ticket never used
+  // (its reader gone between asking and connecting) must unpin its object when it expires,
+  // whether or not more tickets are issued.
+  void armSweep();
+  void taskFailed(kj::Exception&& e) override;
 
   ObjectStore& store;
   kj::Timer& timer;
   kj::Duration lifetime;
   kj::HashMap<Key, Entry> tickets;
+  bool sweepArmed = false;
+  kj::TaskSet sweeps{*this};  // last: destroyed first, before what the sweep uses
 };
 
 }  // namespace refstore::server::dataplane

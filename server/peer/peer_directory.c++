@@ -209,9 +209,12 @@ kj::Promise<PeerLink*> PeerDirectory::dial(kj::String address, gc::PeerId expect
               link.stream->shutdownWrite();
             };
             link.store = link.rpc->peerBootstrap().castAs<proto::Store>();
-            tasks.add(link.rpc->onDisconnect().then([this, &link]() {
-              down(link, "the connection closed");
-            }));
+            link.disconnectWatch =
+                link.rpc->onDisconnect()
+                    .then([this, &link]() { down(link, "the connection closed"); })
+                    .eagerlyEvaluate([](kj::Exception&& e) {
+                      logDebug("peer connection watch ended: ", e.getDescription());
+                    });
             auto introduced = introduce(link, expected).exclusiveJoin(
                 timer.afterDelay(config.connectTimeout).then([]() {
                   kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "no answer to hello"));
@@ -350,6 +353,7 @@ void PeerDirectory::down(PeerLink& link, kj::StringPtr why) {
       links[i] = kj::mv(links.back());
       links.removeLast();
       dropped->heartbeatTask = nullptr;
+      dropped->disconnectWatch = nullptr;  // before the connection it watches goes
       dropped->service = nullptr;
       dropped->store = nullptr;
       if (dropped->outgoing) {

@@ -29,6 +29,10 @@ struct PeerLink {
   kj::TimePoint lastUsed = kj::origin<kj::TimePoint>();  // last handed out by PeerDirectory
   uint64_t heartbeatsSent = 0;
   kj::Promise<void> heartbeatTask = nullptr;
+  // Outgoing links: takes the link down when its connection ends. Owned here, not by the
+  // directory's TaskSet, so that it cannot fire after the link is gone (its callback refers to
+  // the link; destroying the connection completes this promise).
+  kj::Promise<void> disconnectWatch = nullptr;
 
   // Outgoing links own their connection (incoming ones belong to server/net's listener).
   kj::Own<ClientStream> stream;

@@ -1,5 +1,6 @@
 #include "server/remote/remote_objects.h"
 
+#include "server/rpc/adoption.h"
 #include "server/runtime/drop_later.h"
 #include "server/runtime/errors.h"
 #include "server/runtime/log.h"
@@ -91,25 +92,27 @@ kj::Promise<HeldObject> RemoteObjects::restore(Token token, gc::ClientId client)
   gc::ObjectId id = token.id;
   kj::String address = kj::mv(token.ownerAddress);
   return redeem(formatToken(token), id.hi, kj::str(address), /*retries=*/1)
-      .then([this, id, address = kj::mv(address), client](proto::Ref::Client ownerRef) mutable {
-        gc::ClientId linkClient = 0;
-        KJ_IF_MAYBE(link, peers.upLink(id.hi)) { linkClient = link->client; }
-        return hold(id, id.hi, address, kj::mv(ownerRef), linkClient, client);
+      .then([this, id, address = kj::mv(address), client](Redeemed redeemed) mutable {
+        return hold(id, id.hi, address, kj::mv(redeemed.ref), redeemed.linkClient, client);
       });
 }
 
-kj::Promise<proto::Ref::Client> RemoteObjects::redeem(kj::String token, gc::PeerId owner,
-                                                      kj::String address, int retries) {
+kj::Promise<RemoteObjects::Redeemed> RemoteObjects::redeem(kj::String token, gc::PeerId owner,
+                                                           kj::String address, int retries) {
   auto linked = peers.link(address, owner);
   return linked.then([token = kj::str(token)](PeerLink* link) {
+    // The link the reference comes through, not whichever link to the owner is up afterwards:
+    // two daemons that dial each other at once have two, and the reference works only on its
+    // own (the owner recognises it there, e.g. when this daemon pulls the bytes).
+    gc::ClientId linkClient = link->client;
     auto request = link->store.restoreRequest();
     request.setToken(token);
     return request.send().then(
-        [](capnp::Response<proto::Store::RestoreResults> reply) -> proto::Ref::Client {
-          return reply.getRef();
+        [linkClient](capnp::Response<proto::Store::RestoreResults> reply) -> Redeemed {
+          return Redeemed{reply.getRef(), linkClient};
         });
   }).catch_([this, token = kj::mv(token), owner, address = kj::mv(address), retries](
-                kj::Exception&& e) mutable -> kj::Promise<proto::Ref::Client> {
+                kj::Exception&& e) mutable -> kj::Promise<Redeemed> {
     // A link that broke under the call (the owner restarted, a connection reset) is dialed
     // afresh once: the new connection tells a restarted owner (WRONG_STORE) from a gone one.
     if (isDisconnect(e) && retries > 0) {
@@ -332,7 +335,7 @@ kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
     return proxy(id).ownerRef.childrenRequest().send().then(
         [this, link, client](capnp::Response<proto::Ref::ChildrenResults> reply) {
           auto kids = reply.getChildren();
-          auto each = kj::heapArrayBuilder<kj::Promise<HeldObject>>(kids.size());
+          auto each = kj::heapArrayBuilder<kj::Promise<kj::Own<HolderGuard>>>(kids.size());
           for (auto kid: kids) {
             auto identify = link->service.identifyRequest();
             identify.setRef(kid);
@@ -349,20 +352,24 @@ kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
                   }
                   // The owner's own proxy of a third daemon's object: go to that daemon
                   // directly (a token minted there), so that references never run in chains.
+                  // The "third" daemon may be this one: restoreToken then holds our own object.
                   auto share = kj::mv(kid).shareRequest();
                   share.setTtlSeconds(60);
                   share.setUses(1);
                   return share.send().then(
                       [this, client](capnp::Response<proto::Ref::ShareResults> token)
                           -> kj::Promise<HeldObject> {
-                        KJ_IF_MAYBE(parsed, parseToken(token.getToken())) {
-                          return restore(kj::mv(*parsed), client);
-                        }
-                        RS_FAIL(INTERNAL, "a child's token is malformed");
+                        RS_REQUIRE(parseToken(token.getToken()) != nullptr, INTERNAL,
+                                   "a child's token is malformed");
+                        return restoreToken(services, token.getToken(), client);
                       });
-                }));
+                }).then([this](HeldObject held) { return kj::heap<HolderGuard>(store, held); }));
           }
-          return kj::joinPromises(each.finish());
+          // Guarded until every child has its holder (adoption.h).
+          return kj::joinPromises(each.finish())
+              .then([](kj::Array<kj::Own<HolderGuard>> taken) {
+                return KJ_MAP(child, taken) { return child->keep(); };
+              });
         },
         [](kj::Exception&& e) -> kj::Promise<kj::Array<HeldObject>> {
           kj::throwFatalException(fromOwner(kj::mv(e)));

@@ -89,9 +89,14 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   // (otherwise `ownerRef` is dropped: one owner reference per proxy).
   HeldObject hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr address,
                   proto::Ref::Client ownerRef, gc::ClientId linkClient, gc::ClientId client);
-  // The owner's Ref for `token`, over a link to `owner` at `address` (dialed if need be).
-  kj::Promise<proto::Ref::Client> redeem(kj::String token, gc::PeerId owner, kj::String address,
-                                         int retries);
+  // The owner's Ref for `token`, over a link to `owner` at `address` (dialed if need be), and
+  // the connection of that link.
+  struct Redeemed {
+    proto::Ref::Client ref;
+    gc::ClientId linkClient;
+  };
+  kj::Promise<Redeemed> redeem(kj::String token, gc::PeerId owner, kj::String address,
+                               int retries);
   // The up link the proxy's owner reference works over, reconnecting (and taking the
   // references of every proxy of that owner back) if its connection was lost; OWNER_LOST once
   // the owner cannot be reached within the grace period, or has restarted.

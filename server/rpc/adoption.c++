@@ -42,6 +42,10 @@ kj::Promise<HeldObject> adoptRef(RpcServices& services, proto::Ref::Client ref,
   });
 }
 
+HolderGuard::~HolderGuard() noexcept(false) {
+  if (!kept) store.removeHolder(held.holder);
+}
+
 TemporaryHolds::TemporaryHolds(ObjectStore& store, kj::Array<HeldObject> held)
     : store(store), held(kj::mv(held)) {}
 
@@ -62,23 +66,28 @@ kj::Promise<kj::Own<TemporaryHolds>> adoptAll(RpcServices& services,
   if (refs.size() == 0) return kj::heap<TemporaryHolds>(store, nullptr);
   auto adoptions = kj::heapArrayBuilder<kj::Promise<HeldObject>>(refs.size());
   for (auto ref: refs) adoptions.add(adoptRef(services, ref, client));
-  // If one fails, the holders the others took must still be released: collect outcomes first.
-  auto settled = kj::heapArrayBuilder<kj::Promise<kj::Maybe<HeldObject>>>(refs.size());
+  // If one fails, or the call is cancelled, the holders the others took must still be
+  // released: each is guarded until all are in, and failures are collected, not thrown, first.
+  auto settled = kj::heapArrayBuilder<kj::Promise<kj::Maybe<kj::Own<HolderGuard>>>>(refs.size());
   auto firstError = kj::heap<kj::Maybe<kj::Exception>>();
   for (auto& adoption: adoptions) {
-    settled.add(adoption.then([](HeldObject held) -> kj::Maybe<HeldObject> { return held; },
-                              [error = firstError.get()](kj::Exception&& e) -> kj::Maybe<HeldObject> {
-                                if (*error == nullptr) *error = kj::mv(e);
-                                return nullptr;
-                              }));
+    settled.add(adoption.then(
+        [&store](HeldObject held) -> kj::Maybe<kj::Own<HolderGuard>> {
+          return kj::heap<HolderGuard>(store, held);
+        },
+        [error = firstError.get()](kj::Exception&& e) -> kj::Maybe<kj::Own<HolderGuard>> {
+          if (*error == nullptr) *error = kj::mv(e);
+          return nullptr;
+        }));
   }
   return kj::joinPromises(settled.finish())
-      .then([&store, firstError = kj::mv(firstError)](kj::Array<kj::Maybe<HeldObject>> results) mutable {
+      .then([&store, firstError = kj::mv(firstError)](
+                kj::Array<kj::Maybe<kj::Own<HolderGuard>>> results) mutable {
         // Every holder taken goes into `holds` before anything can throw, so a failed batch
         // releases the good Refs' holders when `holds` goes out of scope.
         kj::Vector<HeldObject> held(results.size());
         for (auto& result: results) {
-          KJ_IF_MAYBE(object, result) { held.add(*object); }
+          KJ_IF_MAYBE(guard, result) { held.add((*guard)->keep()); }
         }
         auto holds = kj::heap<TemporaryHolds>(store, held.releaseAsArray());
         KJ_IF_MAYBE(error, *firstError) { kj::throwFatalException(kj::mv(*error)); }

@@ -28,6 +28,27 @@ kj::Promise<HeldObject> restoreToken(RpcServices& services, kj::StringPtr token,
 kj::Promise<HeldObject> adoptRef(RpcServices& services, proto::Ref::Client ref,
                                  gc::ClientId client);
 
+// One holder taken for an operation still in progress, released on destruction unless kept.
+// Several holders taken at once (joinPromises) are each held in one, so that if one fails, or
+// the call is cancelled because its client went away, those already taken are released: as
+// plain HeldObjects they would be dropped with the join and stay forever.
+class HolderGuard {
+ public:
+  HolderGuard(ObjectStore& store, HeldObject held): store(store), held(held) {}
+  ~HolderGuard() noexcept(false);
+  KJ_DISALLOW_COPY(HolderGuard);
+  // Hands the holder over: the caller releases it from now on.
+  HeldObject keep() {
+    kept = true;
+    return held;
+  }
+
+ private:
+  ObjectStore& store;
+  HeldObject held;
+  bool kept = false;
+};
+
 // Holders taken while an operation that lists objects (children) completes; released on
 // destruction, after the operation has added its own references.
 class TemporaryHolds {

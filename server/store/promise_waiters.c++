@@ -5,7 +5,7 @@ namespace refstore::server {
 kj::Promise<void> PromiseWaiters::wait(gc::ObjectId id) {
   auto paf = kj::newPromiseAndFulfiller<void>();
   auto& list = waiting.findOrCreate(key(id), [&]() {
-    return kj::HashMap<uint64_t, kj::Vector<kj::Own<kj::PromiseFulfiller<void>>>>::Entry{
+    return kj::HashMap<Key, kj::Vector<kj::Own<kj::PromiseFulfiller<void>>>>::Entry{
         key(id), {}};
   });
   list.add(kj::mv(paf.fulfiller));

@@ -27,9 +27,16 @@ class PromiseWaiters {
   void forget(gc::ObjectId id);
 
  private:
-  static uint64_t key(gc::ObjectId id) { return id.lo; }  // one daemon: ids differ in `lo`
-  kj::HashMap<uint64_t, kj::Vector<kj::Own<kj::PromiseFulfiller<void>>>> waiting;
-  kj::HashMap<uint64_t, kj::String> failures;
+  // The whole id: a proxy's id is its owner's (another origin in `hi`), so a proxy and one of
+  // this daemon's own objects can share `lo`, and one's failure or end must not touch the other.
+  struct Key {
+    uint64_t hi, lo;
+    bool operator==(const Key& other) const { return hi == other.hi && lo == other.lo; }
+    unsigned int hashCode() const { return unsigned(lo ^ (lo >> 32) ^ hi ^ (hi >> 32)); }
+  };
+  static Key key(gc::ObjectId id) { return Key{id.hi, id.lo}; }
+  kj::HashMap<Key, kj::Vector<kj::Own<kj::PromiseFulfiller<void>>>> waiting;
+  kj::HashMap<Key, kj::String> failures;
 };
 
 }  // namespace refstore::server
