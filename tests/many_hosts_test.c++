@@ -814,37 +814,6 @@ TEST_CASE("a Ref passed in a user's own interface from host A is adopted on host
   CHECK(eventually([&]() { return idle(onA); }, 10));
 }
 
-TEST_CASE("under memory pressure a local copy of another host's value is dropped, not spilled, "
-          "and copied again when next read") {
-  Hosts hosts(hostsOptions(2, onHost(1, {"--memory", "16M", "--segment-size", "8M"})));
-  auto &a = hosts[0], &b = hosts[1];
-  INFO(hosts.logs());
-  Client onA = clientOf(a), onB = clientOf(b);
-  constexpr uint64_t kSize = 6u << 20;  // three of them do not fit in B's 16 MiB
-  std::vector<Ref> owned, remote;
-  for (uint64_t seed = 51; seed <= 53; seed++) {
-    owned.push_back(makeValue(onA, kSize, seed));
-    remote.push_back(onB.restore(owned.back().share(60, 1)));
-  }
-  for (uint64_t i = 0; i < 3; i++) {
-    View view = remote[i].view(30);
-    CHECK(refstore::testing::checkPattern(view.data(), kSize, 51 + i));
-  }  // each View dropped: nothing pins the copies
-  Stats s = onB.stats();
-  CHECK(s.pullsTotal == 3);
-  CHECK(s.spillsTotal == 0);  // the owner keeps the primary: a copy is never written to disk
-  uint64_t local = 0;
-  for (auto& row: onB.list()) local += row.bytesLocal;
-  CHECK(local == 2);  // the least recently read copy was dropped to make room
-  // Every value still reads correctly: the dropped copy is copied again.
-  for (uint64_t i = 0; i < 3; i++) {
-    View view = remote[i].view(30);
-    CHECK(refstore::testing::checkPattern(view.data(), kSize, 51 + i));
-  }
-  CHECK(onB.stats().pullsTotal >= 4);
-  CHECK(onB.stats().spillsTotal == 0);
-}
-
 TEST_SUITE("namespaces only") {
 TEST_CASE("a link down for less than the grace period loses no reference") {
   Hosts hosts(hostsOptions(2, [](const refstore::testing::Host&) {

@@ -402,8 +402,10 @@ kj::Promise<void> PeerDirectory::heartbeatLoop(PeerLink& link) {
       return kj::READY_NOW;
     }
     link.heartbeatsSent++;
-    tasks.add(link.service.heartbeatRequest().send().then(
-        [this, &link](auto&&) { link.lastHeard = timer.now(); }));
+    // The link may be forgotten before the answer comes: find it again by its connection.
+    tasks.add(link.service.heartbeatRequest().send().then([this, client = link.client](auto&&) {
+      if (PeerLink* heard = byClient(client)) heard->lastHeard = timer.now();
+    }));
     return heartbeatLoop(link);
   });
 }

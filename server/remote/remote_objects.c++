@@ -403,13 +403,13 @@ kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
     return inFlight->addBranch();
   }
   pullsInFlight++;
-  auto pulled = pull(id, wanted).then(
+  // Counted for as long as the copy lives: it ends, or is dropped with its proxy (tools/soak
+  // found the count stuck at 1 when the proxy went first).
+  auto pulled = pull(id, wanted).attach(kj::defer([this]() { pullsInFlight--; })).then(
       [this, id]() {
-        pullsInFlight--;
         KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->pulling); }
       },
       [this, id](kj::Exception&& e) {
-        pullsInFlight--;
         KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->pulling); }
         kj::throwFatalException(kj::mv(e));
       });
