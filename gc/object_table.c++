@@ -600,6 +600,17 @@ bool ObjectTable::clearProxyBytes(ObjectId id) {
   return true;
 }
 
+bool ObjectTable::reviveProxy(ObjectId id) {
+  checkNotBusy();
+  auto it = lookup(id);
+  if (!it || !it->rec.dead || !isProxy(it->rec)) return false;
+  ObjectRecord& r = it->rec;  // dead and not reclaimed: pinned (markDead's inverse)
+  r.dead = false;
+  liveBytes_ += r.size;
+  --deadPinned_;
+  return true;
+}
+
 bool ObjectTable::setProxyInfo(ObjectId id, uint64_t size, uint64_t hashHi, uint64_t hashLo) {
   checkNotBusy();
   auto it = lookupLive(id);

@@ -336,6 +336,12 @@ class ObjectTable {
   // caller frees the memory at the old userData; the record keeps the size and hash (the
   // owner's) and its userData becomes 0.
   bool clearProxyBytes(ObjectId id);
+  // Brings back a dead proxy still pinned by a View (no reference left, not yet reclaimed), so
+  // that a new reference to the same remote object can be held on it: one proxy per object,
+  // and this one still holds the owner's reference. A proxy has no local links to restore (a
+  // dead object's were released; a proxy's children live on its owner). False, nothing changed,
+  // unless `id` is a dead proxy.
+  bool reviveProxy(ObjectId id);
   // Sets a live proxy's size and hash as its owner reports them (known before the bytes are).
   // False, nothing changed, unless `id` is a live proxy; one with local bytes only accepts the
   // size and hash it has (its copy was verified against them), so a repeated report is harmless.

@@ -2188,6 +2188,36 @@ TEST_CASE("a dead-pinned proxy keeps its copy counted until reclaimed, and refus
   CHECK(f.table.stats().proxyBytes == 0);
 }
 
+// Found by tools/soak: a View kept the only pin on a proxy whose references were all gone, and
+// restoring the same object again on that host failed NOT_FOUND.
+TEST_CASE("reviveProxy: a dead-pinned proxy is held again, and reclaimed only when let go") {
+  Fixture f;
+  auto p = f.table.createProxy(ObjectId{kOwner, 4}, 1, 0);
+  REQUIRE(f.table.setProxyBytes(p.id, 40, 0xf00, 1, 1));
+  REQUIRE(f.table.pin(p.id));
+  REQUIRE(f.table.removeHolder(p.writer));
+  CHECK(f.table.addHolder(p.id, 2, 0) == 0);  // dead: no new reference...
+  CHECK(f.table.reviveProxy(p.id));           // ...until revived
+  auto s = f.table.stats();
+  CHECK(s.deadPinned == 0);
+  CHECK(s.liveBytes == 40);
+  HolderId h = f.table.addHolder(p.id, 2, 0);
+  REQUIRE(h != 0);
+  CHECK_FALSE(f.table.reviveProxy(p.id));  // live: nothing to do
+  REQUIRE(f.table.unpin(p.id));
+  CHECK(f.reclaimed.empty());  // held again: the last unpin does not reclaim it
+  REQUIRE(f.table.removeHolder(h));
+  REQUIRE(f.reclaimed.size() == 1);
+  CHECK(f.reclaimed[0].id == p.id);
+  CHECK(f.table.stats().liveBytes == 0);
+  // Only proxies come back: a dead-pinned local object does not.
+  auto a = f.table.createSealed(1, 0, 0, 0, 1, 0);
+  REQUIRE(f.table.pin(a.id));
+  REQUIRE(f.table.removeHolder(a.writer));
+  CHECK_FALSE(f.table.reviveProxy(a.id));
+  REQUIRE(f.table.unpin(a.id));
+}
+
 TEST_CASE("proxies are listed by forEach and listPage, with their real ids") {
   Fixture f;
   auto a = f.table.create(1, 0, 1, 0);

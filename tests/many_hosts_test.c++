@@ -814,6 +814,23 @@ TEST_CASE("a Ref passed in a user's own interface from host A is adopted on host
   CHECK(eventually([&]() { return idle(onA); }, 10));
 }
 
+// Found by tools/soak: the proxy's only reference went, a View still pinned it, and restoring
+// the same object again on that host failed NOT_FOUND.
+TEST_CASE("a proxy kept only by a View is held again by the next restore") {
+  Hosts hosts(hostsOptions(2));
+  auto &a = hosts[0], &b = hosts[1];
+  Client onA = clientOf(a), onB = clientOf(b);
+  Ref value = onA.put("pinned on B", 11);
+  std::optional<View> view(onB.restoreView(value.share(60, 1)));  // its Ref is dropped at once
+  CHECK(std::string(reinterpret_cast<const char*>(view->data()), view->size()) == "pinned on B");
+  Ref again = onB.restore(value.share(60, 1));
+  CHECK(text(again.readAll(20)) == "pinned on B");
+  CHECK(onB.stats().proxies == 1);
+  CHECK(onB.stats().pullsTotal == 1);  // the same proxy, its copy kept
+  view.reset();
+  CHECK(text(again.readAll(20)) == "pinned on B");  // the View's end did not take it away
+}
+
 TEST_SUITE("namespaces only") {
 TEST_CASE("a link down for less than the grace period loses no reference") {
   Hosts hosts(hostsOptions(2, [](const refstore::testing::Host&) {

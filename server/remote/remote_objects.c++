@@ -67,7 +67,10 @@ HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr 
                                gc::ClientId client) {
   KJ_IF_MAYBE(existing, proxies.find(keyOf(id))) {
     Proxy& p = **existing;
-    gc::HolderId holder = store.addHolder(id, client);  // NOT_FOUND if it is on its way out
+    // One whose references are all gone but a View still pins it is held again: it is still
+    // this host's one proxy of the object (tools/soak: restores failed NOT_FOUND meanwhile).
+    store.reviveProxy(id);
+    gc::HolderId holder = store.addHolder(id, client);
     if (p.ownerLost || services.findConnection(p.linkClient) == nullptr) {
       // Its reference had gone with an old connection: this one replaces it.
       p.ownerRef = kj::mv(ownerRef);

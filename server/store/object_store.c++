@@ -196,6 +196,8 @@ void ObjectStore::pin(gc::ObjectId id) {
 
 void ObjectStore::unpin(gc::ObjectId id) { objects.unpin(id); }
 
+void ObjectStore::reviveProxy(gc::ObjectId id) { objects.reviveProxy(id); }
+
 void ObjectStore::reclaim(const gc::ObjectRecord& object) {
   if (object.state != gc::ObjectState::SPILLED && gc::ObjectTable::ownsBytes(object)) {
     memory.release(object.userData, object.size);

@@ -115,6 +115,8 @@ class ObjectStore {
   // Brings a spilled object back into memory (CORRUPTED if its hash does not match); resolves
   // at once for objects in memory. Use bytes() in the same turn as it resolves.
   kj::Promise<void> ensureResident(gc::ObjectId id);
+  // A proxy kept only by a View's pin is held again (gc: ObjectTable::reviveProxy).
+  void reviveProxy(gc::ObjectId id);
   // The same ahead of any read (Ref.prefetch): a proxy's copy from its owner lets readers'
   // copies reserve memory first.
   kj::Promise<void> prefetch(gc::ObjectId id);
