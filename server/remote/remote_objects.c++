@@ -9,11 +9,18 @@ namespace refstore::server {
 namespace {
 
 // An owner's error as our client should see it: Cap'n Proto prefixes a remote exception's
-// description ("remote exception: "), which is noise one host further on.
-kj::Exception fromOwner(kj::Exception&& e) {
+// description ("remote exception: "), which is noise one host further on. A connection to the
+// owner that broke under the call is `lostWord` (OWNER_LOST; UNREACHABLE for a restore), not
+// DISCONNECTED, which the client would take for its own daemon going away (tools/soak: a share
+// forwarded to an owner killed meanwhile said "refstored disconnected").
+kj::Exception fromOwner(kj::Exception&& e, kj::StringPtr lostWord = RS_ERROR_WORD(OWNER_LOST)) {
   kj::StringPtr description = e.getDescription();
   kj::StringPtr prefix = "remote exception: ";
   while (description.startsWith(prefix)) description = description.slice(prefix.size());
+  if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+    return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                         kj::str(lostWord, ": the connection to the owner broke: ", description));
+  }
   return kj::Exception(e.getType(), __FILE__, __LINE__, kj::str(description));
 }
 
@@ -121,7 +128,7 @@ kj::Promise<RemoteObjects::Redeemed> RemoteObjects::redeem(kj::String token, gc:
     if (isDisconnect(e) && retries > 0) {
       return redeem(kj::mv(token), owner, kj::mv(address), retries - 1);
     }
-    kj::throwFatalException(fromOwner(kj::mv(e)));
+    kj::throwFatalException(fromOwner(kj::mv(e), RS_ERROR_WORD(UNREACHABLE)));
   });
 }
 
