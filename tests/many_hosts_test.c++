@@ -814,6 +814,41 @@ TEST_CASE("a Ref passed in a user's own interface from host A is adopted on host
   CHECK(eventually([&]() { return idle(onA); }, 10));
 }
 
+TEST_CASE("under memory pressure a local copy of another host's value is dropped, not spilled, "
+          "and copied again when next read") {
+  Hosts hosts(hostsOptions(2, onHost(1, {"--memory", "16M", "--segment-size", "8M"})));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  // Six values of 3 MiB do not fit in B's 16 MiB. (Each is below a quarter of the capacity:
+  // larger copies become file-backed values rather than wait for memory.)
+  constexpr uint64_t kSize = 3u << 20, kCount = 6;
+  std::vector<Ref> owned, remote;
+  for (uint64_t i = 0; i < kCount; i++) {
+    owned.push_back(makeValue(onA, kSize, 51 + i));
+    remote.push_back(onB.restore(owned.back().share(60, 1)));
+  }
+  for (uint64_t i = 0; i < kCount; i++) {
+    View view = remote[i].view(30);
+    CHECK(refstore::testing::checkPattern(view.data(), kSize, 51 + i));
+  }  // each View dropped: nothing pins the copies
+  Stats s = onB.stats();
+  CHECK(s.pullsTotal == kCount);
+  CHECK(s.spillsTotal == 0);  // the owner keeps the primary: a copy is never written to disk
+  CHECK(s.fileBackedBytes == 0);
+  uint64_t local = 0;
+  for (auto& row: onB.list()) local += row.bytesLocal;
+  CHECK(local < kCount);  // the least recently read copies were dropped to make room
+  CHECK(s.proxyBytes == local * kSize);
+  // Every value still reads correctly: the dropped copies are copied again.
+  for (uint64_t i = 0; i < kCount; i++) {
+    View view = remote[i].view(30);
+    CHECK(refstore::testing::checkPattern(view.data(), kSize, 51 + i));
+  }
+  CHECK(onB.stats().pullsTotal > kCount);
+  CHECK(onB.stats().spillsTotal == 0);
+}
+
 // Found by tools/soak: the proxy's only reference went, a View still pinned it, and restoring
 // the same object again on that host failed NOT_FOUND.
 TEST_CASE("a proxy kept only by a View is held again by the next restore") {
