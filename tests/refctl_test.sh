@@ -211,5 +211,26 @@ check "put - streams a 100 MB pipe in 60 MB (spooled to a temporary file)" test 
 check "cat streams over TCP in 60 MB" test $streamed = yes
 check "the streamed value is intact" cmp -s "$work/large.bin" "$work/tcp.back"
 
+# Many hosts: a second daemon (another loopback address) fetches a token of the first through
+# its own socket; `refctl peers` on each names the other, with the bytes each way.
+socket2=$(mktemp -u /tmp/rst-cli2-XXXXXXXXXX.sock)
+tcp_port2=$((20000 + RANDOM % 20000))
+"$refstored" --socket "$socket2" --memory 32M --segment-size 8M --spill-dir "$work/spill2" \
+  --tcp "127.0.0.3:$tcp_port2" 2> "$work/daemon2.log" &
+daemon2=$!
+trap 'kill $daemon $daemon2 2>/dev/null; wait $daemon $daemon2 2>/dev/null || true' EXIT
+for _ in $(seq 200); do [[ -S $socket2 ]] && break; sleep 0.05; done
+head -c 200000 /dev/urandom > "$work/remote.bin"
+remote_token=$("$refctl" put "$work/remote.bin" --ttl 60)
+REFSTORE_SOCKET=$socket2 "$refctl" get "$remote_token" -o "$work/remote.back"
+check "a token of another daemon is fetched through one's own" cmp -s "$work/remote.bin" "$work/remote.back"
+peers2=$(REFSTORE_SOCKET=$socket2 "$refctl" peers --json)
+check "refctl peers names the owner it pulled from" \
+  grep -qE "\"address\": \"127\.0\.0\.1:$tcp_port\", \"state\": \"up\".*\"bytes_pulled\": 200000" <<< "$peers2"
+check "refctl peers on the owner counts the bytes served" \
+  grep -qE '"bytes_served": 200000' <<< "$("$refctl" peers --json)"
+check "refctl peers prints a table" \
+  grep -q "127.0.0.1:$tcp_port" <<< "$(REFSTORE_SOCKET=$socket2 "$refctl" peers)"
+
 echo "$failures failure(s)"
 [[ $failures -eq 0 ]]
