@@ -84,6 +84,12 @@ bool idle(Client& client) {
   return s.objects == 0 && s.proxies == 0 && s.remoteHolders == 0 && s.holders == 0;
 }
 
+// A port for an extra listener on a host's address: a free one on loopback, the fixed
+// `namespacePort` in a namespace (nothing else listens there; each test uses its own numbers).
+int portOn(Network network, int namespacePort) {
+  return network == Network::NAMESPACES ? namespacePort : refstore::testing::freeTcpPort();
+}
+
 void writeFile(const std::string& path, const std::string& content) {
   FILE* f = fopen(path.c_str(), "w");
   REQUIRE(f != nullptr);
@@ -324,8 +330,8 @@ std::string askDataPort(const std::string& address, const std::string& request) 
 class TicketCapture {
  public:
   TicketCapture(Network network, int withheld)
-      : dataPort(network == Network::NAMESPACES ? 7404 : refstore::testing::freeTcpPort()),
-        capturePort(network == Network::NAMESPACES ? 7405 : refstore::testing::freeTcpPort()),
+      : dataPort(portOn(network, 7404)),
+        capturePort(portOn(network, 7405)),
         withheld(withheld) {}
   ~TicketCapture() {
     if (listener < 0) return;
@@ -636,8 +642,7 @@ struct DataPortProxy {
   std::unique_ptr<refstore::testing::FaultProxy> proxy;
 
   explicit DataPortProxy(Network network)
-      : dataPort(network == Network::NAMESPACES ? 7402 : refstore::testing::freeTcpPort()),
-        proxyPort(network == Network::NAMESPACES ? 7403 : refstore::testing::freeTcpPort()) {}
+      : dataPort(portOn(network, 7402)), proxyPort(portOn(network, 7403)) {}
   HostArgs args() const {
     return [this](const refstore::testing::Host& host) {
       if (host.index() != 0) return std::vector<std::string>{};
@@ -771,8 +776,7 @@ TEST_CASE("a Ref passed in a user's own interface from host A is adopted on host
   INFO(hosts.logs());
   // A producer process on host A serves its own Cap'n Proto interface over TCP.
   std::string producerAddress =
-      a.ip() + ":" + std::to_string(hosts.network() == Network::NAMESPACES
-                                        ? 7410 : refstore::testing::freeTcpPort());
+      a.ip() + ":" + std::to_string(portOn(hosts.network(), 7410));
   auto producer = a.spawn("tools/pipeline/pipeline",
                           {"producer", "--store", a.socket(), "--listen", producerAddress});
   REQUIRE(producer.readLine() == "listening");

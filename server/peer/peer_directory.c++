@@ -380,25 +380,26 @@ bool PeerDirectory::idle(PeerLink& link) {
   return proxies == 0 && services.store.remoteHolds().remoteHoldersOf(link.origin) == 0;
 }
 
+void PeerDirectory::close(PeerLink& link, kj::StringPtr why) {
+  KJ_IF_MAYBE(state, services.findConnection(link.client)) {
+    KJ_IF_MAYBE(abort, state->abort) { (*abort)(); }
+  }
+  down(link, why);
+}
+
 kj::Promise<void> PeerDirectory::heartbeatLoop(PeerLink& link) {
   return timer.afterDelay(config.heartbeat).then([this, &link]() -> kj::Promise<void> {
     if (link.state != PeerLink::State::UP) return kj::READY_NOW;
     if (timer.now() - link.lastHeard > config.timeout) {
       logWarning("peer ", kj::hex(link.origin), " at ", link.address, " silent for over ",
                  config.timeout / kj::MILLISECONDS, " ms: dropping its connection");
-      KJ_IF_MAYBE(state, services.findConnection(link.client)) {
-        KJ_IF_MAYBE(abort, state->abort) { (*abort)(); }
-      }
-      down(link, "heartbeat timeout");
+      close(link, "heartbeat timeout");
       return kj::READY_NOW;
     }
     if (idle(link)) {
       logInfo("closing the connection to peer ", kj::hex(link.origin), " at ", link.address,
               ": no reference has used it for ", config.idle / kj::MILLISECONDS, " ms");
-      KJ_IF_MAYBE(state, services.findConnection(link.client)) {
-        KJ_IF_MAYBE(abort, state->abort) { (*abort)(); }
-      }
-      down(link, "idle");
+      close(link, "idle");
       return kj::READY_NOW;
     }
     link.heartbeatsSent++;

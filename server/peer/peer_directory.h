@@ -82,6 +82,7 @@ class PeerDirectory final: public PeerGateway, private kj::TaskSet::ErrorHandler
   kj::Promise<void> introduce(PeerLink& link, gc::PeerId expected);
   void up(PeerLink& link);
   void down(PeerLink& link, kj::StringPtr why);
+  void close(PeerLink& link, kj::StringPtr why);  // aborts its connection, then down()
   kj::Promise<void> heartbeatLoop(PeerLink& link);
   PeerLink& used(PeerLink& link);  // notes that a reference is about to use it
   // An outgoing link no reference uses, unused for the idle time: closed (PeerOptions::idle).
