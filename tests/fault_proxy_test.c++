@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "third_party/fast_xxhash.h"
 
 #include <atomic>
 #include <functional>

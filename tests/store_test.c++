@@ -5,7 +5,7 @@
 
 #include <unistd.h>
 
-#include <xxhash.h>
+#include "third_party/fast_xxhash.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -6,7 +6,7 @@
 // new ticket) resumes from there instead of starting over.
 #pragma once
 
-#include <xxhash.h>
+#include "third_party/fast_xxhash.h"
 
 #include <kj/async-io.h>
 

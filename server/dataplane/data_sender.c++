@@ -1,6 +1,6 @@
 #include "server/dataplane/data_sender.h"
 
-#include <xxhash.h>
+#include "third_party/fast_xxhash.h"
 
 #include "server/dataplane/frames.h"
 #include "server/runtime/log.h"

@@ -21,7 +21,7 @@
 // dropped right after sealing never get here, and the queue is rarely more than one job deep.
 #pragma once
 
-#include <xxhash.h>
+#include "third_party/fast_xxhash.h"
 
 #include <atomic>
 #include <memory>

@@ -11,7 +11,7 @@
 // its hash cancelled (the thread stops at its next 1 MiB step), so its memory comes back soon.
 #pragma once
 
-#include <xxhash.h>
+#include "third_party/fast_xxhash.h"
 
 #include <atomic>
 #include <deque>
