@@ -51,6 +51,7 @@ interface PeerService {
 #     "RSDP" | version (UInt32 = 1) | ticket (16 bytes) | offset (UInt64) | length (UInt64)
 # (little-endian), answered by the bytes [offset, offset + length) of the value in chunks, each
 #     offset (UInt64) | length (UInt32) | XXH3-64 of the chunk (UInt64) | padding (UInt32) | bytes
-# until `length` bytes have been sent, then the connection is closed. A request with a bad,
+# until `length` bytes have been sent, then the connection is closed. Owners send chunks of 1 MiB
+# (the last one shorter); readers accept chunks of up to 4 MiB. A request with a bad,
 # used or expired ticket is closed at once. A transfer that breaks is resumed from its last good
 # chunk with a new ticket; the whole value is then checked against the hash openPull returned.

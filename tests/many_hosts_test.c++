@@ -673,7 +673,7 @@ TEST_CASE("bytes corrupted or cut in flight are detected, copied again from the 
   auto &a = hosts[0], &b = hosts[1];
   INFO(hosts.logs());
   Client onA = clientOf(a), onB = clientOf(b);
-  constexpr uint64_t kSize = 20u << 20;  // five chunks of the data plane
+  constexpr uint64_t kSize = 20u << 20;  // twenty chunks of the data plane
   auto& proxy = *data.proxy;
 
   SUBCASE("one flipped byte: that chunk fails its check, the copy resumes from it") {

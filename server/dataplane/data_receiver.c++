@@ -7,15 +7,31 @@
 
 namespace refstore::server::dataplane {
 
-Reception::Reception(kj::ArrayPtr<kj::byte> into): into(into), whole(XXH3_createState()) {
-  KJ_ASSERT(whole != nullptr);
-  XXH3_128bits_reset(whole);
+Reception::Reception(kj::ArrayPtr<kj::byte> into)
+    : into(into), good(XXH3_createState()), pending(XXH3_createState()),
+      chunk(XXH3_createState()) {
+  KJ_ASSERT(good != nullptr && pending != nullptr && chunk != nullptr);
+  XXH3_128bits_reset(good);
 }
 
-Reception::~Reception() { XXH3_freeState(whole); }
+Reception::~Reception() {
+  XXH3_freeState(good);
+  XXH3_freeState(pending);
+  XXH3_freeState(chunk);
+}
 
-void Reception::advance(uint64_t length) {
-  XXH3_128bits_update(whole, into.begin() + done, length);
+void Reception::startChunk() {
+  XXH3_copyState(pending, good);
+  XXH3_64bits_reset(chunk);
+}
+
+void Reception::receivedPiece(const kj::byte* piece, size_t length) {
+  XXH3_64bits_update(chunk, piece, length);
+  XXH3_128bits_update(pending, piece, length);
+}
+
+void Reception::acceptChunk(uint64_t length) {
+  XXH3_copyState(good, pending);
   done += length;
 }
 
@@ -67,25 +83,39 @@ kj::Promise<void> DataReceiver::readChunks(kj::AsyncIoStream& stream, Reception&
         decode(header.begin(), &chunk);
         uint64_t remaining = reception.destination().size() - reception.reached();
         if (chunk.offset != reception.reached() || chunk.length == 0 ||
-            chunk.length > kChunkBytes || chunk.length > remaining) {
+            chunk.length > kMaxChunkBytes || chunk.length > remaining) {
           return KJ_EXCEPTION(FAILED, "the owner's data port sent a chunk out of place");
         }
-        kj::byte* into = reception.destination().begin() + reception.reached();
-        return withinStallTimeout(stream.tryRead(into, chunk.length, chunk.length))
-            .then([this, &stream, &reception, chunk, into](size_t got) -> kj::Promise<void> {
-              if (got < chunk.length) {
-                return KJ_EXCEPTION(DISCONNECTED, "the owner's data port closed mid-chunk",
-                                    reception.reached());
-              }
-              received += got;
-              if (XXH3_64bits(into, chunk.length) != chunk.hash) {
+        reception.startChunk();
+        uint64_t start = reception.reached(), end = start + chunk.length;
+        return readPieces(stream, reception, start, end)
+            .then([this, &stream, &reception, chunk]() -> kj::Promise<void> {
+              if (reception.chunkHash() != chunk.hash) {
                 return KJ_EXCEPTION(FAILED, kj::str(RS_ERROR_WORD(CORRUPTED),
                                                     ": a chunk at offset ", chunk.offset,
                                                     " does not match its XXH3-64"));
               }
-              reception.advance(chunk.length);
+              reception.acceptChunk(chunk.length);
               return readChunks(stream, reception);
             });
+      });
+}
+
+kj::Promise<void> DataReceiver::readPieces(kj::AsyncIoStream& stream, Reception& reception,
+                                           uint64_t offset, uint64_t end) {
+  if (offset == end) return kj::READY_NOW;
+  kj::byte* into = reception.destination().begin() + offset;
+  size_t length = kj::min<uint64_t>(kReceivePieceBytes, end - offset);
+  return withinStallTimeout(stream.tryRead(into, length, length))
+      .then([this, &stream, &reception, into, offset, length, end](size_t got)
+                -> kj::Promise<void> {
+        if (got < length) {
+          return KJ_EXCEPTION(DISCONNECTED, "the owner's data port closed mid-chunk",
+                              reception.reached());
+        }
+        received += got;
+        reception.receivedPiece(into, got);
+        return readPieces(stream, reception, offset + got, end);
       });
 }
 

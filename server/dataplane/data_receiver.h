@@ -29,14 +29,23 @@ class Reception {
   uint64_t reached() const { return done; }    // bytes [0, reached) arrived and checked
   bool complete() const { return done == into.size(); }
   // The XXH3-128 of everything received (complete() first).
-  XXH128_hash_t hash() const { return XXH3_128bits_digest(whole); }
-  // Accepts the checked chunk at [reached, reached + length).
-  void advance(uint64_t length);
+  XXH128_hash_t hash() const { return XXH3_128bits_digest(good); }
+
+  // A chunk arrives in pieces, each hashed while it is hot in cache: startChunk(), then
+  // receivedPiece() for consecutive pieces from reached(); then the chunk is checked against the
+  // owner's hash, and either accepted (acceptChunk) or its bytes are not counted (the next
+  // startChunk forgets them).
+  void startChunk();
+  void receivedPiece(const kj::byte* piece, size_t length);
+  uint64_t chunkHash() const { return XXH3_64bits_digest(chunk); }
+  void acceptChunk(uint64_t length);
 
  private:
   kj::ArrayPtr<kj::byte> into;
   uint64_t done = 0;
-  XXH3_state_t* whole;
+  XXH3_state_t* good;     // the XXH3-128 of [0, reached)
+  XXH3_state_t* pending;  // ... and of the pieces of the chunk being received
+  XXH3_state_t* chunk;    // the XXH3-64 of the chunk being received
 };
 
 class DataReceiver {
@@ -60,6 +69,8 @@ class DataReceiver {
 
  private:
   kj::Promise<void> readChunks(kj::AsyncIoStream& stream, Reception& reception);
+  kj::Promise<void> readPieces(kj::AsyncIoStream& stream, Reception& reception,
+                               uint64_t offset, uint64_t end);
   template <typename T>
   kj::Promise<T> withinStallTimeout(kj::Promise<T> promise);
 

@@ -13,9 +13,17 @@ constexpr uint32_t kRequestMagic = 0x50445352;  // "RSDP"
 constexpr uint32_t kVersion = 1;
 constexpr size_t kRequestBytes = 48;
 constexpr size_t kChunkHeaderBytes = 24;
-// Bytes per chunk: each is checked on its own, so a broken transfer resumes from the last good
-// one; large enough that headers and per-chunk work are negligible.
-constexpr uint32_t kChunkBytes = 4u << 20;
+// Bytes per chunk the owner sends: each is checked on its own, so a broken transfer resumes from
+// the last good one. 1 MiB: large enough that headers and per-chunk turns are negligible, small
+// enough that the owner's hash pass leaves the chunk in cache for the socket copy that follows
+// (hashing then copying 4 MiB chunks of cold memory ran at 4.3 GB/s here, DRAM speed for each).
+constexpr uint32_t kChunkBytes = 1u << 20;
+// The largest chunk a reader accepts (owners of older versions sent 4 MiB).
+constexpr uint32_t kMaxChunkBytes = 4u << 20;
+// The reader receives a chunk in pieces of this size and hashes each one while it is still in
+// the L2 cache the socket copy just wrote it to: copying then hashing in 256 KiB pieces ran at
+// 6.4 GB/s here, against 4.3 GB/s for whole 4 MiB chunks.
+constexpr uint32_t kReceivePieceBytes = 256u << 10;
 
 struct Request {
   gc::Secret ticket;

@@ -4,7 +4,7 @@
 //
 //   refprobe SOCKET MODE [COUNT] [SIZE] [GAP_US]
 //   MODE: put put-view put-view-pipelined put-read stats hold handoff handoff-pipelined
-//         handoff-copy idle-wake after-idle
+//         handoff-copy idle-wake after-idle xpull
 //
 // `hold` puts COUNT values, keeps every Ref and waits for a line on stdin before dropping them:
 // for looking at the daemon's memory per live object (heaptrack, /proc/PID/status).
@@ -18,6 +18,10 @@
 // 64 MiB of unrelated memory, and after 5 ms of the client spinning. On the 2-vCPU VM the last
 // two cost the same (~0.2 ms more than at once), so the extra is not cold caches; it stays with
 // the daemon busy-polling for 10 ms (--busy-poll-us 10000), so it is not only the daemon's wake.
+// `xpull` (SOCKET is a reader host's daemon, GAP_US is replaced by the owner host's socket)
+// makes one SIZE value on the owner and COUNT times restores a token of it on the reader, views
+// it (the reader's daemon pulls the bytes over the data port) and drops it, waiting until the
+// reader has freed its copy: for profiling the data plane, e.g. by both daemons' CPU time.
 // `after-idle` times stats() and view() of a SIZE value, each after GAP_US (default 300) of
 // idleness: longer than the busy polls, the first request after idle time.
 #include <algorithm>
@@ -71,7 +75,7 @@ int main(int argc, char** argv) {
     fprintf(stderr,
             "usage: refprobe SOCKET MODE [COUNT] [SIZE] [GAP_US]\n"
             "MODE: put put-view put-view-pipelined put-read stats hold handoff handoff-pipelined\n"
-            "      handoff-copy idle-wake after-idle\n");
+            "      handoff-copy idle-wake after-idle xpull\n");
     return 2;
   }
   std::string mode = argv[2];
@@ -79,6 +83,35 @@ int main(int argc, char** argv) {
   size_t size = argc > 4 ? strtoull(argv[4], nullptr, 10) : 64;
   auto client = refstore::Client::connect(argv[1]);
   std::vector<uint8_t> value(size, 7);
+  if (mode == "xpull") {
+    if (argc < 6) {
+      fprintf(stderr, "usage: refprobe READER_SOCKET xpull COUNT SIZE OWNER_SOCKET\n");
+      return 2;
+    }
+    auto owner = refstore::Client::connect(argv[5]);
+    refstore::WriteBuffer buffer = owner.create(size);
+    for (size_t b = 0; b < size; b++) buffer.data()[b] = uint8_t(b * 131 + (b >> 12));
+    refstore::Ref owned = buffer.seal();
+    Laps laps({"restore", "view", "drop+free"});
+    uint64_t sum = 0;
+    for (int i = 0; i < count; i++) {
+      std::string token = owned.share(60, 1);
+      laps.start();
+      {
+        refstore::Ref ref = client.restore(token);
+        laps.lap();
+        refstore::View view = ref.view();
+        laps.lap();
+        sum += view.data()[view.size() - 1];
+      }
+      while (client.stats().proxies != 0) {
+      }
+      laps.lap();
+    }
+    laps.print();
+    printf("(checksum %llu)\n", (unsigned long long)sum);
+    return 0;
+  }
   if (mode == "handoff" || mode == "handoff-pipelined" || mode == "handoff-copy") {
     // handoff-copy: pipelined, and the value is memcpy'd in from warm private memory
     bool pipelined = mode != "handoff";  // sealAndShare + restoreView
