@@ -10,9 +10,9 @@
 #
 # References are capabilities across hosts too: a daemon holds exactly one owner's Ref per
 # proxied object, whatever the number of its local references; dropping the last local one
-# drops that Ref, which Cap'n Proto releases on the owner. Bytes never travel in RPC messages:
-# a reader pulls them over a separate TCP connection to the owner's data port, authorised by a
-# one-time ticket (see `openPull`), straight into local shared memory.
+# drops that Ref, which Cap'n Proto releases on the owner. Bytes do not travel in RPC messages
+# (small values aside, see `openPull`): a reader pulls them over a separate TCP connection to the
+# owner's data port, authorised by a one-time ticket, straight into local shared memory.
 
 @0xc2d4b6f8a1e3c5d7;
 
@@ -38,13 +38,33 @@ interface PeerService {
   # promises and for values whose hash is not computed yet). For making proxies of Refs that
   # arrive as children. Errors: INVALID_ARGUMENT (not a Ref of this daemon).
 
-  openPull @3 (ref :Rs.Ref) -> (ticket :Data, dataAddress :Text, size :UInt64, hash :Rs.Hash128);
+  openPull @3 (ref :Rs.Ref, inlineUpTo :UInt64) -> (ticket :Data, dataAddress :Text,
+                                                     size :UInt64, hash :Rs.Hash128,
+                                                     inlineBytes :Data);
   # A one-time ticket to copy `ref`'s bytes from this daemon's data port `dataAddress`
   # (host:port). Waits for a promise to settle, for a spilled value to be back in memory, and for
   # the value's XXH3-128 hash (`hash`), which the copy must match. The ticket is single-use and
   # expires in seconds; it is the only authority on the data port.
+  #
+  # Small values come inline instead: if `size` is at most `inlineUpTo` and at most 64 KiB, the
+  # answer carries the bytes in `inlineBytes` and no ticket (`ticket` is empty). For them a data
+  # connection (connect, request, answer) would cost more round trips than the copy itself; the
+  # reader checks them against `hash` all the same. This is the only place value bytes travel in
+  # an RPC message, and it is bounded far below any message limit.
   # Errors: as `Ref.read` (REJECTED, BROKEN_PROMISE, NOT_FOUND, ...), INVALID_ARGUMENT (not a Ref
   # of this daemon).
+
+  restore @4 (token :Text, inlineUpTo :UInt64) -> (ref :Rs.Ref, state :Rs.ObjectState,
+                                                    size :UInt64, hash :Rs.Hash128,
+                                                    inlineBytes :Data);
+  # `Store.restore` for a peer, with what `identify` would say of the object in the same answer
+  # (state after following fulfilled promises; size and hash may be zero for promises and for
+  # values whose hash is not computed yet), so that a proxy made from a token is settled and
+  # described without a second round trip. And, like `openPull`, a small value's bytes: if the
+  # object is a value in memory, already hashed, of at most `inlineUpTo` and 64 KiB, they come
+  # in `inlineBytes` (empty otherwise), so that the usual restore-then-read of a small value
+  # costs one round trip between the daemons. The reader keeps them only briefly (until the
+  # first read, or a second) and within a small bound. Errors: as `Store.restore`.
 }
 
 # The data port speaks no Cap'n Proto: a request of 48 bytes,

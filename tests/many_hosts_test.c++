@@ -403,7 +403,9 @@ TEST_CASE("the data port gives bytes for a live ticket only: forged, replayed, e
   auto ask = [&](const std::string& request) {
     return b.run([&]() { return askDataPort(capture.dataPortAddress(), request); });
   };
-  const std::string value = "bytes behind a ticket";
+  // Over 64 KiB: smaller values come inline in the owner's answers, with no ticket at all.
+  std::string value;
+  while (value.size() < (80u << 10)) value += "bytes behind a ticket ";
   Ref fromA = onB.restore(onA.put(value.data(), value.size()).share(60));
   CHECK(text(fromA.readAll(20)) == value);  // B retried past the two withheld connections
   auto requests = capture.requests();
@@ -713,6 +715,40 @@ TEST_CASE("bytes corrupted or cut in flight are detected, copied again from the 
     CHECK(refstore::testing::checkPattern(remote.view(30).data(), kSize, 23));
   }
   CHECK(eventually([&]() { return idle(onA) && idle(onB); }, 10));
+}
+
+TEST_CASE("a small value comes with its restore or inline with the ticket: no data connection") {
+  DataPortProxy data(refstore::testing::testNetwork());
+  Hosts hosts(hostsOptions(2, data.args()));
+  data.start(hosts);
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  constexpr uint64_t kSmall = 48u << 10, kLarge = 80u << 10;  // the inline limit is 64 KiB
+  uint64_t sent = kSmall;  // bytes A sent B
+  // (Read at once, the bytes are those that came with the restore; on a machine so loaded that
+  // the view comes more than a second later, openPull's answer brings them instead. Either way
+  // no data connection is made.)
+  SUBCASE("read at once: the bytes that came with the restore") {
+    Ref remote = onB.restore(makeValue(onA, kSmall, 51).share(60, 1));
+    CHECK(refstore::testing::checkPattern(remote.view(20).data(), kSmall, 51));
+  }
+  SUBCASE("read later, once those are gone: inline in the owner's openPull answer") {
+    Ref remote = onB.restore(makeValue(onA, kSmall, 52).share(60, 1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past the 1 s they are kept
+    CHECK(refstore::testing::checkPattern(remote.view(20).data(), kSmall, 52));
+    sent = 2 * kSmall;  // with the restore (not kept), then with the ticket
+  }
+  Stats s = onB.stats();
+  CHECK(s.pullsTotal == 1);
+  CHECK(s.bytesPulledTotal == kSmall);
+  CHECK(onA.stats().bytesServedTotal == sent);
+  CHECK(data.proxy->counters().connections == 0);
+  // A larger value still takes the data port.
+  Ref large = onB.restore(makeValue(onA, kLarge, 53).share(60, 1));
+  CHECK(refstore::testing::checkPattern(large.view(20).data(), kLarge, 53));
+  CHECK(data.proxy->counters().connections == 1);
+  CHECK(onB.stats().bytesPulledTotal == kSmall + kLarge);
 }
 
 TEST_CASE("prefetch copies a value here before its first read, once") {

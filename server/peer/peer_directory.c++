@@ -50,6 +50,26 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
     });
   }
 
+  kj::Promise<void> restore(RestoreContext context) override {
+    context.allowCancellation();
+    return restoreToken(services, context.getParams().getToken(), client)
+        .then([this, context](HeldObject held) mutable {
+          auto results = context.getResults();
+          results.setRef(newRef(services, held.holder, client));
+          const gc::ObjectRecord& object = store.record(store.resolve(held.id));
+          results.setState(static_cast<proto::ObjectState>(object.state));
+          results.setSize(object.size);
+          results.initHash().setHigh(object.hashHi);
+          results.getHash().setLow(object.hashLo);
+          bool hashed = object.hashHi != 0 || object.hashLo != 0;
+          if (hashed && store.readableNow(object.id) &&
+              object.size <= kj::min(context.getParams().getInlineUpTo(), kMaxInlinePull)) {
+            results.setInlineBytes(store.objectMemory().bytesOf(object));
+            directory.countServed(origin, object.size);
+          }
+        });
+  }
+
   kj::Promise<void> openPull(OpenPullContext context) override {
     context.allowCancellation();
     return ownObject(context.getParams().getRef()).then([this, context](gc::ObjectId id) mutable {
@@ -77,17 +97,25 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
           .then([this, context, id]() mutable { return issue(context, id); });
     }
     const gc::ObjectRecord& object = store.record(owner);
-    gc::Secret ticket = directory.tickets.issue(owner, origin);
     auto results = context.getResults();
+    results.setSize(object.size);
+    results.initHash().setHigh(object.hashHi);
+    results.getHash().setLow(object.hashLo);
+    if (object.size <= kj::min(context.getParams().getInlineUpTo(), kMaxInlinePull)) {
+      results.setInlineBytes(store.objectMemory().bytesOf(object));
+      directory.countServed(origin, object.size);
+      return kj::READY_NOW;
+    }
+    gc::Secret ticket = directory.tickets.issue(owner, origin);
     auto bytes = results.initTicket(16);
     memcpy(bytes.begin(), &ticket.hi, 8);
     memcpy(bytes.begin() + 8, &ticket.lo, 8);
     results.setDataAddress(directory.config.dataAddress);
-    results.setSize(object.size);
-    results.initHash().setHigh(object.hashHi);
-    results.getHash().setLow(object.hashLo);
     return kj::READY_NOW;
   }
+
+  // The largest value openPull answers inline (schema/peer.capnp).
+  static constexpr uint64_t kMaxInlinePull = 64u << 10;
 
   PeerDirectory& directory;
   RpcServices& services;

@@ -1,5 +1,7 @@
 #include "server/remote/remote_objects.h"
 
+#include "third_party/fast_xxhash.h"
+
 #include "server/rpc/adoption.h"
 #include "server/runtime/drop_later.h"
 #include "server/runtime/errors.h"
@@ -103,7 +105,19 @@ kj::Promise<HeldObject> RemoteObjects::restore(Token token, gc::ClientId client)
   kj::String address = kj::mv(token.ownerAddress);
   return redeem(formatToken(token), id.hi, kj::str(address), /*retries=*/1)
       .then([this, id, address = kj::mv(address), client](Redeemed redeemed) mutable {
-        return hold(id, id.hi, address, kj::mv(redeemed.ref), redeemed.linkClient, client);
+        HeldObject held =
+            hold(id, id.hi, address, kj::mv(redeemed.ref), redeemed.linkClient, client);
+        Proxy& p = proxy(id);
+        if (redeemed.settled && !p.settled) {
+          // The owner said what it is in the same answer: the first read needs no whenReady.
+          store.setProxyInfo(id, redeemed.size, redeemed.hashHi, redeemed.hashLo);
+          p.settled = true;
+          p.described = redeemed.hashHi != 0 || redeemed.hashLo != 0;
+        }
+        if (redeemed.early.size() > 0 && redeemed.early.size() == redeemed.size) {
+          keepEarlyBytes(p, kj::mv(redeemed.early));
+        }
+        return held;
       });
 }
 
@@ -115,11 +129,21 @@ kj::Promise<RemoteObjects::Redeemed> RemoteObjects::redeem(kj::String token, gc:
     // two daemons that dial each other at once have two, and the reference works only on its
     // own (the owner recognises it there, e.g. when this daemon pulls the bytes).
     gc::ClientId linkClient = link->client;
-    auto request = link->store.restoreRequest();
+    auto request = link->service.restoreRequest();
     request.setToken(token);
+    request.setInlineUpTo(kInlinePullBytes);
     return request.send().then(
-        [linkClient](capnp::Response<proto::Store::RestoreResults> reply) -> Redeemed {
-          return Redeemed{reply.getRef(), linkClient};
+        [linkClient](capnp::Response<peer::PeerService::RestoreResults> reply) -> Redeemed {
+          Redeemed redeemed{reply.getRef(), linkClient};
+          auto state = reply.getState();
+          // A value (not a promise still pending or failed) is settled for good.
+          redeemed.settled = state == proto::ObjectState::SEALED ||
+                             state == proto::ObjectState::SPILLED;
+          redeemed.size = reply.getSize();
+          redeemed.hashHi = reply.getHash().getHigh();
+          redeemed.hashLo = reply.getHash().getLow();
+          if (reply.hasInlineBytes()) redeemed.early = kj::heapArray(reply.getInlineBytes());
+          return redeemed;
         });
   }).catch_([this, token = kj::mv(token), owner, address = kj::mv(address), retries](
                 kj::Exception&& e) mutable -> kj::Promise<Redeemed> {
@@ -136,6 +160,7 @@ void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
   // The store freed the local copy (if any); dropping the entry drops our reference on the
   // owner, which Cap'n Proto releases there. (Later: this may run inside one of its forks.)
   KJ_IF_MAYBE(found, proxies.find(keyOf(record.id))) {
+    dropEarlyBytes(**found);
     (*found)->ownerRef = nullptr;
     dropLater(tasks, kj::mv(*found));
   }
@@ -475,10 +500,49 @@ kj::Promise<void> RemoteObjects::pull(gc::ObjectId id, Wanted wanted) {
     auto reserved = store.reserve(size, 0 * kj::SECONDS, /*client=*/0);
     if (wanted == Wanted::BY_READER) reserved = reserved.attach(kj::heap<ReaderReserving>(*this));
     return reserved;
-  }).then([this, id](kj::Own<Reservation> memory) {
+  }).then([this, id](kj::Own<Reservation> memory) -> kj::Promise<void> {
+    if (copyEarlyBytes(proxy(id), memory)) return kj::READY_NOW;
     auto state = kj::refcounted<PullState>(kj::mv(memory), store.record(id).size);
     return pullAttempt(id, kj::mv(state));
   });
+}
+
+void RemoteObjects::keepEarlyBytes(Proxy& p, kj::Array<kj::byte> bytes) {
+  if (p.earlyBytes.size() > 0 || store.record(p.id).bytesLocal || !p.described ||
+      earlyBytesKept + bytes.size() > kEarlyBytesLimit) {
+    return;
+  }
+  earlyBytesKept += bytes.size();
+  p.earlyBytes = kj::mv(bytes);
+  gc::ObjectId id = p.id;
+  tasks.add(timer.afterDelay(kEarlyBytesLife).then([this, id]() {
+    KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { dropEarlyBytes(**found); }
+  }));
+}
+
+void RemoteObjects::dropEarlyBytes(Proxy& p) {
+  earlyBytesKept -= p.earlyBytes.size();
+  p.earlyBytes = nullptr;
+}
+
+bool RemoteObjects::copyEarlyBytes(Proxy& p, kj::Own<Reservation>& memory) {
+  if (p.earlyBytes.size() == 0) return false;
+  const gc::ObjectRecord& record = store.record(p.id);
+  uint64_t size = p.earlyBytes.size();
+  kj::byte* into = static_cast<kj::byte*>(memory->get().ptr);
+  memcpy(into, p.earlyBytes.begin(), size);
+  dropEarlyBytes(p);
+  XXH128_hash_t got = XXH3_128bits(into, size);
+  if (size != record.size || got.high64 != record.hashHi || got.low64 != record.hashLo) {
+    logWarning("object ", gc::toHex(p.id).c_str(),
+               ": the bytes that came with its restore do not match its hash; copying it again");
+    return false;
+  }
+  store.storeProxyBytes(p.id, kj::mv(memory), size, got.high64, got.low64);
+  pullsTotal++;
+  bytesPulled += size;
+  peers.countPulled(p.owner, size);
+  return true;
 }
 
 kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState> state) {
@@ -488,18 +552,31 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
       .then([this, id](PeerLink* link) {
         auto request = link->service.openPullRequest();
         request.setRef(proxy(id).ownerRef);
+        request.setInlineUpTo(kInlinePullBytes);
         return request.send();
       })
       .then([this, state = kj::addRef(*state)](
                 capnp::Response<peer::PeerService::OpenPullResults> grant) mutable {
         auto ticketBytes = grant.getTicket();
-        RS_REQUIRE(ticketBytes.size() == 16, INTERNAL, "the owner sent a malformed ticket");
         RS_REQUIRE(grant.getSize() == state->reception->destination().size(), INTERNAL,
                    "the owner reports another size than before");
+        XXH128_hash_t expected{grant.getHash().getLow(), grant.getHash().getHigh()};
+        if (ticketBytes.size() == 0) {  // a small value, in the answer itself
+          auto bytes = grant.getInlineBytes();
+          auto& reception = *state->reception;
+          RS_REQUIRE(bytes.size() == reception.destination().size() && reception.reached() == 0,
+                     INTERNAL, "the owner sent ", bytes.size(), " bytes inline for a value of ",
+                     reception.destination().size());
+          memcpy(reception.destination().begin(), bytes.begin(), bytes.size());
+          reception.startChunk();
+          reception.receivedPiece(reception.destination().begin(), bytes.size());
+          reception.acceptChunk(bytes.size());
+          return kj::Promise<XXH128_hash_t>(expected);
+        }
+        RS_REQUIRE(ticketBytes.size() == 16, INTERNAL, "the owner sent a malformed ticket");
         gc::Secret ticket;
         memcpy(&ticket.hi, ticketBytes.begin(), 8);
         memcpy(&ticket.lo, ticketBytes.begin() + 8, 8);
-        XXH128_hash_t expected{grant.getHash().getLow(), grant.getHash().getHigh()};
         kj::String address = kj::str(grant.getDataAddress());
         auto& reception = *state->reception;
         return receiver.attempt(address, ticket, reception)

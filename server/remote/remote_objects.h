@@ -35,6 +35,14 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   // Attempts at copying one value before giving up: broken transfers resume from the last good
   // chunk; a value that fails its whole-value check is copied again once.
   static constexpr int kPullAttempts = 4;
+  // Values up to this size are asked for inline, in the owner's openPull answer: no data
+  // connection (schema/peer.capnp; the owner caps it at 64 KiB).
+  static constexpr uint64_t kInlinePullBytes = 64u << 10;
+  // Small values' bytes that come with a restore (PeerService.restore) are kept in the heap, for
+  // the read that usually follows at once, for at most this long and within this total: proxies
+  // restored and never read must not hold memory.
+  static constexpr auto kEarlyBytesLife = 1 * kj::SECONDS;
+  static constexpr uint64_t kEarlyBytesLimit = 4u << 20;
 
   RemoteObjects(RpcServices& services, PeerDirectory& peers,
                 dataplane::DataReceiver& receiver, kj::Timer& timer);
@@ -71,6 +79,9 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
     // A prefetch's copy waiting for readers' copies to get their memory first; fulfilled when
     // none waits, or when a reader wants this very value.
     kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> prefetchGate;
+    // A small value's bytes that came with the restore, kept until the first read copies them
+    // into shared memory (no round trip to the owner) or kEarlyBytesLife passes.
+    kj::Array<kj::byte> earlyBytes;
   };
   struct IdKey {
     uint64_t hi, lo;
@@ -94,6 +105,10 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   struct Redeemed {
     proto::Ref::Client ref;
     gc::ClientId linkClient;
+    // What the owner said of the object in the same answer (PeerService.restore).
+    bool settled = false;
+    uint64_t size = 0, hashHi = 0, hashLo = 0;
+    kj::Array<kj::byte> early;  // a small value's bytes, if the owner sent them along
   };
   kj::Promise<Redeemed> redeem(kj::String token, gc::PeerId owner, kj::String address,
                                int retries);
@@ -113,6 +128,11 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   void openPrefetchGate(Proxy& proxy);
   class ReaderReserving;  // counts a reader's copy waiting for memory while it lives
   kj::Promise<void> pullAttempt(gc::ObjectId id, kj::Own<PullState> state);
+  void keepEarlyBytes(Proxy& proxy, kj::Array<kj::byte> bytes);
+  void dropEarlyBytes(Proxy& proxy);
+  // Makes the proxy's copy from the bytes that came with its restore; false if there are none
+  // or they do not match the owner's hash (then the copy is pulled as usual).
+  bool copyEarlyBytes(Proxy& proxy, kj::Own<Reservation>& memory);
 
   RpcServices& services;
   ObjectStore& store;
@@ -124,6 +144,7 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
   uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
   uint64_t readersReserving = 0;  // readers' copies waiting for memory
+  uint64_t earlyBytesKept = 0;    // total size of every Proxy::earlyBytes
   kj::TaskSet tasks{*this};  // things dropped later
 };
 
