@@ -8,7 +8,9 @@
 //
 // Each call follows an idle gap longer than every busy poll, so both start with their servers
 // asleep; the echo's caller busy-polls for the reply for 100 us like the refstore client. The
-// token and the clean-up (dropping the Ref, host 1 freeing its copy) are untimed.
+// token and the clean-up (dropping the Ref, host 1 freeing its copy) are untimed. A third
+// variant, taking turns with the other two, uses Client::restoreView (restore and view
+// pipelined: one round trip to host 1's daemon): xhost_first_restore_view_over_echo.
 #include <sched.h>
 
 #include <stdexcept>
@@ -46,12 +48,17 @@ void xhostFirstRead(Xhost& x) {
     if (answer.getData().size() != size) throw std::runtime_error("echo: wrong size");
     return seconds;
   };
-  auto readOnce = [&]() {
+  // pipelined: Client::restoreView, restore and view in one round trip to host 1's daemon
+  // (xhost_first_restore_view_over_echo); otherwise restore, then view.
+  auto readOnce = [&](bool pipelined) {
     std::string token = owned.share(60, 1);
     idleLongerThanBusyPolls();
     double t0 = now();
     uint64_t got;
-    {
+    if (pipelined) {
+      refstore::View view = x.on(1).restoreView(token);
+      got = checksum(view.data(), view.size());
+    } else {
       refstore::Ref ref = x.on(1).restore(token);
       refstore::View view = ref.view();
       got = checksum(view.data(), view.size());
@@ -61,39 +68,49 @@ void xhostFirstRead(Xhost& x) {
     x.waitNoProxies(1);
     return seconds;
   };
-  std::vector<double> echoSamples, readSamples;
+  std::vector<double> echoSamples, readSamples, viewSamples;
   for (int step = -warmupSteps; step < steps; step++) {
-    double e, r;
-    if (step % 2 == 0) {
-      e = echoOnce();
-      r = readOnce();
-    } else {
-      r = readOnce();
-      e = echoOnce();
+    // The three take turns in a rotating order.
+    double e = 0, r = 0, v = 0;
+    for (int turn = 0; turn < 3; turn++) {
+      switch ((step + warmupSteps + turn) % 3) {
+        case 0: e = echoOnce(); break;
+        case 1: r = readOnce(false); break;
+        default: v = readOnce(true); break;
+      }
     }
     if (step >= 0) {
       echoSamples.push_back(e);
       readSamples.push_back(r);
+      viewSamples.push_back(v);
     }
   }
-  Summary echoS = summarize(echoSamples), readS = summarize(readSamples);
+  Summary echoS = summarize(echoSamples), readS = summarize(readSamples),
+          viewS = summarize(viewSamples);
   std::vector<std::string> columns = {"size_bytes"};
   for (auto& c: Table::summaryColumns("first_read_us")) columns.push_back(c);
+  for (auto& c: Table::summaryColumns("restore_view_us")) columns.push_back(c);
   for (auto& c: Table::summaryColumns("echo_us")) columns.push_back(c);
   columns.push_back("first_read_over_echo");
+  columns.push_back("restore_view_over_echo");
   Table& table = x.ctx.report.table("xhost_first_read", columns);
   std::vector<Value> row = {size};
   Table::appendSummary(row, readS, 1e6);
+  Table::appendSummary(row, viewS, 1e6);
   Table::appendSummary(row, echoS, 1e6);
-  double ratio = readS.median / echoS.median;
+  double ratio = readS.median / echoS.median, viewRatio = viewS.median / echoS.median;
   row.push_back(ratio);
+  row.push_back(viewRatio);
   table.add(row);
   x.ctx.report.set("xhost_first_read_over_echo", ratio);
+  x.ctx.report.set("xhost_first_restore_view_over_echo", viewRatio);
   x.ctx.report.set("xhost_first_read_us", readS.median * 1e6);
+  x.ctx.report.set("xhost_first_restore_view_us", viewS.median * 1e6);
   x.ctx.report.set("xhost_echo_us", echoS.median * 1e6);
-  x.ctx.progress("xhost first read 1KiB: %.0f us (p25 %.0f, p75 %.0f), echo %.0f us: %.1fx",
-                 readS.median * 1e6, readS.p25 * 1e6, readS.p75 * 1e6, echoS.median * 1e6,
-                 ratio);
+  x.ctx.progress("xhost first read 1KiB: %.0f us (p25 %.0f, p75 %.0f), restoreView %.0f us, "
+                 "echo %.0f us: %.1fx, restoreView %.1fx",
+                 readS.median * 1e6, readS.p25 * 1e6, readS.p75 * 1e6, viewS.median * 1e6,
+                 echoS.median * 1e6, ratio, viewRatio);
 }
 
 }  // namespace refbench
