@@ -869,11 +869,13 @@ TEST_CASE("a reader's copy gets memory before a prefetch that was waiting for it
   Ref big = makeValue(onA, kBig, 61), small = makeValue(onA, kSmall, 62);
   Ref bigHere = onB.restore(big.share(60, 1));
   std::optional<Ref> smallHere(onB.restore(small.share(60, 1)));
+  // Each pinned before the next is made: past the high watermark, an unpinned one would spill.
   std::optional<Ref> blocker(makeValue(onB, kBig, 63));
-  Ref otherBlocker = makeValue(onB, kBig, 64);
-  Ref smallBlocker = makeValue(onB, kSmall, 65);
   std::optional<View> blockerPin(blocker->view(10));
-  View otherPin = otherBlocker.view(10), smallPin = smallBlocker.view(10);
+  Ref otherBlocker = makeValue(onB, kBig, 64);
+  View otherPin = otherBlocker.view(10);
+  Ref smallBlocker = makeValue(onB, kSmall, 65);
+  View smallPin = smallBlocker.view(10);
   auto& io = async::ioContext(onB);
   // Whether `length` requests come to wait for memory on B, `prefetches` of them prefetches.
   auto queued = [&](uint32_t length, uint32_t prefetches) {
@@ -933,10 +935,11 @@ TEST_CASE("a prefetch a reader comes to want goes before prefetches queued ahead
   Ref firstHere = onB.restore(first.share(60, 1)), secondHere = onB.restore(second.share(60, 1));
   // B's memory taken as in the case above.
   std::optional<Ref> blocker(makeValue(onB, kBig, 73));
-  Ref otherBlocker = makeValue(onB, kBig, 74);
-  Ref smallBlocker = makeValue(onB, kSmall, 75);
   std::optional<View> blockerPin(blocker->view(10));
-  View otherPin = otherBlocker.view(10), smallPin = smallBlocker.view(10);
+  Ref otherBlocker = makeValue(onB, kBig, 74);
+  View otherPin = otherBlocker.view(10);
+  Ref smallBlocker = makeValue(onB, kSmall, 75);
+  View smallPin = smallBlocker.view(10);
   auto& io = async::ioContext(onB);
   // Whether `length` requests come to wait for memory on B, `prefetches` of them prefetches.
   auto queued = [&](uint32_t length, uint32_t prefetches) {
