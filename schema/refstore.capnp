@@ -164,7 +164,7 @@ struct Stats {
   restoredBytesTotal @23 :UInt64;
   spillFailuresTotal @24 :UInt64; # spills that failed (e.g. OUT_OF_DISK); the object stayed
   fileBackedBytes @25 :UInt64;    # file-backed objects (larger than memory)
-  queueLength @26 :UInt32;        # requests waiting for memory
+  queueLength @26 :UInt32;        # requests waiting for memory (prefetchesWaiting among them)
   oldestWaiterMs @27 :UInt64;     # how long the first of them has waited
   backgroundHashesTotal @28 :UInt64;
   # Values over 1 MiB hashed after sealing, since start (see ObjectInfo.hash). A large value is
@@ -186,6 +186,9 @@ struct Stats {
   pullsInFlight @37 :UInt32;      # pulls running now
   pullsTotal @38 :UInt64;         # pulls completed, since start
   ownerLost @39 :UInt64;          # proxies whose owner is gone (complete copies stay readable)
+  prefetchesWaiting @40 :UInt32;
+  # Of queueLength, copies for `Ref.prefetch` that nobody reads yet: they get memory only once
+  # no other request waits for it.
 }
 
 struct HolderInfo {
@@ -449,11 +452,18 @@ interface Ref {
   # Brings the bytes into this daemon's memory ahead of a read, and resolves once they are
   # there: another host's object (a proxy, see "Many hosts") is copied from its owner now, as
   # its first `view`/`read` would (once per host, however many readers and prefetches wait); a
-  # spilled value is read back from disk; a promise is waited for first. Readers go first: a
-  # prefetch's copy does not ask for memory while a reader's copy waits for it, unless a reader
-  # wants that very value. The caller need not wait for the answer: the copy goes on if this
-  # call is cancelled, and it is dropped with the last reference to the value. Errors: as `read`
-  # (REJECTED, BROKEN_PROMISE), and OWNER_LOST, CORRUPTED, OUT_OF_MEMORY for a copy.
+  # spilled value is read back from disk (as for a read); a promise is waited for first.
+  # Everything else goes first: when memory is short, a prefetch's copy waits behind every other
+  # request for memory on this daemon -- creates, puts, values read back from disk, copies that
+  # readers wait for -- including those that arrive after it, until a reader wants that very
+  # value (from then on it is a reader's copy). Between prefetches, clients take turns as for
+  # creates. A prefetch that gets no memory before the default deadline (30 s) fails with
+  # OUT_OF_MEMORY and its copy is dropped; the next read copies the value again. Copies of other
+  # hosts' values are never file-backed while they fit in memory: under pressure other such
+  # copies are dropped first (their owners keep the values), then values are spilled. The caller
+  # need not wait for the answer: the copy goes on if this call is cancelled, and it is dropped
+  # with the last reference to the value. Errors: as `read` (REJECTED, BROKEN_PROMISE), and
+  # OWNER_LOST, CORRUPTED, OUT_OF_MEMORY for a copy.
 }
 
 interface View {

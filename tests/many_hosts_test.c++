@@ -856,13 +856,16 @@ TEST_CASE("a Ref passed in a user's own interface from host A is adopted on host
 
 TEST_CASE("under memory pressure a local copy of another host's value is dropped, not spilled, "
           "and copied again when next read") {
+  // Copies of any size that fits in memory make room by dropping other copies: a copy is never
+  // file-backed (as a new value of a quarter of the capacity or more would be).
+  uint64_t kSize = 0;
+  SUBCASE("3 MiB copies") { kSize = 3u << 20; }
+  SUBCASE("6 MiB copies, more than a quarter of the capacity") { kSize = 6u << 20; }
   Hosts hosts(hostsOptions(2, onHost(1, {"--memory", "16M", "--segment-size", "8M"})));
   auto &a = hosts[0], &b = hosts[1];
   INFO(hosts.logs());
   Client onA = clientOf(a), onB = clientOf(b);
-  // Six values of 3 MiB do not fit in B's 16 MiB. (Each is below a quarter of the capacity:
-  // larger copies become file-backed values rather than wait for memory.)
-  constexpr uint64_t kSize = 3u << 20, kCount = 6;
+  constexpr uint64_t kCount = 6;  // six values do not fit in B's 16 MiB
   std::vector<Ref> owned, remote;
   for (uint64_t i = 0; i < kCount; i++) {
     owned.push_back(makeValue(onA, kSize, 51 + i));
@@ -879,6 +882,7 @@ TEST_CASE("under memory pressure a local copy of another host's value is dropped
   uint64_t local = 0;
   for (auto& row: onB.list()) local += row.bytesLocal;
   CHECK(local < kCount);  // the least recently read copies were dropped to make room
+  CHECK(local > 0);
   CHECK(s.proxyBytes == local * kSize);
   // Every value still reads correctly: the dropped copies are copied again.
   for (uint64_t i = 0; i < kCount; i++) {
@@ -887,6 +891,128 @@ TEST_CASE("under memory pressure a local copy of another host's value is dropped
   }
   CHECK(onB.stats().pullsTotal > kCount);
   CHECK(onB.stats().spillsTotal == 0);
+  CHECK(onB.stats().fileBackedBytes == 0);
+}
+
+TEST_CASE("a reader's copy gets memory before a prefetch that was waiting for it") {
+  // B: 16 MiB, 15 of them taken by local values pinned by Views (6 + 6 + 3 MiB), so that every
+  // copy must wait for memory.
+  Hosts hosts(hostsOptions(2, onHost(1, {"--memory", "16M", "--segment-size", "8M"})));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  constexpr uint64_t kBig = 6u << 20, kSmall = 3u << 20;
+  Ref big = makeValue(onA, kBig, 61), small = makeValue(onA, kSmall, 62);
+  Ref bigHere = onB.restore(big.share(60, 1));
+  std::optional<Ref> smallHere(onB.restore(small.share(60, 1)));
+  // Each pinned before the next is made: past the high watermark, an unpinned one would spill.
+  std::optional<Ref> blocker(makeValue(onB, kBig, 63));
+  std::optional<View> blockerPin(blocker->view(10));
+  Ref otherBlocker = makeValue(onB, kBig, 64);
+  View otherPin = otherBlocker.view(10);
+  Ref smallBlocker = makeValue(onB, kSmall, 65);
+  View smallPin = smallBlocker.view(10);
+  auto& io = async::ioContext(onB);
+  // Whether `length` requests come to wait for memory on B, `prefetches` of them prefetches.
+  auto queued = [&](uint32_t length, uint32_t prefetches) {
+    Stats s;
+    bool reached = eventually([&]() {
+      s = onB.stats();
+      return s.queueLength == length && s.prefetchesWaiting == prefetches;
+    }, 10);
+    if (!reached) {
+      MESSAGE("waiting: ", s.queueLength, " (prefetches: ", s.prefetchesWaiting, "), pulls ",
+              s.pullsTotal, " in flight ", s.pullsInFlight, ", proxy bytes ", s.proxyBytes,
+              ", bytes used ", s.bytesUsed, ", segments ", s.segments);
+    }
+    return reached;
+  };
+
+  // The prefetch asks first and waits; then a reader's copy waits too.
+  auto prefetched = async::prefetch(bigHere).eagerlyEvaluate(nullptr);
+  REQUIRE(queued(1, 1));
+  auto viewed = async::view(*smallHere).eagerlyEvaluate(nullptr);
+  REQUIRE(queued(2, 1));
+  CHECK(onB.stats().pullsInFlight == 2);
+
+  // 6 MiB come free (7 in all): enough for either copy, not for both. The reader's goes first.
+  blockerPin.reset();
+  blocker.reset();
+  std::optional<View> smallView(viewed.wait(io.waitScope));
+  CHECK(refstore::testing::checkPattern(smallView->data(), kSmall, 62));
+  Stats s = onB.stats();
+  CHECK(s.pullsTotal == 1);
+  CHECK(s.proxyBytes == kSmall);  // the small copy only: the big one has no memory yet
+  CHECK(s.queueLength == 1);      // the prefetch still waits
+  CHECK(s.prefetchesWaiting == 1);
+  CHECK(s.pullsInFlight == 1);
+
+  // The reader lets go of its View (it keeps its Ref): its copy is dropped to make room, and
+  // the prefetch gets its memory -- no file-backed copy, nothing spilled.
+  smallView.reset();
+  prefetched.wait(io.waitScope);
+  s = onB.stats();
+  CHECK(s.pullsTotal == 2);
+  CHECK(s.proxyBytes == kBig);
+  CHECK(s.queueLength == 0);
+  CHECK(s.fileBackedBytes == 0);
+  CHECK(s.spillsTotal == 0);
+  CHECK(refstore::testing::checkPattern(bigHere.view(10).data(), kBig, 61));
+  CHECK(refstore::testing::checkPattern(smallHere->view(30).data(), kSmall, 62));  // again
+}
+
+TEST_CASE("a prefetch a reader comes to want goes before prefetches queued ahead of it") {
+  Hosts hosts(hostsOptions(2, onHost(1, {"--memory", "16M", "--segment-size", "8M"})));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  constexpr uint64_t kBig = 6u << 20, kSmall = 3u << 20;
+  Ref first = makeValue(onA, kBig, 71), second = makeValue(onA, kSmall, 72);
+  Ref firstHere = onB.restore(first.share(60, 1)), secondHere = onB.restore(second.share(60, 1));
+  // B's memory taken as in the case above.
+  std::optional<Ref> blocker(makeValue(onB, kBig, 73));
+  std::optional<View> blockerPin(blocker->view(10));
+  Ref otherBlocker = makeValue(onB, kBig, 74);
+  View otherPin = otherBlocker.view(10);
+  Ref smallBlocker = makeValue(onB, kSmall, 75);
+  View smallPin = smallBlocker.view(10);
+  auto& io = async::ioContext(onB);
+  // Whether `length` requests come to wait for memory on B, `prefetches` of them prefetches.
+  auto queued = [&](uint32_t length, uint32_t prefetches) {
+    Stats s;
+    bool reached = eventually([&]() {
+      s = onB.stats();
+      return s.queueLength == length && s.prefetchesWaiting == prefetches;
+    }, 10);
+    if (!reached) {
+      MESSAGE("waiting: ", s.queueLength, " (prefetches: ", s.prefetchesWaiting, "), pulls ",
+              s.pullsTotal, " in flight ", s.pullsInFlight, ", proxy bytes ", s.proxyBytes,
+              ", bytes used ", s.bytesUsed, ", segments ", s.segments);
+    }
+    return reached;
+  };
+
+  auto firstPrefetched = async::prefetch(firstHere).eagerlyEvaluate(nullptr);
+  REQUIRE(queued(1, 1));
+  auto secondPrefetched = async::prefetch(secondHere).eagerlyEvaluate(nullptr);
+  REQUIRE(queued(2, 2));
+  // A reader of the second value joins its copy in flight (one copy, not two), which now
+  // waits as a reader's.
+  auto viewed = async::view(secondHere).eagerlyEvaluate(nullptr);
+  REQUIRE(queued(2, 1));
+  CHECK(onB.stats().pullsInFlight == 2);
+
+  blockerPin.reset();
+  blocker.reset();
+  View secondView = viewed.wait(io.waitScope);
+  CHECK(refstore::testing::checkPattern(secondView.data(), kSmall, 72));
+  secondPrefetched.wait(io.waitScope);
+  Stats s = onB.stats();
+  CHECK(s.pullsTotal == 1);
+  CHECK(s.proxyBytes == kSmall);
+  CHECK(s.queueLength == 1);  // the first prefetch waits on
+  CHECK(s.prefetchesWaiting == 1);
+  CHECK(s.pullsInFlight == 1);
 }
 
 // Found by tools/soak: the proxy's only reference went, a View still pinned it, and restoring

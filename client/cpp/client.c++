@@ -573,6 +573,7 @@ Stats Client::stats() {
   out.bytesServedTotal = s.getBytesServedTotal();
   out.pullsTotal = s.getPullsTotal();
   out.ownerLost = s.getOwnerLost();
+  out.prefetchesWaiting = s.getPrefetchesWaiting();
   return out;
 }
 
@@ -639,6 +640,7 @@ std::vector<NamedCounter> namedCounters(const Stats& s) {
       {"bytes_served_total", s.bytesServedTotal},
       {"pulls_total", s.pullsTotal},
       {"owner_lost", s.ownerLost},
+      {"prefetches_waiting", s.prefetchesWaiting},
   };
 }
 

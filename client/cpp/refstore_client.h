@@ -83,6 +83,7 @@ struct Stats {
   uint64_t proxies = 0, proxyBytes = 0, remoteHolders = 0, detachedHolders = 0;
   uint32_t peers = 0, pullsInFlight = 0;
   uint64_t bytesPulledTotal = 0, bytesServedTotal = 0, pullsTotal = 0, ownerLost = 0;
+  uint32_t prefetchesWaiting = 0;  // of queueLength: Ref.prefetch copies nobody reads yet
 };
 
 // One connection to another daemon (Client::peers, `refctl peers`).

@@ -434,24 +434,38 @@ kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
   Proxy& p = proxy(id);
   if (store.record(id).bytesLocal) return kj::READY_NOW;
   KJ_IF_MAYBE(inFlight, p.pulling) {
-    if (wanted == Wanted::BY_READER) openPrefetchGate(p);  // a reader waits for it now
+    if (wanted == Wanted::BY_READER) readerWants(p);
     return inFlight->addBranch();
   }
+  p.readerWaits = wanted == Wanted::BY_READER;
   pullsInFlight++;
   // Counted for as long as the copy lives: it ends, or is dropped with its proxy (tools/soak
   // found the count stuck at 1 when the proxy went first).
-  auto pulled = pull(id, wanted).attach(kj::defer([this]() { pullsInFlight--; })).then(
-      [this, id]() {
-        KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->pulling); }
-      },
+  auto pulled = pull(id).attach(kj::defer([this]() { pullsInFlight--; })).then(
+      [this, id]() { pullEnded(id); },
       [this, id](kj::Exception&& e) {
-        KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->pulling); }
+        pullEnded(id);
         kj::throwFatalException(kj::mv(e));
       });
   auto forked = pulled.fork();
   auto branch = forked.addBranch();
   p.pulling = kj::mv(forked);
   return branch;
+}
+
+void RemoteObjects::readerWants(Proxy& p) {
+  p.readerWaits = true;
+  KJ_IF_MAYBE(promotion, p.readerCame) { (*promotion)->fulfill(); }
+  p.readerCame = nullptr;
+}
+
+void RemoteObjects::pullEnded(gc::ObjectId id) {
+  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) {
+    Proxy& p = **found;
+    forget(p.pulling);
+    p.readerWaits = false;
+    p.readerCame = nullptr;
+  }
 }
 
 // One value being copied here, across attempts.
@@ -465,41 +479,17 @@ struct RemoteObjects::PullState final: public kj::Refcounted {
   bool retriedWhole = false;  // the whole value failed its check once already
 };
 
-class RemoteObjects::ReaderReserving {
- public:
-  explicit ReaderReserving(RemoteObjects& remote): remote(remote) { remote.readersReserving++; }
-  ~ReaderReserving() {
-    if (--remote.readersReserving > 0) return;
-    for (auto& entry: remote.proxies) remote.openPrefetchGate(*entry.value);
-  }
-  KJ_DISALLOW_COPY(ReaderReserving);
-
- private:
-  RemoteObjects& remote;
-};
-
-void RemoteObjects::openPrefetchGate(Proxy& p) {
-  KJ_IF_MAYBE(gate, p.prefetchGate) { (*gate)->fulfill(); }
-  p.prefetchGate = nullptr;
-}
-
-kj::Promise<void> RemoteObjects::afterReaders(gc::ObjectId id) {
-  if (readersReserving == 0) return kj::READY_NOW;
-  auto paf = kj::newPromiseAndFulfiller<void>();
-  proxy(id).prefetchGate = kj::mv(paf.fulfiller);
-  return kj::mv(paf.promise);
-}
-
-kj::Promise<void> RemoteObjects::pull(gc::ObjectId id, Wanted wanted) {
-  return whenSettled(id).then([this, id, wanted]() {
-    return wanted == Wanted::AHEAD ? afterReaders(id) : kj::Promise<void>(kj::READY_NOW);
-  }).then([this, id, wanted]() {
+kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
+  return whenSettled(id).then([this, id]() {
+    Proxy& p = proxy(id);
     uint64_t size = store.record(id).size;
-    // The copy waits for memory like a create (admission control, spilling), in the daemon's
-    // own line (client 0). Prefetches wait their turn behind readers (afterReaders).
-    auto reserved = store.reserve(size, 0 * kj::SECONDS, /*client=*/0);
-    if (wanted == Wanted::BY_READER) reserved = reserved.attach(kj::heap<ReaderReserving>(*this));
-    return reserved;
+    // The copy waits for memory like a create (admission control; other copies are evicted to
+    // make room), in the daemon's own line. A prefetch's waits behind every ordinary request
+    // until a reader wants this value (readerWants).
+    if (p.readerWaits) return store.reserveCopy(size, Priority::ORDINARY, nullptr);
+    auto promotion = kj::newPromiseAndFulfiller<void>();
+    p.readerCame = kj::mv(promotion.fulfiller);
+    return store.reserveCopy(size, Priority::PREFETCH, kj::mv(promotion.promise));
   }).then([this, id](kj::Own<Reservation> memory) -> kj::Promise<void> {
     if (copyEarlyBytes(proxy(id), memory)) return kj::READY_NOW;
     auto state = kj::refcounted<PullState>(kj::mv(memory), store.record(id).size);

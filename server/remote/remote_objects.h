@@ -5,7 +5,9 @@
 //     and makes (or reuses) the local proxy -- one per object, holding exactly one of the owner's
 //     Refs whatever the number of local references;
 //   - the first read pulls the bytes once, however many readers wait: memory reserved like a
-//     create (admission applies), a one-time ticket from the owner, the bytes over its data port
+//     create (admission applies; the copy evicts other copies rather than becoming file-backed;
+//     a prefetch's copy waits behind every ordinary request until a reader wants it: see
+//     MemoryAdmission::reserveCopy), a one-time ticket from the owner, the bytes over its data port
 //     straight into that memory, checked chunk by chunk and against the owner's XXH3-128 (a
 //     broken transfer resumes from its last good chunk; a mismatch is retried once, then
 //     CORRUPTED);
@@ -76,9 +78,11 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
     bool ownerLost = false;
     kj::Maybe<kj::ForkedPromise<void>> settling;
     kj::Maybe<kj::ForkedPromise<void>> pulling;
-    // A prefetch's copy waiting for readers' copies to get their memory first; fulfilled when
-    // none waits, or when a reader wants this very value.
-    kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> prefetchGate;
+    // The copy in flight (`pulling`): whether a reader waits for it; if not (a prefetch), its
+    // memory request waits behind every ordinary one, and `readerCame` promotes it when a
+    // reader comes to want this value.
+    bool readerWaits = false;
+    kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> readerCame;
     // A small value's bytes that came with the restore, kept until the first read copies them
     // into shared memory (no round trip to the owner) or kEarlyBytesLife passes.
     kj::Array<kj::byte> earlyBytes;
@@ -122,11 +126,9 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   kj::Promise<void> reattachAll(PeerLink& link);
   void ownerIsLost(gc::PeerId owner, kj::StringPtr why);
   struct PullState;
-  kj::Promise<void> pull(gc::ObjectId id, Wanted wanted);
-  // Readers first: resolves when no reader's copy waits for memory (or a reader wants `id`).
-  kj::Promise<void> afterReaders(gc::ObjectId id);
-  void openPrefetchGate(Proxy& proxy);
-  class ReaderReserving;  // counts a reader's copy waiting for memory while it lives
+  kj::Promise<void> pull(gc::ObjectId id);
+  void readerWants(Proxy& proxy);  // a reader waits for the copy in flight
+  void pullEnded(gc::ObjectId id);
   kj::Promise<void> pullAttempt(gc::ObjectId id, kj::Own<PullState> state);
   void keepEarlyBytes(Proxy& proxy, kj::Array<kj::byte> bytes);
   void dropEarlyBytes(Proxy& proxy);
@@ -143,8 +145,7 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   kj::HashMap<gc::PeerId, kj::ForkedPromise<PeerLink*>> reconnecting;
   kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
   uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
-  uint64_t readersReserving = 0;  // readers' copies waiting for memory
-  uint64_t earlyBytesKept = 0;    // total size of every Proxy::earlyBytes
+  uint64_t earlyBytesKept = 0;  // total size of every Proxy::earlyBytes
   kj::TaskSet tasks{*this};  // things dropped later
 };
 

@@ -36,6 +36,7 @@ void fillStats(proto::Stats::Builder out, const StoreStats& stats) {
   out.setSpillFailuresTotal(stats.spills.spillFailures);
   out.setFileBackedBytes(stats.fileBackedBytes);
   out.setQueueLength(stats.queueLength);
+  out.setPrefetchesWaiting(stats.prefetchesWaiting);
   out.setOldestWaiterMs(stats.oldestWaiterMs);
   out.setProxies(counts.proxies);
   out.setProxyBytes(counts.proxyBytes);

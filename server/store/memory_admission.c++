@@ -16,7 +16,8 @@ MemoryAdmission::MemoryAdmission(ObjectMemory& memory, HashScheduler& hashes, kj
                                  kj::Function<void()> afterAllocate,
                                  kj::Function<void()> demandChanged)
     : memory(memory), hashes(hashes), timer(timer), policy(policy),
-      queue(timer, limits.maxWaitingPerClient), afterAllocate(kj::mv(afterAllocate)),
+      queue(timer, limits.maxWaitingPerClient, [this]() { memoryFreed(); }),
+      afterAllocate(kj::mv(afterAllocate)),
       demandChanged(kj::mv(demandChanged)) {}
 
 kj::Maybe<kj::Own<Reservation>> MemoryAdmission::tryReserveNow(uint64_t size) {
@@ -40,17 +41,27 @@ kj::Own<Reservation> MemoryAdmission::reserveFileBacked(uint64_t size) {
 
 kj::Promise<kj::Own<Reservation>> MemoryAdmission::reserve(uint64_t size, kj::Duration timeout,
                                                            gc::ClientId client) {
-  return reserve(size, timeout, client, /*considerSpilling=*/true);
+  return reserve(size, Request{timeout, client});
+}
+
+kj::Promise<kj::Own<Reservation>> MemoryAdmission::reserveCopy(
+    uint64_t size, Priority priority, kj::Maybe<kj::Promise<void>> promotion) {
+  Request request{0 * kj::SECONDS, /*client=*/0};
+  request.copy = true;
+  request.priority = priority;
+  request.promotion = kj::mv(promotion);
+  return reserve(size, kj::mv(request));
 }
 
 kj::Maybe<kj::Own<Reservation>> MemoryAdmission::reserveNow(uint64_t size) {
-  return reserveNow(size, /*considerSpilling=*/true);
+  return reserveNow(size, Priority::ORDINARY, /*considerSpilling=*/true);
 }
 
-kj::Maybe<kj::Own<Reservation>> MemoryAdmission::reserveNow(uint64_t size,
+kj::Maybe<kj::Own<Reservation>> MemoryAdmission::reserveNow(uint64_t size, Priority priority,
                                                             bool considerSpilling) {
   shm::Allocator& shared = memory.sharedMemory();
-  if (size == 0 || size > shared.capacity() || !queue.empty()) return nullptr;
+  // Waiting prefetches do not hold up an ordinary request; anyone waiting holds up a prefetch.
+  if (size == 0 || size > shared.capacity() || queue.anyoneAhead(priority)) return nullptr;
   // A large value dropped while its hash runs (after --hash-delay-ms, or after info()) is freed
   // when its cancelled hash stops (within one 1 MiB step): reserve() waits for that instead of
   // building a new segment beside memory that is about to come back.
@@ -62,20 +73,22 @@ kj::Maybe<kj::Own<Reservation>> MemoryAdmission::reserveNow(uint64_t size,
   return nullptr;
 }
 
-kj::Promise<kj::Own<Reservation>> MemoryAdmission::reserve(uint64_t size, kj::Duration timeout,
-                                                           gc::ClientId client,
-                                                           bool considerSpilling) {
+kj::Promise<kj::Own<Reservation>> MemoryAdmission::reserve(uint64_t size, Request request) {
   RS_REQUIRE(size > 0, INVALID_ARGUMENT, "object size must be at least 1 byte");
   RS_REQUIRE(size <= proto::MAX_OBJECT_BYTES, TOO_LARGE, "object of ", size,
              " bytes exceeds the limit of ", proto::MAX_OBJECT_BYTES, " bytes");
-  KJ_IF_MAYBE(reservation, reserveNow(size, considerSpilling)) return kj::mv(*reservation);
+  KJ_IF_MAYBE(reservation, reserveNow(size, request.priority, request.considerSpilling)) {
+    return kj::mv(*reservation);
+  }
   if (size > HashScheduler::kInlineBytes) {
     // Wait for cancelled hashes to free their values first (see reserveNow): drop-then-create
     // of the same size reuses the same memory.
     KJ_IF_MAYBE(stopping, hashes.whenCancelledHashesStop()) {
       // By then the batch (if any) has considered spilling: this one considers its own.
-      return stopping->then(
-          [this, size, timeout, client]() { return reserve(size, timeout, client); });
+      request.considerSpilling = true;
+      return stopping->then([this, size, request = kj::mv(request)]() mutable {
+        return reserve(size, kj::mv(request));
+      });
     }
   }
   uint64_t capacity = memory.sharedMemory().capacity();
@@ -87,10 +100,11 @@ kj::Promise<kj::Own<Reservation>> MemoryAdmission::reserve(uint64_t size, kj::Du
   }
   uint64_t threshold =
       policy.fileBackedThreshold != 0 ? policy.fileBackedThreshold : capacity / 4;
-  if (disk && size >= threshold) return reserveFileBacked(size);
-  if (timeout == 0 * kj::SECONDS) timeout = policy.defaultWait;
-  auto waiting = queue.wait(size, timer.now() + timeout, client);
-  if (considerSpilling) demandChanged();  // make room for it
+  if (disk && size >= threshold && !request.copy) return reserveFileBacked(size);
+  kj::Duration timeout = request.timeout == 0 * kj::SECONDS ? policy.defaultWait : request.timeout;
+  auto waiting = queue.wait(size, timer.now() + timeout, request.client, request.priority,
+                            kj::mv(request.promotion));
+  if (request.considerSpilling) demandChanged();  // make room for it
   return kj::mv(waiting);
 }
 
@@ -104,7 +118,9 @@ kj::Promise<kj::Array<kj::Own<Reservation>>> MemoryAdmission::reserveMany(
              " bytes (and no spill directory is configured)");
   auto reservations = kj::heapArrayBuilder<kj::Promise<kj::Own<Reservation>>>(sizes.size());
   for (uint64_t size: sizes) {
-    reservations.add(reserve(size, timeout, client, /*considerSpilling=*/false));
+    Request request{timeout, client};
+    request.considerSpilling = false;
+    reservations.add(reserve(size, kj::mv(request)));
   }
   demandChanged();
   return joinFailFast(reservations.finish());

@@ -194,7 +194,13 @@ void ObjectStore::pin(gc::ObjectId id) {
   RS_REQUIRE(objects.pin(id), NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists");
 }
 
-void ObjectStore::unpin(gc::ObjectId id) { objects.unpin(id); }
+void ObjectStore::unpin(gc::ObjectId id) {
+  objects.unpin(id);
+  // Its last View gone, a value may be spilled (or a copy evicted) for requests that wait for
+  // memory: nothing else would reconsider spilling for them until some memory is freed.
+  const gc::ObjectRecord* object = objects.find(id);
+  if (object != nullptr && object->pins == 0 && admission.waiting() > 0) admission.memoryFreed();
+}
 
 void ObjectStore::reviveProxy(gc::ObjectId id) { objects.reviveProxy(id); }
 
@@ -286,6 +292,7 @@ StoreStats ObjectStore::stats() const {
   }
   KJ_IF_MAYBE(files, memory.fileBacked()) { stats.fileBackedBytes = files->bytesAllocated(); }
   stats.queueLength = admission.waiting();
+  stats.prefetchesWaiting = admission.prefetchesWaiting();
   KJ_IF_MAYBE(since, admission.oldestWaiterSince()) {
     stats.oldestWaiterMs = (timer.now() - *since) / kj::MILLISECONDS;
   }

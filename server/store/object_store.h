@@ -75,6 +75,12 @@ class ObjectStore {
     return admission.reserve(size, timeout, client);
   }
   kj::Maybe<kj::Own<Reservation>> reserveNow(uint64_t size) { return admission.reserveNow(size); }
+  // Memory for a proxy's local copy: never file-backed if it fits, prefetches behind everyone
+  // (MemoryAdmission::reserveCopy).
+  kj::Promise<kj::Own<Reservation>> reserveCopy(uint64_t size, Priority priority,
+                                                kj::Maybe<kj::Promise<void>> promotion) {
+    return admission.reserveCopy(size, priority, kj::mv(promotion));
+  }
   kj::Promise<kj::Array<kj::Own<Reservation>>> reserveMany(kj::ArrayPtr<const uint64_t> sizes,
                                                            kj::Duration timeout,
                                                            gc::ClientId client) {
@@ -117,8 +123,9 @@ class ObjectStore {
   kj::Promise<void> ensureResident(gc::ObjectId id);
   // A proxy kept only by a View's pin is held again (gc: ObjectTable::reviveProxy).
   void reviveProxy(gc::ObjectId id);
-  // The same ahead of any read (Ref.prefetch): a proxy's copy from its owner lets readers'
-  // copies reserve memory first.
+  // The same ahead of any read (Ref.prefetch): a proxy's copy from its owner waits for memory
+  // behind every ordinary request (creates, puts, readers' copies) until a reader wants it. A
+  // spilled value comes back as for a reader.
   kj::Promise<void> prefetch(gc::ObjectId id);
   // The bytes of `id` (owns bytes, resident: resolve() and ensureResident() first). Marks it
   // recently used.
@@ -134,7 +141,7 @@ class ObjectStore {
   gc::HolderId addHolder(gc::ObjectId id, gc::ClientId client);  // throws NOT_FOUND if dead
   void removeHolder(gc::HolderId holder);
   void pin(gc::ObjectId id);  // throws NOT_FOUND if dead
-  void unpin(gc::ObjectId id);
+  void unpin(gc::ObjectId id);  // the last pin gone, spilling is reconsidered for waiters
   void addName(gc::ObjectId id, kj::StringPtr name);  // INVALID_ARGUMENT, ALREADY_EXISTS, ...
   gc::ObjectId lookupName(kj::StringPtr name) const;  // NOT_FOUND
   void removeName(kj::StringPtr name);                // NOT_FOUND

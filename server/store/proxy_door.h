@@ -18,7 +18,8 @@ class ProxyDoor {
   // there); throws REJECTED, BROKEN_PROMISE or OWNER_LOST as the owner's object failed.
   virtual kj::Promise<void> whenSettled(gc::ObjectId proxy) = 0;
   // Who wants a proxy's bytes here: a reader waits for them; a prefetch gets them ahead of
-  // time, and lets readers' copies have memory first.
+  // time, its copy waiting for memory behind every ordinary request until a reader wants it
+  // (admission_queue.h, Priority::PREFETCH).
   enum class Wanted { BY_READER, AHEAD };
   // Resolves once the proxy's bytes are in local memory, copying them from the owner if needed;
   // throws OWNER_LOST, CORRUPTED, OUT_OF_MEMORY, ...

@@ -26,6 +26,7 @@ struct StoreStats {
   Spiller::Counters spills;
   uint64_t fileBackedBytes = 0;
   uint32_t queueLength = 0;
+  uint32_t prefetchesWaiting = 0;  // of queueLength
   uint64_t oldestWaiterMs = 0;
 };
 

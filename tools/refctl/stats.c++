@@ -62,6 +62,7 @@ std::vector<Field> fieldsOf(const Stats& s) {
       {"bytes_served_total", Kind::BYTES, s.bytesServedTotal},
       {"pulls_total", Kind::COUNT, s.pullsTotal},
       {"owner_lost", Kind::COUNT, s.ownerLost},
+      {"prefetches_waiting", Kind::COUNT, s.prefetchesWaiting},
   };
 }
 
