@@ -1032,6 +1032,38 @@ TEST_CASE("a proxy kept only by a View is held again by the next restore") {
   CHECK(text(again.readAll(20)) == "pinned on B");  // the View's end did not take it away
 }
 
+// Found by tools/soak (seed 11): a client SIGKILLed in the middle of a restoreView of another
+// host's token left a holder on the proxy for good. Its view, pipelined on the restore and not
+// yet cancellable, kept the restore running after the client's connection was gone; when the
+// owner answered, the proxy was held for a client nobody would ever release.
+TEST_CASE("a client killed while its restoreView waits for the owner leaves no holder behind") {
+  // A silent owner is not given up on during the test (a peer timeout of 60 s).
+  Hosts hosts(behindProxies(2, {"--peer-timeout-ms", "60000"}));
+  auto &a = hosts[0], &b = hosts[1];
+  INFO(hosts.logs());
+  Client onA = clientOf(a), onB = clientOf(b);
+  {
+    Ref first = onA.put("dials the link", 14);  // B's link to A is up before A goes silent
+    CHECK(text(onB.restore(first.share(60, 1)).readAll(20)) == "dials the link");
+  }
+  REQUIRE(eventually([&]() { return idle(onB) && onA.stats().remoteHolders == 0; }, 10));
+  Ref value = onA.put("restored for a client that died", 31);
+  std::string token = value.share(60, 1);
+  uint32_t clientsBefore = onB.stats().clients;
+  a.proxy().stall();  // B's restore waits for A's answer
+  auto helper = refstore::testing::spawn("tests/rs_helper", {"restore-view", b.socket(), token});
+  REQUIRE(helper.readLine() == "sent");
+  helper.kill(SIGKILL);
+  helper.wait();
+  REQUIRE(eventually([&]() { return onB.stats().clients == clientsBefore; }, 10));
+  a.proxy().resume();  // A answers the restore of a client that is gone
+  CHECK(eventually([&]() { return idle(onB) && onA.stats().remoteHolders == 0; }, 10));
+  Stats s = onB.stats();
+  CHECK(s.holders == 0);
+  CHECK(s.proxies == 0);
+  CHECK(onA.stats().objects == 1);  // `value` still holds it; the token was used
+}
+
 TEST_SUITE("namespaces only") {
 TEST_CASE("a link down for less than the grace period loses no reference") {
   Hosts hosts(hostsOptions(2, [](const refstore::testing::Host&) {

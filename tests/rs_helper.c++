@@ -14,6 +14,9 @@
 //                                            "created" or the error code name
 //   rs_helper wait SOCKET TOKEN              restore, print "waiting", wait for the value, then
 //                                            print "ok" or the error code name
+//   rs_helper restore-view SOCKET TOKEN      send restoreView (restore + pipelined view), print
+//                                            "sent" once the daemon has both calls, then wait
+//                                            for the View and print its size
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "client/cpp/refstore_async.h"
 #include "client/cpp/refstore_client.h"
 #include "tests/daemon.h"
 
@@ -130,6 +134,15 @@ int run(const std::vector<std::string>& args) {
     } catch (const refstore::Error& e) {
       printf("%s\n", refstore::errorCodeName(e.code()));
     }
+    return 0;
+  }
+  if (command == "restore-view") {
+    auto pending = refstore::async::restoreView(client, args.at(2));
+    client.stats();  // answered after the daemon has taken both calls of the restoreView
+    printf("sent\n");
+    fflush(stdout);
+    auto view = pending.wait(refstore::async::ioContext(client).waitScope);
+    printf("%zu\n", view.size());
     return 0;
   }
   fprintf(stderr, "unknown command %s\n", command.c_str());

@@ -74,6 +74,9 @@ uint64_t RemoteObjects::proxiesOf(gc::PeerId owner) const {
 HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr address,
                                proto::Ref::Client ownerRef, gc::ClientId linkClient,
                                gc::ClientId client) {
+  // Called once the owner has answered, which may be after `client` went away (a restoreView's
+  // view keeps its restore running): a holder made for it now would stay forever.
+  services.requireOpen(client);
   KJ_IF_MAYBE(existing, proxies.find(keyOf(id))) {
     Proxy& p = **existing;
     // One whose references are all gone but a View still pins it is held again: it is still

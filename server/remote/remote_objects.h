@@ -101,7 +101,8 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   void forgetReconnect(gc::PeerId owner);
   Proxy& proxy(gc::ObjectId id);  // a live proxy (NOT_FOUND otherwise)
   // A new holder for `client` on the proxy of `id`, made with `ownerRef` if there is none yet
-  // (otherwise `ownerRef` is dropped: one owner reference per proxy).
+  // (otherwise `ownerRef` is dropped: one owner reference per proxy). DISCONNECTED, and nothing
+  // held, if `client`'s connection has closed meanwhile.
   HeldObject hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr address,
                   proto::Ref::Client ownerRef, gc::ClientId linkClient, gc::ClientId client);
   // The owner's Ref for `token`, over a link to `owner` at `address` (dialed if need be), and

@@ -2,6 +2,7 @@
 
 #include "schema/batching_message_stream.h"
 #include "server/runtime/errors.h"
+#include "server/rpc/adoption.h"
 #include "server/rpc/wire.h"
 
 namespace refstore::server {
@@ -191,9 +192,12 @@ kj::Promise<void> RefServer::children(ChildrenContext context) {
     return KJ_ASSERT_NONNULL(ref->services.remote())
         .children(store.resolve(id), client)
         .then([this, context, client](kj::Array<HeldObject> held) mutable {
-          auto out = context.getResults().initChildren(held.size());
-          for (size_t i = 0; i < held.size(); i++) {
-            out.set(i, newRef(ref->services, held[i].holder, client));
+          // Guarded until each has its Ref: if one newRef fails (the client went away), the
+          // holders not yet handed over are released too.
+          auto guarded = KJ_MAP(child, held) { return kj::heap<HolderGuard>(store, child); };
+          auto out = context.getResults().initChildren(guarded.size());
+          for (size_t i = 0; i < guarded.size(); i++) {
+            out.set(i, newRef(ref->services, guarded[i]->keep().holder, client));
           }
         });
   }
@@ -240,6 +244,10 @@ kj::Promise<void> RefServer::release(ReleaseContext /*context*/) {
 }
 
 proto::Ref::Client newRef(RpcServices& services, gc::HolderId holder, gc::ClientId client) {
+  if (services.findConnection(client) == nullptr) {
+    services.store.removeHolder(holder);  // nobody could ever release it
+    services.requireOpen(client);         // throws
+  }
   ConnectionState& connection = services.connection(client);
   // A Ref handed to another daemon is a remote holder (one per object for all its clients).
   if (connection.peer != 0) services.store.remoteHolds().markRemote(holder, connection.peer);

@@ -117,7 +117,9 @@ class ViewServer final: public proto::View::Server {
   bool pinned = true;  // until released (View.release) or destroyed
 };
 
-// Makes a Ref capability (a RefHook) for a fresh holder held by `client`.
+// Makes a Ref capability (a RefHook) for a fresh holder held by `client`. It takes the holder
+// over, also when it fails: if `client`'s connection has closed meanwhile (the call outlived
+// it, RpcServices::requireOpen), the holder is released and this throws DISCONNECTED.
 proto::Ref::Client newRef(RpcServices& services, gc::HolderId holder, gc::ClientId client);
 
 // The object behind `ref` if it is one of this daemon's own Refs, once `ref` has resolved as

@@ -91,3 +91,18 @@ TEST_CASE("the daemon recognises its own Refs, also through promises, and nothin
   capnp::Capability::Client broken(KJ_EXCEPTION(FAILED, "gone"));
   CHECK(ownRefObject(broken).wait(f.io.waitScope) == nullptr);
 }
+
+TEST_CASE("a Ref for a client whose connection closed: its holder is released, not leaked") {
+  // A call can outlive its connection (RpcServices::requireOpen); whatever it took for the
+  // client must not stay behind when it finally makes the Ref.
+  Fixture f;
+  auto memory = f.store.reserve(5, 0 * kj::SECONDS, f.client).wait(f.io.waitScope);
+  auto created = f.store.put(kj::mv(memory), kj::StringPtr("hello").asBytes(), {}, f.client);
+  f.services.closeConnection(f.client);
+  CHECK_THROWS_AS(newRef(f.services, created.writer, f.client), kj::Exception);
+  CHECK_FALSE(f.alive(created.id));  // its only holder went with the failed Ref
+  CHECK(f.store.table().stats().holders == 0);
+  kj::Maybe<kj::Exception> refused =
+      kj::runCatchingExceptions([&]() { f.services.requireOpen(f.client); });
+  CHECK(KJ_ASSERT_NONNULL(refused).getType() == kj::Exception::Type::DISCONNECTED);
+}

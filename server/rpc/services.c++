@@ -29,6 +29,12 @@ kj::Maybe<ConnectionState&> RpcServices::findConnection(gc::ClientId client) {
   return connections.find(client);
 }
 
+void RpcServices::requireOpen(gc::ClientId client) {
+  if (connections.find(client) != nullptr) return;
+  kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "the client's connection closed before "
+                                       "its call finished", client));
+}
+
 void RpcServices::releaseHolder(gc::HolderId holder) {
   gc::ObjectTable& holds = store.remoteHolds();
   if (auto peer = holds.remotePeerOf(holder)) {

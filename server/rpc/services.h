@@ -52,6 +52,12 @@ class RpcServices {
   void closeConnection(gc::ClientId client);
   ConnectionState& connection(gc::ClientId client);  // must be open
   kj::Maybe<ConnectionState&> findConnection(gc::ClientId client);
+  // Throws DISCONNECTED if `client`'s connection has closed. A call can outlive its connection:
+  // Cap'n Proto 0.9 cancels a call only once the call allows it, and a call pipelined on another
+  // call's result keeps that one running until it starts (a restoreView's view keeps its restore
+  // going). Whatever takes a holder for a client after waiting checks this first: a holder for a
+  // closed connection would never be released (tools/soak, seed 11).
+  void requireOpen(gc::ClientId client);
   size_t connectionCount() const { return connections.size(); }
 
   // A Ref capability let go of its holder (released, or its connection went). A remote

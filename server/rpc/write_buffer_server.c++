@@ -42,8 +42,9 @@ kj::Promise<void> WriteBufferServer::seal(SealContext context) {
       .then([this, context](kj::Own<TemporaryHolds> children) mutable {
         KJ_IF_MAYBE(holder, writer) {
           store.seal(id, children->ids());
-          context.getResults().setRef(newRef(services, *holder, client));
-          writer = nullptr;
+          gc::HolderId sealed = *holder;
+          writer = nullptr;  // newRef takes it over, even if it fails
+          context.getResults().setRef(newRef(services, sealed, client));
           return;
         }
         RS_FAIL(FAILED_PRECONDITION, "buffer is already sealed");
