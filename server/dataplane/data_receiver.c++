@@ -4,6 +4,7 @@
 
 #include "server/dataplane/frames.h"
 #include "server/runtime/errors.h"
+#include "server/runtime/yield_to_io.h"
 
 namespace refstore::server::dataplane {
 
@@ -96,7 +97,9 @@ kj::Promise<void> DataReceiver::readChunks(kj::AsyncIoStream& stream, Reception&
                                                     " does not match its XXH3-64"));
               }
               reception.acceptChunk(chunk.length);
-              return readChunks(stream, reception);
+              // Let the loop poll between chunks (heartbeats, other connections).
+              return yieldToIo(timer).then(
+                  [this, &stream, &reception]() { return readChunks(stream, reception); });
             });
       });
 }

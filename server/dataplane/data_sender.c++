@@ -4,6 +4,7 @@
 
 #include "server/dataplane/frames.h"
 #include "server/runtime/log.h"
+#include "server/runtime/yield_to_io.h"
 
 namespace refstore::server::dataplane {
 
@@ -108,7 +109,11 @@ kj::Promise<void> DataSender::sendChunks(kj::AsyncIoStream& stream,
   return written.then([this, &stream, grant = kj::mv(grant), offset, length, end]() mutable {
     served += length;
     onServed(grant->peer, length);
-    return sendChunks(stream, kj::mv(grant), offset + length, end);
+    // Let the loop poll between chunks (heartbeats, other connections).
+    return yieldToIo(timer).then([this, &stream, grant = kj::mv(grant), offset, length,
+                                  end]() mutable {
+      return sendChunks(stream, kj::mv(grant), offset + length, end);
+    });
   });
 }
 
