@@ -32,7 +32,9 @@ const char* const USAGE =
     "usage: refbench [--quick] [--json] [--csv DIR] [--only w1,w2] [--reps N] [--warmup N]\n"
     "                [--refstored PATH] [--refstored-arg ARG]... [--memory SIZE]\n"
     "                [--redis-server PATH] [--small-sizes N,..] [--small-modes 1x1,8x16,..]\n"
-    "                [--xhost-parts pull,first_read,handoff,fanout,release,tls]\n"
+    "                [--xhost-parts pull,first_read,handoff,fanout,release,tls,small_refs,\n"
+    "                               broadcast,proxy_bytes]\n"
+    "                [--xhost-link loopback|netns|shaped] [--xhost-refs N]\n"
     "workloads: transfer put_large view small_ops handoff pipeline scale reclaim pressure xhost\n";
 
 struct Workload {
@@ -92,6 +94,10 @@ Options parse(int argc, char** argv) {
       options.smallModes = split(value(), ',');
     } else if (arg == "--xhost-parts") {
       options.xhostParts = split(value(), ',');
+    } else if (arg == "--xhost-link") {
+      options.xhostLink = parseLinkMode(value());
+    } else if (arg == "--xhost-refs") {
+      options.xhostRefs = std::stoull(value());
     } else if (arg == "--help" || arg == "-h") {
       std::cout << USAGE;
       exit(0);
