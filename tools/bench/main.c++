@@ -170,6 +170,7 @@ int runBenchmarks(Options options) {
 int main(int argc, char** argv) {
   using namespace refbench;
   signal(SIGPIPE, SIG_IGN);
+  killChildrenOnSignals();
   try {
     if (argc >= 3 && strcmp(argv[1], "--role") == 0) {
       std::string role = argv[2];
