@@ -46,6 +46,9 @@ struct Context {
   std::unique_ptr<Refstored> daemon;  // shared by the workloads (scale starts its own)
   std::unique_ptr<Redis> redis;
   int warmup = 2, reps = 7;
+  // Parts of workloads that failed (the xhost parts go on after one fails, so that one daemon's
+  // trouble does not lose the others' numbers); refbench then exits with status 1.
+  int failures = 0;
 
   bool quick() const { return options.quick; }
   // A fresh refstored with the run's settings (for workloads that need a clean baseline).

@@ -161,6 +161,10 @@ int runBenchmarks(Options options) {
   if (!options.csvDir.empty()) ctx.report.writeCsv(options.csvDir);
   if (options.json) std::cout << ctx.report.json();
   ctx.progress("finished in %.1f s", now() - start);
+  if (ctx.failures > 0) {
+    ctx.progress("%d part(s) FAILED (the report has their *_error keys)", ctx.failures);
+    return 1;
+  }
   return 0;
 }
 

@@ -130,8 +130,20 @@ void runXhost(Context& ctx) {
     }
   }
   for (auto& part: parts) {
-    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), part.first) != wanted.end()) {
+    if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), part.first) == wanted.end()) {
+      continue;
+    }
+    try {
       part.second(x);
+    } catch (std::exception& e) {
+      ctx.failures++;
+      ctx.report.set(std::string("xhost_") + part.first + "_error", std::string(e.what()));
+      ctx.progress("xhost %s FAILED: %s", part.first, e.what());
+    } catch (kj::Exception& e) {
+      ctx.failures++;
+      std::string what = e.getDescription().cStr();
+      ctx.report.set(std::string("xhost_") + part.first + "_error", what);
+      ctx.progress("xhost %s FAILED: %s", part.first, what.c_str());
     }
   }
 }

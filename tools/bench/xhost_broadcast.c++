@@ -9,6 +9,11 @@
 // copy it has): three pulls share the owner's send path and this machine's two vCPUs, so the
 // ratio says how well the owner serves several hosts at once, not a broadcast tree. The table
 // also has the owner's bytes served per broadcast, in value sizes (3 without forwarding).
+//
+// These four daemons run with --peer-timeout-ms 60000 --peer-grace-ms 120000. With the
+// defaults (5 s, 15 s) a loaded 2-vCPU machine made the daemons miss each other's heartbeats
+// during the three 1 GiB pulls: peers were dropped as silent, and a reader that reconnected
+// after the grace period lost its reference (OWNER_LOST), which ended the run (BENCHMARKS.md).
 #include <stdexcept>
 
 #include "client/cpp/refstore_async.h"
@@ -22,7 +27,8 @@ void xhostBroadcast(Xhost& x) {
   const uint64_t size = x.ctx.quick() ? 256 * MiB : GiB;
   const size_t readers = 3;
   // Each daemon holds one copy of the value (the owner the original) and a spare segment.
-  BenchHosts hosts(x.ctx, x.link(), 1 + readers, "bc", x.ctx.quick() ? "1G" : "2G");
+  BenchHosts hosts(x.ctx, x.link(), 1 + readers, "bc", x.ctx.quick() ? "1G" : "2G",
+                   {"--peer-timeout-ms", "60000", "--peer-grace-ms", "120000"});
   Xhost b(x.ctx, hosts);
   refstore::Ref owned = b.makeValue(0, size, 91);
   kj::AsyncIoContext& io = refstore::async::ioContext(b.on(0));  // every client's: one thread
