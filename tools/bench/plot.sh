@@ -186,6 +186,7 @@ if ((${#xhost_series[@]} > 0)); then
     plots+="\"$work/xraw_$key\" using 1:2 with linespoints dt 2 lc rgb \"$c\" title \"raw TCP, $name\", "
     i=$((i + 1))
   done
+  [[ -d $csv/xhost-shaped ]] && plots+="1.25 with lines dt 3 lc rgb \"#999999\" title \"10 Gbit/s (the shaped link's cap)\", "
   gnuplot <<EOF
 $terminal
 set output "$out/xhost_pull.png"
@@ -193,7 +194,8 @@ $size_axis
 set logscale y 10
 set ylabel "GB/s (log)"
 set xlabel "value size"
-set key bottom right box opaque
+set yrange [0.05:30]
+set key top right box opaque
 set title "Cross-host pull (first view on host 1 of host 0's value) vs raw TCP, same link"
 plot ${plots%, }
 EOF
