@@ -8,8 +8,10 @@
 
 namespace refbench {
 
-BenchHosts::BenchHosts(const Context& ctx, size_t count, const std::string& prefix,
-                       const std::string& memory, const std::vector<std::string>& extraArgs) {
+BenchHosts::BenchHosts(const Context& ctx, const BenchLink& link, size_t count,
+                       const std::string& prefix, const std::string& memory,
+                       const std::vector<std::string>& extraArgs)
+    : hostLink(link) {
   // The cluster secret: loopback addresses do not require one, but real hosts do, and peers then
   // present it when they connect (once per pair of daemons: nothing on the measured paths).
   std::string secret = ctx.tmp.path() + "/" + prefix + "secret";
@@ -22,6 +24,7 @@ BenchHosts::BenchHosts(const Context& ctx, size_t count, const std::string& pref
     // Port 0: the daemon picks a free port and puts the one it got into its tokens.
     args.insert(args.end(), {"--tcp", ip(i) + ":0", "--secret-file", secret});
     args.insert(args.end(), extraArgs.begin(), extraArgs.end());
+    BenchLink::InNetwork onHost(link, i);  // the daemon runs on host i's network
     daemons.push_back(std::make_unique<Refstored>(ctx.refstoredBinary, ctx.tmp,
                                                   prefix + std::to_string(i), memory, args));
   }

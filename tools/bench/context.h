@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench/bench_link.h"
 #include "tools/bench/report.h"
 #include "tools/bench/services.h"
 
@@ -29,6 +30,12 @@ struct Options {
   std::vector<std::string> smallModes;
   // --xhost-parts pull,tls: run just these parts of the xhost workload (for profiling one).
   std::vector<std::string> xhostParts;
+  // --xhost-link loopback|netns|shaped: the link between the xhost workload's hosts
+  // (bench_link.h; netns and shaped need root).
+  LinkMode xhostLink = LinkMode::LOOPBACK;
+  // --xhost-refs N: cross-host references proxy_bytes holds (0 = its default, see
+  // xhost_proxy_bytes.c++).
+  uint64_t xhostRefs = 0;
 };
 
 struct Context {
@@ -39,6 +46,9 @@ struct Context {
   std::unique_ptr<Refstored> daemon;  // shared by the workloads (scale starts its own)
   std::unique_ptr<Redis> redis;
   int warmup = 2, reps = 7;
+  // Parts of workloads that failed (the xhost parts go on after one fails, so that one daemon's
+  // trouble does not lose the others' numbers); refbench then exits with status 1.
+  int failures = 0;
 
   bool quick() const { return options.quick; }
   // A fresh refstored with the run's settings (for workloads that need a clean baseline).

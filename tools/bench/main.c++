@@ -32,7 +32,9 @@ const char* const USAGE =
     "usage: refbench [--quick] [--json] [--csv DIR] [--only w1,w2] [--reps N] [--warmup N]\n"
     "                [--refstored PATH] [--refstored-arg ARG]... [--memory SIZE]\n"
     "                [--redis-server PATH] [--small-sizes N,..] [--small-modes 1x1,8x16,..]\n"
-    "                [--xhost-parts pull,first_read,handoff,fanout,release,tls]\n"
+    "                [--xhost-parts pull,first_read,handoff,fanout,release,tls,small_refs,\n"
+    "                               broadcast,proxy_bytes]\n"
+    "                [--xhost-link loopback|netns|shaped] [--xhost-refs N]\n"
     "workloads: transfer put_large view small_ops handoff pipeline scale reclaim pressure xhost\n";
 
 struct Workload {
@@ -92,6 +94,10 @@ Options parse(int argc, char** argv) {
       options.smallModes = split(value(), ',');
     } else if (arg == "--xhost-parts") {
       options.xhostParts = split(value(), ',');
+    } else if (arg == "--xhost-link") {
+      options.xhostLink = parseLinkMode(value());
+    } else if (arg == "--xhost-refs") {
+      options.xhostRefs = std::stoull(value());
     } else if (arg == "--help" || arg == "-h") {
       std::cout << USAGE;
       exit(0);
@@ -155,6 +161,10 @@ int runBenchmarks(Options options) {
   if (!options.csvDir.empty()) ctx.report.writeCsv(options.csvDir);
   if (options.json) std::cout << ctx.report.json();
   ctx.progress("finished in %.1f s", now() - start);
+  if (ctx.failures > 0) {
+    ctx.progress("%d part(s) FAILED (the report has their *_error keys)", ctx.failures);
+    return 1;
+  }
   return 0;
 }
 
@@ -164,6 +174,7 @@ int runBenchmarks(Options options) {
 int main(int argc, char** argv) {
   using namespace refbench;
   signal(SIGPIPE, SIG_IGN);
+  killChildrenOnSignals();
   try {
     if (argc >= 3 && strcmp(argv[1], "--role") == 0) {
       std::string role = argv[2];

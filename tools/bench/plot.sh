@@ -10,6 +10,10 @@
 #   latency.png     time vs object size: view vs echo, put, handoff
 #   small_ops.png   put+get pairs per second vs value size, refstore vs Redis
 #   scale.png       daemon bytes per live object vs live objects
+#   xhost_pull.png  cross-host pull throughput vs value size beside raw TCP on the same link, from
+#                   CSV_DIR/xhost_pull.csv and/or CSV_DIR/xhost-{loopback,netns,shaped}/ (the CSVs
+#                   of `refbench --only xhost --xhost-link MODE --csv CSV_DIR/xhost-MODE`), one
+#                   colour per link
 set -euo pipefail
 
 csv=${1:?usage: plot.sh CSV_DIR [OUT_DIR]}
@@ -162,6 +166,38 @@ set title "Daemon memory per object (lower is better; target 256)"
 plot "$work/scale" using 1:2 with linespoints lw 2 lc rgb "#2ca02c" title "VmRSS growth / objects", \
      "$work/scale_anon" using 1:2 with linespoints lc rgb "#1f77b4" title "RssAnon growth / objects (heap only)", \
      256 with lines dt 2 lc rgb "#d62728" title "target"
+EOF
+fi
+
+xhost_series=()
+for mode in "" loopback netns shaped; do
+  dir=$csv${mode:+/xhost-$mode}
+  [[ -f $dir/xhost_pull.csv ]] || continue
+  extract "$dir/xhost_pull.csv" "$work/xpull_${mode:-run}" size_bytes pull_gbps
+  extract "$dir/xhost_pull.csv" "$work/xraw_${mode:-run}" size_bytes raw_tcp_gbps
+  xhost_series+=("${mode:-run}:${mode:-this run}")
+done
+if ((${#xhost_series[@]} > 0)); then
+  colours=("#2ca02c" "#1f77b4" "#d62728" "#9467bd")
+  plots="" i=0
+  for series in "${xhost_series[@]}"; do
+    key=${series%%:*} name=${series#*:} c=${colours[$i]}
+    plots+="\"$work/xpull_$key\" using 1:2 with linespoints lw 2 lc rgb \"$c\" title \"refstore pull, $name\", "
+    plots+="\"$work/xraw_$key\" using 1:2 with linespoints dt 2 lc rgb \"$c\" title \"raw TCP, $name\", "
+    i=$((i + 1))
+  done
+  [[ -d $csv/xhost-shaped ]] && plots+="1.25 with lines dt 3 lc rgb \"#999999\" title \"10 Gbit/s (the shaped link's cap)\", "
+  gnuplot <<EOF
+$terminal
+set output "$out/xhost_pull.png"
+$size_axis
+set logscale y 10
+set ylabel "GB/s (log)"
+set xlabel "value size"
+set yrange [0.05:30]
+set key top right box opaque
+set title "Cross-host pull (first view on host 1 of host 0's value) vs raw TCP, same link"
+plot ${plots%, }
 EOF
 fi
 

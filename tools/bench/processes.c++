@@ -7,12 +7,57 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <stdexcept>
 
 extern char** environ;
 
 namespace refbench {
+namespace {
+
+// The pids of children not yet reaped, for the signal handler (fixed slots: a handler may not
+// allocate or lock).
+constexpr size_t kMaxChildren = 1024;
+std::atomic<pid_t> liveChildren[kMaxChildren];
+
+void remember(pid_t pid) {
+  for (auto& slot: liveChildren) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, pid)) return;
+  }
+}
+
+void forget(pid_t pid) {
+  for (auto& slot: liveChildren) {
+    pid_t expected = pid;
+    if (slot.compare_exchange_strong(expected, 0)) return;
+  }
+}
+
+void killChildrenAndDie(int signum) {
+  for (auto& slot: liveChildren) {
+    pid_t pid = slot.load();
+    if (pid > 0) kill(pid, SIGKILL);
+  }
+  signal(signum, SIG_DFL);
+  raise(signum);  // delivered when this handler returns
+}
+
+}  // namespace
+
+void killChildrenOnSignals() {
+  for (int signum: {SIGTERM, SIGINT, SIGHUP}) {
+    struct sigaction current;
+    sigaction(signum, nullptr, &current);
+    if (current.sa_handler == SIG_IGN) continue;  // e.g. SIGINT of a background job
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = killChildrenAndDie;
+    sigemptyset(&action.sa_mask);
+    sigaction(signum, &action, nullptr);
+  }
+}
 
 std::string selfPath() {
   char path[4096];
@@ -56,6 +101,7 @@ Child Child::start(const std::vector<std::string>& argv, bool pipes, const std::
     c.child = -1;
     throw std::runtime_error("cannot start " + argv[0] + ": " + strerror(rc));
   }
+  remember(c.child);
   return c;
 }
 
@@ -85,6 +131,7 @@ Child::~Child() {
   if (child > 0) {
     kill(child, SIGKILL);
     waitpid(child, nullptr, 0);
+    forget(child);
   }
 }
 
@@ -123,6 +170,7 @@ int Child::wait() {
   int status = 0;
   if (child > 0) {
     while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    forget(child);
     child = -1;
   }
   return status;
@@ -132,6 +180,7 @@ bool Child::running() {
   if (child <= 0) return false;
   int status;
   if (waitpid(child, &status, WNOHANG) == child) {
+    forget(child);
     child = -1;
     return false;
   }

@@ -40,6 +40,11 @@ class Child {
   std::string pending;  // bytes read past the last returned line
 };
 
+// Makes SIGTERM, SIGINT and SIGHUP (unless ignored) SIGKILL every Child still running before
+// refbench dies of the signal: otherwise its daemons outlive it, and those in network namespaces
+// (bench_link.h) keep their namespaces alive after the namespaces' names are gone.
+void killChildrenOnSignals();
+
 // Absolute path of this executable (/proc/self/exe).
 std::string selfPath();
 

@@ -60,8 +60,17 @@ std::string slurp(FILE* file) {
 
 }  // namespace
 
-RawTcpCopy::RawTcpCopy(const std::string& toIp, bool readEveryByte)
-    : receiver(Child::role("tcp-receiver", {toIp, readEveryByte ? "read" : "discard"})), ip(toIp) {
+namespace {
+
+Child startReceiver(const BenchLink& link, size_t toHost, bool readEveryByte) {
+  BenchLink::InNetwork onHost(link, toHost);
+  return Child::role("tcp-receiver", {link.ip(toHost), readEveryByte ? "read" : "discard"});
+}
+
+}  // namespace
+
+RawTcpCopy::RawTcpCopy(const BenchLink& link, size_t toHost, bool readEveryByte)
+    : link(link), receiver(startReceiver(link, toHost, readEveryByte)), ip(link.ip(toHost)) {
   std::string ready = receiver.receive();  // "ready <port>"
   port = std::stoi(ready.substr(6));
 }
@@ -70,8 +79,12 @@ RawTcpCopy::~RawTcpCopy() {
   receiver.send("");  // it exits at EOF of its stdin: closing it happens in ~Child
 }
 
-uint64_t RawTcpCopy::copy(const std::string& fromIp, const uint8_t* data, uint64_t size) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+uint64_t RawTcpCopy::copy(size_t fromHost, const uint8_t* data, uint64_t size) {
+  std::string fromIp = link.ip(fromHost);
+  int fd = [&]() {
+    BenchLink::InNetwork onHost(link, fromHost);  // a socket stays in the namespace it was made in
+    return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  }();
   sockaddr_in from = ipv4Address(fromIp, 0), to = ipv4Address(ip, port);
   if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) < 0 ||
       connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) < 0) {
@@ -96,12 +109,16 @@ uint64_t RawTcpCopy::copy(const std::string& fromIp, const uint8_t* data, uint64
   return answer;
 }
 
-double RawTcpCopy::iperf3(const std::string& fromIp, const std::string& toIp, uint64_t size) {
+double RawTcpCopy::iperf3(const BenchLink& link, size_t from, size_t to, uint64_t size) {
   if (access("/usr/bin/iperf3", X_OK) != 0) return 0;
+  std::string fromIp = link.ip(from), toIp = link.ip(to);
   int port = 5201 + (getpid() % 1000);
-  Child server = Child::start({"/usr/bin/iperf3", "--server", "--one-off", "--bind", toIp,
-                               "--port", std::to_string(port)},
-                              /*pipes=*/false, "/dev/null");
+  Child server = [&]() {
+    BenchLink::InNetwork onHost(link, to);
+    return Child::start({"/usr/bin/iperf3", "--server", "--one-off", "--bind", toIp, "--port",
+                         std::to_string(port)},
+                        /*pipes=*/false, "/dev/null");
+  }();
   // The server needs a moment to listen; the client retries its connection for a second.
   std::string command = "/usr/bin/iperf3 --client " + toIp + " --bind " + fromIp + " --port " +
                         std::to_string(port) + " --bytes " + std::to_string(size) +
@@ -109,6 +126,7 @@ double RawTcpCopy::iperf3(const std::string& fromIp, const std::string& toIp, ui
   std::string output;
   for (int attempt = 0; attempt < 20; attempt++) {
     usleep(50000);
+    BenchLink::InNetwork onHost(link, from);  // popen's shell and iperf3 inherit it
     FILE* client = popen(command.c_str(), "r");
     if (client == nullptr) return 0;
     output = slurp(client);

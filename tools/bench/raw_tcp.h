@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "tools/bench/bench_link.h"
 #include "tools/bench/processes.h"
 
 namespace refbench {
@@ -20,20 +21,23 @@ bool readFully(int fd, uint8_t* data, uint64_t size);
 
 class RawTcpCopy {
  public:
-  // Starts a receiver listening on `toIp` (any free port). With `readEveryByte` it also reads
-  // every byte it received (a checksum) before it answers, as a reader of the value would.
-  RawTcpCopy(const std::string& toIp, bool readEveryByte);
+  // Starts a receiver on host `toHost` of `link`, listening on its address (any free port). With
+  // `readEveryByte` it also reads every byte it received (a checksum) before it answers, as a
+  // reader of the value would.
+  RawTcpCopy(const BenchLink& link, size_t toHost, bool readEveryByte);
   ~RawTcpCopy();
-  // Connects from `fromIp`, sends `size` bytes of `data` and waits for the receiver's answer
-  // (the bytes are all in its buffer: warm private memory). Returns the answer: the checksum,
-  // or the byte count without readEveryByte.
-  uint64_t copy(const std::string& fromIp, const uint8_t* data, uint64_t size);
+  // Connects from host `fromHost` (its network and address), sends `size` bytes of `data` and
+  // waits for the receiver's answer (the bytes are all in its buffer: warm private memory).
+  // Returns the answer: the checksum, or the byte count without readEveryByte.
+  uint64_t copy(size_t fromHost, const uint8_t* data, uint64_t size);
 
-  // `iperf3` from Debian, one run of `size` bytes from `fromIp` to `toIp` (a server started for
-  // the run): the receiver's bytes per second, or 0 if iperf3 is not installed or fails.
-  static double iperf3(const std::string& fromIp, const std::string& toIp, uint64_t size);
+  // `iperf3` from Debian, one run of `size` bytes from host `from` to host `to` of `link` (a
+  // server started for the run on `to`): the receiver's bytes per second, or 0 if iperf3 is not
+  // installed or fails.
+  static double iperf3(const BenchLink& link, size_t from, size_t to, uint64_t size);
 
  private:
+  const BenchLink& link;
   Child receiver;
   std::string ip;
   int port = 0;

@@ -36,9 +36,13 @@ refstore::Ref Xhost::makeValue(size_t host, uint64_t size, uint64_t seed) {
   return buffer.seal();
 }
 
-kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const std::string& fromIp,
-                                       const std::string& toIp, int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const BenchLink& link,
+                                       size_t fromHost, size_t toHost, int port) {
+  std::string fromIp = link.ip(fromHost), toIp = link.ip(toHost);
+  int fd = [&]() {
+    BenchLink::InNetwork onHost(link, fromHost);  // a socket stays in the namespace it was made in
+    return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  }();
   sockaddr_in from = ipv4Address(fromIp, 0), to = ipv4Address(toIp, port);
   if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) < 0 ||
       connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) < 0) {
@@ -55,7 +59,8 @@ kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const std::string
 namespace {
 
 Child startTcpWorker(Xhost& x, size_t atHost, int& port) {
-  Child child = Child::role("worker", {"tcp:" + BenchHosts::ip(atHost), x.hosts[atHost].socket()});
+  BenchLink::InNetwork onHost(x.link(), atHost);
+  Child child = Child::role("worker", {"tcp:" + x.hosts.ip(atHost), x.hosts[atHost].socket()});
   std::string ready = child.receive();  // "ready <port>"
   port = std::stoi(ready.substr(6));
   return child;
@@ -65,8 +70,8 @@ Child startTcpWorker(Xhost& x, size_t atHost, int& port) {
 
 TcpWorker::TcpWorker(Xhost& x, size_t atHost, size_t fromHost)
     : process(startTcpWorker(x, atHost, port)),
-      stream(connectFrom(refstore::async::ioContext(x.on(fromHost)), BenchHosts::ip(fromHost),
-                         BenchHosts::ip(atHost), port)),
+      stream(connectFrom(refstore::async::ioContext(x.on(fromHost)), x.link(), fromHost, atHost,
+                         port)),
       rpc(*stream),
       worker(rpc.bootstrap().castAs<proto::Worker>()) {}
 
@@ -75,8 +80,11 @@ void idleLongerThanBusyPolls() {
   nanosleep(&gap, nullptr);
 }
 
-std::string linkName(size_t from, size_t to) {
-  return "loopback " + BenchHosts::ip(from) + " -> " + BenchHosts::ip(to);
+Child startConsumer(Xhost& x, size_t host) {
+  BenchLink::InNetwork onHost(x.link(), host);
+  Child consumer = Child::role("consumer", {x.hosts[host].socket(), x.ctx.redis->socket()});
+  consumer.receive();  // ready
+  return consumer;
 }
 
 void checkValue(const uint8_t* data, uint64_t size, uint64_t seed, const char* what) {
@@ -93,14 +101,26 @@ void checkValue(const uint8_t* data, uint64_t size, uint64_t seed, const char* w
 }
 
 void runXhost(Context& ctx) {
-  // Two hosts: 0 owns the values, 1 reads them (its fan-out readers are processes on host 1).
+  // Four hosts on the link (the broadcast's owner and three readers); the other parts use two
+  // of them. Deleted (namespaces and all) on the way out, also when a part throws.
+  BenchLink link(ctx.options.xhostLink, 4);
+  // Two daemons: 0 owns the values, 1 reads them (its fan-out readers are processes on host 1).
   // Memory: the 1 GiB pull needs the value on the owner and a copy on the reader.
-  BenchHosts hosts(ctx, 2, "host", ctx.quick() ? "1G" : "3G");
+  BenchHosts hosts(ctx, link, 2, "host", ctx.quick() ? "1G" : "3G");
   Xhost x(ctx, hosts);
-  ctx.report.set("xhost_link", linkName(0, 1));
+  ctx.report.set("xhost_link", link.describe(0, 1));
+  ctx.report.set("xhost_link_mode", std::string(linkModeName(link.mode())));
+  ctx.report.set("xhost_link_bits_per_s", link.bitsPerSecond());
   const std::pair<const char*, void (*)(Xhost&)> parts[] = {
-      {"pull", xhostPull},       {"first_read", xhostFirstRead}, {"handoff", xhostHandoff},
-      {"fanout", xhostFanout},   {"release", xhostRelease},      {"tls", xhostTls},
+      {"pull", xhostPull},
+      {"first_read", xhostFirstRead},
+      {"handoff", xhostHandoff},
+      {"fanout", xhostFanout},
+      {"release", xhostRelease},
+      {"tls", xhostTls},
+      {"small_refs", xhostSmallRefs},
+      {"broadcast", xhostBroadcast},
+      {"proxy_bytes", xhostProxyBytes},
   };
   auto& wanted = ctx.options.xhostParts;
   for (auto& name: wanted) {
@@ -110,8 +130,20 @@ void runXhost(Context& ctx) {
     }
   }
   for (auto& part: parts) {
-    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), part.first) != wanted.end()) {
+    if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), part.first) == wanted.end()) {
+      continue;
+    }
+    try {
       part.second(x);
+    } catch (std::exception& e) {
+      ctx.failures++;
+      ctx.report.set(std::string("xhost_") + part.first + "_error", std::string(e.what()));
+      ctx.progress("xhost %s FAILED: %s", part.first, e.what());
+    } catch (kj::Exception& e) {
+      ctx.failures++;
+      std::string what = e.getDescription().cStr();
+      ctx.report.set(std::string("xhost_") + part.first + "_error", what);
+      ctx.progress("xhost %s FAILED: %s", part.first, what.c_str());
     }
   }
 }

@@ -1,6 +1,7 @@
 // The cross-host workloads (`--only xhost`, BENCHMARKS.md "Many hosts"): refstore daemons as
-// hosts on loopback aliases (bench_hosts.h), against baselines on the same link in the same
-// run. One file per measurement (xhost_*.c++); wl_xhost.c++ runs them in order.
+// hosts (bench_hosts.h) on loopback aliases or in network namespaces (`--xhost-link`,
+// bench_link.h), against baselines on the same link in the same run. One file per measurement
+// (xhost_*.c++); wl_xhost.c++ runs them in order.
 #pragma once
 
 #include <capnp/rpc-twoparty.h>
@@ -25,20 +26,23 @@ struct Xhost {
 
   Xhost(Context& ctx, BenchHosts& hosts);
   refstore::Client& on(size_t host) { return clients.at(host); }
+  const BenchLink& link() const { return hosts.link(); }
   // Polls host `host` until it holds no proxy (its copies are freed: the next read pulls again).
   void waitNoProxies(size_t host);
   // A value of `size` pattern bytes (seed `seed`) made in place on host `host`.
   refstore::Ref makeValue(size_t host, uint64_t size, uint64_t seed);
 };
 
-// The link measured: "loopback 127.0.0.2 -> 127.0.0.3" and so on.
-std::string linkName(size_t from, size_t to);
+// A TCP connection from host `fromHost` of `link` (its network; bound to its address, any port)
+// to host `toHost`'s address and `port`, on the event loop `io`: kj's network API cannot choose the
+// source address, and a cross-host baseline must leave from the sending host's address like the
+// daemons' connections do.
+kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const BenchLink& link,
+                                       size_t fromHost, size_t toHost, int port);
 
-// A TCP connection from `fromIp` (bound, any port) to `toIp`:`port`, on the event loop `io`:
-// kj's network API cannot choose the source address, and a cross-host baseline must leave from
-// the sending host's address like the daemons' connections do.
-kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const std::string& fromIp,
-                                       const std::string& toIp, int port);
+// A `consumer` helper (role_consumer.c++) started on host `host`'s network, talking to its
+// daemon; it has said "ready".
+Child startConsumer(Xhost& x, size_t host);
 
 // A `worker` helper (bench.capnp Worker: echo, by-value sinks) listening on TCP at host
 // `atHost`'s address, and refbench's connection to it from host `fromHost`'s address: the
@@ -69,6 +73,15 @@ void xhostRelease(Xhost& x);    // xhost_release_ms: last drop on B -> freed on 
 // pull_tls_vs_plain: the pull between two more hosts with --tls-* (certificates made with
 // openssl in the run's directory) against the plain pull of `x`; skipped without openssl.
 void xhostTls(Xhost& x);
+// xhost_small_refs_per_s: restore + read + drop of 1 KiB values, host 1 from host 0, pipelined,
+// vs the same on host 0 alone.
+void xhostSmallRefs(Xhost& x);
+// xhost_broadcast_3_hosts_over_single: one large value read on three hosts at once vs on one
+// (four hosts of its own on the same link).
+void xhostBroadcast(Xhost& x);
+// proxy_bytes_<count>_owner / _reader: daemon memory per cross-host reference (two fresh hosts
+// on the same link, so that their baselines are clean).
+void xhostProxyBytes(Xhost& x);
 // Spot checks of a value made by makeValue (a few words, not every byte: the daemon has
 // verified the whole value against its XXH3-128 already).
 void checkValue(const uint8_t* data, uint64_t size, uint64_t seed, const char* what);

@@ -22,8 +22,7 @@ void xhostFanout(Xhost& x) {
   }();
   std::vector<Child> consumers;
   for (size_t i = 0; i < readers; i++) {
-    consumers.push_back(Child::role("consumer", {x.hosts[1].socket(), x.ctx.redis->socket()}));
-    consumers.back().receive();  // ready
+    consumers.push_back(startConsumer(x, 1));
   }
 
   std::vector<double> transfers, pulls;  // per repetition of the four readers

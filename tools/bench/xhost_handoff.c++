@@ -31,10 +31,9 @@ void xhostHandoff(Xhost& x) {
   WarmBuffer value(sizes.back());
   fillPattern(value.data(), sizes.back(), 51);
   kj::AsyncIoContext& io = refstore::async::ioContext(x.on(0));
-  Child consumer = Child::role("consumer", {x.hosts[1].socket(), x.ctx.redis->socket()});
-  consumer.receive();  // ready
+  Child consumer = startConsumer(x, 1);
   TcpWorker sinkWorker(x, /*atHost=*/1, /*fromHost=*/0);
-  RawTcpCopy raw(BenchHosts::ip(1), /*readEveryByte=*/true);
+  RawTcpCopy raw(x.link(), /*toHost=*/1, /*readEveryByte=*/true);
 
   std::vector<std::string> columns = {"size_bytes", "size"};
   for (auto name: {"refstore_ms", "by_value_ms", "raw_tcp_ms"}) {
@@ -79,7 +78,7 @@ void xhostHandoff(Xhost& x) {
     };
     auto rawTcp = [&]() {
       double start = now();
-      uint64_t got = raw.copy(BenchHosts::ip(0), value.data(), size);
+      uint64_t got = raw.copy(/*fromHost=*/0, value.data(), size);
       double seconds = now() - start;
       expect(got, "raw TCP");
       return seconds;

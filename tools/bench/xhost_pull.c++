@@ -6,7 +6,7 @@
 // repetitions host 1 drops its Ref and frees its copy, so every sample is a first read.
 //
 // Baselines on the same link, interleaved with the pulls: refbench's raw TCP copy of the same
-// bytes from 127.0.0.2 to a receiver on 127.0.0.3 (raw_tcp.h: a new connection per copy, as
+// bytes from host 0 to a receiver on host 1 (raw_tcp.h: a new connection per copy, as
 // each pull opens one; no hashing), and at the largest size iperf3 (one run per round).
 #include <math.h>
 #include <string.h>
@@ -40,7 +40,7 @@ void xhostPull(Xhost& x) {
   uint64_t largest = sizes.back();
   WarmBuffer source(largest);
   fillPattern(source.data(), largest, 31);
-  RawTcpCopy raw(BenchHosts::ip(1), /*readEveryByte=*/false);
+  RawTcpCopy raw(x.link(), /*toHost=*/1, /*readEveryByte=*/false);
 
   std::vector<std::string> columns = {"size_bytes", "size"};
   for (auto prefix: {"pull_ms", "raw_tcp_ms", "iperf3_ms"}) {
@@ -69,7 +69,7 @@ void xhostPull(Xhost& x) {
     };
     auto rawCopy = [&]() {
       return once([&]() {
-        if (raw.copy(BenchHosts::ip(0), source.data(), size) != size) {
+        if (raw.copy(/*fromHost=*/0, source.data(), size) != size) {
           throw std::runtime_error("raw TCP copy: short");
         }
       });
@@ -78,7 +78,7 @@ void xhostPull(Xhost& x) {
     bool withIperf = size == largest && access("/usr/bin/iperf3", X_OK) == 0;
     if (withIperf) {
       variants.push_back([&]() {
-        double rate = RawTcpCopy::iperf3(BenchHosts::ip(0), BenchHosts::ip(1), size);
+        double rate = RawTcpCopy::iperf3(x.link(), 0, 1, size);
         return rate > 0 ? size / rate : 0.0;
       });
     }

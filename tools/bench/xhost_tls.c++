@@ -1,4 +1,4 @@
-// pull_tls_vs_plain: what TLS costs the data plane. Two more hosts on the same loopback
+// pull_tls_vs_plain: what TLS costs the data plane. Two more hosts on the same link
 // addresses (other ports) run with --tls-cert/--tls-key/--tls-ca: a CA and one certificate for
 // every host address (made with openssl in the run's directory; kj-tls checks the peer's
 // certificate against the address it dialled). The same pull as xhostPull (restore + view of a
@@ -19,12 +19,11 @@ namespace refbench {
 namespace {
 
 // Writes ca.pem, host.pem and host.key under `dir`; false if openssl is missing or fails.
-bool makeCertificates(const std::string& dir, size_t hosts) {
+bool makeCertificates(const std::string& dir, const BenchHosts& hosts) {
   if (access("/usr/bin/openssl", X_OK) != 0) return false;
   std::string names;
-  for (size_t i = 0; i < hosts; i++) {
-    names += std::string(i == 0 ? "" : ",") + "DNS:" + BenchHosts::ip(i) + ",IP:" +
-             BenchHosts::ip(i);
+  for (size_t i = 0; i < hosts.size(); i++) {
+    names += std::string(i == 0 ? "" : ",") + "DNS:" + hosts.ip(i) + ",IP:" + hosts.ip(i);
   }
   std::string script =
       "cd '" + dir + "' && exec >openssl.log 2>&1 && "
@@ -42,12 +41,12 @@ bool makeCertificates(const std::string& dir, size_t hosts) {
 void xhostTls(Xhost& x) {
   const uint64_t size = x.ctx.quick() ? 64 * MiB : 256 * MiB;
   std::string dir = x.ctx.tmp.path();
-  if (!makeCertificates(dir, 2)) {
+  if (!makeCertificates(dir, x.hosts)) {
     x.ctx.progress("xhost TLS: skipped (openssl missing or failed; see %s/openssl.log)",
                    dir.c_str());
     return;
   }
-  BenchHosts tlsHosts(x.ctx, 2, "tls", "1G",
+  BenchHosts tlsHosts(x.ctx, x.link(), 2, "tls", "1G",
                       {"--tls-cert", dir + "/host.pem", "--tls-key", dir + "/host.key",
                        "--tls-ca", dir + "/ca.pem"});
   Xhost tls(x.ctx, tlsHosts);
