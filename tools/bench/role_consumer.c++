@@ -24,9 +24,18 @@ void writeLine(const std::string& line) {
 }
 
 int runConsumer(const std::vector<std::string>& args) {
-  if (args.size() != 2) throw std::runtime_error("consumer <refstore socket> <redis socket>");
+  if (args.size() != 2) {
+    throw std::runtime_error("consumer <refstore socket> <redis socket, or tcp:IP:PORT>");
+  }
   refstore::Client client = refstore::Client::connect(args[0]);
-  redisContext* redis = redisConnectUnix(args[1].c_str());
+  const std::string& where = args[1];
+  redisContext* redis = nullptr;
+  if (where.rfind("tcp:", 0) == 0) {  // a Redis on another host, across the link
+    size_t colon = where.rfind(':');
+    redis = redisConnect(where.substr(4, colon - 4).c_str(), std::stoi(where.substr(colon + 1)));
+  } else {
+    redis = redisConnectUnix(where.c_str());
+  }
   if (redis == nullptr || redis->err) throw std::runtime_error("consumer: cannot connect to Redis");
   writeLine("ready");
   for (std::string line = readLine(); !line.empty(); line = readLine()) {

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -126,21 +128,47 @@ Refstored::~Refstored() {
   process.wait();
 }
 
-Redis::Redis(const std::string& binary, const TempDir& dir)
-    : socketPath(dir.path() + "/redis.sock") {
+Redis::Redis(const std::string& binary, const TempDir& dir) {
+  start(binary, dir, "redis", {"--port", "0"});
+}
+
+Redis::Redis(const std::string& binary, const TempDir& dir, const std::string& name,
+             const std::string& ip) {
+  // A free port on `ip`: bound and released, then given to redis-server (nothing else on this
+  // address asks for one meanwhile).
+  int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  inet_pton(AF_INET, ip.c_str(), &address.sin_addr);
+  socklen_t length = sizeof(address);
+  if (probe < 0 || bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      getsockname(probe, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    throw std::runtime_error("Redis: no free TCP port on " + ip);
+  }
+  int port = ntohs(address.sin_port);
+  close(probe);
+  start(binary, dir, name,
+        {"--bind", ip, "--port", std::to_string(port), "--protected-mode", "no"});
+  tcp = "tcp:" + ip + ":" + std::to_string(port);
+}
+
+void Redis::start(const std::string& binary, const TempDir& dir, const std::string& name,
+                  std::vector<std::string> extraArgs) {
+  socketPath = dir.path() + "/" + name + ".sock";
   std::vector<std::string> argv = {binary,
-                                   "--port", "0",
                                    "--unixsocket", socketPath,
                                    "--unixsocketperm", "700",
                                    "--save", "",
                                    "--appendonly", "no",
                                    "--dir", dir.path(),
-                                   "--logfile", dir.path() + "/redis.log",
+                                   "--dbfilename", name + ".rdb",
+                                   "--logfile", dir.path() + "/" + name + ".log",
                                    "--proto-max-bulk-len", "2gb",
                                    "--client-query-buffer-limit", "2gb",
                                    "--daemonize", "no"};
-  process = Child::start(argv, /*pipes=*/false, dir.path() + "/redis.stderr");
-  waitForSocket(socketPath, 20, process, dir.path() + "/redis.log");
+  argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
+  process = Child::start(argv, /*pipes=*/false, dir.path() + "/" + name + ".stderr");
+  waitForSocket(socketPath, 20, process, dir.path() + "/" + name + ".log");
 }
 
 Redis::~Redis() {

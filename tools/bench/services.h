@@ -48,12 +48,21 @@ class Redis {
   // redis-server on a Unix socket only (port 0), no persistence (--save "" --appendonly no),
   // bulk strings up to 2 GiB (the 1 GiB handoff needs more than the default 512 MiB).
   Redis(const std::string& binary, const TempDir& dir);
+  // Also listening on TCP at `ip`, on a free port (tcpAddress()): the cross-host baseline, a
+  // Redis on the owner host read by a client on another. Its Unix socket is `<name>.sock`. Start
+  // it on that host's network (BenchLink::InNetwork).
+  Redis(const std::string& binary, const TempDir& dir, const std::string& name,
+        const std::string& ip);
+  // "tcp:IP:PORT" when listening on TCP, "" otherwise (role_consumer.c++ takes either).
+  const std::string& tcpAddress() const { return tcp; }
   ~Redis();
   const std::string& socket() const { return socketPath; }
   pid_t pid() const { return process.pid(); }
 
  private:
-  std::string socketPath;
+  void start(const std::string& binary, const TempDir& dir, const std::string& name,
+             std::vector<std::string> extraArgs);
+  std::string socketPath, tcp;
   Child process;
 };
 

@@ -80,9 +80,10 @@ void idleLongerThanBusyPolls() {
   nanosleep(&gap, nullptr);
 }
 
-Child startConsumer(Xhost& x, size_t host) {
+Child startConsumer(Xhost& x, size_t host, const std::string& redis) {
   BenchLink::InNetwork onHost(x.link(), host);
-  Child consumer = Child::role("consumer", {x.hosts[host].socket(), x.ctx.redis->socket()});
+  Child consumer = Child::role(
+      "consumer", {x.hosts[host].socket(), redis.empty() ? x.ctx.redis->socket() : redis});
   consumer.receive();  // ready
   return consumer;
 }

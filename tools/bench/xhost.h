@@ -41,8 +41,9 @@ kj::Own<kj::AsyncIoStream> connectFrom(kj::AsyncIoContext& io, const BenchLink& 
                                        size_t fromHost, size_t toHost, int port);
 
 // A `consumer` helper (role_consumer.c++) started on host `host`'s network, talking to its
-// daemon; it has said "ready".
-Child startConsumer(Xhost& x, size_t host);
+// daemon and to `redis` (a Unix socket path or "tcp:IP:PORT"; default: the run's local Redis);
+// it has said "ready".
+Child startConsumer(Xhost& x, size_t host, const std::string& redis = "");
 
 // A `worker` helper (bench.capnp Worker: echo, by-value sinks) listening on TCP at host
 // `atHost`'s address, and refbench's connection to it from host `fromHost`'s address: the

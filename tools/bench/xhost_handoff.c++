@@ -1,4 +1,4 @@
-// xhost_handoff_64MiB_vs_by_value: workload 4's handoff (wl_handoff.c++) with the consumer on
+// xhost_handoff_64MiB_vs_by_value / _vs_redis: workload 4's handoff (wl_handoff.c++) with the consumer on
 // another host. The producer (refbench, host 0's client) has the value in warm private memory;
 // a `consumer` process on host 1 must end up having read every byte. Timed from the producer's
 // first step to the consumer's answer (its checksum):
@@ -11,16 +11,24 @@
 //               inline in 8 MiB Sink.write chunks (`-> stream`), into the worker's warm buffer,
 //               read (checksum) before done() answers: the local by-value baseline over TCP.
 //   raw TCP:    refbench's raw TCP sender to a receiver on host 1 that reads every byte.
+//   Redis:      a redis-server on host 0 (started on its network, listening on its address):
+//               SET over its Unix socket; the key goes to the consumer, which GETs it over TCP
+//               across the link and reads every byte (xhost_handoff_64MiB_vs_redis).
 //
 // Interleaved; after each refstore repetition host 1 has freed its copy and host 0 the value.
 #include <string.h>
 
 #include <stdexcept>
 
+#include <hiredis/hiredis.h>
+
+#include <memory>
+
 #include "client/cpp/refstore_async.h"
 #include "tools/bench/bytes.h"
 #include "tools/bench/raw_tcp.h"
 #include "tools/bench/rpc.h"
+#include "tools/bench/services.h"
 #include "tools/bench/timing.h"
 #include "tools/bench/xhost.h"
 
@@ -34,13 +42,22 @@ void xhostHandoff(Xhost& x) {
   Child consumer = startConsumer(x, 1);
   TcpWorker sinkWorker(x, /*atHost=*/1, /*fromHost=*/0);
   RawTcpCopy raw(x.link(), /*toHost=*/1, /*readEveryByte=*/true);
+  std::unique_ptr<Redis> ownerRedis = [&]() {
+    BenchLink::InNetwork onOwner(x.link(), 0);
+    return std::make_unique<Redis>(x.ctx.options.redisServer, x.ctx.tmp, "redis-host0",
+                                   x.link().ip(0));
+  }();
+  redisContext* redis = redisConnectUnix(ownerRedis->socket().c_str());
+  if (redis == nullptr || redis->err) throw std::runtime_error("cannot connect to host 0's Redis");
+  Child redisConsumer = startConsumer(x, 1, ownerRedis->tcpAddress());
 
   std::vector<std::string> columns = {"size_bytes", "size"};
-  for (auto name: {"refstore_ms", "by_value_ms", "raw_tcp_ms"}) {
+  for (auto name: {"refstore_ms", "by_value_ms", "raw_tcp_ms", "redis_ms"}) {
     for (auto& c: Table::summaryColumns(name)) columns.push_back(c);
   }
   columns.push_back("vs_by_value");
   columns.push_back("vs_raw_tcp");
+  columns.push_back("vs_redis");
   Table& table = x.ctx.report.table("xhost_handoff", columns);
 
   for (uint64_t size: sizes) {
@@ -83,27 +100,45 @@ void xhostHandoff(Xhost& x) {
       expect(got, "raw TCP");
       return seconds;
     };
+    auto viaRedis = [&]() {
+      double start = now();
+      auto reply = redisCommand(redis, "SET handoff %b", value.data(), size_t(size));
+      if (reply == nullptr) throw std::runtime_error("Redis SET failed");
+      freeReplyObject(reply);
+      redisConsumer.send("redis handoff");
+      uint64_t got = std::stoull(redisConsumer.receive());
+      double seconds = now() - start;
+      expect(got, "Redis");
+      freeReplyObject(redisCommand(redis, "DEL handoff"));  // untimed: free Redis's copy
+      return seconds;
+    };
     auto samples = interleave(warmupFor(x.ctx, size), repsFor(x.ctx, size),
-                              {viaRefstore, byValue, rawTcp});
-    Summary s[3];
-    for (size_t v = 0; v < 3; v++) s[v] = summarize(samples[v]);
+                              {viaRefstore, byValue, rawTcp, viaRedis});
+    Summary s[4];
+    for (size_t v = 0; v < 4; v++) s[v] = summarize(samples[v]);
     std::vector<Value> row = {size, sizeName(size)};
     for (auto& summary: s) Table::appendSummary(row, summary, 1e3);
     double vsByValue = s[1].median / s[0].median, vsRaw = s[2].median / s[0].median;
+    double vsRedis = s[3].median / s[0].median;
     row.push_back(vsByValue);
     row.push_back(vsRaw);
+    row.push_back(vsRedis);
     table.add(row);
     std::string label = sizeName(size);
     if (size == sizes.back()) {
       x.ctx.report.set("xhost_handoff_" + label + "_vs_by_value", vsByValue);
       x.ctx.report.set("xhost_handoff_" + label + "_vs_raw_tcp", vsRaw);
+      x.ctx.report.set("xhost_handoff_" + label + "_vs_redis", vsRedis);
       x.ctx.report.set("xhost_handoff_" + label + "_ms", s[0].median * 1e3);
     }
-    x.ctx.progress("xhost handoff %s: refstore %.1f ms, by value %.1f ms, raw TCP %.1f ms: %.2f",
+    x.ctx.progress("xhost handoff %s: refstore %.1f ms, by value %.1f ms, raw TCP %.1f ms, "
+                   "Redis %.1f ms: %.2f by value, %.2f Redis",
                    label.c_str(), s[0].median * 1e3, s[1].median * 1e3, s[2].median * 1e3,
-                   vsByValue);
+                   s[3].median * 1e3, vsByValue, vsRedis);
   }
   consumer.send("");
+  redisConsumer.send("");
+  redisFree(redis);
 }
 
 }  // namespace refbench
