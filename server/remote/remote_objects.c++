@@ -502,15 +502,36 @@ kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
 
 void RemoteObjects::keepEarlyBytes(Proxy& p, kj::Array<kj::byte> bytes) {
   if (p.earlyBytes.size() > 0 || store.record(p.id).bytesLocal || !p.described ||
-      earlyBytesKept + bytes.size() > kEarlyBytesLimit) {
+      earlyBytesKept + bytes.size() > kEarlyBytesLimit ||
+      earlyExpiries.size() >= kEarlyBytesMaxCount) {
     return;
   }
   earlyBytesKept += bytes.size();
   p.earlyBytes = kj::mv(bytes);
-  gc::ObjectId id = p.id;
-  tasks.add(timer.afterDelay(kEarlyBytesLife).then([this, id]() {
-    KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { dropEarlyBytes(**found); }
-  }));
+  earlyExpiries.push_back(EarlyExpiry{timer.now() + kEarlyBytesLife, p.id});
+  if (!earlyExpiring) {
+    earlyExpiring = true;
+    tasks.add(expireEarlyBytes());
+  }
+}
+
+kj::Promise<void> RemoteObjects::expireEarlyBytes() {
+  if (earlyExpiries.empty()) {
+    earlyExpiring = false;
+    return kj::READY_NOW;
+  }
+  return timer.atTime(earlyExpiries.front().at).then([this]() {
+    kj::TimePoint now = timer.now();
+    while (!earlyExpiries.empty() && earlyExpiries.front().at <= now) {
+      // (A proxy made again since with the same id loses its newer bytes a little early: its
+      // read then asks the owner, as after any expiry.)
+      KJ_IF_MAYBE(found, proxies.find(keyOf(earlyExpiries.front().id))) {
+        dropEarlyBytes(**found);
+      }
+      earlyExpiries.pop_front();
+    }
+    return expireEarlyBytes();
+  });
 }
 
 void RemoteObjects::dropEarlyBytes(Proxy& p) {
