@@ -501,8 +501,9 @@ kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
 }
 
 void RemoteObjects::keepEarlyBytes(Proxy& p, kj::Array<kj::byte> bytes) {
-  if (p.earlyBytes.size() > 0 || store.record(p.id).bytesLocal || !p.described ||
-      earlyBytesKept + bytes.size() > kEarlyBytesLimit ||
+  const gc::ObjectRecord& record = store.record(p.id);
+  if (p.earlyBytes.size() > 0 || record.bytesLocal || !p.described ||
+      record.size != bytes.size() || earlyBytesKept + bytes.size() > kEarlyBytesLimit ||
       earlyExpiries.size() >= kEarlyBytesMaxCount) {
     return;
   }
@@ -543,11 +544,15 @@ bool RemoteObjects::copyEarlyBytes(Proxy& p, kj::Own<Reservation>& memory) {
   if (p.earlyBytes.size() == 0) return false;
   const gc::ObjectRecord& record = store.record(p.id);
   uint64_t size = p.earlyBytes.size();
+  if (size != record.size) {  // not this copy's size: never copy past the reservation
+    dropEarlyBytes(p);
+    return false;
+  }
   kj::byte* into = static_cast<kj::byte*>(memory->get().ptr);
   memcpy(into, p.earlyBytes.begin(), size);
   dropEarlyBytes(p);
   XXH128_hash_t got = XXH3_128bits(into, size);
-  if (size != record.size || got.high64 != record.hashHi || got.low64 != record.hashLo) {
+  if (got.high64 != record.hashHi || got.low64 != record.hashLo) {
     logWarning("object ", gc::toHex(p.id).c_str(),
                ": the bytes that came with its restore do not match its hash; copying it again");
     return false;

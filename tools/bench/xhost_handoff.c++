@@ -1,7 +1,7 @@
-// xhost_handoff_64MiB_vs_by_value / _vs_redis: workload 4's handoff (wl_handoff.c++) with the consumer on
-// another host. The producer (refbench, host 0's client) has the value in warm private memory;
-// a `consumer` process on host 1 must end up having read every byte. Timed from the producer's
-// first step to the consumer's answer (its checksum):
+// xhost_handoff_64MiB_vs_by_value / _vs_redis: workload 4's handoff (wl_handoff.c++) with the
+// consumer on another host. The producer (refbench, host 0's client) has the value in warm
+// private memory; a `consumer` process on host 1 must end up having read every byte. Timed from
+// the producer's first step to the consumer's answer (its checksum):
 //
 //   refstore:   on host 0 create, memcpy into shared memory, sealAndShare (single-use token),
 //               drop the Ref; the token goes to the consumer over its stdin; it restores the
