@@ -13,12 +13,15 @@ socket=$(mktemp -u /tmp/rst-cli-XXXXXXXXXX.sock)
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/refctl-XXXXXX")
 mkdir -p "$work"
 
+# Waits (up to 10 s) until a daemon listens on the Unix socket $1.
+wait_for_socket() { for _ in $(seq 200); do [[ -S $1 ]] && break; sleep 0.05; done; }
+
 tcp_port=$((20000 + RANDOM % 20000))
 "$refstored" --socket "$socket" --memory 64M --segment-size 8M --spill-dir "$work/spill" \
   --tcp "127.0.0.1:$tcp_port" 2> "$work/daemon.log" &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
-for _ in $(seq 200); do [[ -S $socket ]] && break; sleep 0.05; done
+wait_for_socket "$socket"
 
 failures=0
 check() {  # check DESCRIPTION COMMAND...
@@ -110,7 +113,7 @@ check "put --name --json gives the name" \
 "$refstored" --socket "$socket.2" --memory 64M --segment-size 8M --no-spill 2> "$work/daemon2.log" &
 daemon2=$!
 trap 'kill $daemon $daemon2 2>/dev/null; wait $daemon $daemon2 2>/dev/null || true' EXIT
-for _ in $(seq 200); do [[ -S $socket.2 ]] && break; sleep 0.05; done
+wait_for_socket "$socket.2"
 for size in 2000 50000 700; do
   head -c $size /dev/urandom > "$work/v$size"
   REFSTORE_SOCKET=$socket.2 "$refctl" put "$work/v$size" --name "size/$size" > /dev/null
@@ -219,7 +222,7 @@ tcp_port2=$((20000 + RANDOM % 20000))
   --tcp "127.0.0.3:$tcp_port2" 2> "$work/daemon2.log" &
 daemon2=$!
 trap 'kill $daemon $daemon2 2>/dev/null; wait $daemon $daemon2 2>/dev/null || true' EXIT
-for _ in $(seq 200); do [[ -S $socket2 ]] && break; sleep 0.05; done
+wait_for_socket "$socket2"
 head -c 200000 /dev/urandom > "$work/remote.bin"
 remote_token=$("$refctl" put "$work/remote.bin" --ttl 60)
 REFSTORE_SOCKET=$socket2 "$refctl" get "$remote_token" -o "$work/remote.back"

@@ -44,9 +44,7 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
       results.initId().setOrigin(id.hi);
       results.getId().setSerial(id.lo);
       results.setState(static_cast<proto::ObjectState>(object.state));
-      results.setSize(object.size);
-      results.initHash().setHigh(object.hashHi);
-      results.getHash().setLow(object.hashLo);
+      describe(results, object);
     });
   }
 
@@ -58,14 +56,9 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
           results.setRef(newRef(services, held.holder, client));
           const gc::ObjectRecord& object = store.record(store.resolve(held.id));
           results.setState(static_cast<proto::ObjectState>(object.state));
-          results.setSize(object.size);
-          results.initHash().setHigh(object.hashHi);
-          results.getHash().setLow(object.hashLo);
-          bool hashed = object.hashHi != 0 || object.hashLo != 0;
-          if (hashed && store.readableNow(object.id) &&
-              object.size <= kj::min(context.getParams().getInlineUpTo(), kMaxInlinePull)) {
-            results.setInlineBytes(store.objectMemory().bytesOf(object));
-            directory.countServed(origin, object.size);
+          describe(results, object);
+          KJ_IF_MAYBE(bytes, smallValue(object, context.getParams().getInlineUpTo())) {
+            results.setInlineBytes(*bytes);
           }
         });
   }
@@ -98,12 +91,9 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
     }
     const gc::ObjectRecord& object = store.record(owner);
     auto results = context.getResults();
-    results.setSize(object.size);
-    results.initHash().setHigh(object.hashHi);
-    results.getHash().setLow(object.hashLo);
-    if (object.size <= kj::min(context.getParams().getInlineUpTo(), kMaxInlinePull)) {
-      results.setInlineBytes(store.objectMemory().bytesOf(object));
-      directory.countServed(origin, object.size);
+    describe(results, object);
+    KJ_IF_MAYBE(bytes, smallValue(object, context.getParams().getInlineUpTo())) {
+      results.setInlineBytes(*bytes);
       return kj::READY_NOW;
     }
     gc::Secret ticket = directory.tickets.issue(owner, origin);
@@ -114,8 +104,29 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
     return kj::READY_NOW;
   }
 
-  // The largest value openPull answers inline (schema/peer.capnp).
+  // The largest value restore and openPull answer inline (schema/peer.capnp).
   static constexpr uint64_t kMaxInlinePull = 64u << 10;
+
+  // Size and hash, as identify, restore and openPull answer them.
+  template <typename Results>
+  static void describe(Results results, const gc::ObjectRecord& object) {
+    results.setSize(object.size);
+    results.initHash().setHigh(object.hashHi);
+    results.getHash().setLow(object.hashLo);
+  }
+
+  // The bytes of a value small enough to answer inline (at most `inlineUpTo`, which the peer
+  // asked for, and kMaxInlinePull), hashed and in memory, counted as served; null otherwise.
+  kj::Maybe<kj::ArrayPtr<const kj::byte>> smallValue(const gc::ObjectRecord& object,
+                                                     uint64_t inlineUpTo) {
+    bool hashed = object.hashHi != 0 || object.hashLo != 0;
+    if (!hashed || !store.readableNow(object.id) ||
+        object.size > kj::min(inlineUpTo, kMaxInlinePull)) {
+      return nullptr;
+    }
+    directory.countServed(origin, object.size);
+    return store.objectMemory().bytesOf(object).asConst();
+  }
 
   PeerDirectory& directory;
   RpcServices& services;

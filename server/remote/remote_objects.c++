@@ -113,9 +113,7 @@ kj::Promise<HeldObject> RemoteObjects::restore(Token token, gc::ClientId client)
         Proxy& p = proxy(id);
         if (redeemed.settled && !p.settled) {
           // The owner said what it is in the same answer: the first read needs no whenReady.
-          store.setProxyInfo(id, redeemed.size, redeemed.hashHi, redeemed.hashLo);
-          p.settled = true;
-          p.described = redeemed.hashHi != 0 || redeemed.hashLo != 0;
+          settle(p, redeemed.size, redeemed.hashHi, redeemed.hashLo);
         }
         if (redeemed.early.size() > 0 && redeemed.early.size() == redeemed.size) {
           keepEarlyBytes(p, kj::mv(redeemed.early));
@@ -317,10 +315,7 @@ kj::Promise<void> RemoteObjects::whenSettled(gc::ObjectId id) {
           [this, id](capnp::Response<proto::Ref::WhenReadyResults> reply) {
             Proxy& p = proxy(id);
             auto info = reply.getInfo();
-            store.setProxyInfo(id, info.getSize(), info.getHash().getHigh(),
-                               info.getHash().getLow());
-            p.settled = true;
-            p.described = info.getHash().getHigh() != 0 || info.getHash().getLow() != 0;
+            settle(p, info.getSize(), info.getHash().getHigh(), info.getHash().getLow());
             forget(p.settling);
           },
           [this, id](kj::Exception&& e) {
@@ -557,11 +552,23 @@ bool RemoteObjects::copyEarlyBytes(Proxy& p, kj::Own<Reservation>& memory) {
                ": the bytes that came with its restore do not match its hash; copying it again");
     return false;
   }
-  store.storeProxyBytes(p.id, kj::mv(memory), size, got.high64, got.low64);
+  storeCopy(p, kj::mv(memory), size, got);
+  return true;
+}
+
+void RemoteObjects::storeCopy(Proxy& p, kj::Own<Reservation> memory, uint64_t size,
+                              XXH128_hash_t hash) {
+  store.storeProxyBytes(p.id, kj::mv(memory), size, hash.high64, hash.low64);
+  p.described = true;
   pullsTotal++;
   bytesPulled += size;
   peers.countPulled(p.owner, size);
-  return true;
+}
+
+void RemoteObjects::settle(Proxy& p, uint64_t size, uint64_t hashHi, uint64_t hashLo) {
+  store.setProxyInfo(p.id, size, hashHi, hashLo);
+  p.settled = true;
+  p.described = hashHi != 0 || hashLo != 0;  // a large value's hash may still be on its way
 }
 
 kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState> state) {
@@ -617,13 +624,8 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
           state->attemptsLeft = kPullAttempts;
           return pullAttempt(id, kj::mv(state));
         }
-        uint64_t size = state->reception->destination().size();
-        Proxy& p = proxy(id);
-        store.storeProxyBytes(id, kj::mv(state->memory), size, expected.high64, expected.low64);
-        p.described = true;
-        pullsTotal++;
-        bytesPulled += size;
-        peers.countPulled(p.owner, size);
+        Proxy& p = proxy(id);  // NOT_FOUND if everyone let go meanwhile
+        storeCopy(p, kj::mv(state->memory), state->reception->destination().size(), expected);
         return kj::READY_NOW;
       },
       [this, id, state = kj::addRef(*state)](kj::Exception&& e) mutable -> kj::Promise<void> {

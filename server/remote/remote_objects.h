@@ -141,6 +141,10 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   // Makes the proxy's copy from the bytes that came with its restore; false if there are none
   // or they do not match the owner's hash (then the copy is pulled as usual).
   bool copyEarlyBytes(Proxy& proxy, kj::Own<Reservation>& memory);
+  // The proxy's copy is complete and checked: the store takes it, the counts grow.
+  void storeCopy(Proxy& proxy, kj::Own<Reservation> memory, uint64_t size, XXH128_hash_t hash);
+  // The owner's object is a value of this size and hash (zero: not hashed yet).
+  void settle(Proxy& proxy, uint64_t size, uint64_t hashHi, uint64_t hashLo);
 
   RpcServices& services;
   ObjectStore& store;
