@@ -38,9 +38,9 @@ interface PeerService {
   # promises and for values whose hash is not computed yet). For making proxies of Refs that
   # arrive as children. Errors: INVALID_ARGUMENT (not a Ref of this daemon).
 
-  openPull @3 (ref :Rs.Ref, inlineUpTo :UInt64) -> (ticket :Data, dataAddress :Text,
-                                                     size :UInt64, hash :Rs.Hash128,
-                                                     inlineBytes :Data);
+  openPull @3 (ref :Rs.Ref, inlineUpTo :UInt64, relay :Relay, direct :Bool)
+      -> (ticket :Data, dataAddress :Text, size :UInt64, hash :Rs.Hash128, inlineBytes :Data,
+          from :Relay);
   # A one-time ticket to copy `ref`'s bytes from this daemon's data port `dataAddress`
   # (host:port). Waits for a promise to settle, for a spilled value to be back in memory, and for
   # the value's XXH3-128 hash (`hash`), which the copy must match. The ticket is single-use and
@@ -51,6 +51,17 @@ interface PeerService {
   # connection (connect, request, answer) would cost more round trips than the copy itself; the
   # reader checks them against `hash` all the same. This is the only place value bytes travel in
   # an RPC message, and it is bounded far below any message limit.
+  #
+  # Large values may come from another reader instead (a broadcast: the owner's link carries a
+  # value once, not once per host). A reader offers its own copy as `relay` (null: it offers
+  # none). For a value of at least 8 MiB, unless `direct` is set, the owner may answer with
+  # `from`, another reader's Relay (offered within the last minute, serving nobody else yet, not
+  # the caller's), and no ticket: the reader then asks `from` for a ticket on that reader's data
+  # port. Each relay serves one other reader, so readers that come together form a chain, and
+  # every link carries the value once. The copy is checked against `hash`, the owner's, as
+  # always. If the relay fails (it dropped its copy, its daemon went away, the transfer broke),
+  # the reader asks again with `direct` set and is served by the owner, resuming where the relay
+  # left off. The owner holds at most 4096 offers, each for a minute.
   # Errors: as `Ref.read` (REJECTED, BROKEN_PROMISE, NOT_FOUND, ...), INVALID_ARGUMENT (not a Ref
   # of this daemon).
 
@@ -67,6 +78,19 @@ interface PeerService {
   # first read, or a second) and within a small bound. Errors: as `Store.restore`.
 }
 
+interface Relay {
+  # One reader's copy of another daemon's object, offered to other readers of it (through the
+  # owner: `PeerService.openPull`'s `relay` and `from`). The copy may still be arriving: the
+  # relay's data port sends each chunk as soon as it has arrived and been checked, so a chain of
+  # readers moves a value at the speed of its slowest link, not the sum of them.
+
+  open @0 (reader :UInt64) -> (ticket :Data, dataAddress :Text);
+  # A one-time ticket for this copy on the relay's data port (as `openPull`'s), which pins the
+  # copy until the ticket is used or expires and while its transfer runs. `reader` is the
+  # asking daemon's origin, for the relay's per-peer figures. Errors: NOT_FOUND (the relay no
+  # longer has the copy, nor is it copying it), RESOURCE_EXHAUSTED (too many tickets).
+}
+
 # The data port speaks no Cap'n Proto: a request of 48 bytes,
 #     "RSDP" | version (UInt32 = 1) | ticket (16 bytes) | offset (UInt64) | length (UInt64)
 # (little-endian), answered by the bytes [offset, offset + length) of the value in chunks, each
@@ -75,3 +99,4 @@ interface PeerService {
 # (the last one shorter); readers accept chunks of up to 4 MiB. A request with a bad,
 # used or expired ticket is closed at once. A transfer that breaks is resumed from its last good
 # chunk with a new ticket; the whole value is then checked against the hash openPull returned.
+# A relay's data port speaks the same, and sends each chunk once it has arrived there.

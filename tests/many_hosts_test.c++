@@ -751,6 +751,86 @@ TEST_CASE("a small value comes with its restore or inline with the ticket: no da
   CHECK(onB.stats().bytesPulledTotal == kSmall + kLarge);
 }
 
+TEST_CASE("a large value read on three hosts at once crosses the owner's link once") {
+  using refstore::testing::Break;
+  using refstore::testing::Direction;
+  DataPortProxy data(refstore::testing::testNetwork());
+  Hosts hosts(hostsOptions(4, data.args()));
+  data.start(hosts);
+  INFO(hosts.logs());
+  Client onA = clientOf(hosts[0]);
+  constexpr uint64_t kSize = 16u << 20;
+  Ref value = makeValue(onA, kSize, 61);
+  std::string token = value.share(60);
+  // The owner's one transfer stops halfway: what the later readers get before it goes on can
+  // only come from a copy still arriving.
+  data.proxy->breakAfter(Direction::TO_CLIENT, kSize / 2, Break::STALL);
+  std::string read[4];
+  auto restoreAndView = [&](size_t index) {
+    try {
+      Client client = clientOf(hosts[index]);
+      View view = client.restore(token).view(30);
+      read[index] = view.size() == kSize && refstore::testing::checkPattern(view.data(), kSize, 61)
+                        ? "ok"
+                        : "wrong bytes";
+    } catch (const Error& e) {
+      read[index] = e.what();
+    }
+  };
+  std::thread first([&]() { restoreAndView(1); });
+  Client onB = clientOf(hosts[1]), onC = clientOf(hosts[2]), onD = clientOf(hosts[3]);
+  REQUIRE(eventually([&]() { return data.proxy->counters().bytesToClient >= kSize / 2; }, 10));
+  std::thread second([&]() { restoreAndView(2); });
+  std::thread third([&]() { restoreAndView(3); });
+  // B relays to one reader, which relays to the other, while B's own copy waits.
+  CHECK(eventually([&]() {
+    return onB.stats().bytesServedTotal >= (4u << 20) &&
+           onC.stats().bytesServedTotal + onD.stats().bytesServedTotal >= (4u << 20);
+  }, 10));
+  CHECK(onB.stats().pullsTotal == 0);
+  data.proxy->resume();
+  first.join();
+  second.join();
+  third.join();
+  CHECK(read[1] == "ok");
+  CHECK(read[2] == "ok");
+  CHECK(read[3] == "ok");
+  CHECK(onA.stats().bytesServedTotal == kSize);  // once, not three times
+  CHECK(data.proxy->counters().connections == 1);
+  uint64_t relayed = 0;
+  for (Client* reader: {&onB, &onC, &onD}) {
+    Stats s = reader->stats();
+    CHECK(s.pullsTotal == 1);
+    CHECK(s.bytesPulledTotal == kSize);
+    relayed += s.bytesServedTotal;
+  }
+  CHECK(relayed == 2 * kSize);  // a chain: B to one reader, that one to the last
+}
+
+TEST_CASE("a relay that dropped its copy: the next reader copies from the owner") {
+  Hosts hosts(hostsOptions(3));
+  INFO(hosts.logs());
+  Client onA = clientOf(hosts[0]), onB = clientOf(hosts[1]), onC = clientOf(hosts[2]);
+  constexpr uint64_t kSize = 12u << 20;
+  Ref value = makeValue(onA, kSize, 62);
+  std::string token = value.share(60);
+  {
+    Ref onHostB = onB.restore(token);
+    CHECK(refstore::testing::checkPattern(onHostB.view(20).data(), kSize, 62));
+  }
+  REQUIRE(eventually([&]() { return idle(onB); }, 10));  // B's copy is gone; its offer is not
+  Ref onHostC = onC.restore(token);
+  CHECK(refstore::testing::checkPattern(onHostC.view(20).data(), kSize, 62));
+  CHECK(onA.stats().bytesServedTotal == 2 * kSize);
+  CHECK(onB.stats().bytesServedTotal == 0);
+  CHECK(onC.stats().bytesPulledTotal == kSize);
+  // C's copy is there: a third read on B comes from C.
+  Ref again = onB.restore(token);
+  CHECK(refstore::testing::checkPattern(again.view(20).data(), kSize, 62));
+  CHECK(onA.stats().bytesServedTotal == 2 * kSize);
+  CHECK(onC.stats().bytesServedTotal == kSize);
+}
+
 TEST_CASE("prefetch copies a value here before its first read, once") {
   Hosts hosts(hostsOptions(2));
   auto &a = hosts[0], &b = hosts[1];

@@ -220,6 +220,7 @@ void Daemon::startPeers() {
   auto& objects = *remote.emplace(kj::heap<RemoteObjects>(*services, directory, receiver, timer));
   services->connectPeers(directory);
   services->connectRemote(objects);
+  sender.setArrivingBytes(objects);  // relays copies still arriving
   proxyDoor.connect(objects);
   dataServing = sender.serve(*port).eagerlyEvaluate([](kj::Exception&& e) {
     logError("data port failed: ", e.getDescription());

@@ -34,6 +34,23 @@ void Reception::receivedPiece(const kj::byte* piece, size_t length) {
 void Reception::acceptChunk(uint64_t length) {
   XXH3_copyState(good, pending);
   done += length;
+  if (waiters.empty()) return;
+  kj::Vector<Waiter> stillWaiting;
+  for (auto& waiter: waiters) {
+    if (waiter.end <= done) {
+      waiter.fulfiller->fulfill();
+    } else if (waiter.fulfiller->isWaiting()) {
+      stillWaiting.add(kj::mv(waiter));
+    }
+  }
+  waiters = kj::mv(stillWaiting);
+}
+
+kj::Promise<void> Reception::whenReached(uint64_t end) {
+  if (end <= done) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiters.add(Waiter{end, kj::mv(paf.fulfiller)});
+  return kj::mv(paf.promise);
 }
 
 template <typename T>

@@ -9,6 +9,7 @@
 #include "third_party/fast_xxhash.h"
 
 #include <kj/async-io.h>
+#include <kj/vector.h>
 
 #include "gc/object_table.h"
 
@@ -40,9 +41,18 @@ class Reception {
   uint64_t chunkHash() const { return XXH3_64bits_digest(chunk); }
   void acceptChunk(uint64_t length);
 
+  // Resolves once [0, end) has arrived and been checked; fails (the fulfiller is dropped) if
+  // this reception is dropped first. For relaying a copy while it arrives.
+  kj::Promise<void> whenReached(uint64_t end);
+
  private:
+  struct Waiter {
+    uint64_t end;
+    kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+  };
   kj::ArrayPtr<kj::byte> into;
   uint64_t done = 0;
+  kj::Vector<Waiter> waiters;  // relays waiting for bytes past `done` (one per transfer)
   XXH3_state_t* good;     // the XXH3-128 of [0, reached)
   XXH3_state_t* pending;  // ... and of the pieces of the chunk being received
   XXH3_state_t* chunk;    // the XXH3-64 of the chunk being received

@@ -91,10 +91,37 @@ kj::Promise<void> DataSender::sendChunks(kj::AsyncIoStream& stream,
     stream.shutdownWrite();
     return kj::READY_NOW;
   }
-  // The grant's pin keeps the bytes resident and in place for the whole transfer.
-  auto bytes = store.objectMemory().bytesOf(store.record(grant->object));
   uint32_t length = uint32_t(kj::min<uint64_t>(kChunkBytes, end - offset));
-  auto chunk = bytes.slice(offset, offset + length);
+  return bytesUpTo(grant->object, offset + length)
+      .then([this, &stream, grant = kj::mv(grant), offset, length, end](
+                ArrivingBytes::Arrived arrived) mutable {
+        gc::PeerId peer = grant->peer;
+        return sendChunk(stream, peer, offset, arrived.bytes.slice(offset, offset + length))
+            .attach(kj::mv(arrived.keep))
+            .then([this, &stream, grant = kj::mv(grant), offset, length, end]() mutable {
+              // Let the loop poll between chunks (heartbeats, other connections).
+              return yieldToIo(timer).then([this, &stream, grant = kj::mv(grant), offset, length,
+                                            end]() mutable {
+                return sendChunks(stream, kj::mv(grant), offset + length, end);
+              });
+            });
+      });
+}
+
+kj::Promise<ArrivingBytes::Arrived> DataSender::bytesUpTo(gc::ObjectId object, uint64_t end) {
+  // The grant's pin keeps resident bytes in place for the whole transfer; a copy still
+  // arriving is kept by `Arrived::keep`.
+  const gc::ObjectRecord& record = store.record(object);
+  if (record.state != gc::ObjectState::REMOTE || record.bytesLocal) {
+    return ArrivingBytes::Arrived{store.objectMemory().bytesOf(record).asConst(), kj::Own<void>()};
+  }
+  KJ_IF_MAYBE(copies, arriving) { return copies->whenArrived(object, end); }
+  return KJ_EXCEPTION(FAILED, "data port: the object's bytes are not here");
+}
+
+kj::Promise<void> DataSender::sendChunk(kj::AsyncIoStream& stream, gc::PeerId peer,
+                                        uint64_t offset, kj::ArrayPtr<const kj::byte> chunk) {
+  uint32_t length = chunk.size();
   ChunkHeader header{offset, length, XXH3_64bits(chunk.begin(), length)};
   // The header and the list of pieces must outlive the write (a partial write keeps them).
   struct Frame {
@@ -106,14 +133,9 @@ kj::Promise<void> DataSender::sendChunks(kj::AsyncIoStream& stream,
   frame->pieces[0] = kj::arrayPtr(frame->header, kChunkHeaderBytes);
   frame->pieces[1] = chunk;
   auto written = stream.write(kj::arrayPtr(frame->pieces, 2)).attach(kj::mv(frame));
-  return written.then([this, &stream, grant = kj::mv(grant), offset, length, end]() mutable {
+  return written.then([this, peer, length]() {
     served += length;
-    onServed(grant->peer, length);
-    // Let the loop poll between chunks (heartbeats, other connections).
-    return yieldToIo(timer).then([this, &stream, grant = kj::mv(grant), offset, length,
-                                  end]() mutable {
-      return sendChunks(stream, kj::mv(grant), offset + length, end);
-    });
+    onServed(peer, length);
   });
 }
 

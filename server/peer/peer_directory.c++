@@ -92,9 +92,22 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
     const gc::ObjectRecord& object = store.record(owner);
     auto results = context.getResults();
     describe(results, object);
-    KJ_IF_MAYBE(bytes, smallValue(object, context.getParams().getInlineUpTo())) {
+    auto params = context.getParams();
+    KJ_IF_MAYBE(bytes, smallValue(object, params.getInlineUpTo())) {
       results.setInlineBytes(*bytes);
       return kj::READY_NOW;
+    }
+    if (object.size >= RelayOffers::kMinBytes) {
+      // A large value: another reader may serve this one (a broadcast), and this one offers
+      // its copy to the next (schema/peer.capnp).
+      kj::TimePoint now = directory.timer.now();
+      kj::Maybe<peer::Relay::Client> from;
+      if (!params.getDirect()) from = directory.relayOffers.take(owner, origin, now);
+      if (params.hasRelay()) directory.relayOffers.offer(owner, origin, params.getRelay(), now);
+      KJ_IF_MAYBE(relay, from) {
+        results.setFrom(kj::mv(*relay));
+        return kj::READY_NOW;
+      }
     }
     gc::Secret ticket = directory.tickets.issue(owner, origin);
     auto bytes = results.initTicket(16);

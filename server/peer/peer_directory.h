@@ -19,6 +19,7 @@
 #include "server/dataplane/ticket_book.h"
 #include "server/peer/peer_link.h"
 #include "server/peer/peer_options.h"
+#include "server/peer/relay_offers.h"
 #include "server/rpc/services.h"
 #include "server/runtime/busy_poll.h"
 
@@ -44,6 +45,12 @@ class PeerDirectory final: public PeerGateway, private kj::TaskSet::ErrorHandler
   bool usable(PeerLink& link);
   // The link over connection `client` (in any state), if it is not forgotten yet.
   kj::Maybe<PeerLink&> linkOf(gc::ClientId client);
+
+  // A ticket for this daemon's data port, for `peer` to copy `object` (as a relay, the remote
+  // module hands out tickets for its copies of other daemons' objects).
+  gc::Secret issueTicket(gc::ObjectId object, gc::PeerId peer) {
+    return tickets.issue(object, peer);
+  }
 
   // Per-peer transfer figures, kept by the data plane and the remote module.
   void countPulled(gc::PeerId origin, uint64_t bytes);
@@ -101,6 +108,7 @@ class PeerDirectory final: public PeerGateway, private kj::TaskSet::ErrorHandler
   kj::HashMap<gc::PeerId, PeerLink*> upByOrigin;   // the up link to each daemon
   kj::HashMap<kj::String, kj::ForkedPromise<PeerLink*>> dialing;  // by address
   kj::HashMap<gc::PeerId, Figures> figures;
+  RelayOffers relayOffers;  // readers' copies of this daemon's objects, offered to others
   kj::HashMap<gc::PeerId, kj::String> lostAddresses;  // peers whose holds are detached
   kj::Maybe<kj::Function<uint64_t(gc::PeerId)>> proxiesOf;
   kj::Maybe<kj::Function<void(gc::PeerId, kj::StringPtr)>> onLinkDown;

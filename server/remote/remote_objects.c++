@@ -26,6 +26,16 @@ kj::Exception fromOwner(kj::Exception&& e, kj::StringPtr lostWord = RS_ERROR_WOR
   return kj::Exception(e.getType(), __FILE__, __LINE__, kj::str(description));
 }
 
+// A data-port ticket as openPull and Relay.open send it.
+gc::Secret ticketOf(capnp::Data::Reader bytes) {
+  RS_REQUIRE(bytes.size() == 16, INTERNAL, "a malformed transfer ticket came (", bytes.size(),
+             " bytes)");
+  gc::Secret ticket;
+  memcpy(&ticket.hi, bytes.begin(), 8);
+  memcpy(&ticket.lo, bytes.begin() + 8, 8);
+  return ticket;
+}
+
 bool isDisconnect(const kj::Exception& e) {
   return e.getType() == kj::Exception::Type::DISCONNECTED;
 }
@@ -41,7 +51,6 @@ RemoteObjects::RemoteObjects(RpcServices& services, PeerDirectory& peers,
   });
 }
 
-RemoteObjects::~RemoteObjects() noexcept(false) {}
 
 void RemoteObjects::taskFailed(kj::Exception&& e) {
   logDebug("remote objects: ", e.getDescription());
@@ -466,16 +475,55 @@ void RemoteObjects::pullEnded(gc::ObjectId id) {
   }
 }
 
-// One value being copied here, across attempts.
+// One value being copied here, across attempts. Listed in `receiving` while it lives, which
+// may be longer than the pull: a relay sending its bytes keeps it.
 struct RemoteObjects::PullState final: public kj::Refcounted {
-  PullState(kj::Own<Reservation> memory, uint64_t size)
-      : memory(kj::mv(memory)),
-        reception(kj::heap<dataplane::Reception>(kj::arrayPtr(this->memory->get().ptr, size))) {}
+  PullState(RemoteObjects& objects, gc::ObjectId id, kj::Own<Reservation> memory, uint64_t size)
+      : objects(&objects), id(id), memory(kj::mv(memory)),
+        reception(kj::heap<dataplane::Reception>(kj::arrayPtr(this->memory->get().ptr, size))) {
+    objects.receiving.upsert(keyOf(id), this, [](PullState*& old, PullState* newer) {
+      old = newer;
+    });
+  }
+  ~PullState() noexcept(false) {
+    if (objects == nullptr) return;
+    KJ_IF_MAYBE(listed, objects->receiving.find(keyOf(id))) {
+      if (*listed == this) objects->receiving.erase(keyOf(id));
+    }
+  }
+  RemoteObjects* objects;  // null once RemoteObjects is gone
+  gc::ObjectId id;
   kj::Own<Reservation> memory;
   kj::Own<dataplane::Reception> reception;
   int attemptsLeft = kPullAttempts;
   bool retriedWhole = false;  // the whole value failed its check once already
+  bool direct = false;        // a relay failed: copy from the owner
 };
+
+RemoteObjects::~RemoteObjects() noexcept(false) {
+  // Copies still relayed by the data port (destroyed after this) outlive us.
+  for (auto& entry: receiving) entry.value->objects = nullptr;
+}
+
+kj::Promise<dataplane::ArrivingBytes::Arrived> RemoteObjects::whenArrived(gc::ObjectId id,
+                                                                          uint64_t end) {
+  const gc::ObjectRecord& record = store.record(id);
+  if (record.bytesLocal) return Arrived{store.objectMemory().bytesOf(record).asConst(), kj::Own<void>()};
+  KJ_IF_MAYBE(listed, receiving.find(keyOf(id))) {
+    PullState& state = **listed;
+    auto bytes = state.reception->destination().asConst();
+    return state.reception->whenReached(end).then(
+        [bytes, keep = kj::addRef(state)]() mutable { return Arrived{bytes, kj::mv(keep)}; });
+  }
+  RS_FAIL(NOT_FOUND, "the copy of object ", gc::toHex(id).c_str(), " here is gone");
+}
+
+gc::Secret RemoteObjects::relayTicket(gc::ObjectId id, gc::PeerId reader) {
+  bool copying = receiving.find(keyOf(id)) != nullptr;
+  RS_REQUIRE(proxies.find(keyOf(id)) != nullptr && (copying || store.record(id).bytesLocal),
+             NOT_FOUND, "this daemon no longer has a copy of object ", gc::toHex(id).c_str());
+  return peers.issueTicket(id, reader);
+}
 
 kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
   return whenSettled(id).then([this, id]() {
@@ -490,7 +538,7 @@ kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
     return store.reserveCopy(size, Priority::PREFETCH, kj::mv(promotion.promise));
   }).then([this, id](kj::Own<Reservation> memory) -> kj::Promise<void> {
     if (copyEarlyBytes(proxy(id), memory)) return kj::READY_NOW;
-    auto state = kj::refcounted<PullState>(kj::mv(memory), store.record(id).size);
+    auto state = kj::refcounted<PullState>(*this, id, kj::mv(memory), store.record(id).size);
     return pullAttempt(id, kj::mv(state));
   });
 }
@@ -571,22 +619,51 @@ void RemoteObjects::settle(Proxy& p, uint64_t size, uint64_t hashHi, uint64_t ha
   p.described = hashHi != 0 || hashLo != 0;  // a large value's hash may still be on its way
 }
 
+kj::Promise<XXH128_hash_t> RemoteObjects::copyFromRelay(peer::Relay::Client relay,
+                                                        kj::Own<PullState> state,
+                                                        XXH128_hash_t expected) {
+  // Anything that goes wrong with a relay (it dropped its copy, its daemon or its own copy
+  // failed, a chunk arrived damaged) is a broken transfer: the next attempt resumes from the
+  // last good chunk, from the owner.
+  auto request = relay.openRequest();
+  request.setReader(peers.options().origin);
+  auto& reception = *state->reception;
+  return request.send()
+      .then([this, &reception](capnp::Response<peer::Relay::OpenResults> opened) {
+        return receiver.attempt(opened.getDataAddress(), ticketOf(opened.getTicket()), reception);
+      })
+      .then([expected]() { return expected; },
+            [state = kj::addRef(*state)](kj::Exception&& e) mutable -> XXH128_hash_t {
+              state->direct = true;
+              kj::throwFatalException(kj::Exception(
+                  kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                  kj::str("copying from another reader failed (", e.getDescription(), ")")));
+            })
+      .attach(kj::mv(state), kj::mv(relay));
+}
+
 kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState> state) {
   state->attemptsLeft--;
   Proxy& p = proxy(id);  // NOT_FOUND if everyone let go meanwhile: the memory goes back
   auto received = ownerLink(p)
-      .then([this, id](PeerLink* link) {
+      .then([this, id, direct = state->direct](PeerLink* link) {
         auto request = link->service.openPullRequest();
         request.setRef(proxy(id).ownerRef);
         request.setInlineUpTo(kInlinePullBytes);
+        request.setDirect(direct);
+        if (store.record(id).size >= RelayOffers::kMinBytes) {
+          request.setRelay(kj::heap<CopyRelay>(*this, id));  // for the readers after us
+        }
         return request.send();
       })
       .then([this, state = kj::addRef(*state)](
-                capnp::Response<peer::PeerService::OpenPullResults> grant) mutable {
+                capnp::Response<peer::PeerService::OpenPullResults> grant) mutable
+            -> kj::Promise<XXH128_hash_t> {
         auto ticketBytes = grant.getTicket();
         RS_REQUIRE(grant.getSize() == state->reception->destination().size(), INTERNAL,
                    "the owner reports another size than before");
         XXH128_hash_t expected{grant.getHash().getLow(), grant.getHash().getHigh()};
+        if (grant.hasFrom()) return copyFromRelay(grant.getFrom(), kj::mv(state), expected);
         if (ticketBytes.size() == 0) {  // a small value, in the answer itself
           auto bytes = grant.getInlineBytes();
           auto& reception = *state->reception;
@@ -599,13 +676,8 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
           reception.acceptChunk(bytes.size());
           return kj::Promise<XXH128_hash_t>(expected);
         }
-        RS_REQUIRE(ticketBytes.size() == 16, INTERNAL, "the owner sent a malformed ticket");
-        gc::Secret ticket;
-        memcpy(&ticket.hi, ticketBytes.begin(), 8);
-        memcpy(&ticket.lo, ticketBytes.begin() + 8, 8);
-        kj::String address = kj::str(grant.getDataAddress());
         auto& reception = *state->reception;
-        return receiver.attempt(address, ticket, reception)
+        return receiver.attempt(grant.getDataAddress(), ticketOf(ticketBytes), reception)
             .attach(kj::mv(state))
             .then([expected]() { return expected; });
       });
@@ -619,6 +691,7 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
           logWarning("object ", gc::toHex(id).c_str(),
                      " did not match its hash after copying: copying it again");
           state->retriedWhole = true;
+          state->direct = true;
           state->reception =
               kj::heap<dataplane::Reception>(state->reception->destination());
           state->attemptsLeft = kPullAttempts;

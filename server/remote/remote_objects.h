@@ -11,6 +11,9 @@
 //     straight into that memory, checked chunk by chunk and against the owner's XXH3-128 (a
 //     broken transfer resumes from its last good chunk; a mismatch is retried once, then
 //     CORRUPTED);
+//   - a large value read on several hosts at once crosses the owner's link once: each copy is
+//     offered, through the owner, to the next reader, which copies from it chunk by chunk as it
+//     arrives (schema/peer.capnp, Relay; falling back to the owner if the relay fails);
 //   - promises wait for the owner's promise; share, info and children ask the owner;
 //   - when the last local reference goes, the store frees the copy and this drops the owner's
 //     Ref (Cap'n Proto releases it there, and the owner frees the object if nothing else holds
@@ -26,14 +29,20 @@
 #include <kj/map.h>
 
 #include "server/dataplane/data_receiver.h"
+#include "server/dataplane/arriving_bytes.h"
 #include "server/peer/peer_directory.h"
+#include "server/remote/copy_relay.h"
 #include "server/rpc/gateways.h"
 #include "server/rpc/services.h"
 #include "server/store/proxy_door.h"
 
 namespace refstore::server {
 
-class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::TaskSet::ErrorHandler {
+class RemoteObjects final: public ProxyDoor,
+                           public RemoteGateway,
+                           public dataplane::ArrivingBytes,
+                           public CopySource,
+                           private kj::TaskSet::ErrorHandler {
  public:
   // Attempts at copying one value before giving up: broken transfers resume from the last good
   // chunk; a value that fails its whole-value check is copied again once.
@@ -65,6 +74,12 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   kj::Promise<kj::Array<HeldObject>> children(gc::ObjectId proxy, gc::ClientId client) override;
   Whereabouts whereabouts(gc::ObjectId proxy) override;
   void fillStats(proto::Stats::Builder stats) override;
+
+  // ArrivingBytes: the data port relays a copy while it arrives.
+  kj::Promise<Arrived> whenArrived(gc::ObjectId proxy, uint64_t end) override;
+  // CopySource: other readers copy from this daemon's copy (schema/peer.capnp, Relay).
+  gc::Secret relayTicket(gc::ObjectId proxy, gc::PeerId reader) override;
+  kj::StringPtr dataAddress() override { return peers.options().dataAddress; }
 
   uint64_t proxiesOf(gc::PeerId owner) const;
 
@@ -133,6 +148,9 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   void readerWants(Proxy& proxy);  // a reader waits for the copy in flight
   void pullEnded(gc::ObjectId id);
   kj::Promise<void> pullAttempt(gc::ObjectId id, kj::Own<PullState> state);
+  // One attempt from another reader's copy (the owner named `relay`); resolves to `expected`.
+  kj::Promise<XXH128_hash_t> copyFromRelay(peer::Relay::Client relay, kj::Own<PullState> state,
+                                           XXH128_hash_t expected);
   void keepEarlyBytes(Proxy& proxy, kj::Array<kj::byte> bytes);
   void dropEarlyBytes(Proxy& proxy);
   // Drops early bytes as they reach kEarlyBytesLife, oldest first, while any are kept: one
@@ -156,6 +174,8 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
   uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
   uint64_t earlyBytesKept = 0;  // total size of every Proxy::earlyBytes
+  // The copies whose bytes are arriving now (PullState registers itself), for relaying them.
+  kj::HashMap<IdKey, PullState*> receiving;
   struct EarlyExpiry {
     kj::TimePoint at;
     gc::ObjectId id;
