@@ -755,6 +755,14 @@ uint64_t ObjectTable::remoteHoldersOf(PeerId peer) const {
   return std::distance(first, last);
 }
 
+bool ObjectTable::heldAttachedBy(PeerId peer, ObjectId id) const {
+  SlotRef it = lookupLive(id);
+  if (!it) return false;
+  const uint64_t object = keyOf(it);
+  auto i = remoteByPeer_.lower_bound(PeerHolder{peer, false, object, 0});
+  return i != remoteByPeer_.end() && i->peer == peer && !i->detached && i->object == object;
+}
+
 bool ObjectTable::isDetached(HolderId holder) const {
   const Holder* h = findHolder(holder);
   if (h == nullptr || !h->remote) return false;

@@ -381,6 +381,9 @@ class ObjectTable {
   bool isDetached(HolderId holder) const;
   // How many remote holders `peer` has (detached ones included).
   uint64_t remoteHoldersOf(PeerId peer) const;
+  // Whether `peer` holds the live object `id` through an attached remote holder: it still
+  // wants the object (the owner offers its copy to other readers only then). O(log).
+  bool heldAttachedBy(PeerId peer, ObjectId id) const;
 
   // Memory pins (one per View). Pinning needs a live object (a dead one is on its way out);
   // returns false otherwise. Pins do not count as references: an object whose references are

@@ -2253,6 +2253,12 @@ TEST_CASE("markRemote: only live non-creator holders, once; remotePeerOf / isDet
   CHECK_FALSE(f.table.markRemote(h, kOwner2));  // for good
   CHECK(f.table.remotePeerOf(h) == PeerId{kOwner});
   CHECK_FALSE(f.table.isDetached(h));
+  CHECK(f.table.heldAttachedBy(kOwner, a.id));
+  CHECK_FALSE(f.table.heldAttachedBy(kOwner2, a.id));
+  f.table.detachPeer(kOwner, 1000);
+  CHECK_FALSE(f.table.heldAttachedBy(kOwner, a.id));  // detached: not wanted for now
+  REQUIRE(f.table.reattach(kOwner, a.id, 2) == h);
+  CHECK(f.table.heldAttachedBy(kOwner, a.id));
   CHECK(f.table.remotePeerOf(local) == std::nullopt);
   CHECK(f.table.remotePeerOf(a.writer) == std::nullopt);
   CHECK(f.table.remotePeerOf(0) == std::nullopt);
@@ -2267,6 +2273,7 @@ TEST_CASE("markRemote: only live non-creator holders, once; remotePeerOf / isDet
   // Removing it removes its remote state; a stale id is unknown.
   REQUIRE(f.table.removeHolder(h));
   CHECK(f.table.remotePeerOf(h) == std::nullopt);
+  CHECK_FALSE(f.table.heldAttachedBy(kOwner, a.id));
   CHECK_FALSE(f.table.markRemote(h, kOwner));
   CHECK(f.table.stats().remoteHolders == 0);
   // A new holder reusing the slot starts local.

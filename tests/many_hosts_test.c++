@@ -807,7 +807,48 @@ TEST_CASE("a large value read on three hosts at once crosses the owner's link on
   CHECK(relayed == 2 * kSize);  // a chain: B to one reader, that one to the last
 }
 
-TEST_CASE("a relay that dropped its copy: the next reader copies from the owner") {
+TEST_CASE("a relay killed mid-copy: its reader finishes from the owner, from its last good chunk") {
+  using refstore::testing::Break;
+  using refstore::testing::Direction;
+  DataPortProxy data(refstore::testing::testNetwork());
+  Hosts hosts(hostsOptions(3, data.args()));
+  data.start(hosts);
+  INFO(hosts.logs());
+  Client onA = clientOf(hosts[0]), onC = clientOf(hosts[2]);
+  constexpr uint64_t kSize = 16u << 20;
+  Ref value = makeValue(onA, kSize, 63);
+  std::string token = value.share(60);
+  data.proxy->breakAfter(Direction::TO_CLIENT, kSize / 2, Break::STALL, 0);  // B's transfer
+  std::thread onB([&]() {
+    try {
+      Client client = clientOf(hosts[1]);
+      client.restore(token).view(30);
+    } catch (const Error&) {  // its daemon is killed below
+    }
+  });
+  REQUIRE(eventually([&]() { return data.proxy->counters().bytesToClient >= kSize / 2; }, 10));
+  auto relayed = async::restoreView(onC, token).eagerlyEvaluate(nullptr);
+  auto& io = async::ioContext(onC);
+  {
+    // C copies from B's copy as far as it has arrived ...
+    Client onB = clientOf(hosts[1]);
+    CHECK(eventually([&]() {
+      io.waitScope.poll();
+      return onB.stats().bytesServedTotal >= (4u << 20);
+    }, 10));
+  }
+  CHECK(data.proxy->counters().connections == 1);
+  hosts[1].kill();  // ... then B is gone
+  onB.join();
+  data.proxy->resume();
+  View view = relayed.wait(io.waitScope);
+  CHECK(view.size() == kSize);
+  CHECK(refstore::testing::checkPattern(view.data(), kSize, 63));
+  CHECK(onC.stats().bytesPulledTotal == kSize);
+  CHECK(data.proxy->counters().connections == 2);  // B's, then C's own from where it was
+}
+
+TEST_CASE("a reader that let go of a value is not offered as a relay; one that holds it is") {
   Hosts hosts(hostsOptions(3));
   INFO(hosts.logs());
   Client onA = clientOf(hosts[0]), onB = clientOf(hosts[1]), onC = clientOf(hosts[2]);

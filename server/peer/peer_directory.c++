@@ -102,8 +102,15 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
       // its copy to the next (schema/peer.capnp).
       kj::TimePoint now = directory.timer.now();
       kj::Maybe<peer::Relay::Client> from;
-      if (!params.getDirect()) from = directory.relayOffers.take(owner, origin, now);
-      if (params.hasRelay()) directory.relayOffers.offer(owner, origin, params.getRelay(), now);
+      if (!params.getDirect()) {
+        from = directory.relayOffers.take(owner, origin, now,
+                                          [this](gc::PeerId peer, gc::ObjectId heldAs) {
+          return store.remoteHolds().heldAttachedBy(peer, heldAs);
+        });
+      }
+      if (params.hasRelay()) {
+        directory.relayOffers.offer(owner, id, origin, params.getRelay(), now);
+      }
       KJ_IF_MAYBE(relay, from) {
         results.setFrom(kj::mv(*relay));
         return kj::READY_NOW;

@@ -11,6 +11,7 @@
 
 #include <deque>
 
+#include <kj/function.h>
 #include <kj/time.h>
 
 #include "gc/object_table.h"
@@ -26,19 +27,24 @@ class RelayOffers {
   // the owner, then the relay, then connect) cost more than the owner's send.
   static constexpr uint64_t kMinBytes = 8u << 20;
 
-  // `peer` offers its copy of `object` (arriving or complete). Replaces an earlier offer of
-  // the same peer for the same object.
-  void offer(gc::ObjectId object, gc::PeerId peer, peer::Relay::Client relay, kj::TimePoint now);
+  // `peer` offers its copy of `object` (arriving or complete), which it holds through a
+  // reference on `heldAs` (`object` or an alias of it). Replaces an earlier offer of the same
+  // peer for the same object.
+  void offer(gc::ObjectId object, gc::ObjectId heldAs, gc::PeerId peer, peer::Relay::Client relay,
+             kj::TimePoint now);
 
-  // A relay of `object` for `reader`: one offered within kLifetime, by another peer, that serves
-  // nobody yet (it serves `reader` from now on). Null if there is none: the owner serves.
-  kj::Maybe<peer::Relay::Client> take(gc::ObjectId object, gc::PeerId reader, kj::TimePoint now);
+  // A relay of `object` for `reader`: one offered within kLifetime, by another peer that still
+  // `holds(peer, heldAs)` (a reader that let go of the object has dropped its copy too), that
+  // serves nobody yet (it serves `reader` from now on). Null if there is none: the owner serves.
+  using HoldCheck = kj::FunctionParam<bool(gc::PeerId peer, gc::ObjectId heldAs)>;
+  kj::Maybe<peer::Relay::Client> take(gc::ObjectId object, gc::PeerId reader, kj::TimePoint now,
+                                      HoldCheck holds);
 
   size_t size() const { return offers.size(); }
 
  private:
   struct Offer {
-    gc::ObjectId object;
+    gc::ObjectId object, heldAs;
     gc::PeerId peer;
     kj::TimePoint expires;
     kj::Maybe<peer::Relay::Client> relay;  // null once taken or replaced
