@@ -3,7 +3,7 @@
 namespace refstore::server {
 
 kj::Promise<void> CopyRelay::open(OpenContext context) {
-  gc::Secret ticket = source.relayTicket(object, context.getParams().getReader());
+  gc::Secret ticket = source.relayTicket(object, copy, context.getParams().getReader());
   auto results = context.getResults();
   auto bytes = results.initTicket(16);
   memcpy(bytes.begin(), &ticket.hi, 8);

@@ -175,6 +175,7 @@ void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
     dropLater(tasks, kj::mv(*found));
   }
   proxies.erase(keyOf(record.id));
+  relayable.erase(keyOf(record.id));
 }
 
 // ---- the owner's connection ----------------------------------------------------------------
@@ -479,7 +480,7 @@ void RemoteObjects::pullEnded(gc::ObjectId id) {
 // may be longer than the pull: a relay sending its bytes keeps it.
 struct RemoteObjects::PullState final: public kj::Refcounted {
   PullState(RemoteObjects& objects, gc::ObjectId id, kj::Own<Reservation> memory, uint64_t size)
-      : objects(&objects), id(id), memory(kj::mv(memory)),
+      : objects(&objects), id(id), copy(++objects.copiesStarted), memory(kj::mv(memory)),
         reception(kj::heap<dataplane::Reception>(kj::arrayPtr(this->memory->get().ptr, size))) {
     objects.receiving.upsert(keyOf(id), this, [](PullState*& old, PullState* newer) {
       old = newer;
@@ -493,11 +494,13 @@ struct RemoteObjects::PullState final: public kj::Refcounted {
   }
   RemoteObjects* objects;  // null once RemoteObjects is gone
   gc::ObjectId id;
+  uint64_t copy;           // this copy's number (CopyRelay)
   kj::Own<Reservation> memory;
   kj::Own<dataplane::Reception> reception;
   int attemptsLeft = kPullAttempts;
   bool retriedWhole = false;  // the whole value failed its check once already
-  bool direct = false;        // a relay failed: copy from the owner
+  // Copy from the owner itself: every attempt but the first does (CopyRelay says why).
+  bool direct = false;
 };
 
 RemoteObjects::~RemoteObjects() noexcept(false) {
@@ -518,10 +521,17 @@ kj::Promise<dataplane::ArrivingBytes::Arrived> RemoteObjects::whenArrived(gc::Ob
   RS_FAIL(NOT_FOUND, "the copy of object ", gc::toHex(id).c_str(), " here is gone");
 }
 
-gc::Secret RemoteObjects::relayTicket(gc::ObjectId id, gc::PeerId reader) {
-  bool copying = receiving.find(keyOf(id)) != nullptr;
-  RS_REQUIRE(proxies.find(keyOf(id)) != nullptr && (copying || store.record(id).bytesLocal),
-             NOT_FOUND, "this daemon no longer has a copy of object ", gc::toHex(id).c_str());
+gc::Secret RemoteObjects::relayTicket(gc::ObjectId id, uint64_t copy, gc::PeerId reader) {
+  bool here = false;
+  if (proxies.find(keyOf(id)) != nullptr) {
+    KJ_IF_MAYBE(arriving, receiving.find(keyOf(id))) {
+      here = (*arriving)->copy == copy;
+    } else KJ_IF_MAYBE(complete, relayable.find(keyOf(id))) {
+      here = *complete == copy && store.record(id).bytesLocal;
+    }
+  }
+  RS_REQUIRE(here, NOT_FOUND, "this daemon no longer has that copy of object ",
+             gc::toHex(id).c_str());
   return peers.issueTicket(id, reader);
 }
 
@@ -633,8 +643,7 @@ kj::Promise<XXH128_hash_t> RemoteObjects::copyFromRelay(peer::Relay::Client rela
         return receiver.attempt(opened.getDataAddress(), ticketOf(opened.getTicket()), reception);
       })
       .then([expected]() { return expected; },
-            [state = kj::addRef(*state)](kj::Exception&& e) mutable -> XXH128_hash_t {
-              state->direct = true;
+            [](kj::Exception&& e) -> XXH128_hash_t {
               kj::throwFatalException(kj::Exception(
                   kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
                   kj::str("copying from another reader failed (", e.getDescription(), ")")));
@@ -646,13 +655,13 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
   state->attemptsLeft--;
   Proxy& p = proxy(id);  // NOT_FOUND if everyone let go meanwhile: the memory goes back
   auto received = ownerLink(p)
-      .then([this, id, direct = state->direct](PeerLink* link) {
+      .then([this, id, direct = state->direct, copy = state->copy](PeerLink* link) {
         auto request = link->service.openPullRequest();
         request.setRef(proxy(id).ownerRef);
         request.setInlineUpTo(kInlinePullBytes);
         request.setDirect(direct);
         if (store.record(id).size >= RelayOffers::kMinBytes) {
-          request.setRelay(kj::heap<CopyRelay>(*this, id));  // for the readers after us
+          request.setRelay(kj::heap<CopyRelay>(*this, id, copy));  // for the readers after us
         }
         return request.send();
       })
@@ -698,7 +707,13 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
           return pullAttempt(id, kj::mv(state));
         }
         Proxy& p = proxy(id);  // NOT_FOUND if everyone let go meanwhile
-        storeCopy(p, kj::mv(state->memory), state->reception->destination().size(), expected);
+        uint64_t size = state->reception->destination().size();
+        storeCopy(p, kj::mv(state->memory), size, expected);
+        if (size >= RelayOffers::kMinBytes) {
+          relayable.upsert(keyOf(id), state->copy, [](uint64_t& old, uint64_t newer) {
+            old = newer;
+          });
+        }
         return kj::READY_NOW;
       },
       [this, id, state = kj::addRef(*state)](kj::Exception&& e) mutable -> kj::Promise<void> {
@@ -706,6 +721,7 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
         // (a few times); anything else (the owner refused, OWNER_LOST...) ends the copy.
         bool transient = isDisconnect(e) ||
                          strstr(e.getDescription().cStr(), "refstore.CORRUPTED: a chunk") != nullptr;
+        state->direct = true;
         if (transient && state->attemptsLeft > 0 && proxies.find(keyOf(id)) != nullptr) {
           logDebug("copy of ", gc::toHex(id).c_str(), " broke at ", state->reception->reached(),
                    " bytes: resuming (", e.getDescription(), ")");

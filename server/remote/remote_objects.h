@@ -78,7 +78,7 @@ class RemoteObjects final: public ProxyDoor,
   // ArrivingBytes: the data port relays a copy while it arrives.
   kj::Promise<Arrived> whenArrived(gc::ObjectId proxy, uint64_t end) override;
   // CopySource: other readers copy from this daemon's copy (schema/peer.capnp, Relay).
-  gc::Secret relayTicket(gc::ObjectId proxy, gc::PeerId reader) override;
+  gc::Secret relayTicket(gc::ObjectId proxy, uint64_t copy, gc::PeerId reader) override;
   kj::StringPtr dataAddress() override { return peers.options().dataAddress; }
 
   uint64_t proxiesOf(gc::PeerId owner) const;
@@ -176,6 +176,10 @@ class RemoteObjects final: public ProxyDoor,
   uint64_t earlyBytesKept = 0;  // total size of every Proxy::earlyBytes
   // The copies whose bytes are arriving now (PullState registers itself), for relaying them.
   kj::HashMap<IdKey, PullState*> receiving;
+  // The number of each complete copy of a large value (RelayOffers::kMinBytes) here, for
+  // relaying it: copies are numbered as they start (PullState::copy, copiesStarted).
+  kj::HashMap<IdKey, uint64_t> relayable;
+  uint64_t copiesStarted = 0;
   struct EarlyExpiry {
     kj::TimePoint at;
     gc::ObjectId id;

@@ -5,14 +5,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "tests/network_namespaces.h"
 
 namespace refbench {
 
-namespace {
-constexpr uint64_t kShapedBitsPerSecond = 10'000'000'000;  // 10 Gbit/s
+std::string gbitName(uint64_t bitsPerSecond) {
+  char text[32];
+  snprintf(text, sizeof(text), "%g", bitsPerSecond / 1e9);
+  return text;
 }
 
 LinkMode parseLinkMode(const std::string& name) {
@@ -31,7 +34,8 @@ const char* linkModeName(LinkMode mode) {
   return "?";
 }
 
-BenchLink::BenchLink(LinkMode mode, size_t hosts): linkMode(mode), hostCount(hosts) {
+BenchLink::BenchLink(LinkMode mode, size_t hosts, uint64_t shapedBitsPerSecond)
+    : linkMode(mode), hostCount(hosts), shapedRate(shapedBitsPerSecond) {
   if (mode == LinkMode::LOOPBACK) return;
   std::string why = refstore::testing::NamespaceNetwork::unavailable();
   if (!why.empty()) {
@@ -39,7 +43,7 @@ BenchLink::BenchLink(LinkMode mode, size_t hosts): linkMode(mode), hostCount(hos
   }
   namespaces = std::make_unique<refstore::testing::NamespaceNetwork>(hosts);
   if (mode == LinkMode::SHAPED) {
-    for (size_t i = 0; i < hosts; i++) namespaces->shape(i, kShapedBitsPerSecond);
+    for (size_t i = 0; i < hosts; i++) namespaces->shape(i, shapedRate);
   }
 }
 
@@ -51,7 +55,7 @@ std::string BenchLink::ip(size_t host) const {
 }
 
 uint64_t BenchLink::bitsPerSecond() const {
-  return linkMode == LinkMode::SHAPED ? kShapedBitsPerSecond : 0;
+  return linkMode == LinkMode::SHAPED ? shapedRate : 0;
 }
 
 std::string BenchLink::describe(size_t from, size_t to) const {
@@ -60,8 +64,8 @@ std::string BenchLink::describe(size_t from, size_t to) const {
     case LinkMode::LOOPBACK: return "loopback " + path;
     case LinkMode::NETNS: return "netns (veth + bridge) " + path;
     case LinkMode::SHAPED:
-      return "netns (veth + bridge) " + path + ", tbf " +
-             std::to_string(kShapedBitsPerSecond / 1'000'000'000) + " Gbit/s each veth end";
+      return "netns (veth + bridge) " + path + ", tbf " + gbitName(shapedRate) +
+             " Gbit/s each veth end";
   }
   return path;
 }

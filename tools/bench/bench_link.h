@@ -31,11 +31,19 @@ enum class LinkMode { LOOPBACK, NETNS, SHAPED };
 // "loopback", "netns", "shaped" -> the mode; throws naming the choices otherwise.
 LinkMode parseLinkMode(const std::string& name);
 const char* linkModeName(LinkMode mode);
+// 10000000000 -> "10", 2500000000 -> "2.5".
+std::string gbitName(uint64_t bitsPerSecond);
 
 class BenchLink {
  public:
+  // The default cap of SHAPED links: fast enough to be a real link, slow enough that it is the
+  // limit of a single pull on this class of machine.
+  static constexpr uint64_t kDefaultShapedBitsPerSecond = 10'000'000'000;
+
   // Up to `hosts` hosts. NETNS and SHAPED need root and iproute2 (throws saying why not).
-  BenchLink(LinkMode mode, size_t hosts);
+  // SHAPED caps each host's link at `shapedBitsPerSecond` each way (tc tbf).
+  BenchLink(LinkMode mode, size_t hosts,
+            uint64_t shapedBitsPerSecond = kDefaultShapedBitsPerSecond);
   ~BenchLink();
   BenchLink(const BenchLink&) = delete;
 
@@ -63,6 +71,7 @@ class BenchLink {
  private:
   LinkMode linkMode;
   size_t hostCount;
+  uint64_t shapedRate;
   std::unique_ptr<refstore::testing::NamespaceNetwork> namespaces;
 };
 

@@ -33,6 +33,8 @@ struct Options {
   // --xhost-link loopback|netns|shaped: the link between the xhost workload's hosts
   // (bench_link.h; netns and shaped need root).
   LinkMode xhostLink = LinkMode::LOOPBACK;
+  // --xhost-gbit G: the shaped link's rate (Gbit/s each way per host; default 10).
+  uint64_t xhostBitsPerSecond = BenchLink::kDefaultShapedBitsPerSecond;
   // --xhost-refs N: cross-host references proxy_bytes holds (0 = its default, see
   // xhost_proxy_bytes.c++).
   uint64_t xhostRefs = 0;

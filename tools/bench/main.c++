@@ -34,7 +34,7 @@ const char* const USAGE =
     "                [--redis-server PATH] [--small-sizes N,..] [--small-modes 1x1,8x16,..]\n"
     "                [--xhost-parts pull,first_read,handoff,fanout,release,tls,small_refs,\n"
     "                               broadcast,proxy_bytes]\n"
-    "                [--xhost-link loopback|netns|shaped] [--xhost-refs N]\n"
+    "                [--xhost-link loopback|netns|shaped] [--xhost-gbit G] [--xhost-refs N]\n"
     "workloads: transfer put_large view small_ops handoff pipeline scale reclaim pressure xhost\n";
 
 struct Workload {
@@ -96,6 +96,10 @@ Options parse(int argc, char** argv) {
       options.xhostParts = split(value(), ',');
     } else if (arg == "--xhost-link") {
       options.xhostLink = parseLinkMode(value());
+    } else if (arg == "--xhost-gbit") {
+      double gbit = std::stod(value());
+      if (!(gbit > 0)) throw std::runtime_error("--xhost-gbit: a rate above 0 Gbit/s");
+      options.xhostBitsPerSecond = uint64_t(gbit * 1e9);
     } else if (arg == "--xhost-refs") {
       options.xhostRefs = std::stoull(value());
     } else if (arg == "--help" || arg == "-h") {

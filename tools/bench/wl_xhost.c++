@@ -104,7 +104,7 @@ void checkValue(const uint8_t* data, uint64_t size, uint64_t seed, const char* w
 void runXhost(Context& ctx) {
   // Four hosts on the link (the broadcast's owner and three readers); the other parts use two
   // of them. Deleted (namespaces and all) on the way out, also when a part throws.
-  BenchLink link(ctx.options.xhostLink, 4);
+  BenchLink link(ctx.options.xhostLink, 4, ctx.options.xhostBitsPerSecond);
   // Two daemons: 0 owns the values, 1 reads them (its fan-out readers are processes on host 1).
   // Memory: the 1 GiB pull needs the value on the owner and a copy on the reader.
   BenchHosts hosts(ctx, link, 2, "host", ctx.quick() ? "1G" : "3G");

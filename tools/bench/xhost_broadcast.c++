@@ -5,10 +5,12 @@
 // (restoreView, one round trip each, all three sent before waiting for any) until the last
 // View is in hand; untimed, spot checks of each copy and every reader freeing its copy.
 //
-// The daemon pulls every copy from the owner (no reader forwards chunks to another or serves a
-// copy it has): three pulls share the owner's send path and this machine's two vCPUs, so the
-// ratio says how well the owner serves several hosts at once, not a broadcast tree. The table
-// also has the owner's bytes served per broadcast, in value sizes (3 without forwarding).
+// The owner sends the value once: the first reader copies from it, and each later one from the
+// reader before it (schema/peer.capnp, Relay), chunk by chunk as the copies arrive, so every
+// link carries the value once. The table also has the owner's bytes served per broadcast, in
+// value sizes (1 with relays, 3 without). Where the link is the limit (--xhost-link shaped with
+// --xhost-gbit 5 or less here) the ratio is that of a chain; where the CPU is (loopback, 10
+// Gbit/s), three receivers and two relays share this machine's two vCPUs.
 //
 // These four daemons run with --peer-timeout-ms 60000 --peer-grace-ms 120000. With the
 // defaults (5 s, 15 s) a loaded 2-vCPU machine made the daemons miss each other's heartbeats
