@@ -61,7 +61,11 @@ interface PeerService {
   # every link carries the value once. The copy is checked against `hash`, the owner's, as
   # always. If the relay fails (it dropped its copy, its daemon went away, the transfer broke),
   # the reader asks again with `direct` set and is served by the owner, resuming where the relay
-  # left off. The owner holds at most 4096 offers, each for a minute.
+  # left off; so does every later attempt of the same copy, which keeps relays from ever
+  # waiting on each other. An offer goes with the reader's copy: the owner hands it out only
+  # while that reader still holds the object, and at most 4096 offers are kept, each for a
+  # minute. Relays are daemons of the cluster, trusted as owners are: the XXH3 checks catch
+  # damage in flight, not a peer that lies.
   # Errors: as `Ref.read` (REJECTED, BROKEN_PROMISE, NOT_FOUND, ...), INVALID_ARGUMENT (not a Ref
   # of this daemon).
 

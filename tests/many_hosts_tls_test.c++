@@ -108,6 +108,25 @@ TEST_CASE("TLS: a token from A restored on B reads the same bytes, over TLS peer
   }
 }
 
+TEST_CASE("TLS: a reader relays its copy to another over TLS too") {
+  TestCertificates pki;
+  Hosts hosts(withTls(3, [&](const Host& h) { return pki.issue(h.ip()).flags(); }));
+  INFO(hosts.logs());
+  Client onA = Client::connect(hosts[0].socket()), onB = Client::connect(hosts[1].socket()),
+         onC = Client::connect(hosts[2].socket());
+  constexpr uint64_t kSize = 12u << 20;  // large enough to be relayed (8 MiB)
+  WriteBuffer buffer = onA.create(kSize);
+  fillPattern(buffer.data(), kSize, 12);
+  std::string token = buffer.seal().share(60);
+  Ref onHostB = onB.restore(token);
+  CHECK(checkPattern(onHostB.view(20).data(), kSize, 12));
+  Ref onHostC = onC.restore(token);
+  CHECK(checkPattern(onHostC.view(20).data(), kSize, 12));
+  CHECK(onA.stats().bytesServedTotal == kSize);  // to B only
+  CHECK(onB.stats().bytesServedTotal == kSize);  // B to C, over B's TLS data port
+  CHECK(onC.stats().bytesPulledTotal == kSize);
+}
+
 TEST_CASE("TLS: a daemon whose certificate another CA signed is refused, both ways") {
   TestCertificates pki;
   Hosts hosts(withTls(2, [&](const Host& h) {
