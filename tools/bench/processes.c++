@@ -204,4 +204,24 @@ uint64_t procStatusBytes(pid_t pid, const char* field) {
   return kib * 1024;
 }
 
+double procCpuSeconds(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  FILE* file = fopen(path.c_str(), "r");
+  if (file == nullptr) return 0;
+  char line[1024];
+  bool read = fgets(line, sizeof(line), file) != nullptr;
+  fclose(file);
+  if (!read) return 0;
+  // Fields after the command (which may hold spaces, inside parentheses): state is field 3,
+  // utime and stime fields 14 and 15, in clock ticks.
+  const char* rest = strrchr(line, ')');
+  if (rest == nullptr) return 0;
+  unsigned long long utime = 0, stime = 0;
+  if (sscanf(rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+             &stime) != 2) {
+    return 0;
+  }
+  return double(utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
 }  // namespace refbench

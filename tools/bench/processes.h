@@ -50,5 +50,7 @@ std::string selfPath();
 
 // One field of /proc/<pid>/status in bytes ("VmRSS", "RssAnon", "RssShmem"); 0 if absent.
 uint64_t procStatusBytes(pid_t pid, const char* field);
+// CPU time the process has used, user and system (/proc/<pid>/stat), in seconds; 0 if gone.
+double procCpuSeconds(pid_t pid);
 
 }  // namespace refbench

@@ -20,6 +20,7 @@
 
 #include "client/cpp/refstore_async.h"
 #include "tools/bench/bytes.h"
+#include "tools/bench/processes.h"
 #include "tools/bench/timing.h"
 #include "tools/bench/xhost.h"
 
@@ -35,15 +36,25 @@ void xhostBroadcast(Xhost& x) {
   refstore::Ref owned = b.makeValue(0, size, 91);
   kj::AsyncIoContext& io = refstore::async::ioContext(b.on(0));  // every client's: one thread
 
-  std::vector<double> servedPerBroadcast;
+  std::vector<double> servedPerBroadcast, coresPerBroadcast, coresPerSingle;
+  auto daemonsCpu = [&]() {
+    double seconds = 0;
+    for (size_t h = 0; h <= readers; h++) seconds += procCpuSeconds(hosts[h].pid());
+    return seconds;
+  };
   auto readOn = [&](size_t count) {
     std::string token = owned.share(60, count);
     uint64_t servedBefore = b.on(0).stats().bytesServedTotal;
+    double cpuBefore = daemonsCpu();
     double start = now();
     kj::Vector<kj::Promise<refstore::View>> views;
     for (size_t h = 1; h <= count; h++) views.add(refstore::async::restoreView(b.on(h), token));
     kj::Array<refstore::View> inHand = kj::joinPromises(views.releaseAsArray()).wait(io.waitScope);
     double seconds = now() - start;
+    // How many of the machine's CPUs the daemons kept busy (their user and system time; the
+    // kernel's network work in softirqs is counted only when it ran in their context).
+    (count == readers ? coresPerBroadcast : coresPerSingle)
+        .push_back((daemonsCpu() - cpuBefore) / seconds);
     for (auto& view: inHand) checkValue(view.data(), view.size(), 91, "xhost broadcast");
     inHand = nullptr;
     for (size_t h = 1; h <= count; h++) b.waitNoProxies(h);
@@ -58,12 +69,17 @@ void xhostBroadcast(Xhost& x) {
   servedPerBroadcast.erase(servedPerBroadcast.begin(),
                            servedPerBroadcast.end() - samples[0].size());  // drop the warm-ups
   Summary served = summarize(servedPerBroadcast);
+  for (auto* cores: {&coresPerBroadcast, &coresPerSingle}) {
+    cores->erase(cores->begin(), cores->end() - samples[0].size());
+  }
+  double threeCores = summarize(coresPerBroadcast).median;
+  double oneCores = summarize(coresPerSingle).median;
 
   std::vector<std::string> columns = {"size_bytes", "size", "readers"};
   for (auto& c: Table::summaryColumns("three_hosts_ms")) columns.push_back(c);
   for (auto& c: Table::summaryColumns("one_host_ms")) columns.push_back(c);
   for (auto c: {"three_hosts_gbps_total", "one_host_gbps", "owner_served_sizes",
-                "three_over_single"}) {
+                "three_hosts_daemon_cores", "one_host_daemon_cores", "three_over_single"}) {
     columns.push_back(c);
   }
   Table& table = x.ctx.report.table("xhost_broadcast", columns);
@@ -74,15 +90,20 @@ void xhostBroadcast(Xhost& x) {
   row.push_back(readers * size / three.median * 1e-9);
   row.push_back(size / one.median * 1e-9);
   row.push_back(served.median);
+  row.push_back(threeCores);
+  row.push_back(oneCores);
   row.push_back(ratio);
   table.add(row);
   x.ctx.report.set("xhost_broadcast_3_hosts_over_single", ratio);
   x.ctx.report.set("xhost_broadcast_" + sizeName(size) + "_3_hosts_ms", three.median * 1e3);
   x.ctx.report.set("xhost_broadcast_" + sizeName(size) + "_single_ms", one.median * 1e3);
   x.ctx.report.set("xhost_broadcast_owner_served_sizes", served.median);
+  x.ctx.report.set("xhost_broadcast_daemon_cores", threeCores);
+  x.ctx.report.set("xhost_broadcast_single_daemon_cores", oneCores);
   x.ctx.progress("xhost broadcast %s to 3 hosts: %.1f ms (p25 %.1f, p75 %.1f), one host %.1f ms:"
-                 " %.2fx; owner served %.2f copies", sizeName(size).c_str(), three.median * 1e3,
-                 three.p25 * 1e3, three.p75 * 1e3, one.median * 1e3, ratio, served.median);
+                 " %.2fx; owner served %.2f copies; daemons busy %.2f / %.2f CPUs",
+                 sizeName(size).c_str(), three.median * 1e3, three.p25 * 1e3, three.p75 * 1e3,
+                 one.median * 1e3, ratio, served.median, threeCores, oneCores);
 }
 
 }  // namespace refbench
