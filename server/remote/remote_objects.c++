@@ -48,9 +48,9 @@ void RemoteObjects::taskFailed(kj::Exception&& e) {
 }
 
 template <typename T>
-void RemoteObjects::forget(kj::Maybe<kj::ForkedPromise<T>>& fork) {
-  KJ_IF_MAYBE(f, fork) { dropLater(tasks, kj::mv(*f)); }
-  fork = nullptr;
+void RemoteObjects::forget(kj::HashMap<IdKey, kj::ForkedPromise<T>>& forks, gc::ObjectId id) {
+  KJ_IF_MAYBE(f, forks.find(keyOf(id))) { dropLater(tasks, kj::mv(*f)); }
+  forks.erase(keyOf(id));
 }
 
 void RemoteObjects::forgetReconnect(gc::PeerId owner) {
@@ -160,12 +160,16 @@ kj::Promise<RemoteObjects::Redeemed> RemoteObjects::redeem(kj::String token, gc:
 void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
   // The store freed the local copy (if any); dropping the entry drops our reference on the
   // owner, which Cap'n Proto releases there. (Later: this may run inside one of its forks.)
-  KJ_IF_MAYBE(found, proxies.find(keyOf(record.id))) {
-    dropEarlyBytes(**found);
+  IdKey key = keyOf(record.id);
+  KJ_IF_MAYBE(found, proxies.find(key)) {
     (*found)->ownerRef = nullptr;
     dropLater(tasks, kj::mv(*found));
   }
-  proxies.erase(keyOf(record.id));
+  proxies.erase(key);
+  takeEarlyBytes(record.id);  // dropped
+  forget(settling, record.id);
+  KJ_IF_MAYBE(copy, copying.find(key)) { dropLater(tasks, kj::mv(*copy)); }
+  copying.erase(key);
 }
 
 // ---- the owner's connection ----------------------------------------------------------------
@@ -306,8 +310,8 @@ void RemoteObjects::ownerIsLost(gc::PeerId owner, kj::StringPtr why) {
 kj::Promise<void> RemoteObjects::whenSettled(gc::ObjectId id) {
   Proxy& p = proxy(id);
   if (p.settled) return kj::READY_NOW;
-  KJ_IF_MAYBE(inFlight, p.settling) { return inFlight->addBranch(); }
-  auto settling = ownerLink(p)
+  KJ_IF_MAYBE(inFlight, settling.find(keyOf(id))) { return inFlight->addBranch(); }
+  auto settled = ownerLink(p)
       .then([this, id](PeerLink*) {
         return proxy(id).ownerRef.whenReadyRequest().send();
       })
@@ -316,15 +320,15 @@ kj::Promise<void> RemoteObjects::whenSettled(gc::ObjectId id) {
             Proxy& p = proxy(id);
             auto info = reply.getInfo();
             settle(p, info.getSize(), info.getHash().getHigh(), info.getHash().getLow());
-            forget(p.settling);
+            forget(settling, id);
           },
           [this, id](kj::Exception&& e) {
-            KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->settling); }
+            forget(settling, id);
             kj::throwFatalException(fromOwner(kj::mv(e)));
           });
-  auto forked = settling.fork();
+  auto forked = settled.fork();
   auto branch = forked.addBranch();
-  p.settling = kj::mv(forked);
+  settling.insert(keyOf(id), kj::mv(forked));
   return branch;
 }
 
@@ -429,13 +433,13 @@ void RemoteObjects::fillStats(proto::Stats::Builder stats) {
 // ---- copying the bytes ----------------------------------------------------------------------
 
 kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
-  Proxy& p = proxy(id);
+  proxy(id);  // NOT_FOUND if it is gone
   if (store.record(id).bytesLocal) return kj::READY_NOW;
-  KJ_IF_MAYBE(inFlight, p.pulling) {
-    if (wanted == Wanted::BY_READER) readerWants(p);
-    return inFlight->addBranch();
+  KJ_IF_MAYBE(inFlight, copying.find(keyOf(id))) {
+    Copying& copy = **inFlight;
+    if (wanted == Wanted::BY_READER) readerWants(copy);
+    return copy.pulling.addBranch();
   }
-  p.readerWaits = wanted == Wanted::BY_READER;
   pullsInFlight++;
   // Counted for as long as the copy lives: it ends, or is dropped with its proxy (tools/soak
   // found the count stuck at 1 when the proxy went first).
@@ -445,25 +449,24 @@ kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
         pullEnded(id);
         kj::throwFatalException(kj::mv(e));
       });
-  auto forked = pulled.fork();
-  auto branch = forked.addBranch();
-  p.pulling = kj::mv(forked);
+  // (pull() looks at the Copying only in its continuations, which run after this returns.)
+  auto copy = kj::heap<Copying>(pulled.fork());
+  copy->readerWaits = wanted == Wanted::BY_READER;
+  auto branch = copy->pulling.addBranch();
+  copying.insert(keyOf(id), kj::mv(copy));
   return branch;
 }
 
-void RemoteObjects::readerWants(Proxy& p) {
-  p.readerWaits = true;
-  KJ_IF_MAYBE(promotion, p.readerCame) { (*promotion)->fulfill(); }
-  p.readerCame = nullptr;
+void RemoteObjects::readerWants(Copying& copy) {
+  copy.readerWaits = true;
+  KJ_IF_MAYBE(promotion, copy.readerCame) { (*promotion)->fulfill(); }
+  copy.readerCame = nullptr;
 }
 
 void RemoteObjects::pullEnded(gc::ObjectId id) {
-  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) {
-    Proxy& p = **found;
-    forget(p.pulling);
-    p.readerWaits = false;
-    p.readerCame = nullptr;
-  }
+  // Runs inside the copy's own fork: the Copying that holds it goes in a later turn.
+  KJ_IF_MAYBE(found, copying.find(keyOf(id))) { dropLater(tasks, kj::mv(*found)); }
+  copying.erase(keyOf(id));
 }
 
 // One value being copied here, across attempts.
@@ -479,14 +482,18 @@ struct RemoteObjects::PullState final: public kj::Refcounted {
 
 kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
   return whenSettled(id).then([this, id]() {
-    Proxy& p = proxy(id);
+    proxy(id);  // NOT_FOUND if everyone let go meanwhile
+    auto found = copying.find(keyOf(id));
+    RS_REQUIRE(found != nullptr, NOT_FOUND, "object ", gc::toHex(id).c_str(),
+               " no longer exists here");
+    Copying& copy = *KJ_ASSERT_NONNULL(found);
     uint64_t size = store.record(id).size;
     // The copy waits for memory like a create (admission control; other copies are evicted to
     // make room), in the daemon's own line. A prefetch's waits behind every ordinary request
     // until a reader wants this value (readerWants).
-    if (p.readerWaits) return store.reserveCopy(size, Priority::ORDINARY, nullptr);
+    if (copy.readerWaits) return store.reserveCopy(size, Priority::ORDINARY, nullptr);
     auto promotion = kj::newPromiseAndFulfiller<void>();
-    p.readerCame = kj::mv(promotion.fulfiller);
+    copy.readerCame = kj::mv(promotion.fulfiller);
     return store.reserveCopy(size, Priority::PREFETCH, kj::mv(promotion.promise));
   }).then([this, id](kj::Own<Reservation> memory) -> kj::Promise<void> {
     if (copyEarlyBytes(proxy(id), memory)) return kj::READY_NOW;
@@ -497,13 +504,13 @@ kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
 
 void RemoteObjects::keepEarlyBytes(Proxy& p, kj::Array<kj::byte> bytes) {
   const gc::ObjectRecord& record = store.record(p.id);
-  if (p.earlyBytes.size() > 0 || record.bytesLocal || !p.described ||
+  if (earlyBytes.find(keyOf(p.id)) != nullptr || record.bytesLocal || !p.described ||
       record.size != bytes.size() || earlyBytesKept + bytes.size() > kEarlyBytesLimit ||
       earlyExpiries.size() >= kEarlyBytesMaxCount) {
     return;
   }
   earlyBytesKept += bytes.size();
-  p.earlyBytes = kj::mv(bytes);
+  earlyBytes.insert(keyOf(p.id), kj::mv(bytes));
   earlyExpiries.push_back(EarlyExpiry{timer.now() + kEarlyBytesLife, p.id});
   if (!earlyExpiring) {
     earlyExpiring = true;
@@ -521,31 +528,31 @@ kj::Promise<void> RemoteObjects::expireEarlyBytes() {
     while (!earlyExpiries.empty() && earlyExpiries.front().at <= now) {
       // (A proxy made again since with the same id loses its newer bytes a little early: its
       // read then asks the owner, as after any expiry.)
-      KJ_IF_MAYBE(found, proxies.find(keyOf(earlyExpiries.front().id))) {
-        dropEarlyBytes(**found);
-      }
+      takeEarlyBytes(earlyExpiries.front().id);
       earlyExpiries.pop_front();
     }
     return expireEarlyBytes();
   });
 }
 
-void RemoteObjects::dropEarlyBytes(Proxy& p) {
-  earlyBytesKept -= p.earlyBytes.size();
-  p.earlyBytes = nullptr;
+kj::Array<kj::byte> RemoteObjects::takeEarlyBytes(gc::ObjectId id) {
+  kj::Array<kj::byte> taken;
+  KJ_IF_MAYBE(bytes, earlyBytes.find(keyOf(id))) {
+    taken = kj::mv(*bytes);
+    earlyBytesKept -= taken.size();
+    earlyBytes.erase(keyOf(id));
+  }
+  return taken;
 }
 
 bool RemoteObjects::copyEarlyBytes(Proxy& p, kj::Own<Reservation>& memory) {
-  if (p.earlyBytes.size() == 0) return false;
+  kj::Array<kj::byte> early = takeEarlyBytes(p.id);
+  if (early.size() == 0) return false;
   const gc::ObjectRecord& record = store.record(p.id);
-  uint64_t size = p.earlyBytes.size();
-  if (size != record.size) {  // not this copy's size: never copy past the reservation
-    dropEarlyBytes(p);
-    return false;
-  }
+  uint64_t size = early.size();
+  if (size != record.size) return false;  // not this copy's size: never copy past the reservation
   kj::byte* into = static_cast<kj::byte*>(memory->get().ptr);
-  memcpy(into, p.earlyBytes.begin(), size);
-  dropEarlyBytes(p);
+  memcpy(into, early.begin(), size);
   XXH128_hash_t got = XXH3_128bits(into, size);
   if (got.high64 != record.hashHi || got.low64 != record.hashLo) {
     logWarning("object ", gc::toHex(p.id).c_str(),

@@ -69,6 +69,10 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   uint64_t proxiesOf(gc::PeerId owner) const;
 
  private:
+  // One per proxied object, for as long as the proxy lives: only what every proxy needs. What
+  // exists only for a while (a copy in flight, a restore's early bytes, a wait for the owner's
+  // promise) lives in side maps below, so that the millions of proxies nobody is reading pay
+  // nothing for it.
   struct Proxy {
     gc::ObjectId id;
     gc::PeerId owner;
@@ -78,16 +82,16 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
     bool settled = false;                   // the owner's object is not a pending promise
     bool described = false;                 // size and hash are known here
     bool ownerLost = false;
-    kj::Maybe<kj::ForkedPromise<void>> settling;
-    kj::Maybe<kj::ForkedPromise<void>> pulling;
-    // The copy in flight (`pulling`): whether a reader waits for it; if not (a prefetch), its
-    // memory request waits behind every ordinary one, and `readerCame` promotes it when a
-    // reader comes to want this value.
+  };
+  // A copy of a proxy's bytes in flight: made by whenLocal() with the copy, gone at pullEnded()
+  // (or with the proxy).
+  struct Copying {
+    explicit Copying(kj::ForkedPromise<void> pulling): pulling(kj::mv(pulling)) {}
+    kj::ForkedPromise<void> pulling;  // the copy, every waiter a branch
+    // Whether a reader waits for it; if not (a prefetch), its memory request waits behind every
+    // ordinary one, and `readerCame` promotes it when a reader comes to want this value.
     bool readerWaits = false;
     kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> readerCame;
-    // A small value's bytes that came with the restore, kept until the first read copies them
-    // into shared memory (no round trip to the owner) or kEarlyBytesLife passes.
-    kj::Array<kj::byte> earlyBytes;
   };
   struct IdKey {
     uint64_t hi, lo;
@@ -99,7 +103,7 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   void taskFailed(kj::Exception&& e) override;
   // Forgets a fork from inside its own continuation (server/runtime/drop_later.h).
   template <typename T>
-  void forget(kj::Maybe<kj::ForkedPromise<T>>& fork);
+  void forget(kj::HashMap<IdKey, kj::ForkedPromise<T>>& forks, gc::ObjectId id);
   void forgetReconnect(gc::PeerId owner);
   Proxy& proxy(gc::ObjectId id);  // a live proxy (NOT_FOUND otherwise)
   // A new holder for `client` on the proxy of `id`, made with `ownerRef` if there is none yet
@@ -130,11 +134,12 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   void ownerIsLost(gc::PeerId owner, kj::StringPtr why);
   struct PullState;
   kj::Promise<void> pull(gc::ObjectId id);
-  void readerWants(Proxy& proxy);  // a reader waits for the copy in flight
+  void readerWants(Copying& copy);  // a reader waits for the copy in flight
   void pullEnded(gc::ObjectId id);
   kj::Promise<void> pullAttempt(gc::ObjectId id, kj::Own<PullState> state);
   void keepEarlyBytes(Proxy& proxy, kj::Array<kj::byte> bytes);
-  void dropEarlyBytes(Proxy& proxy);
+  // The proxy's early bytes, no longer kept (empty if there were none).
+  kj::Array<kj::byte> takeEarlyBytes(gc::ObjectId id);
   // Drops early bytes as they reach kEarlyBytesLife, oldest first, while any are kept: one
   // timer for all of them (one each cost ~80 B per restore at 10,000 restores/s).
   kj::Promise<void> expireEarlyBytes();
@@ -152,10 +157,17 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   dataplane::DataReceiver& receiver;
   kj::Timer& timer;
   kj::HashMap<IdKey, kj::Own<Proxy>> proxies;
+  // Proxies whose owner's object is a pending promise and someone waits for it (whenSettled).
+  kj::HashMap<IdKey, kj::ForkedPromise<void>> settling;
+  // Proxies whose bytes are being copied here (whenLocal).
+  kj::HashMap<IdKey, kj::Own<Copying>> copying;
+  // A small value's bytes that came with its restore, kept until the first read copies them
+  // into shared memory (no round trip to the owner) or kEarlyBytesLife passes.
+  kj::HashMap<IdKey, kj::Array<kj::byte>> earlyBytes;
   kj::HashMap<gc::PeerId, kj::ForkedPromise<PeerLink*>> reconnecting;
   kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
   uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
-  uint64_t earlyBytesKept = 0;  // total size of every Proxy::earlyBytes
+  uint64_t earlyBytesKept = 0;  // total size of everything in earlyBytes
   struct EarlyExpiry {
     kj::TimePoint at;
     gc::ObjectId id;
