@@ -63,10 +63,13 @@ RemoteObjects::Proxy& RemoteObjects::proxy(gc::ObjectId id) {
   RS_FAIL(NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists here");
 }
 
+kj::StringPtr RemoteObjects::addressOf(gc::PeerId owner) {
+  return KJ_ASSERT_NONNULL(owners.find(owner)).address;
+}
+
 uint64_t RemoteObjects::proxiesOf(gc::PeerId owner) const {
-  uint64_t count = 0;
-  for (auto& entry: proxies) count += entry.value->owner == owner;
-  return count;
+  KJ_IF_MAYBE(found, owners.find(owner)) { return found->proxies; }
+  return 0;
 }
 
 // ---- making and keeping proxies --------------------------------------------------------------
@@ -92,11 +95,12 @@ HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr 
     // Otherwise the new reference is dropped here: one owner reference per proxy.
     return HeldObject{id, holder};
   }
+  KJ_ASSERT(id.hi == owner, "a proxy's owner is its id's origin");
   auto created = store.createProxy(id, client);
+  owners.findOrCreate(owner, [&]() { return decltype(owners)::Entry{owner, {kj::str(address)}}; })
+      .proxies++;
   auto p = kj::heap<Proxy>();
   p->id = id;
-  p->owner = owner;
-  p->address = kj::str(address);
   p->ownerRef = kj::mv(ownerRef);
   p->linkClient = linkClient;
   proxies.insert(keyOf(id), kj::mv(p));
@@ -164,8 +168,11 @@ void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
   KJ_IF_MAYBE(found, proxies.find(key)) {
     (*found)->ownerRef = nullptr;
     dropLater(tasks, kj::mv(*found));
+    proxies.erase(key);
+    gc::PeerId owner = record.id.hi;
+    Owner& o = KJ_ASSERT_NONNULL(owners.find(owner));
+    if (--o.proxies == 0) owners.erase(owner);
   }
-  proxies.erase(key);
   takeEarlyBytes(record.id);  // dropped
   forget(settling, record.id);
   KJ_IF_MAYBE(copy, copying.find(key)) { dropLater(tasks, kj::mv(*copy)); }
@@ -177,20 +184,21 @@ void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
 kj::Promise<PeerLink*> RemoteObjects::ownerLink(Proxy& p) {
   if (p.ownerLost) {
     RS_FAIL(OWNER_LOST, "the refstored that owns object ", gc::toHex(p.id).c_str(), " (at ",
-            p.address, ") is gone");
+            addressOf(p.id.hi), ") is gone");
   }
   KJ_IF_MAYBE(link, peers.linkOf(p.linkClient)) {
     if (peers.usable(*link)) return &*link;
   }
   // The connection its reference came through is gone: reconnect and take the references back.
+  gc::PeerId owner = p.id.hi;
   kj::TimePoint deadline = timer.now() + peers.options().grace;
-  KJ_IF_MAYBE(since, unreachableSince.find(p.owner)) {
+  KJ_IF_MAYBE(since, unreachableSince.find(owner)) {
     deadline = *since + peers.options().grace;
   } else {
-    unreachableSince.insert(p.owner, timer.now());
+    unreachableSince.insert(owner, timer.now());
   }
   gc::ObjectId id = p.id;
-  return reconnect(p.owner, kj::str(p.address), deadline).then([this, id](PeerLink* link) {
+  return reconnect(owner, kj::str(addressOf(owner)), deadline).then([this, id](PeerLink* link) {
     Proxy& again = proxy(id);
     if (again.ownerLost) {
       RS_FAIL(OWNER_LOST, "the refstored that owns object ", gc::toHex(id).c_str(),
@@ -204,7 +212,7 @@ void RemoteObjects::linkLost(gc::PeerId owner, kj::StringPtr address) {
   // Reconnect now, not at the next use: the owner keeps our references only for its grace
   // period, and a proxy nobody happens to use in that time must not lose its owner's object.
   bool needed = false;
-  for (auto& entry: proxies) needed |= entry.value->owner == owner && !entry.value->ownerLost;
+  for (auto& entry: proxies) needed |= entry.value->id.hi == owner && !entry.value->ownerLost;
   if (!needed) return;
   kj::TimePoint deadline = timer.now() + peers.options().grace;
   KJ_IF_MAYBE(since, unreachableSince.find(owner)) {
@@ -255,7 +263,7 @@ kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
   kj::Vector<gc::ObjectId> stale;
   for (auto& entry: proxies) {
     Proxy& p = *entry.value;
-    if (p.owner != link.origin || p.ownerLost || p.linkClient == link.client) continue;
+    if (p.id.hi != link.origin || p.ownerLost || p.linkClient == link.client) continue;
     bool alive = false;
     KJ_IF_MAYBE(old, peers.linkOf(p.linkClient)) { alive = peers.usable(*old); }
     if (!alive) stale.add(p.id);
@@ -294,7 +302,7 @@ void RemoteObjects::ownerIsLost(gc::PeerId owner, kj::StringPtr why) {
   size_t count = 0;
   for (auto& entry: proxies) {
     Proxy& p = *entry.value;
-    if (p.owner != owner || p.ownerLost) continue;
+    if (p.id.hi != owner || p.ownerLost) continue;
     p.ownerLost = true;
     p.ownerRef = nullptr;
     count++;
@@ -416,7 +424,7 @@ kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
 
 RemoteGateway::Whereabouts RemoteObjects::whereabouts(gc::ObjectId id) {
   KJ_IF_MAYBE(found, proxies.find(keyOf(id))) {
-    return Whereabouts{kj::str((*found)->address), (*found)->ownerLost};
+    return Whereabouts{kj::str(addressOf(id.hi)), (*found)->ownerLost};
   }
   return Whereabouts{kj::str(), false};
 }
@@ -569,7 +577,7 @@ void RemoteObjects::storeCopy(Proxy& p, kj::Own<Reservation> memory, uint64_t si
   p.described = true;
   pullsTotal++;
   bytesPulled += size;
-  peers.countPulled(p.owner, size);
+  peers.countPulled(p.id.hi, size);
 }
 
 void RemoteObjects::settle(Proxy& p, uint64_t size, uint64_t hashHi, uint64_t hashLo) {

@@ -74,9 +74,7 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   // promise) lives in side maps below, so that the millions of proxies nobody is reading pay
   // nothing for it.
   struct Proxy {
-    gc::ObjectId id;
-    gc::PeerId owner;
-    kj::String address;
+    gc::ObjectId id;  // the owner's: id.hi is the owner (gc::PeerId), its address in `owners`
     proto::Ref::Client ownerRef = nullptr;  // our one reference on the owner's object
     gc::ClientId linkClient = 0;            // the connection it came through
     bool settled = false;                   // the owner's object is not a pending promise
@@ -106,6 +104,8 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   void forget(kj::HashMap<IdKey, kj::ForkedPromise<T>>& forks, gc::ObjectId id);
   void forgetReconnect(gc::PeerId owner);
   Proxy& proxy(gc::ObjectId id);  // a live proxy (NOT_FOUND otherwise)
+  // Where the owner of proxies here is (an owner with none is not known).
+  kj::StringPtr addressOf(gc::PeerId owner);
   // A new holder for `client` on the proxy of `id`, made with `ownerRef` if there is none yet
   // (otherwise `ownerRef` is dropped: one owner reference per proxy). DISCONNECTED, and nothing
   // held, if `client`'s connection has closed meanwhile.
@@ -157,6 +157,14 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   dataplane::DataReceiver& receiver;
   kj::Timer& timer;
   kj::HashMap<IdKey, kj::Own<Proxy>> proxies;
+  // Each owner that proxies here belong to: its address, kept once per owner rather than once
+  // per proxy (the first proxy's; a daemon advertises one address, and reconnecting is per
+  // owner anyway), and its number of proxies (proxiesOf). Gone with its last proxy.
+  struct Owner {
+    kj::String address;
+    uint64_t proxies = 0;
+  };
+  kj::HashMap<gc::PeerId, Owner> owners;
   // Proxies whose owner's object is a pending promise and someone waits for it (whenSettled).
   kj::HashMap<IdKey, kj::ForkedPromise<void>> settling;
   // Proxies whose bytes are being copied here (whenLocal).
