@@ -59,7 +59,7 @@ void RemoteObjects::forgetReconnect(gc::PeerId owner) {
 }
 
 RemoteObjects::Proxy& RemoteObjects::proxy(gc::ObjectId id) {
-  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { return **found; }
+  KJ_IF_MAYBE(found, proxies.find(id)) { return *found; }
   RS_FAIL(NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists here");
 }
 
@@ -80,8 +80,8 @@ HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr 
   // Called once the owner has answered, which may be after `client` went away (a restoreView's
   // view keeps its restore running): a holder made for it now would stay forever.
   services.requireOpen(client);
-  KJ_IF_MAYBE(existing, proxies.find(keyOf(id))) {
-    Proxy& p = **existing;
+  KJ_IF_MAYBE(existing, proxies.find(id)) {
+    Proxy& p = *existing;
     // One whose references are all gone but a View still pins it is held again: it is still
     // this host's one proxy of the object (tools/soak: restores failed NOT_FOUND meanwhile).
     store.reviveProxy(id);
@@ -99,11 +99,11 @@ HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr 
   auto created = store.createProxy(id, client);
   owners.findOrCreate(owner, [&]() { return decltype(owners)::Entry{owner, {kj::str(address)}}; })
       .proxies++;
-  auto p = kj::heap<Proxy>();
-  p->id = id;
-  p->ownerRef = kj::mv(ownerRef);
-  p->linkClient = linkClient;
-  proxies.insert(keyOf(id), kj::mv(p));
+  Proxy p;
+  p.id = id;
+  p.ownerRef = kj::mv(ownerRef);
+  p.linkClient = linkClient;
+  proxies.insert(kj::mv(p));
   return HeldObject{id, created.writer};
 }
 
@@ -162,13 +162,11 @@ kj::Promise<RemoteObjects::Redeemed> RemoteObjects::redeem(kj::String token, gc:
 }
 
 void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
-  // The store freed the local copy (if any); dropping the entry drops our reference on the
-  // owner, which Cap'n Proto releases there. (Later: this may run inside one of its forks.)
+  // The store freed the local copy (if any); erasing the proxy drops our reference on the
+  // owner, which Cap'n Proto releases there. This may run inside one of its forks (settling,
+  // copying): those are dropped in a later turn.
   IdKey key = keyOf(record.id);
-  KJ_IF_MAYBE(found, proxies.find(key)) {
-    (*found)->ownerRef = nullptr;
-    dropLater(tasks, kj::mv(*found));
-    proxies.erase(key);
+  if (proxies.eraseMatch(record.id)) {
     gc::PeerId owner = record.id.hi;
     Owner& o = KJ_ASSERT_NONNULL(owners.find(owner));
     if (--o.proxies == 0) owners.erase(owner);
@@ -212,7 +210,7 @@ void RemoteObjects::linkLost(gc::PeerId owner, kj::StringPtr address) {
   // Reconnect now, not at the next use: the owner keeps our references only for its grace
   // period, and a proxy nobody happens to use in that time must not lose its owner's object.
   bool needed = false;
-  for (auto& entry: proxies) needed |= entry.value->id.hi == owner && !entry.value->ownerLost;
+  for (Proxy& p: proxies) needed |= p.id.hi == owner && !p.ownerLost;
   if (!needed) return;
   kj::TimePoint deadline = timer.now() + peers.options().grace;
   KJ_IF_MAYBE(since, unreachableSince.find(owner)) {
@@ -261,8 +259,7 @@ kj::Promise<PeerLink*> RemoteObjects::reconnect(gc::PeerId owner, kj::String add
 
 kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
   kj::Vector<gc::ObjectId> stale;
-  for (auto& entry: proxies) {
-    Proxy& p = *entry.value;
+  for (Proxy& p: proxies) {
     if (p.id.hi != link.origin || p.ownerLost || p.linkClient == link.client) continue;
     bool alive = false;
     KJ_IF_MAYBE(old, peers.linkOf(p.linkClient)) { alive = peers.usable(*old); }
@@ -281,8 +278,8 @@ kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
     auto refs = reply.getRefs();
     size_t lost = 0;
     for (size_t i = 0; i < stale.size(); i++) {
-      KJ_IF_MAYBE(found, proxies.find(keyOf(stale[i]))) {
-        Proxy& p = **found;
+      KJ_IF_MAYBE(found, proxies.find(stale[i])) {
+        Proxy& p = *found;
         proto::Ref::Client ref = refs[i];
         if (capnp::ClientHook::from(kj::cp(ref))->isNull()) {  // the owner kept none for us
           p.ownerLost = true;
@@ -300,8 +297,7 @@ kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
 
 void RemoteObjects::ownerIsLost(gc::PeerId owner, kj::StringPtr why) {
   size_t count = 0;
-  for (auto& entry: proxies) {
-    Proxy& p = *entry.value;
+  for (Proxy& p: proxies) {
     if (p.id.hi != owner || p.ownerLost) continue;
     p.ownerLost = true;
     p.ownerRef = nullptr;
@@ -423,8 +419,8 @@ kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
 }
 
 RemoteGateway::Whereabouts RemoteObjects::whereabouts(gc::ObjectId id) {
-  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) {
-    return Whereabouts{kj::str(addressOf(id.hi)), (*found)->ownerLost};
+  KJ_IF_MAYBE(found, proxies.find(id)) {
+    return Whereabouts{kj::str(addressOf(id.hi)), found->ownerLost};
   }
   return Whereabouts{kj::str(), false};
 }
@@ -434,7 +430,7 @@ void RemoteObjects::fillStats(proto::Stats::Builder stats) {
   stats.setPullsTotal(pullsTotal);
   stats.setBytesPulledTotal(bytesPulled);
   uint64_t lost = 0;
-  for (auto& entry: proxies) lost += entry.value->ownerLost;
+  for (Proxy& p: proxies) lost += p.ownerLost;
   stats.setOwnerLost(lost);
 }
 
@@ -648,7 +644,7 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
         // (a few times); anything else (the owner refused, OWNER_LOST...) ends the copy.
         bool transient = isDisconnect(e) ||
                          strstr(e.getDescription().cStr(), "refstore.CORRUPTED: a chunk") != nullptr;
-        if (transient && state->attemptsLeft > 0 && proxies.find(keyOf(id)) != nullptr) {
+        if (transient && state->attemptsLeft > 0 && proxies.find(id) != nullptr) {
           logDebug("copy of ", gc::toHex(id).c_str(), " broke at ", state->reception->reached(),
                    " bytes: resuming (", e.getDescription(), ")");
           return timer.afterDelay(50 * kj::MILLISECONDS)

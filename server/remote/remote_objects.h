@@ -72,7 +72,8 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   // One per proxied object, for as long as the proxy lives: only what every proxy needs. What
   // exists only for a while (a copy in flight, a restore's early bytes, a wait for the owner's
   // promise) lives in side maps below, so that the millions of proxies nobody is reading pay
-  // nothing for it.
+  // nothing for it. Kept by value in `proxies` (56 bytes, no allocation of its own): a Proxy&
+  // is good only until a proxy is added or reclaimed, so code that waits finds it again by id.
   struct Proxy {
     gc::ObjectId id;  // the owner's: id.hi is the owner (gc::PeerId), its address in `owners`
     proto::Ref::Client ownerRef = nullptr;  // our one reference on the owner's object
@@ -81,6 +82,8 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
     bool described = false;                 // size and hash are known here
     bool ownerLost = false;
   };
+  static_assert(sizeof(Proxy) <= 56,
+                "one per proxied object: measure refbench's proxy_bytes before growing it");
   // A copy of a proxy's bytes in flight: made by whenLocal() with the copy, gone at pullEnded()
   // (or with the proxy).
   struct Copying {
@@ -97,6 +100,11 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
     unsigned int hashCode() const { return unsigned(lo ^ (lo >> 32) ^ hi); }
   };
   static IdKey keyOf(gc::ObjectId id) { return IdKey{id.hi, id.lo}; }
+  struct ProxyById {  // kj::HashIndex callbacks: proxies are found by id
+    gc::ObjectId keyForRow(const Proxy& p) const { return p.id; }
+    bool matches(const Proxy& p, gc::ObjectId id) const { return p.id == id; }
+    uint hashCode(gc::ObjectId id) const { return keyOf(id).hashCode(); }
+  };
 
   void taskFailed(kj::Exception&& e) override;
   // Forgets a fork from inside its own continuation (server/runtime/drop_later.h).
@@ -156,7 +164,7 @@ class RemoteObjects final: public ProxyDoor, public RemoteGateway, private kj::T
   PeerDirectory& peers;
   dataplane::DataReceiver& receiver;
   kj::Timer& timer;
-  kj::HashMap<IdKey, kj::Own<Proxy>> proxies;
+  kj::Table<Proxy, kj::HashIndex<ProxyById>> proxies;
   // Each owner that proxies here belong to: its address, kept once per owner rather than once
   // per proxy (the first proxy's; a daemon advertises one address, and reconnecting is per
   // owner anyway), and its number of proxies (proxiesOf). Gone with its last proxy.
