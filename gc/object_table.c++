@@ -75,9 +75,10 @@ ObjectTable::SlotRef ObjectTable::lookup(ObjectId id) const {
     // A local lo never has the proxy bit; one that does is a forged id, not a proxy's key.
     return (id.lo & kProxyKey) == 0 ? findKey(id.lo) : SlotRef{};
   }
-  if (proxiesById_.empty()) return SlotRef{};
-  auto p = proxiesById_.find(id);
-  return p == proxiesById_.end() ? SlotRef{} : atSlot(p->second);
+  auto slot = proxiesById_.findIf(proxyHash(id), [this, id](uint32_t number) {
+    return objects_.get(number)->rec.id == id;
+  });
+  return slot ? atSlot(*slot) : SlotRef{};
 }
 
 ObjectTable::SlotRef ObjectTable::lookupLive(ObjectId id) const {
@@ -111,7 +112,7 @@ ObjectTable::Created ObjectTable::insert(ObjectRecord rec, ClientId creator) {
   s.rec = rec;
   try {
     if (proxy) {
-      proxiesById_.emplace(rec.id, slot.slot);
+      proxiesById_.insert(proxyHash(rec.id), slot.slot, proxyHashOf());
     } else {
       objectsByLo_.insert(rec.id.lo, slot.slot, loOf());
     }
@@ -562,7 +563,7 @@ std::optional<MonoMillis> ObjectTable::nextLeaseExpiry() const {
 ObjectTable::Created ObjectTable::createProxy(ObjectId ownerId, ClientId creator,
                                               MonoMillis now) {
   checkNotBusy();
-  if (ownerId.hi == epoch_ || ownerId.lo == 0 || proxiesById_.count(ownerId) != 0) {
+  if (ownerId.hi == epoch_ || ownerId.lo == 0 || lookup(ownerId)) {
     return Created{ObjectId{}, 0};
   }
   ObjectRecord rec;
@@ -981,7 +982,7 @@ void ObjectTable::reclaim(SlotRef it, std::exception_ptr* error) {
   const ObjectRecord rec = it->rec;
   --perState_[stateIndex(rec.state)];
   if (isProxy(rec)) {
-    proxiesById_.erase(rec.id);
+    proxiesById_.eraseSlot(proxyHash(rec.id), it.number, proxyHashOf());
     if (rec.bytesLocal) proxyBytes_ -= rec.size;
   } else {
     objectsByLo_.erase(rec.id.lo, loOf());

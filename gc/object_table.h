@@ -460,7 +460,9 @@ class ObjectTable {
   // 96-byte slot, its 4-byte generation (slab.h) and 5-11 bytes of index (4-byte buckets, 3/8 to
   // 3/4 full). (Until session 4 this was an unordered_set node of 96 bytes plus buckets, plus a
   // 64-byte holder node; see slab.h for why it changed.) Proxies have foreign ids, whose `lo`
-  // may equal a local object's, and are found through proxiesById_ instead.
+  // may equal a local object's, and are found through proxiesById_ instead: a second SlotIndex,
+  // on a hash of the whole id (proxyHash), ~8 bytes per proxy rather than a ~56-byte
+  // unordered_map node and bucket.
   //
   // Internally (holder and lease links aside, which use slot numbers) an object is named by its
   // *key*, unique in the table: a local object's `lo` (below 2^63: a counter that would take
@@ -583,6 +585,11 @@ class ObjectTable {
   auto loOf() const {
     return [this](uint32_t number) { return objects_.get(number)->rec.id.lo; };
   }
+  // A proxy's place in proxiesById_ (not unique: lookups compare the whole id).
+  static uint64_t proxyHash(ObjectId id) { return ObjectIdHash{}(id); }
+  auto proxyHashOf() const {
+    return [this](uint32_t number) { return proxyHash(objects_.get(number)->rec.id); };
+  }
   // Adds an object held by `creator`: a local one (rec.id is assigned) or, for a REMOTE record,
   // a proxy with the id in rec.id.
   Created insert(ObjectRecord rec, ClientId creator);
@@ -620,8 +627,7 @@ class ObjectTable {
 
   Slab<Slot> objects_;
   SlotIndex objectsByLo_;  // local object's lo -> slot in objects_
-  // Owner's id -> slot. A node per proxy: with its slot ~163 heap bytes per proxy.
-  std::unordered_map<ObjectId, uint32_t, ObjectIdHash> proxiesById_;
+  SlotIndex proxiesById_;  // a proxy's (owner's) id -> slot in objects_, by proxyHash
   Slab<Holder> holders_;
   Slab<Lease> leases_;
   std::vector<HeapEntry> leaseHeap_;                       // soonest expiry first

@@ -260,3 +260,52 @@ TEST_CASE("SlotIndex: random inserts and erases agree with std::unordered_map th
     for (const auto& [key, slot] : want) CHECK(index.find(key, keys) == slot);
   }
 }
+
+TEST_CASE("SlotIndex: records with colliding hashes are told apart by findIf, erased by slot") {
+  // Wide keys (like a proxy's 128-bit id) indexed by a hash of them that is often the same:
+  // here `id % 1024`, so that a probe run holds several records of the same hash. Random
+  // inserts and erases through growth and shrinking, checked against std::unordered_map.
+  std::mt19937_64 rng(13);
+  SlotIndex index;
+  std::vector<uint64_t> idAt;  // the record in each slot (its "wide key")
+  auto hashOf = [](uint64_t id) { return id % 1024; };
+  auto hashAt = [&](uint32_t slot) { return hashOf(idAt.at(slot)); };
+  auto findId = [&](uint64_t id) {
+    return index.findIf(hashOf(id), [&](uint32_t slot) { return idAt.at(slot) == id; });
+  };
+  std::unordered_map<uint64_t, uint32_t> want;
+  std::vector<uint32_t> freeSlots;
+  for (int step = 0; step < 40000; ++step) {
+    bool add = want.empty() || rng() % 100 < (step < 20000 ? 60u : 35u);
+    if (add) {
+      uint64_t id = rng() % 100000 + 1;
+      if (want.count(id)) continue;
+      uint32_t slot;
+      if (!freeSlots.empty()) {
+        slot = freeSlots.back();
+        freeSlots.pop_back();
+        idAt[slot] = id;
+      } else {
+        slot = static_cast<uint32_t>(idAt.size());
+        idAt.push_back(id);
+      }
+      index.insert(hashOf(id), slot, hashAt);
+      want.emplace(id, slot);
+    } else {
+      auto it = want.begin();
+      std::advance(it, rng() % std::min<size_t>(want.size(), 16));
+      index.eraseSlot(hashOf(it->first), it->second, hashAt);
+      freeSlots.push_back(it->second);
+      want.erase(it);
+    }
+    if (step % 500 == 0) {
+      REQUIRE(index.size() == want.size());
+      for (const auto& [id, slot] : want) REQUIRE(findId(id) == slot);
+      for (int probe = 0; probe < 20; ++probe) {
+        uint64_t absent = 100001 + rng() % 1000;  // same hashes as present ids, never present
+        REQUIRE_FALSE(findId(absent).has_value());
+      }
+    }
+  }
+  for (const auto& [id, slot] : want) CHECK(findId(id) == slot);
+}

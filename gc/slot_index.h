@@ -10,6 +10,10 @@
 // spreads the sequential ids gc mints evenly over the buckets. The table doubles above 3/4 full
 // (so a growing table is 3/8 to 3/4 full: 5.3-10.7 bytes per record) and halves below 1/8, so
 // memory follows the live count (up to 32 bytes per record just before it shrinks).
+//
+// Records whose key is wider than 64 bits (a proxy's 128-bit id) are indexed by a 64-bit hash
+// of it, which need not be unique: findIf tells them apart by looking at the record, and
+// eraseSlot removes one by its slot. For those, `keyOf` everywhere returns a record's hash.
 #pragma once
 
 #include <cassert>
@@ -27,16 +31,23 @@ class SlotIndex {
   // The slot whose record has `key`, if any. keyOf: uint64_t(uint32_t slot).
   template <typename KeyOf>
   std::optional<uint32_t> find(uint64_t key, const KeyOf& keyOf) const {
+    return findIf(key, [&](uint32_t slot) { return keyOf(slot) == key; });
+  }
+
+  // The slot among those whose records hash to `hash` for which `matches(slot)` is true, if
+  // any. matches: bool(uint32_t slot).
+  template <typename Matches>
+  std::optional<uint32_t> findIf(uint64_t hash, const Matches& matches) const {
     if (size_ == 0) return std::nullopt;
-    for (size_t i = home(key);; i = next(i)) {
+    for (size_t i = home(hash);; i = next(i)) {
       uint32_t b = buckets_[i];
       if (b == kEmpty) return std::nullopt;
-      if (keyOf(b - 1) == key) return b - 1;
+      if (matches(b - 1)) return b - 1;
     }
   }
 
-  // Adds `key` -> `slot`; `key` must not be present. May throw std::bad_alloc when growing, in
-  // which case nothing changed.
+  // Adds `key` -> `slot`; `key` must not be present (unless it is a hash: see above), nor
+  // `slot`. May throw std::bad_alloc when growing, in which case nothing changed.
   template <typename KeyOf>
   void insert(uint64_t key, uint32_t slot, const KeyOf& keyOf) {
     if ((size_ + 1) * 4 > buckets_.size() * 3) {
@@ -52,6 +63,25 @@ class SlotIndex {
   void erase(uint64_t key, const KeyOf& keyOf) {
     size_t hole = home(key);
     while (keyOf(buckets_[hole] - 1) != key) hole = next(hole);
+    removeAt(hole, keyOf);
+  }
+
+  // Removes `slot`, which must be present and whose record hashes to `hash`. Never throws.
+  template <typename KeyOf>
+  void eraseSlot(uint64_t hash, uint32_t slot, const KeyOf& keyOf) {
+    size_t hole = home(hash);
+    while (buckets_[hole] != slot + 1) hole = next(hole);
+    removeAt(hole, keyOf);
+  }
+
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr uint32_t kEmpty = 0;  // buckets hold slot + 1
+  static constexpr size_t kMinBuckets = 64;
+
+  template <typename KeyOf>
+  void removeAt(size_t hole, const KeyOf& keyOf) {
     // Backward shift: pull later members of the probe run into the hole, so lookups never need
     // tombstones. An entry may move to the hole only if its home is not cyclically in
     // (hole, j] -- otherwise the move would put it before its home.
@@ -73,12 +103,6 @@ class SlotIndex {
       }
     }
   }
-
-  size_t size() const { return size_; }
-
- private:
-  static constexpr uint32_t kEmpty = 0;  // buckets hold slot + 1
-  static constexpr size_t kMinBuckets = 64;
 
   size_t home(uint64_t key) const {
     return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);

@@ -57,9 +57,9 @@ void RemoteObjects::taskFailed(kj::Exception&& e) {
 }
 
 template <typename T>
-void RemoteObjects::forget(kj::Maybe<kj::ForkedPromise<T>>& fork) {
-  KJ_IF_MAYBE(f, fork) { dropLater(tasks, kj::mv(*f)); }
-  fork = nullptr;
+void RemoteObjects::forget(kj::HashMap<IdKey, kj::ForkedPromise<T>>& forks, gc::ObjectId id) {
+  KJ_IF_MAYBE(f, forks.find(keyOf(id))) { dropLater(tasks, kj::mv(*f)); }
+  forks.erase(keyOf(id));
 }
 
 void RemoteObjects::forgetReconnect(gc::PeerId owner) {
@@ -68,14 +68,17 @@ void RemoteObjects::forgetReconnect(gc::PeerId owner) {
 }
 
 RemoteObjects::Proxy& RemoteObjects::proxy(gc::ObjectId id) {
-  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { return **found; }
+  KJ_IF_MAYBE(found, proxies.find(id)) { return *found; }
   RS_FAIL(NOT_FOUND, "object ", gc::toHex(id).c_str(), " no longer exists here");
 }
 
+kj::StringPtr RemoteObjects::addressOf(gc::PeerId owner) {
+  return KJ_ASSERT_NONNULL(owners.find(owner)).address;
+}
+
 uint64_t RemoteObjects::proxiesOf(gc::PeerId owner) const {
-  uint64_t count = 0;
-  for (auto& entry: proxies) count += entry.value->owner == owner;
-  return count;
+  KJ_IF_MAYBE(found, owners.find(owner)) { return found->proxies; }
+  return 0;
 }
 
 // ---- making and keeping proxies --------------------------------------------------------------
@@ -86,8 +89,8 @@ HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr 
   // Called once the owner has answered, which may be after `client` went away (a restoreView's
   // view keeps its restore running): a holder made for it now would stay forever.
   services.requireOpen(client);
-  KJ_IF_MAYBE(existing, proxies.find(keyOf(id))) {
-    Proxy& p = **existing;
+  KJ_IF_MAYBE(existing, proxies.find(id)) {
+    Proxy& p = *existing;
     // One whose references are all gone but a View still pins it is held again: it is still
     // this host's one proxy of the object (tools/soak: restores failed NOT_FOUND meanwhile).
     store.reviveProxy(id);
@@ -101,14 +104,15 @@ HeldObject RemoteObjects::hold(gc::ObjectId id, gc::PeerId owner, kj::StringPtr 
     // Otherwise the new reference is dropped here: one owner reference per proxy.
     return HeldObject{id, holder};
   }
+  KJ_ASSERT(id.hi == owner, "a proxy's owner is its id's origin");
   auto created = store.createProxy(id, client);
-  auto p = kj::heap<Proxy>();
-  p->id = id;
-  p->owner = owner;
-  p->address = kj::str(address);
-  p->ownerRef = kj::mv(ownerRef);
-  p->linkClient = linkClient;
-  proxies.insert(keyOf(id), kj::mv(p));
+  owners.findOrCreate(owner, [&]() { return decltype(owners)::Entry{owner, {kj::str(address)}}; })
+      .proxies++;
+  Proxy p;
+  p.id = id;
+  p.ownerRef = kj::mv(ownerRef);
+  p.linkClient = linkClient;
+  proxies.insert(kj::mv(p));
   return HeldObject{id, created.writer};
 }
 
@@ -167,15 +171,20 @@ kj::Promise<RemoteObjects::Redeemed> RemoteObjects::redeem(kj::String token, gc:
 }
 
 void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
-  // The store freed the local copy (if any); dropping the entry drops our reference on the
-  // owner, which Cap'n Proto releases there. (Later: this may run inside one of its forks.)
-  KJ_IF_MAYBE(found, proxies.find(keyOf(record.id))) {
-    dropEarlyBytes(**found);
-    (*found)->ownerRef = nullptr;
-    dropLater(tasks, kj::mv(*found));
+  // The store freed the local copy (if any); erasing the proxy drops our reference on the
+  // owner, which Cap'n Proto releases there. This may run inside one of its forks (settling,
+  // copying): those are dropped in a later turn.
+  IdKey key = keyOf(record.id);
+  if (proxies.eraseMatch(record.id)) {
+    gc::PeerId owner = record.id.hi;
+    Owner& o = KJ_ASSERT_NONNULL(owners.find(owner));
+    if (--o.proxies == 0) owners.erase(owner);
   }
-  proxies.erase(keyOf(record.id));
-  relayable.erase(keyOf(record.id));
+  takeEarlyBytes(record.id);  // dropped
+  forget(settling, record.id);
+  KJ_IF_MAYBE(copy, copying.find(key)) { dropLater(tasks, kj::mv(*copy)); }
+  copying.erase(key);
+  relayable.erase(key);
 }
 
 // ---- the owner's connection ----------------------------------------------------------------
@@ -183,20 +192,21 @@ void RemoteObjects::reclaimed(const gc::ObjectRecord& record) {
 kj::Promise<PeerLink*> RemoteObjects::ownerLink(Proxy& p) {
   if (p.ownerLost) {
     RS_FAIL(OWNER_LOST, "the refstored that owns object ", gc::toHex(p.id).c_str(), " (at ",
-            p.address, ") is gone");
+            addressOf(p.id.hi), ") is gone");
   }
   KJ_IF_MAYBE(link, peers.linkOf(p.linkClient)) {
     if (peers.usable(*link)) return &*link;
   }
   // The connection its reference came through is gone: reconnect and take the references back.
+  gc::PeerId owner = p.id.hi;
   kj::TimePoint deadline = timer.now() + peers.options().grace;
-  KJ_IF_MAYBE(since, unreachableSince.find(p.owner)) {
+  KJ_IF_MAYBE(since, unreachableSince.find(owner)) {
     deadline = *since + peers.options().grace;
   } else {
-    unreachableSince.insert(p.owner, timer.now());
+    unreachableSince.insert(owner, timer.now());
   }
   gc::ObjectId id = p.id;
-  return reconnect(p.owner, kj::str(p.address), deadline).then([this, id](PeerLink* link) {
+  return reconnect(owner, kj::str(addressOf(owner)), deadline).then([this, id](PeerLink* link) {
     Proxy& again = proxy(id);
     if (again.ownerLost) {
       RS_FAIL(OWNER_LOST, "the refstored that owns object ", gc::toHex(id).c_str(),
@@ -210,7 +220,7 @@ void RemoteObjects::linkLost(gc::PeerId owner, kj::StringPtr address) {
   // Reconnect now, not at the next use: the owner keeps our references only for its grace
   // period, and a proxy nobody happens to use in that time must not lose its owner's object.
   bool needed = false;
-  for (auto& entry: proxies) needed |= entry.value->owner == owner && !entry.value->ownerLost;
+  for (Proxy& p: proxies) needed |= p.id.hi == owner && !p.ownerLost;
   if (!needed) return;
   kj::TimePoint deadline = timer.now() + peers.options().grace;
   KJ_IF_MAYBE(since, unreachableSince.find(owner)) {
@@ -259,9 +269,8 @@ kj::Promise<PeerLink*> RemoteObjects::reconnect(gc::PeerId owner, kj::String add
 
 kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
   kj::Vector<gc::ObjectId> stale;
-  for (auto& entry: proxies) {
-    Proxy& p = *entry.value;
-    if (p.owner != link.origin || p.ownerLost || p.linkClient == link.client) continue;
+  for (Proxy& p: proxies) {
+    if (p.id.hi != link.origin || p.ownerLost || p.linkClient == link.client) continue;
     bool alive = false;
     KJ_IF_MAYBE(old, peers.linkOf(p.linkClient)) { alive = peers.usable(*old); }
     if (!alive) stale.add(p.id);
@@ -279,8 +288,8 @@ kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
     auto refs = reply.getRefs();
     size_t lost = 0;
     for (size_t i = 0; i < stale.size(); i++) {
-      KJ_IF_MAYBE(found, proxies.find(keyOf(stale[i]))) {
-        Proxy& p = **found;
+      KJ_IF_MAYBE(found, proxies.find(stale[i])) {
+        Proxy& p = *found;
         proto::Ref::Client ref = refs[i];
         if (capnp::ClientHook::from(kj::cp(ref))->isNull()) {  // the owner kept none for us
           p.ownerLost = true;
@@ -298,9 +307,8 @@ kj::Promise<void> RemoteObjects::reattachAll(PeerLink& link) {
 
 void RemoteObjects::ownerIsLost(gc::PeerId owner, kj::StringPtr why) {
   size_t count = 0;
-  for (auto& entry: proxies) {
-    Proxy& p = *entry.value;
-    if (p.owner != owner || p.ownerLost) continue;
+  for (Proxy& p: proxies) {
+    if (p.id.hi != owner || p.ownerLost) continue;
     p.ownerLost = true;
     p.ownerRef = nullptr;
     count++;
@@ -316,8 +324,8 @@ void RemoteObjects::ownerIsLost(gc::PeerId owner, kj::StringPtr why) {
 kj::Promise<void> RemoteObjects::whenSettled(gc::ObjectId id) {
   Proxy& p = proxy(id);
   if (p.settled) return kj::READY_NOW;
-  KJ_IF_MAYBE(inFlight, p.settling) { return inFlight->addBranch(); }
-  auto settling = ownerLink(p)
+  KJ_IF_MAYBE(inFlight, settling.find(keyOf(id))) { return inFlight->addBranch(); }
+  auto settled = ownerLink(p)
       .then([this, id](PeerLink*) {
         return proxy(id).ownerRef.whenReadyRequest().send();
       })
@@ -326,15 +334,15 @@ kj::Promise<void> RemoteObjects::whenSettled(gc::ObjectId id) {
             Proxy& p = proxy(id);
             auto info = reply.getInfo();
             settle(p, info.getSize(), info.getHash().getHigh(), info.getHash().getLow());
-            forget(p.settling);
+            forget(settling, id);
           },
           [this, id](kj::Exception&& e) {
-            KJ_IF_MAYBE(found, proxies.find(keyOf(id))) { forget((*found)->settling); }
+            forget(settling, id);
             kj::throwFatalException(fromOwner(kj::mv(e)));
           });
-  auto forked = settling.fork();
+  auto forked = settled.fork();
   auto branch = forked.addBranch();
-  p.settling = kj::mv(forked);
+  settling.insert(keyOf(id), kj::mv(forked));
   return branch;
 }
 
@@ -421,8 +429,8 @@ kj::Promise<kj::Array<HeldObject>> RemoteObjects::children(gc::ObjectId id,
 }
 
 RemoteGateway::Whereabouts RemoteObjects::whereabouts(gc::ObjectId id) {
-  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) {
-    return Whereabouts{kj::str((*found)->address), (*found)->ownerLost};
+  KJ_IF_MAYBE(found, proxies.find(id)) {
+    return Whereabouts{kj::str(addressOf(id.hi)), found->ownerLost};
   }
   return Whereabouts{kj::str(), false};
 }
@@ -432,20 +440,20 @@ void RemoteObjects::fillStats(proto::Stats::Builder stats) {
   stats.setPullsTotal(pullsTotal);
   stats.setBytesPulledTotal(bytesPulled);
   uint64_t lost = 0;
-  for (auto& entry: proxies) lost += entry.value->ownerLost;
+  for (Proxy& p: proxies) lost += p.ownerLost;
   stats.setOwnerLost(lost);
 }
 
 // ---- copying the bytes ----------------------------------------------------------------------
 
 kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
-  Proxy& p = proxy(id);
+  proxy(id);  // NOT_FOUND if it is gone
   if (store.record(id).bytesLocal) return kj::READY_NOW;
-  KJ_IF_MAYBE(inFlight, p.pulling) {
-    if (wanted == Wanted::BY_READER) readerWants(p);
-    return inFlight->addBranch();
+  KJ_IF_MAYBE(inFlight, copying.find(keyOf(id))) {
+    Copying& copy = **inFlight;
+    if (wanted == Wanted::BY_READER) readerWants(copy);
+    return copy.pulling.addBranch();
   }
-  p.readerWaits = wanted == Wanted::BY_READER;
   pullsInFlight++;
   // Counted for as long as the copy lives: it ends, or is dropped with its proxy (tools/soak
   // found the count stuck at 1 when the proxy went first).
@@ -455,25 +463,24 @@ kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
         pullEnded(id);
         kj::throwFatalException(kj::mv(e));
       });
-  auto forked = pulled.fork();
-  auto branch = forked.addBranch();
-  p.pulling = kj::mv(forked);
+  // (pull() looks at the Copying only in its continuations, which run after this returns.)
+  auto copy = kj::heap<Copying>(pulled.fork());
+  copy->readerWaits = wanted == Wanted::BY_READER;
+  auto branch = copy->pulling.addBranch();
+  copying.insert(keyOf(id), kj::mv(copy));
   return branch;
 }
 
-void RemoteObjects::readerWants(Proxy& p) {
-  p.readerWaits = true;
-  KJ_IF_MAYBE(promotion, p.readerCame) { (*promotion)->fulfill(); }
-  p.readerCame = nullptr;
+void RemoteObjects::readerWants(Copying& copy) {
+  copy.readerWaits = true;
+  KJ_IF_MAYBE(promotion, copy.readerCame) { (*promotion)->fulfill(); }
+  copy.readerCame = nullptr;
 }
 
 void RemoteObjects::pullEnded(gc::ObjectId id) {
-  KJ_IF_MAYBE(found, proxies.find(keyOf(id))) {
-    Proxy& p = **found;
-    forget(p.pulling);
-    p.readerWaits = false;
-    p.readerCame = nullptr;
-  }
+  // Runs inside the copy's own fork: the Copying that holds it goes in a later turn.
+  KJ_IF_MAYBE(found, copying.find(keyOf(id))) { dropLater(tasks, kj::mv(*found)); }
+  copying.erase(keyOf(id));
 }
 
 // One value being copied here, across attempts. Listed in `receiving` while it lives, which
@@ -511,7 +518,9 @@ RemoteObjects::~RemoteObjects() noexcept(false) {
 kj::Promise<dataplane::ArrivingBytes::Arrived> RemoteObjects::whenArrived(gc::ObjectId id,
                                                                           uint64_t end) {
   const gc::ObjectRecord& record = store.record(id);
-  if (record.bytesLocal) return Arrived{store.objectMemory().bytesOf(record).asConst(), kj::Own<void>()};
+  if (record.bytesLocal) {
+    return Arrived{store.objectMemory().bytesOf(record).asConst(), kj::Own<void>()};
+  }
   KJ_IF_MAYBE(listed, receiving.find(keyOf(id))) {
     PullState& state = **listed;
     auto bytes = state.reception->destination().asConst();
@@ -523,7 +532,7 @@ kj::Promise<dataplane::ArrivingBytes::Arrived> RemoteObjects::whenArrived(gc::Ob
 
 gc::Secret RemoteObjects::relayTicket(gc::ObjectId id, uint64_t copy, gc::PeerId reader) {
   bool here = false;
-  if (proxies.find(keyOf(id)) != nullptr) {
+  if (proxies.find(id) != nullptr) {
     KJ_IF_MAYBE(arriving, receiving.find(keyOf(id))) {
       here = (*arriving)->copy == copy;
     } else KJ_IF_MAYBE(complete, relayable.find(keyOf(id))) {
@@ -537,14 +546,18 @@ gc::Secret RemoteObjects::relayTicket(gc::ObjectId id, uint64_t copy, gc::PeerId
 
 kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
   return whenSettled(id).then([this, id]() {
-    Proxy& p = proxy(id);
+    proxy(id);  // NOT_FOUND if everyone let go meanwhile
+    auto found = copying.find(keyOf(id));
+    RS_REQUIRE(found != nullptr, NOT_FOUND, "object ", gc::toHex(id).c_str(),
+               " no longer exists here");
+    Copying& copy = *KJ_ASSERT_NONNULL(found);
     uint64_t size = store.record(id).size;
     // The copy waits for memory like a create (admission control; other copies are evicted to
     // make room), in the daemon's own line. A prefetch's waits behind every ordinary request
     // until a reader wants this value (readerWants).
-    if (p.readerWaits) return store.reserveCopy(size, Priority::ORDINARY, nullptr);
+    if (copy.readerWaits) return store.reserveCopy(size, Priority::ORDINARY, nullptr);
     auto promotion = kj::newPromiseAndFulfiller<void>();
-    p.readerCame = kj::mv(promotion.fulfiller);
+    copy.readerCame = kj::mv(promotion.fulfiller);
     return store.reserveCopy(size, Priority::PREFETCH, kj::mv(promotion.promise));
   }).then([this, id](kj::Own<Reservation> memory) -> kj::Promise<void> {
     if (copyEarlyBytes(proxy(id), memory)) return kj::READY_NOW;
@@ -555,13 +568,13 @@ kj::Promise<void> RemoteObjects::pull(gc::ObjectId id) {
 
 void RemoteObjects::keepEarlyBytes(Proxy& p, kj::Array<kj::byte> bytes) {
   const gc::ObjectRecord& record = store.record(p.id);
-  if (p.earlyBytes.size() > 0 || record.bytesLocal || !p.described ||
+  if (earlyBytes.find(keyOf(p.id)) != nullptr || record.bytesLocal || !p.described ||
       record.size != bytes.size() || earlyBytesKept + bytes.size() > kEarlyBytesLimit ||
       earlyExpiries.size() >= kEarlyBytesMaxCount) {
     return;
   }
   earlyBytesKept += bytes.size();
-  p.earlyBytes = kj::mv(bytes);
+  earlyBytes.insert(keyOf(p.id), kj::mv(bytes));
   earlyExpiries.push_back(EarlyExpiry{timer.now() + kEarlyBytesLife, p.id});
   if (!earlyExpiring) {
     earlyExpiring = true;
@@ -579,31 +592,31 @@ kj::Promise<void> RemoteObjects::expireEarlyBytes() {
     while (!earlyExpiries.empty() && earlyExpiries.front().at <= now) {
       // (A proxy made again since with the same id loses its newer bytes a little early: its
       // read then asks the owner, as after any expiry.)
-      KJ_IF_MAYBE(found, proxies.find(keyOf(earlyExpiries.front().id))) {
-        dropEarlyBytes(**found);
-      }
+      takeEarlyBytes(earlyExpiries.front().id);
       earlyExpiries.pop_front();
     }
     return expireEarlyBytes();
   });
 }
 
-void RemoteObjects::dropEarlyBytes(Proxy& p) {
-  earlyBytesKept -= p.earlyBytes.size();
-  p.earlyBytes = nullptr;
+kj::Array<kj::byte> RemoteObjects::takeEarlyBytes(gc::ObjectId id) {
+  kj::Array<kj::byte> taken;
+  KJ_IF_MAYBE(bytes, earlyBytes.find(keyOf(id))) {
+    taken = kj::mv(*bytes);
+    earlyBytesKept -= taken.size();
+    earlyBytes.erase(keyOf(id));
+  }
+  return taken;
 }
 
 bool RemoteObjects::copyEarlyBytes(Proxy& p, kj::Own<Reservation>& memory) {
-  if (p.earlyBytes.size() == 0) return false;
+  kj::Array<kj::byte> early = takeEarlyBytes(p.id);
+  if (early.size() == 0) return false;
   const gc::ObjectRecord& record = store.record(p.id);
-  uint64_t size = p.earlyBytes.size();
-  if (size != record.size) {  // not this copy's size: never copy past the reservation
-    dropEarlyBytes(p);
-    return false;
-  }
+  uint64_t size = early.size();
+  if (size != record.size) return false;  // not this copy's size: never copy past the reservation
   kj::byte* into = static_cast<kj::byte*>(memory->get().ptr);
-  memcpy(into, p.earlyBytes.begin(), size);
-  dropEarlyBytes(p);
+  memcpy(into, early.begin(), size);
   XXH128_hash_t got = XXH3_128bits(into, size);
   if (got.high64 != record.hashHi || got.low64 != record.hashLo) {
     logWarning("object ", gc::toHex(p.id).c_str(),
@@ -620,7 +633,7 @@ void RemoteObjects::storeCopy(Proxy& p, kj::Own<Reservation> memory, uint64_t si
   p.described = true;
   pullsTotal++;
   bytesPulled += size;
-  peers.countPulled(p.owner, size);
+  peers.countPulled(p.id.hi, size);
 }
 
 void RemoteObjects::settle(Proxy& p, uint64_t size, uint64_t hashHi, uint64_t hashLo) {
@@ -722,7 +735,7 @@ kj::Promise<void> RemoteObjects::pullAttempt(gc::ObjectId id, kj::Own<PullState>
         bool transient = isDisconnect(e) ||
                          strstr(e.getDescription().cStr(), "refstore.CORRUPTED: a chunk") != nullptr;
         state->direct = true;
-        if (transient && state->attemptsLeft > 0 && proxies.find(keyOf(id)) != nullptr) {
+        if (transient && state->attemptsLeft > 0 && proxies.find(id) != nullptr) {
           logDebug("copy of ", gc::toHex(id).c_str(), " broke at ", state->reception->reached(),
                    " bytes: resuming (", e.getDescription(), ")");
           return timer.afterDelay(50 * kj::MILLISECONDS)

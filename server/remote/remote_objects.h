@@ -84,25 +84,30 @@ class RemoteObjects final: public ProxyDoor,
   uint64_t proxiesOf(gc::PeerId owner) const;
 
  private:
+  // One per proxied object, for as long as the proxy lives: only what every proxy needs. What
+  // exists only for a while (a copy in flight, a restore's early bytes, a wait for the owner's
+  // promise) lives in side maps below, so that the millions of proxies nobody is reading pay
+  // nothing for it. Kept by value in `proxies` (56 bytes, no allocation of its own): a Proxy&
+  // is good only until a proxy is added or reclaimed, so code that waits finds it again by id.
   struct Proxy {
-    gc::ObjectId id;
-    gc::PeerId owner;
-    kj::String address;
+    gc::ObjectId id;  // the owner's: id.hi is the owner (gc::PeerId), its address in `owners`
     proto::Ref::Client ownerRef = nullptr;  // our one reference on the owner's object
     gc::ClientId linkClient = 0;            // the connection it came through
     bool settled = false;                   // the owner's object is not a pending promise
     bool described = false;                 // size and hash are known here
     bool ownerLost = false;
-    kj::Maybe<kj::ForkedPromise<void>> settling;
-    kj::Maybe<kj::ForkedPromise<void>> pulling;
-    // The copy in flight (`pulling`): whether a reader waits for it; if not (a prefetch), its
-    // memory request waits behind every ordinary one, and `readerCame` promotes it when a
-    // reader comes to want this value.
+  };
+  static_assert(sizeof(Proxy) <= 56,
+                "one per proxied object: measure refbench's proxy_bytes before growing it");
+  // A copy of a proxy's bytes in flight: made by whenLocal() with the copy, gone at pullEnded()
+  // (or with the proxy).
+  struct Copying {
+    explicit Copying(kj::ForkedPromise<void> pulling): pulling(kj::mv(pulling)) {}
+    kj::ForkedPromise<void> pulling;  // the copy, every waiter a branch
+    // Whether a reader waits for it; if not (a prefetch), its memory request waits behind every
+    // ordinary one, and `readerCame` promotes it when a reader comes to want this value.
     bool readerWaits = false;
     kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> readerCame;
-    // A small value's bytes that came with the restore, kept until the first read copies them
-    // into shared memory (no round trip to the owner) or kEarlyBytesLife passes.
-    kj::Array<kj::byte> earlyBytes;
   };
   struct IdKey {
     uint64_t hi, lo;
@@ -110,13 +115,20 @@ class RemoteObjects final: public ProxyDoor,
     unsigned int hashCode() const { return unsigned(lo ^ (lo >> 32) ^ hi); }
   };
   static IdKey keyOf(gc::ObjectId id) { return IdKey{id.hi, id.lo}; }
+  struct ProxyById {  // kj::HashIndex callbacks: proxies are found by id
+    gc::ObjectId keyForRow(const Proxy& p) const { return p.id; }
+    bool matches(const Proxy& p, gc::ObjectId id) const { return p.id == id; }
+    uint hashCode(gc::ObjectId id) const { return keyOf(id).hashCode(); }
+  };
 
   void taskFailed(kj::Exception&& e) override;
   // Forgets a fork from inside its own continuation (server/runtime/drop_later.h).
   template <typename T>
-  void forget(kj::Maybe<kj::ForkedPromise<T>>& fork);
+  void forget(kj::HashMap<IdKey, kj::ForkedPromise<T>>& forks, gc::ObjectId id);
   void forgetReconnect(gc::PeerId owner);
   Proxy& proxy(gc::ObjectId id);  // a live proxy (NOT_FOUND otherwise)
+  // Where the owner of proxies here is (an owner with none is not known).
+  kj::StringPtr addressOf(gc::PeerId owner);
   // A new holder for `client` on the proxy of `id`, made with `ownerRef` if there is none yet
   // (otherwise `ownerRef` is dropped: one owner reference per proxy). DISCONNECTED, and nothing
   // held, if `client`'s connection has closed meanwhile.
@@ -145,14 +157,15 @@ class RemoteObjects final: public ProxyDoor,
   void ownerIsLost(gc::PeerId owner, kj::StringPtr why);
   struct PullState;
   kj::Promise<void> pull(gc::ObjectId id);
-  void readerWants(Proxy& proxy);  // a reader waits for the copy in flight
+  void readerWants(Copying& copy);  // a reader waits for the copy in flight
   void pullEnded(gc::ObjectId id);
   kj::Promise<void> pullAttempt(gc::ObjectId id, kj::Own<PullState> state);
   // One attempt from another reader's copy (the owner named `relay`); resolves to `expected`.
   kj::Promise<XXH128_hash_t> copyFromRelay(peer::Relay::Client relay, kj::Own<PullState> state,
                                            XXH128_hash_t expected);
   void keepEarlyBytes(Proxy& proxy, kj::Array<kj::byte> bytes);
-  void dropEarlyBytes(Proxy& proxy);
+  // The proxy's early bytes, no longer kept (empty if there were none).
+  kj::Array<kj::byte> takeEarlyBytes(gc::ObjectId id);
   // Drops early bytes as they reach kEarlyBytesLife, oldest first, while any are kept: one
   // timer for all of them (one each cost ~80 B per restore at 10,000 restores/s).
   kj::Promise<void> expireEarlyBytes();
@@ -169,11 +182,26 @@ class RemoteObjects final: public ProxyDoor,
   PeerDirectory& peers;
   dataplane::DataReceiver& receiver;
   kj::Timer& timer;
-  kj::HashMap<IdKey, kj::Own<Proxy>> proxies;
+  kj::Table<Proxy, kj::HashIndex<ProxyById>> proxies;
+  // Each owner that proxies here belong to: its address, kept once per owner rather than once
+  // per proxy (the first proxy's; a daemon advertises one address, and reconnecting is per
+  // owner anyway), and its number of proxies (proxiesOf). Gone with its last proxy.
+  struct Owner {
+    kj::String address;
+    uint64_t proxies = 0;
+  };
+  kj::HashMap<gc::PeerId, Owner> owners;
+  // Proxies whose owner's object is a pending promise and someone waits for it (whenSettled).
+  kj::HashMap<IdKey, kj::ForkedPromise<void>> settling;
+  // Proxies whose bytes are being copied here (whenLocal).
+  kj::HashMap<IdKey, kj::Own<Copying>> copying;
+  // A small value's bytes that came with its restore, kept until the first read copies them
+  // into shared memory (no round trip to the owner) or kEarlyBytesLife passes.
+  kj::HashMap<IdKey, kj::Array<kj::byte>> earlyBytes;
   kj::HashMap<gc::PeerId, kj::ForkedPromise<PeerLink*>> reconnecting;
   kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
   uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
-  uint64_t earlyBytesKept = 0;  // total size of every Proxy::earlyBytes
+  uint64_t earlyBytesKept = 0;  // total size of everything in earlyBytes
   // The copies whose bytes are arriving now (PullState registers itself), for relaying them.
   kj::HashMap<IdKey, PullState*> receiving;
   // The number of each complete copy of a large value (RelayOffers::kMinBytes) here, for
