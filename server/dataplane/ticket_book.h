@@ -21,7 +21,8 @@ class TicketBook final: private kj::TaskSet::ErrorHandler {
   ~TicketBook() noexcept(false);
   KJ_DISALLOW_COPY(TicketBook);
 
-  // A ticket for the resident object `owner` (not an alias), for daemon `peer`, pinning it
+  // A ticket for the resident object `owner` (not an alias; or a proxy whose copy is here or
+  // arriving, which this daemon relays), for daemon `peer`, pinning it
   // until the ticket is used up or expires. Throws RESOURCE_EXHAUSTED past kMaxOutstanding.
   gc::Secret issue(gc::ObjectId owner, gc::PeerId peer);
 

@@ -456,8 +456,9 @@ kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
   }
   pullsInFlight++;
   // Counted for as long as the copy lives: it ends, or is dropped with its proxy (tools/soak
-  // found the count stuck at 1 when the proxy went first).
-  auto pulled = pull(id).attach(kj::defer([this]() { pullsInFlight--; })).then(
+  // found the count stuck at 1 when the proxy went first), or fails at once (evalNow: an
+  // owner already lost throws before pull() returns a promise).
+  auto pulled = kj::evalNow([&]() { return pull(id); }).attach(kj::defer([this]() { pullsInFlight--; })).then(
       [this, id]() { pullEnded(id); },
       [this, id](kj::Exception&& e) {
         pullEnded(id);
@@ -524,7 +525,13 @@ kj::Promise<dataplane::ArrivingBytes::Arrived> RemoteObjects::whenArrived(gc::Ob
   KJ_IF_MAYBE(listed, receiving.find(keyOf(id))) {
     PullState& state = **listed;
     auto bytes = state.reception->destination().asConst();
-    return state.reception->whenReached(end).then(
+    auto reached = state.reception->whenReached(end);
+    KJ_IF_MAYBE(copy, copying.find(keyOf(id))) {
+      // A copy that fails (or completes) ends the wait at once, not at the relay's reader's
+      // stall timeout: on success every byte has arrived.
+      reached = reached.exclusiveJoin((*copy)->pulling.addBranch());
+    }
+    return reached.then(
         [bytes, keep = kj::addRef(state)]() mutable { return Arrived{bytes, kj::mv(keep)}; });
   }
   RS_FAIL(NOT_FOUND, "the copy of object ", gc::toHex(id).c_str(), " here is gone");
