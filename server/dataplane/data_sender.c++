@@ -113,7 +113,8 @@ kj::Promise<ArrivingBytes::Arrived> DataSender::bytesUpTo(gc::ObjectId object, u
   // arriving is kept by `Arrived::keep`.
   const gc::ObjectRecord& record = store.record(object);
   if (record.state != gc::ObjectState::REMOTE || record.bytesLocal) {
-    return ArrivingBytes::Arrived{store.objectMemory().bytesOf(record).asConst(), kj::Own<void>()};
+    auto bytes = store.objectMemory().bytesOf(record).asConst();
+    return ArrivingBytes::Arrived{bytes, kj::Own<void>()};
   }
   KJ_IF_MAYBE(copies, arriving) { return copies->whenArrived(object, end); }
   return KJ_EXCEPTION(FAILED, "data port: the object's bytes are not here");

@@ -3,8 +3,8 @@
 // from shared memory: no staging copy, no Cap'n Proto message. It serves this daemon's own
 // objects and, as a relay (schema/peer.capnp), copies of other daemons' objects, which may
 // still be arriving (ArrivingBytes): each chunk goes out once it is here. A connection with a
-// bad request or ticket is closed at once; one that stalls is closed after a timeout. At most kMaxConcurrent
-// transfers run at once (others wait their turn), which caps the bytes in flight.
+// bad request or ticket is closed at once; one that stalls is closed after a timeout. At most
+// kMaxConcurrent transfers run at once (others wait their turn), which caps the bytes in flight.
 #pragma once
 
 #include <kj/async-io.h>

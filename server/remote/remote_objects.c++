@@ -458,7 +458,8 @@ kj::Promise<void> RemoteObjects::whenLocal(gc::ObjectId id, Wanted wanted) {
   // Counted for as long as the copy lives: it ends, or is dropped with its proxy (tools/soak
   // found the count stuck at 1 when the proxy went first), or fails at once (evalNow: an
   // owner already lost throws before pull() returns a promise).
-  auto pulled = kj::evalNow([&]() { return pull(id); }).attach(kj::defer([this]() { pullsInFlight--; })).then(
+  auto started = kj::evalNow([&]() { return pull(id); });
+  auto pulled = started.attach(kj::defer([this]() { pullsInFlight--; })).then(
       [this, id]() { pullEnded(id); },
       [this, id](kj::Exception&& e) {
         pullEnded(id);
