@@ -74,6 +74,9 @@ class SoakMain {
                           "chance per round of SIGKILLing one worker mid-operation (default 4).")
         .addOptionWithArg({"memory"}, KJ_BIND_METHOD(*this, setMemory), "<size>",
                           "each daemon's --memory (default 256M).")
+        .addOptionWithArg({"large-max"}, KJ_BIND_METHOD(*this, setLargeMax), "<MiB>",
+                          "largest value made with create, in MiB (default 4; from 8, values "
+                          "read on several hosts are relayed between readers).")
         .addOptionWithArg({"peer-grace-ms"}, KJ_BIND_METHOD(*this, setGrace), "<ms>",
                           "each daemon's --peer-grace-ms (default 3000).")
         .addOptionWithArg({"log-dir"}, KJ_BIND_METHOD(*this, setLogDir), "<dir>",
@@ -161,6 +164,12 @@ class SoakMain {
   }
   kj::MainBuilder::Validity setMemory(kj::StringPtr text) {
     options.memory = text.cStr();
+    return true;
+  }
+  kj::MainBuilder::Validity setLargeMax(kj::StringPtr text) {
+    uint64_t n;
+    if (!parseNumber(text, &n) || n < 2 || n > 1024) return "--large-max must be 2 to 1024 (MiB)";
+    options.largeMax = n << 20;
     return true;
   }
   kj::MainBuilder::Validity setGrace(kj::StringPtr text) {
