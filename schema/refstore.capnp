@@ -182,13 +182,17 @@ struct Stats {
   detachedHolders @33 :UInt64;    # of those, held for a peer whose connection is down (grace)
   peers @34 :UInt32;              # peer connections up
   bytesPulledTotal @35 :UInt64;   # bytes received from owners for local copies, since start
-  bytesServedTotal @36 :UInt64;   # bytes sent to other daemons' pulls, since start
+  bytesServedTotal @36 :UInt64;   # bytes sent to other daemons' pulls (as owner or relay)
   pullsInFlight @37 :UInt32;      # pulls running now
   pullsTotal @38 :UInt64;         # pulls completed, since start
   ownerLost @39 :UInt64;          # proxies whose owner is gone (complete copies stay readable)
   prefetchesWaiting @40 :UInt32;
   # Of queueLength, copies for `Ref.prefetch` that nobody reads yet: they get memory only once
   # no other request waits for it.
+  bytesRelayedTotal @41 :UInt64;
+  # Bytes received for local copies from another reader's copy instead of from the owner (a
+  # large value read on several hosts at once is relayed from reader to reader: peer.capnp),
+  # since start. Counted as they arrive, so a copy that fails later has been counted too.
 }
 
 struct HolderInfo {

@@ -797,14 +797,17 @@ TEST_CASE("a large value read on three hosts at once crosses the owner's link on
   CHECK(read[3] == "ok");
   CHECK(onA.stats().bytesServedTotal == kSize);  // once, not three times
   CHECK(data.proxy->counters().connections == 1);
-  uint64_t relayed = 0;
+  uint64_t relayed = 0, received = 0;
   for (Client* reader: {&onB, &onC, &onD}) {
     Stats s = reader->stats();
     CHECK(s.pullsTotal == 1);
     CHECK(s.bytesPulledTotal == kSize);
     relayed += s.bytesServedTotal;
+    received += s.bytesRelayedTotal;
   }
+  CHECK(onB.stats().bytesRelayedTotal == 0);  // from the owner
   CHECK(relayed == 2 * kSize);  // a chain: B to one reader, that one to the last
+  CHECK(received == 2 * kSize);
 }
 
 TEST_CASE("a relay killed mid-copy: its reader finishes from the owner, from its last good chunk") {
@@ -844,7 +847,10 @@ TEST_CASE("a relay killed mid-copy: its reader finishes from the owner, from its
   View view = relayed.wait(io.waitScope);
   CHECK(view.size() == kSize);
   CHECK(refstore::testing::checkPattern(view.data(), kSize, 63));
-  CHECK(onC.stats().bytesPulledTotal == kSize);
+  Stats s = onC.stats();
+  CHECK(s.bytesPulledTotal == kSize);
+  CHECK(s.bytesRelayedTotal > 0);       // some from B's copy ...
+  CHECK(s.bytesRelayedTotal < kSize);  // ... the rest from the owner
   CHECK(data.proxy->counters().connections == 2);  // B's, then C's own from where it was
 }
 
@@ -865,11 +871,13 @@ TEST_CASE("a reader that let go of a value is not offered as a relay; one that h
   CHECK(onA.stats().bytesServedTotal == 2 * kSize);
   CHECK(onB.stats().bytesServedTotal == 0);
   CHECK(onC.stats().bytesPulledTotal == kSize);
+  CHECK(onC.stats().bytesRelayedTotal == 0);
   // C's copy is there: a third read on B comes from C.
   Ref again = onB.restore(token);
   CHECK(refstore::testing::checkPattern(again.view(20).data(), kSize, 62));
   CHECK(onA.stats().bytesServedTotal == 2 * kSize);
   CHECK(onC.stats().bytesServedTotal == kSize);
+  CHECK(onB.stats().bytesRelayedTotal == kSize);
 }
 
 TEST_CASE("prefetch copies a value here before its first read, once") {

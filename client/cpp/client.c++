@@ -574,6 +574,7 @@ Stats Client::stats() {
   out.pullsTotal = s.getPullsTotal();
   out.ownerLost = s.getOwnerLost();
   out.prefetchesWaiting = s.getPrefetchesWaiting();
+  out.bytesRelayedTotal = s.getBytesRelayedTotal();
   return out;
 }
 
@@ -641,6 +642,7 @@ std::vector<NamedCounter> namedCounters(const Stats& s) {
       {"pulls_total", s.pullsTotal},
       {"owner_lost", s.ownerLost},
       {"prefetches_waiting", s.prefetchesWaiting},
+      {"bytes_relayed_total", s.bytesRelayedTotal},
   };
 }
 

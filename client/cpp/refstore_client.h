@@ -84,6 +84,7 @@ struct Stats {
   uint32_t peers = 0, pullsInFlight = 0;
   uint64_t bytesPulledTotal = 0, bytesServedTotal = 0, pullsTotal = 0, ownerLost = 0;
   uint32_t prefetchesWaiting = 0;  // of queueLength: Ref.prefetch copies nobody reads yet
+  uint64_t bytesRelayedTotal = 0;  // of bytesPulledTotal: from another reader, not the owner
 };
 
 // One connection to another daemon (Client::peers, `refctl peers`).

@@ -438,6 +438,7 @@ RemoteGateway::Whereabouts RemoteObjects::whereabouts(gc::ObjectId id) {
 void RemoteObjects::fillStats(proto::Stats::Builder stats) {
   stats.setPullsInFlight(pullsInFlight);
   stats.setPullsTotal(pullsTotal);
+  stats.setBytesRelayedTotal(bytesRelayed);
   stats.setBytesPulledTotal(bytesPulled);
   uint64_t lost = 0;
   for (Proxy& p: proxies) lost += p.ownerLost;
@@ -659,10 +660,14 @@ kj::Promise<XXH128_hash_t> RemoteObjects::copyFromRelay(peer::Relay::Client rela
   auto request = relay.openRequest();
   request.setReader(peers.options().origin);
   auto& reception = *state->reception;
+  uint64_t from = reception.reached();
   return request.send()
       .then([this, &reception](capnp::Response<peer::Relay::OpenResults> opened) {
         return receiver.attempt(opened.getDataAddress(), ticketOf(opened.getTicket()), reception);
       })
+      .attach(kj::defer([this, &reception, from]() {
+        bytesRelayed += reception.reached() - from;  // what came from the relay, this time
+      }))
       .then([expected]() { return expected; },
             [](kj::Exception&& e) -> XXH128_hash_t {
               kj::throwFatalException(kj::Exception(

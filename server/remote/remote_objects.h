@@ -201,6 +201,7 @@ class RemoteObjects final: public ProxyDoor,
   kj::HashMap<gc::PeerId, kj::ForkedPromise<PeerLink*>> reconnecting;
   kj::HashMap<gc::PeerId, kj::TimePoint> unreachableSince;
   uint64_t pullsInFlight = 0, pullsTotal = 0, bytesPulled = 0, lostTotal = 0;
+  uint64_t bytesRelayed = 0;  // received from relays (Stats.bytesRelayedTotal)
   uint64_t earlyBytesKept = 0;  // total size of everything in earlyBytes
   // The copies whose bytes are arriving now (PullState registers itself), for relaying them.
   kj::HashMap<IdKey, PullState*> receiving;

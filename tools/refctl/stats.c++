@@ -63,6 +63,7 @@ std::vector<Field> fieldsOf(const Stats& s) {
       {"pulls_total", Kind::COUNT, s.pullsTotal},
       {"owner_lost", Kind::COUNT, s.ownerLost},
       {"prefetches_waiting", Kind::COUNT, s.prefetchesWaiting},
+      {"bytes_relayed_total", Kind::BYTES, s.bytesRelayedTotal},
   };
 }
 
