@@ -45,7 +45,8 @@ gc::ObjectTable::HolderInfo RefHook::held() const {
 void RefHook::release() {
   gc::HolderId releasing = holder;
   holder = 0;
-  if (releasing != 0) services.releaseHolder(releasing);
+  // (At exit the daemon's RpcServices may be gone already: see RpcServices::alive.)
+  if (releasing != 0 && RpcServices::alive(services)) services.releaseHolder(releasing);
 }
 
 RefHook::~RefHook() noexcept(false) { release(); }

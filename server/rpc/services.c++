@@ -35,6 +35,30 @@ void RpcServices::requireOpen(gc::ClientId client) {
                                        "its call finished", client));
 }
 
+namespace {
+// The RpcServices alive on this thread: one per daemon (a few at once in unit tests).
+thread_local kj::Vector<const RpcServices*> liveServices;
+}  // namespace
+
+RpcServices::RpcServices(ObjectStore& store): store(store) { liveServices.add(this); }
+
+RpcServices::~RpcServices() noexcept(false) {
+  for (size_t i = 0; i < liveServices.size(); i++) {
+    if (liveServices[i] == this) {
+      liveServices[i] = liveServices.back();
+      liveServices.removeLast();
+      break;
+    }
+  }
+}
+
+bool RpcServices::alive(const RpcServices& services) {
+  for (auto* live: liveServices) {
+    if (live == &services) return true;
+  }
+  return false;
+}
+
 void RpcServices::releaseHolder(gc::HolderId holder) {
   gc::ObjectTable& holds = store.remoteHolds();
   if (auto peer = holds.remotePeerOf(holder)) {

@@ -41,8 +41,15 @@ struct ConnectionState {
 
 class RpcServices {
  public:
-  explicit RpcServices(ObjectStore& store): store(store) {}
+  explicit RpcServices(ObjectStore& store);
+  ~RpcServices() noexcept(false);
   KJ_DISALLOW_COPY(RpcServices);
+
+  // Whether `services` still exists (on this thread). At a daemon's exit Cap'n Proto may destroy
+  // capabilities it kept in detached tasks only when the event loop goes, after the daemon's
+  // RpcServices and store: a Ref destroyed then has nothing left to release (ASan found a Ref
+  // released into a freed RpcServices once in three CI runs).
+  static bool alive(const RpcServices& services);
 
   ObjectStore& store;
 
