@@ -18,8 +18,9 @@ class ArrivingBytes {
     kj::ArrayPtr<const kj::byte> bytes;  // the whole value's place; [0, end) arrived and checked
     kj::Own<void> keep;                  // keeps `bytes` mapped while it lives
   };
-  // Resolves once the bytes [0, end) of `object` have arrived here and been checked (at once if
-  // its copy is complete). Fails if the copy fails or is dropped before it gets there.
+  // Resolves once the bytes [0, end) of `object`, whose copy is arriving here, have arrived and
+  // been checked (the caller serves complete copies from the store). Fails if the copy fails or
+  // is dropped before it gets there, or if there is no copy arriving.
   virtual kj::Promise<Arrived> whenArrived(gc::ObjectId object, uint64_t end) = 0;
 };
 

@@ -13,6 +13,22 @@
 
 namespace refstore::server::dataplane {
 
+// A ticket as openPull and Relay.open carry it: 16 bytes, `hi` then `lo` (schema/peer.capnp).
+constexpr size_t kTicketBytes = 16;
+inline void writeTicket(gc::Secret ticket, kj::ArrayPtr<kj::byte> out) {
+  KJ_REQUIRE(out.size() == kTicketBytes);
+  memcpy(out.begin(), &ticket.hi, 8);
+  memcpy(out.begin() + 8, &ticket.lo, 8);
+}
+// Null if `in` is not the size of a ticket.
+inline kj::Maybe<gc::Secret> readTicket(kj::ArrayPtr<const kj::byte> in) {
+  if (in.size() != kTicketBytes) return nullptr;
+  gc::Secret ticket;
+  memcpy(&ticket.hi, in.begin(), 8);
+  memcpy(&ticket.lo, in.begin() + 8, 8);
+  return ticket;
+}
+
 class TicketBook final: private kj::TaskSet::ErrorHandler {
  public:
   static constexpr size_t kMaxOutstanding = 4096;

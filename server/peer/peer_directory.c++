@@ -117,9 +117,7 @@ class PeerDirectory::Service final: public peer::PeerService::Server {
       }
     }
     gc::Secret ticket = directory.tickets.issue(owner, origin);
-    auto bytes = results.initTicket(16);
-    memcpy(bytes.begin(), &ticket.hi, 8);
-    memcpy(bytes.begin() + 8, &ticket.lo, 8);
+    dataplane::writeTicket(ticket, results.initTicket(dataplane::kTicketBytes));
     results.setDataAddress(directory.config.dataAddress);
     return kj::READY_NOW;
   }

@@ -28,12 +28,8 @@ kj::Exception fromOwner(kj::Exception&& e, kj::StringPtr lostWord = RS_ERROR_WOR
 
 // A data-port ticket as openPull and Relay.open send it.
 gc::Secret ticketOf(capnp::Data::Reader bytes) {
-  RS_REQUIRE(bytes.size() == 16, INTERNAL, "a malformed transfer ticket came (", bytes.size(),
-             " bytes)");
-  gc::Secret ticket;
-  memcpy(&ticket.hi, bytes.begin(), 8);
-  memcpy(&ticket.lo, bytes.begin() + 8, 8);
-  return ticket;
+  KJ_IF_MAYBE(ticket, dataplane::readTicket(bytes)) { return *ticket; }
+  RS_FAIL(INTERNAL, "a malformed transfer ticket came (", bytes.size(), " bytes)");
 }
 
 bool isDisconnect(const kj::Exception& e) {
@@ -520,10 +516,7 @@ RemoteObjects::~RemoteObjects() noexcept(false) {
 
 kj::Promise<dataplane::ArrivingBytes::Arrived> RemoteObjects::whenArrived(gc::ObjectId id,
                                                                           uint64_t end) {
-  const gc::ObjectRecord& record = store.record(id);
-  if (record.bytesLocal) {
-    return Arrived{store.objectMemory().bytesOf(record).asConst(), kj::Own<void>()};
-  }
+  // (The data port serves complete copies from the store itself: DataSender::bytesUpTo.)
   KJ_IF_MAYBE(listed, receiving.find(keyOf(id))) {
     PullState& state = **listed;
     auto bytes = state.reception->destination().asConst();
